@@ -1,0 +1,362 @@
+//! One client: its socket, the echo it still owes, and what we know of its
+//! readiness.
+//!
+//! A connection knows nothing of the loop except the [`Registry`] it uses to
+//! change its own interest. The loop lends it what is shared ([`Io`]: the one
+//! read buffer, the pool of output buffers, the counters) and calls
+//! [`Connection::serve`] when an event names it; `serve` does the steps of the
+//! echo in order and says what should happen next ([`Status`]).
+//!
+//! # Buffers and state
+//!
+//! Bytes are read into the loop's read buffer and written straight back. Only
+//! what the socket does not take right now is copied into this connection's
+//! [`Pending`] output, and only then does the connection hold a buffer (and
+//! ask for WRITABLE events). The pending output is capped: at the cap we stop
+//! reading from this peer until it drains, so the peer's own sends block — TCP
+//! flow control does the back-pressure, and memory stays bounded.
+//!
+//! Readiness is edge-triggered: an event says "something changed", not "this
+//! much is there". So the connection remembers `maybe_readable` — unread
+//! input may be waiting — from the event until a read proves otherwise
+//! (`WouldBlock`, or on epoll a short read; see [`crate::sys`]).
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::stats::{Counter, Counters};
+use crate::sys::SHORT_IO_MEANS_DRAINED;
+
+/// Echoed bytes the peer has not taken yet.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    /// The bytes, the first `sent` of them already written.
+    buf: Vec<u8>,
+    /// How far into `buf` the socket has taken; kept instead of shifting the
+    /// buffer after every partial write.
+    sent: usize,
+}
+
+impl Pending {
+    /// Bytes still owed to the peer.
+    fn len(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+}
+
+/// Output buffers not owned by any connection, kept for reuse.
+///
+/// A slow reader that catches up gives its buffer back; the next one that
+/// falls behind takes it, so steady back-pressure allocates nothing. The pool
+/// is bounded: a burst of slow readers costs memory once, not forever.
+#[derive(Debug)]
+pub(crate) struct BufferPool {
+    /// Buffers ready to be lent, each with capacity for `--max-pending` bytes.
+    /// Boxed on purpose: a connection holds its pending output as one
+    /// pointer (it stays small while idle), and lending moves that pointer.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Pending>>,
+    /// The capacity each buffer is created with.
+    buffer_size: usize,
+    /// Most buffers kept; beyond it a returned buffer is freed.
+    keep: usize,
+}
+
+impl BufferPool {
+    /// A pool of buffers of `buffer_size` bytes, keeping at most `keep`.
+    pub(crate) fn new(buffer_size: usize, keep: usize) -> Self {
+        BufferPool {
+            spare: Vec::new(),
+            buffer_size,
+            keep,
+        }
+    }
+
+    fn take(&mut self) -> Box<Pending> {
+        self.spare.pop().unwrap_or_else(|| {
+            Box::new(Pending {
+                buf: Vec::with_capacity(self.buffer_size),
+                sent: 0,
+            })
+        })
+    }
+
+    fn give_back(&mut self, mut pending: Box<Pending>) {
+        if self.spare.len() < self.keep {
+            pending.buf.clear();
+            pending.sent = 0;
+            self.spare.push(pending);
+        }
+    }
+}
+
+/// What the loop lends a connection while serving it.
+#[derive(Debug)]
+pub(crate) struct Io<'a> {
+    /// The loop's one read buffer.
+    pub(crate) buf: &'a mut [u8],
+    /// Where pending-output buffers come from and go back to.
+    pub(crate) pool: &'a mut BufferPool,
+    /// The server's counters (bytes in and out, pending bytes).
+    pub(crate) counters: &'a Counters,
+    /// `--max-pending`: most bytes one connection may owe its peer.
+    pub(crate) max_pending: usize,
+    /// Reads allowed for this connection in this turn (fairness).
+    pub(crate) reads_per_turn: usize,
+    /// False during shutdown: echo what was read, read nothing new.
+    pub(crate) reading: bool,
+}
+
+/// What the loop should do with a connection after serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Nothing to do until the next event.
+    Waiting,
+    /// Its read budget ran out with input possibly left: serve it again next
+    /// turn (no new event will come for data that is already there).
+    ReadAgain,
+    /// The peer shut down its side and everything was echoed: close it.
+    Finished,
+}
+
+/// One accepted client.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    /// The socket, registered with the loop's poll under this connection's
+    /// slab key.
+    stream: TcpStream,
+    /// The peer's address, for log lines (sockets that were reset can no
+    /// longer tell it).
+    peer: SocketAddr,
+    /// Echo owed to the peer; `None` while caught up, so an idle connection
+    /// owns no buffer.
+    pending: Option<Box<Pending>>,
+    /// Unread input may be waiting in the kernel: set by a readable event,
+    /// cleared only when a read proves the socket empty. Stays set while we
+    /// hold off reading at the pending cap, so we resume without an event.
+    maybe_readable: bool,
+    /// The peer shut down its write side (a read returned 0). We still owe
+    /// it the echo of everything before that.
+    read_closed: bool,
+    /// WRITABLE is in the registered interest. Tracked so that interest is
+    /// changed (a syscall) only when it must be.
+    write_interest: bool,
+    /// In the loop's queue of connections to read again next turn. The
+    /// loop's bookkeeping, kept here so the check costs no lookup.
+    pub(crate) queued: bool,
+}
+
+impl Connection {
+    /// Registers a freshly accepted socket for READABLE events under `token`.
+    ///
+    /// Registration reports data that is already there, so nothing that
+    /// arrived before this call is missed.
+    pub(crate) fn register(
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<Connection> {
+        registry.register(&mut stream, token, Interest::READABLE)?;
+        Ok(Connection {
+            stream,
+            peer,
+            pending: None,
+            maybe_readable: false,
+            read_closed: false,
+            write_interest: false,
+            queued: false,
+        })
+    }
+
+    /// The peer's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Bytes owed to the peer.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.len())
+    }
+
+    /// Serves one readiness event (or a turn from the loop's read-again
+    /// queue, with both flags false). Returns what to do next and whether any
+    /// byte moved (for the idle timer); an error means the connection is
+    /// broken and must be closed.
+    ///
+    /// The `readable`/`writable` flags are hints: an event may be spurious,
+    /// and costs nothing then.
+    pub(crate) fn serve(
+        &mut self,
+        readable: bool,
+        writable: bool,
+        registry: &Registry,
+        token: Token,
+        io: &mut Io<'_>,
+    ) -> io::Result<(Status, bool)> {
+        let mut moved = false;
+        self.maybe_readable |= readable;
+
+        // a. Output first: what we owe was read before anything new.
+        if writable && self.pending.is_some() {
+            moved |= self.flush(io)?;
+        }
+
+        // b. Read and echo, within this turn's budget and the pending cap.
+        let mut status = Status::Waiting;
+        if io.reading {
+            let (more, read_any) = self.read_and_echo(io)?;
+            moved |= read_any;
+            if more {
+                status = Status::ReadAgain;
+            }
+        }
+
+        // c. Ask for WRITABLE only while output is pending.
+        self.update_interest(registry, token)?;
+
+        // d. Finished once the peer is done sending (or we are done reading)
+        //    and nothing is owed.
+        if (self.read_closed || !io.reading) && self.pending.is_none() {
+            status = Status::Finished;
+        }
+        Ok((status, moved))
+    }
+
+    /// Reads until the socket is drained, the budget is spent or the pending
+    /// cap is reached, echoing each chunk. Returns (budget ran out with input
+    /// maybe left, whether anything was read).
+    fn read_and_echo(&mut self, io: &mut Io<'_>) -> io::Result<(bool, bool)> {
+        let mut reads = 0;
+        let mut read_any = false;
+        while self.maybe_readable && !self.read_closed {
+            // Back-pressure: never read more than the pending output can
+            // hold, so memory stays within the cap whatever the peer does.
+            let room = io
+                .max_pending
+                .saturating_sub(self.pending_len())
+                .min(io.buf.len());
+            if room == 0 {
+                break; // resume when a writable event drains the output
+            }
+            if reads == io.reads_per_turn {
+                return Ok((true, read_any));
+            }
+            reads += 1;
+            match (&self.stream).read(&mut io.buf[..room]) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    self.maybe_readable = false;
+                }
+                Ok(n) => {
+                    read_any = true;
+                    io.counters.add(Counter::BytesIn, n as u64);
+                    if SHORT_IO_MEANS_DRAINED && n < room {
+                        self.maybe_readable = false;
+                    }
+                    self.echo(n, io)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.maybe_readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((false, read_any))
+    }
+
+    /// Echoes the first `n` bytes of the read buffer: straight to the socket
+    /// when nothing is owed, and whatever it does not take into pending
+    /// output. Behind existing pending output, straight to pending: order.
+    fn echo(&mut self, n: usize, io: &mut Io<'_>) -> io::Result<()> {
+        let data = &io.buf[..n];
+        let written = match self.pending {
+            None => write_some(&self.stream, data, io.counters)?,
+            Some(_) => 0,
+        };
+        if written < n {
+            let rest = &data[written..];
+            let pending = self.pending.get_or_insert_with(|| io.pool.take());
+            if pending.sent > 0 {
+                // Compact once per append, not once per partial write.
+                pending.buf.drain(..pending.sent);
+                pending.sent = 0;
+            }
+            pending.buf.extend_from_slice(rest);
+            io.counters.add_pending(rest.len());
+        }
+        Ok(())
+    }
+
+    /// Writes pending output until it is gone or the socket is full. Returns
+    /// whether any byte moved.
+    fn flush(&mut self, io: &mut Io<'_>) -> io::Result<bool> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Ok(false);
+        };
+        let n = write_some(&self.stream, &pending.buf[pending.sent..], io.counters)?;
+        pending.sent += n;
+        io.counters.sub_pending(n);
+        if pending.len() == 0 {
+            if let Some(empty) = self.pending.take() {
+                io.pool.give_back(empty);
+            }
+        }
+        Ok(n > 0)
+    }
+
+    /// Registers or drops WRITABLE interest to match whether output is
+    /// pending. Keeping WRITABLE on an idle socket would wake the loop for
+    /// nothing on level-triggered backends and waste a syscall everywhere.
+    fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let want_write = self.pending.is_some();
+        if want_write != self.write_interest {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            registry.reregister(&mut self.stream, token, interest)?;
+            self.write_interest = want_write;
+        }
+        Ok(())
+    }
+
+    /// Closes the connection, returning its pending output (if any) to the
+    /// pool and keeping the pending gauge exact. Dropping the socket closes
+    /// it, which also removes it from the poll on every backend; after a
+    /// clean end of stream the kernel sends FIN.
+    pub(crate) fn close(mut self, pool: &mut BufferPool, counters: &Counters) {
+        if let Some(pending) = self.pending.take() {
+            counters.sub_pending(pending.len());
+            pool.give_back(pending);
+        }
+    }
+}
+
+/// Writes as much of `data` as the socket takes now; returns how much.
+///
+/// Stops at `WouldBlock`, retries `Interrupted`, and on epoll also stops after
+/// a partial write: the send buffer is full and the next call would only say
+/// `WouldBlock` (see [`crate::sys::SHORT_IO_MEANS_DRAINED`]).
+fn write_some(stream: &TcpStream, data: &[u8], counters: &Counters) -> io::Result<usize> {
+    let mut written = 0;
+    while written < data.len() {
+        match (&*stream).write(&data[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written += n;
+                counters.add(Counter::BytesOut, n as u64);
+                if SHORT_IO_MEANS_DRAINED && written < data.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}

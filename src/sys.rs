@@ -1,0 +1,83 @@
+//! Everything that differs between operating systems, behind `cfg` in one place.
+//!
+//! The rest of the crate is written against mio's portable API. The few facts
+//! that mio does not hide live here, each with the reason it differs; the
+//! crate docs (`# Portability` in `lib.rs`) explain the rules they implement.
+
+use std::io;
+
+/// Whether a read that returned fewer bytes than asked for proves the socket
+/// is drained, so the read that would only say `WouldBlock` can be skipped;
+/// likewise a write that took fewer bytes than offered proves the send buffer
+/// is full.
+///
+/// True on Linux's epoll: it is edge-triggered on *arrival* (and on freed send
+/// space), so data that lands after our short read raises a new edge and we
+/// will hear of it. Skipping the extra call saves one syscall per message —
+/// a third of a ping-pong's total.
+///
+/// False everywhere else we run. mio's Windows backend (AFD poll over an I/O
+/// completion port) and its `poll(2)` backend (`--cfg
+/// mio_unsupported_force_poll_poll`) both *re-arm* a socket's interest only
+/// when an operation returns `WouldBlock`; skip that call and no further
+/// event ever comes, and the connection hangs. kqueue (`EV_CLEAR`) would
+/// likely allow it too, but it is not measured here, so we stay on the safe
+/// side.
+pub(crate) const SHORT_IO_MEANS_DRAINED: bool = cfg!(all(
+    any(target_os = "linux", target_os = "android"),
+    not(mio_unsupported_force_poll_poll)
+));
+
+/// Raises this process's soft open-file limit to its hard limit and returns
+/// the new soft limit.
+///
+/// Every connection is a descriptor, and distributions ship a soft limit of
+/// 1,024 while allowing far more; a server that does not ask caps itself at
+/// about a thousand clients. Windows has no such per-process limit: `None`.
+#[cfg(unix)]
+pub fn raise_fd_limit() -> io::Result<Option<u64>> {
+    rlimit::increase_nofile_limit(u64::MAX).map(Some)
+}
+
+/// Raises this process's soft open-file limit to its hard limit and returns
+/// the new soft limit. Windows has no such per-process limit: `None`.
+#[cfg(not(unix))]
+pub fn raise_fd_limit() -> io::Result<Option<u64>> {
+    Ok(None)
+}
+
+/// Whether an `accept` error means the process or the system is out of
+/// descriptors or socket memory.
+///
+/// The pending connection stays in the listen backlog, so the listener stays
+/// "ready": retrying at once would spin at 100% CPU. The loop pauses
+/// accepting instead (see `ACCEPT_BACKOFF` in `server.rs`).
+pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
+    #[cfg(unix)]
+    const CODES: &[i32] = &[libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM];
+    // WSAEMFILE and WSAENOBUFS; spelled out to avoid a windows-sys dependency.
+    #[cfg(windows)]
+    const CODES: &[i32] = &[10024, 10055];
+    #[cfg(not(any(unix, windows)))]
+    const CODES: &[i32] = &[];
+    err.raw_os_error().is_some_and(|code| CODES.contains(&code))
+        || err.kind() == io::ErrorKind::OutOfMemory
+}
+
+/// The default `--max-connections` for an open-file limit.
+///
+/// Leaves room for the listeners, the poll instance and its waker, standard
+/// streams, log files — and the one spare descriptor that refusing a client
+/// (accept, then close) needs. Without a limit (Windows) we pick a bound that
+/// keeps memory predictable: connections × `--max-pending` at most.
+pub(crate) fn default_max_connections(fd_limit: Option<u64>) -> usize {
+    const HEADROOM: u64 = 64;
+    const WITHOUT_LIMIT: usize = 16_384;
+    match fd_limit {
+        // An unlimited hard limit is not an invitation to a million clients.
+        Some(limit) => usize::try_from(limit.saturating_sub(HEADROOM).max(1))
+            .unwrap_or(usize::MAX)
+            .min(1 << 20),
+        None => WITHOUT_LIMIT,
+    }
+}
