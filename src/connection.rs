@@ -122,6 +122,18 @@ pub(crate) enum Status {
     Finished,
 }
 
+/// What an event said about a connection. All hints: the next read or
+/// write tells the truth.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Hints {
+    /// Input may have arrived.
+    pub(crate) readable: bool,
+    /// The send buffer may have room.
+    pub(crate) writable: bool,
+    /// The peer may have closed or reset (read-closed, hang-up or error).
+    pub(crate) closing: bool,
+}
+
 /// One accepted client.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -141,6 +153,12 @@ pub(crate) struct Connection {
     /// The peer shut down its write side (a read returned 0). We still owe
     /// it the echo of everything before that.
     read_closed: bool,
+    /// An event said the peer closed (or errored) before a read saw it.
+    /// Data and FIN can arrive together and raise one event; then a short
+    /// read does *not* mean "nothing more", since the end of stream is still
+    /// to be read, and no further event will come. So while this is set we
+    /// read until the read itself says 0, `WouldBlock` or an error.
+    closing_hint: bool,
     /// WRITABLE is in the registered interest. Tracked so that interest is
     /// changed (a syscall) only when it must be.
     write_interest: bool,
@@ -167,6 +185,7 @@ impl Connection {
             pending: None,
             maybe_readable: false,
             read_closed: false,
+            closing_hint: false,
             write_interest: false,
             queued: false,
         })
@@ -183,22 +202,26 @@ impl Connection {
     }
 
     /// Serves one readiness event (or a turn from the loop's read-again
-    /// queue, with both flags false). Returns what to do next and whether any
+    /// queue, with no flags set). Returns what to do next and whether any
     /// byte moved (for the idle timer); an error means the connection is
     /// broken and must be closed.
     ///
-    /// The `readable`/`writable` flags are hints: an event may be spurious,
-    /// and costs nothing then.
+    /// The flags are hints: an event may be spurious, and costs nothing then.
     pub(crate) fn serve(
         &mut self,
-        readable: bool,
-        writable: bool,
+        hints: Hints,
         registry: &Registry,
         token: Token,
         io: &mut Io<'_>,
     ) -> io::Result<(Status, bool)> {
         let mut moved = false;
-        self.maybe_readable |= readable;
+        let Hints {
+            readable,
+            writable,
+            closing,
+        } = hints;
+        self.maybe_readable |= readable || closing;
+        self.closing_hint |= closing;
 
         // a. Output first: what we owe was read before anything new.
         if writable && self.pending.is_some() {
@@ -254,7 +277,7 @@ impl Connection {
                 Ok(n) => {
                     read_any = true;
                     io.counters.add(Counter::BytesIn, n as u64);
-                    if SHORT_IO_MEANS_DRAINED && n < room {
+                    if SHORT_IO_MEANS_DRAINED && n < room && !self.closing_hint {
                         self.maybe_readable = false;
                     }
                     self.echo(n, io)?;

@@ -38,7 +38,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::connection::{BufferPool, Connection, Io, Status};
+use crate::connection::{BufferPool, Connection, Hints, Io, Status};
 use crate::idle::IdleQueue;
 use crate::stats::{Counter, Counters, Stats};
 use crate::{sys, Config};
@@ -304,11 +304,14 @@ impl EventLoop {
                 Token(key) => {
                     // Closed and error flags are hints: serving reads or
                     // writes, and the call itself tells what happened.
-                    let readable =
-                        event.is_readable() || event.is_read_closed() || event.is_error();
-                    let writable =
-                        event.is_writable() || event.is_write_closed() || event.is_error();
-                    self.serve(key, readable, writable);
+                    let hints = Hints {
+                        readable: event.is_readable(),
+                        writable: event.is_writable()
+                            || event.is_write_closed()
+                            || event.is_error(),
+                        closing: event.is_read_closed() || event.is_error(),
+                    };
+                    self.serve(key, hints);
                 }
             }
         }
@@ -330,7 +333,7 @@ impl EventLoop {
             };
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.queued = false;
-                self.serve(key, false, false);
+                self.serve(key, Hints::default());
             }
         }
 
@@ -463,7 +466,7 @@ impl EventLoop {
 
     /// Serves connection `key` (read, echo, buffer, flush) and acts on the
     /// outcome: queue it, close it, or leave it waiting.
-    fn serve(&mut self, key: usize, readable: bool, writable: bool) {
+    fn serve(&mut self, key: usize, hints: Hints) {
         let shared = &self.server.shared;
         // A stale event for a connection closed earlier this turn: nothing to do.
         let Some(conn) = self.conns.get_mut(key) else {
@@ -477,13 +480,7 @@ impl EventLoop {
             reads_per_turn: self.server.config.reads_per_turn,
             reading: self.shutdown_deadline.is_none(),
         };
-        match conn.serve(
-            readable,
-            writable,
-            self.server.poll.registry(),
-            Token(key),
-            &mut io,
-        ) {
+        match conn.serve(hints, self.server.poll.registry(), Token(key), &mut io) {
             Ok((status, moved)) => {
                 if moved {
                     if let Some(idle) = &mut self.idle {
@@ -567,7 +564,7 @@ impl EventLoop {
             // nothing close now; the rest flush on their writable events.
             let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
             for key in keys {
-                self.serve(key, false, false);
+                self.serve(key, Hints::default());
             }
         }
         let out_of_time = self.shutdown_deadline.is_some_and(|at| self.now >= at);

@@ -1,0 +1,283 @@
+//! Command-line flags, their defaults, and the checks that need more than one flag.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// What the connections do once they are up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Send messages and verify their echoes, for --duration or --messages.
+    Load,
+    /// Open the connections, hold them idle for --duration, then check that
+    /// each one still echoes one message.
+    Idle,
+    /// Connect, echo one message, close, and again, as fast as allowed.
+    Churn,
+}
+
+impl Mode {
+    /// The name used on the command line and in the reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Load => "load",
+            Mode::Idle => "idle",
+            Mode::Churn => "churn",
+        }
+    }
+}
+
+/// Load generator for TCP echo servers (RFC 862): many connections on mio
+/// readiness loops; every echoed byte is verified and every message's round
+/// trip lands in a latency histogram.
+///
+/// A live status line goes to stderr once a second; the final report goes to
+/// stdout (human-readable, or JSON with --json). Exit status: 0 when every
+/// byte matched and failures stayed within --max-failures; 1 otherwise (a
+/// verification error, or too many failed connects, unexpected closes and
+/// stalls); 2 for bad flags or a setup error. Ctrl-C stops the run and still
+/// prints the report so far.
+#[derive(Debug, Parser)]
+#[command(name = "echoloop-stress", version, about, long_about)]
+pub struct Args {
+    /// Echo server to connect to (host:port; the first resolved address is used).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub addr: String,
+
+    /// Concurrent connections (in churn mode: connections in flight at once).
+    #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connections: u64,
+
+    /// Bytes per message.
+    #[arg(short = 's', long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub message_size: u64,
+
+    /// Messages in flight per connection: the next one is sent as soon as any
+    /// of them is echoed, so K messages are always outstanding.
+    #[arg(short = 'k', long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub pipeline: u64,
+
+    /// How long to run in seconds (fractions allowed; in idle mode, how long
+    /// to hold the connections). Default: 10, unless --messages is given.
+    #[arg(short = 'd', long, value_parser = parse_secs, conflicts_with = "messages")]
+    pub duration: Option<Duration>,
+
+    /// Stop after this many echoed messages in total, spread evenly over the
+    /// connections (churn mode: this many connect-echo-close cycles).
+    #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: Option<u64>,
+
+    /// Event loops (threads), each owning an equal share of the connections.
+    #[arg(short = 't', long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: u64,
+
+    /// New connections per second, over all threads. Default: unlimited.
+    #[arg(long, value_parser = parse_rate)]
+    pub connect_rate: Option<f64>,
+
+    /// Local source addresses to bind client sockets to, round robin: a range
+    /// (127.0.0.1-127.0.0.8), a list (127.0.0.1,127.0.0.2) or one address.
+    /// Each address brings its own ~28 K ephemeral ports. Default: the OS picks.
+    #[arg(long, value_parser = parse_source_addrs)]
+    pub source_addrs: Option<SourceAddrs>,
+
+    /// Print the final report as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Open loop: send R messages per second on each connection on a fixed
+    /// schedule, and measure each latency from the message's *scheduled* send
+    /// time, so a server stall shows up in the percentiles instead of merely
+    /// slowing the client down (coordinated omission corrected, as wrk2 does).
+    /// Default: closed loop (send when an echo comes back).
+    #[arg(short = 'r', long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Failed connects, unexpected closes and stalled connections tolerated
+    /// before the exit status turns to 1.
+    #[arg(long, default_value_t = 0)]
+    pub max_failures: u64,
+
+    /// What the connections do.
+    #[arg(short = 'm', long, value_enum, default_value_t = Mode::Load)]
+    pub mode: Mode,
+
+    /// Seconds a connect may take before it counts as failed (timeout).
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    pub connect_timeout: Duration,
+
+    /// Seconds to wait for an outstanding echo before the connection counts
+    /// as stalled (also how long the end of a timed run waits for echoes
+    /// still in flight).
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    pub echo_timeout: Duration,
+}
+
+/// Source addresses given with `--source-addrs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceAddrs(pub Vec<IpAddr>);
+
+/// Most addresses one `--source-addrs` may expand to: far more than anyone
+/// needs for ports, small enough that a typo does not eat the memory.
+const MAX_SOURCE_ADDRS: u128 = 65_536;
+
+/// Parses seconds: `10`, `0.5`, `250ms`, `2s`.
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    let secs = value * scale;
+    if !(secs.is_finite() && secs >= 0.0 && secs < 1e9) {
+        return Err(format!("`{text}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a positive per-second rate.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if rate.is_finite() && rate > 0.0 && rate <= 1e9 {
+        Ok(rate)
+    } else {
+        Err(format!("`{text}`: the rate must be above 0 (and at most 1e9)"))
+    }
+}
+
+/// Parses `A-B` ranges and single addresses, separated by commas.
+fn parse_source_addrs(text: &str) -> Result<SourceAddrs, String> {
+    let mut addrs = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| format!("`{s}` is not an IP address"))
+        };
+        match item.split_once('-') {
+            None => addrs.push(parse(item)?),
+            Some((from, to)) => match (parse(from)?, parse(to)?) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => {
+                    let (a, b) = (u32::from(a), u32::from(b));
+                    check_range(item, u128::from(a), u128::from(b), addrs.len())?;
+                    addrs.extend((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
+                }
+                (IpAddr::V6(a), IpAddr::V6(b)) => {
+                    let (a, b) = (u128::from(a), u128::from(b));
+                    check_range(item, a, b, addrs.len())?;
+                    addrs.extend((a..=b).map(|n| IpAddr::V6(Ipv6Addr::from(n))));
+                }
+                _ => return Err(format!("`{item}` mixes IPv4 and IPv6")),
+            },
+        }
+    }
+    if addrs.is_empty() {
+        return Err("no address given".to_string());
+    }
+    if addrs.len() as u128 > MAX_SOURCE_ADDRS {
+        return Err(format!("more than {MAX_SOURCE_ADDRS} addresses"));
+    }
+    Ok(SourceAddrs(addrs))
+}
+
+/// Rejects reversed or oversized ranges before they are expanded.
+fn check_range(item: &str, from: u128, to: u128, already: usize) -> Result<(), String> {
+    if from > to {
+        return Err(format!("`{item}`: the range runs backwards"));
+    }
+    if to - from + 1 + already as u128 > MAX_SOURCE_ADDRS {
+        return Err(format!("`{item}`: more than {MAX_SOURCE_ADDRS} addresses"));
+    }
+    Ok(())
+}
+
+/// The run length when neither `--duration` nor `--messages` is given.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+impl Args {
+    /// Resolves `--addr` to one socket address.
+    pub fn resolve_addr(&self) -> Result<SocketAddr, String> {
+        self.addr
+            .to_socket_addrs()
+            .map_err(|e| format!("resolve {}: {e}", self.addr))?
+            .next()
+            .ok_or_else(|| format!("resolve {}: no address", self.addr))
+    }
+
+    /// Checks the combinations clap cannot express.
+    pub fn validate(&self, addr: SocketAddr) -> Result<(), String> {
+        if self.mode == Mode::Idle && self.messages.is_some() {
+            return Err("--mode idle holds connections for --duration; --messages does not apply".into());
+        }
+        if self.mode != Mode::Load && self.rate.is_some() {
+            return Err(format!(
+                "--rate applies to --mode load, not --mode {}",
+                self.mode.name()
+            ));
+        }
+        if let Some(SourceAddrs(list)) = &self.source_addrs {
+            if let Some(bad) = list.iter().find(|ip| ip.is_ipv4() != addr.is_ipv4()) {
+                return Err(format!(
+                    "--source-addrs {bad}: not the same address family as --addr {addr}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_secs("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_secs("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+    }
+
+    #[test]
+    fn source_ranges() {
+        let SourceAddrs(v) = parse_source_addrs("127.0.0.1-127.0.0.8").expect("range");
+        assert_eq!(v.len(), 8);
+        assert_eq!(v[7], IpAddr::from([127, 0, 0, 8]));
+        let SourceAddrs(v) = parse_source_addrs("127.0.0.1,127.0.0.5-127.0.0.6").expect("list");
+        assert_eq!(v.len(), 3);
+        assert!(parse_source_addrs("127.0.0.9-127.0.0.1").is_err());
+        assert!(parse_source_addrs("127.0.0.1-::1").is_err());
+        assert!(parse_source_addrs("10.0.0.0-10.255.255.255").is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let args = Args::try_parse_from([
+            "echoloop-stress",
+            "--connections",
+            "20",
+            "--pipeline",
+            "4",
+            "--messages",
+            "100",
+            "--json",
+        ])
+        .expect("parse");
+        assert_eq!(args.connections, 20);
+        assert_eq!(args.messages, Some(100));
+        assert!(Args::try_parse_from(["x", "--duration", "1", "--messages", "1"]).is_err());
+        assert!(Args::try_parse_from(["x", "--connections", "0"]).is_err());
+    }
+}
