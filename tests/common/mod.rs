@@ -26,8 +26,10 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1:0 with the defaults, after `tweak`.
     pub fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let mut config = Config::default();
-        config.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        let mut config = Config {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..Config::default()
+        };
         tweak(&mut config);
         let server = Server::bind(config).expect("bind test server");
         let addr = server.local_addrs()[0];
