@@ -52,6 +52,10 @@ pub struct Config {
     /// (it comes back next turn). One client streaming at full speed cannot
     /// starve the others.
     pub reads_per_turn: usize,
+    /// Length of each listener's queue of connections the kernel has
+    /// completed but we have not accepted yet. A burst beyond it is dropped
+    /// by the kernel and retried by clients only after a second or more.
+    pub backlog: u32,
     /// Accepts per listener per loop turn: a connection flood cannot starve
     /// the clients already being served.
     pub accepts_per_turn: usize,
@@ -72,6 +76,7 @@ impl Default for Config {
             nodelay: true,
             reads_per_turn: 16,
             accepts_per_turn: 128,
+            backlog: 1024,
         }
     }
 }
@@ -115,6 +120,11 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub stats_interval: Option<Duration>,
 
+    /// Listen backlog: connections the kernel queues for us before we
+    /// accept them (capped by the kernel, e.g. net.core.somaxconn).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub backlog: u32,
+
     /// Leave Nagle's algorithm on (do not set TCP_NODELAY).
     #[arg(long)]
     pub no_nodelay: bool,
@@ -134,6 +144,7 @@ impl Cli {
             shutdown_grace: self.shutdown_grace,
             stats_interval: self.stats_interval,
             nodelay: !self.no_nodelay,
+            backlog: self.backlog,
             ..Config::default()
         }
     }

@@ -106,7 +106,8 @@ pub(crate) struct Io<'a> {
     pub(crate) max_pending: usize,
     /// Reads allowed for this connection in this turn (fairness).
     pub(crate) reads_per_turn: usize,
-    /// False during shutdown: echo what was read, read nothing new.
+    /// False during shutdown: flush the echo of what was read, then send
+    /// FIN and discard input until the peer closes.
     pub(crate) reading: bool,
 }
 
@@ -159,6 +160,11 @@ pub(crate) struct Connection {
     /// to be read, and no further event will come. So while this is set we
     /// read until the read itself says 0, `WouldBlock` or an error.
     closing_hint: bool,
+    /// Shutdown only: we sent FIN after the last echo and now wait for the
+    /// peer's. Closing while its input is unread would send RST instead,
+    /// and an RST makes the kernel discard the echo still in our send
+    /// buffer — bytes we promised to deliver.
+    fin_sent: bool,
     /// WRITABLE is in the registered interest. Tracked so that interest is
     /// changed (a syscall) only when it must be.
     write_interest: bool,
@@ -186,6 +192,7 @@ impl Connection {
             maybe_readable: false,
             read_closed: false,
             closing_hint: false,
+            fin_sent: false,
             write_interest: false,
             queued: false,
         })
@@ -229,39 +236,52 @@ impl Connection {
         }
 
         // b. Read and echo, within this turn's budget and the pending cap.
-        let mut status = Status::Waiting;
+        //    During shutdown: once the echo is flushed, send FIN and read
+        //    (discarding) until the peer closes too.
+        let mut more = false;
         if io.reading {
-            let (more, read_any) = self.read_and_echo(io)?;
+            let read_any;
+            (more, read_any) = self.read_input(io, false)?;
             moved |= read_any;
-            if more {
-                status = Status::ReadAgain;
+        } else if self.pending.is_none() {
+            if !self.fin_sent {
+                self.stream.shutdown(std::net::Shutdown::Write)?;
+                self.fin_sent = true;
             }
+            (more, _) = self.read_input(io, true)?;
         }
 
         // c. Ask for WRITABLE only while output is pending.
         self.update_interest(registry, token)?;
 
-        // d. Finished once the peer is done sending (or we are done reading)
-        //    and nothing is owed.
-        if (self.read_closed || !io.reading) && self.pending.is_none() {
-            status = Status::Finished;
-        }
+        // d. Finished once the peer is done sending and nothing is owed.
+        let status = if self.read_closed && self.pending.is_none() {
+            Status::Finished
+        } else if more {
+            Status::ReadAgain
+        } else {
+            Status::Waiting
+        };
         Ok((status, moved))
     }
 
     /// Reads until the socket is drained, the budget is spent or the pending
-    /// cap is reached, echoing each chunk. Returns (budget ran out with input
-    /// maybe left, whether anything was read).
-    fn read_and_echo(&mut self, io: &mut Io<'_>) -> io::Result<(bool, bool)> {
+    /// cap is reached, echoing each chunk (or, when `discard`, dropping it).
+    /// Returns (budget ran out with input maybe left, whether anything was
+    /// read).
+    fn read_input(&mut self, io: &mut Io<'_>, discard: bool) -> io::Result<(bool, bool)> {
         let mut reads = 0;
         let mut read_any = false;
         while self.maybe_readable && !self.read_closed {
             // Back-pressure: never read more than the pending output can
             // hold, so memory stays within the cap whatever the peer does.
-            let room = io
-                .max_pending
-                .saturating_sub(self.pending_len())
-                .min(io.buf.len());
+            let room = if discard {
+                io.buf.len()
+            } else {
+                io.max_pending
+                    .saturating_sub(self.pending_len())
+                    .min(io.buf.len())
+            };
             if room == 0 {
                 break; // resume when a writable event drains the output
             }
@@ -276,11 +296,13 @@ impl Connection {
                 }
                 Ok(n) => {
                     read_any = true;
-                    io.counters.add(Counter::BytesIn, n as u64);
                     if SHORT_IO_MEANS_DRAINED && n < room && !self.closing_hint {
                         self.maybe_readable = false;
                     }
-                    self.echo(n, io)?;
+                    if !discard {
+                        io.counters.add(Counter::BytesIn, n as u64);
+                        self.echo(n, io)?;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.maybe_readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

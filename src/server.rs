@@ -151,7 +151,7 @@ impl Server {
         let mut listeners = Vec::with_capacity(config.listen.len());
         for (i, &want) in config.listen.iter().enumerate() {
             let mut socket =
-                TcpListener::bind(want).map_err(|e| context(&format!("bind {want}"), e))?;
+                listen(want, config.backlog).map_err(|e| context(&format!("bind {want}"), e))?;
             let addr = socket
                 .local_addr()
                 .map_err(|e| context(&format!("bind {want}"), e))?;
@@ -225,6 +225,26 @@ impl Server {
         info!("stopped: {stats}");
         Ok(stats)
     }
+}
+
+/// Creates a non-blocking listening socket with our own backlog.
+///
+/// `mio::net::TcpListener::bind` fixes the backlog at 128, std's value: a
+/// burst of clients beyond it is dropped by the kernel (their SYNs go
+/// unanswered and they retry after a second or more) even while the loop
+/// would accept them in microseconds. The kernel caps the value at
+/// `net.core.somaxconn` (4,096 on current Linux).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Rebind at once after a restart despite connections in TIME_WAIT. Not
+    // on Windows, where SO_REUSEADDR would let another process steal the port.
+    #[cfg(not(windows))]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// Adds "what we were doing" to an error, keeping its kind.

@@ -60,9 +60,7 @@ impl FailReason {
             io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse => {
                 FailReason::AddrNotAvailable
             }
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                FailReason::Reset
-            }
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => FailReason::Reset,
             _ => FailReason::Other,
         }
     }

@@ -114,7 +114,10 @@ mod tests {
         for (i, &b) in window.iter().enumerate() {
             assert_eq!(b, payload.slice(start, pos + i as u64, 1)[0]);
         }
-        assert_eq!(payload.slice(start, PERIOD as u64, 16), payload.slice(start, 0, 16));
+        assert_eq!(
+            payload.slice(start, PERIOD as u64, 16),
+            payload.slice(start, 0, 16)
+        );
     }
 
     #[test]
@@ -125,7 +128,10 @@ mod tests {
         assert_eq!(payload.first_mismatch(start, 100, &got), None);
         got[17] ^= 0x40;
         let expected = payload.slice(start, 117, 1)[0];
-        assert_eq!(payload.first_mismatch(start, 100, &got), Some((17, expected)));
+        assert_eq!(
+            payload.first_mismatch(start, 100, &got),
+            Some((17, expected))
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::conn::FailReason;
 /// significant digits (0.1 % resolution): a 13.2 µs loopback round trip and
 /// a 3-second stall fit the same histogram.
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("constant histogram bounds are valid")
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("constant histogram bounds are valid")
 }
 
 /// Everything one loop counts; the loops' counts are added up at the end.
@@ -348,7 +349,11 @@ impl Report {
             self.mib_per_sec(),
         );
         let _ = writeln!(out, "latency:      {}", percentiles_text(&self.latency));
-        let _ = writeln!(out, "connect time: {}", percentiles_text(&self.connect_latency));
+        let _ = writeln!(
+            out,
+            "connect time: {}",
+            percentiles_text(&self.connect_latency)
+        );
         if let Some(rate) = self.connections_per_sec() {
             let _ = writeln!(
                 out,
@@ -410,7 +415,13 @@ impl Report {
             .collect();
         let first_failed: Vec<String> = FailReason::ALL
             .iter()
-            .map(|r| format!("\"{}\": {}", r.name(), json_opt_str(&self.samples.failed[r.index()])))
+            .map(|r| {
+                format!(
+                    "\"{}\": {}",
+                    r.name(),
+                    json_opt_str(&self.samples.failed[r.index()])
+                )
+            })
             .collect();
         let mut out = String::from("{\n");
         let mut field = |name: &str, value: String| {
@@ -422,14 +433,24 @@ impl Report {
         field("message_size", s.message_size.to_string());
         field("pipeline", s.pipeline.to_string());
         field("threads", s.threads.to_string());
-        field("rate_per_connection", s.rate.map_or("null".into(), json_f64));
-        field("messages_requested", s.messages.map_or("null".into(), |m| m.to_string()));
+        field(
+            "rate_per_connection",
+            s.rate.map_or("null".into(), json_f64),
+        );
+        field(
+            "messages_requested",
+            s.messages.map_or("null".into(), |m| m.to_string()),
+        );
         field(
             "duration_secs",
-            s.duration.map_or("null".into(), |d| json_f64(d.as_secs_f64())),
+            s.duration
+                .map_or("null".into(), |d| json_f64(d.as_secs_f64())),
         );
         field("max_failures", s.max_failures.to_string());
-        field("fd_limit", s.fd_limit.map_or("null".into(), |l| l.to_string()));
+        field(
+            "fd_limit",
+            s.fd_limit.map_or("null".into(), |l| l.to_string()),
+        );
         field("interrupted", self.interrupted.to_string());
         field("elapsed_secs", json_f64(self.secs()));
         field("connections_attempted", c.attempted.to_string());
@@ -446,7 +467,10 @@ impl Report {
         field("msgs_per_sec", json_f64(self.msgs_per_sec()));
         field("mib_per_sec", json_f64(self.mib_per_sec()));
         field("latency_us", percentiles_json(&self.latency));
-        field("connect_latency_us", percentiles_json(&self.connect_latency));
+        field(
+            "connect_latency_us",
+            percentiles_json(&self.connect_latency),
+        );
         field("churn_cycles", c.cycles.to_string());
         field(
             "connections_per_sec",
@@ -454,10 +478,19 @@ impl Report {
         );
         field("idle_held", c.idle_held.to_string());
         field("idle_survived", c.idle_survived.to_string());
-        field("first_failed_by_reason", format!("{{{}}}", first_failed.join(", ")));
-        field("first_unexpected_close", json_opt_str(&self.samples.unexpected));
+        field(
+            "first_failed_by_reason",
+            format!("{{{}}}", first_failed.join(", ")),
+        );
+        field(
+            "first_unexpected_close",
+            json_opt_str(&self.samples.unexpected),
+        );
         field("first_stall", json_opt_str(&self.samples.stalled));
-        field("first_verification_error", json_opt_str(&self.samples.verification));
+        field(
+            "first_verification_error",
+            json_opt_str(&self.samples.verification),
+        );
         field("failures", c.failures().to_string());
         field("verdict", json_opt_str(&self.verdict()));
         let _ = writeln!(out, "  \"exit_code\": {}", self.exit_code());
@@ -476,7 +509,12 @@ fn percentiles_text(h: &Histogram<u64>) -> String {
     }
     let mut out = String::new();
     for (name, q) in QUANTILES {
-        let _ = write!(out, "{} {:.1} us  ", name.replace('_', "."), us(h.value_at_quantile(q)));
+        let _ = write!(
+            out,
+            "{} {:.1} us  ",
+            name.replace('_', "."),
+            us(h.value_at_quantile(q))
+        );
     }
     let _ = write!(
         out,

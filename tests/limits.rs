@@ -1,0 +1,168 @@
+//! Limits: the connection cap, the idle timeout, and descriptor exhaustion.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Over `--max-connections`, a new client is accepted and closed at once —
+/// it reads end of stream (or a reset) promptly instead of hanging — and is
+/// counted as refused; admitted clients are unaffected, and a slot freed by
+/// a leaving client is given to the next one.
+#[test]
+fn max_connections_refuses_promptly() {
+    let server = TestServer::start(|c| c.max_connections = Some(3));
+    let admitted: Vec<_> = (0..3).map(|_| connect(server.addr)).collect();
+    for (i, c) in admitted.iter().enumerate() {
+        (&*c).write_all(&[i as u8; 10]).unwrap();
+        let mut got = [0u8; 10];
+        (&*c).read_exact(&mut got).unwrap();
+        assert_eq!(got, [i as u8; 10]);
+    }
+
+    let refused = connect(server.addr);
+    let started = Instant::now();
+    let got = read_until_closed(&refused);
+    assert!(got.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refusal took {:?}",
+        started.elapsed()
+    );
+    wait_until("refusal counted", || server.stats().refused == 1);
+    assert_eq!(server.stats().active, 3);
+
+    // The admitted ones still echo.
+    assert_echo(&admitted[0], b"still here");
+    wait_until("slot freed", || server.stats().active == 2);
+    assert_echo(&connect(server.addr), b"next in line");
+    let stats = server.stop();
+    assert_eq!(stats.accepted, 4);
+    assert_eq!(stats.refused, 1);
+    assert_eq!(stats.peak_active, 3);
+}
+
+/// With `--idle-timeout`, a silent connection is closed on time (not
+/// before the timeout, not long after), while one that keeps talking is
+/// kept; both are counted as timed out once silent.
+#[test]
+fn idle_timeout_closes_silent_connections_on_time() {
+    let timeout = Duration::from_millis(300);
+    let server = TestServer::start(|c| c.idle_timeout = Some(timeout));
+    let silent = connect(server.addr);
+    let chatty = connect(server.addr);
+    let started = Instant::now();
+    wait_until("both accepted", || server.stats().active == 2);
+
+    // The chatty client talks every 50 ms for 3 timeouts' worth of time.
+    let chatter = std::thread::spawn(move || {
+        let mut buf = [0u8; 1];
+        for i in 0..18u8 {
+            (&chatty).write_all(&[i]).unwrap();
+            (&chatty).read_exact(&mut buf).unwrap();
+            assert_eq!(buf, [i]);
+            std::thread::sleep(Duration::from_millis(50)); // pacing, not sync
+        }
+        chatty
+    });
+
+    assert!(read_until_closed(&silent).is_empty());
+    let closed_after = started.elapsed();
+    assert!(closed_after >= timeout, "closed early: {closed_after:?}");
+    assert!(
+        closed_after < timeout + Duration::from_millis(500),
+        "closed late: {closed_after:?}"
+    );
+
+    let chatty = chatter.join().expect("chatty client kept being served");
+    let quiet_since = Instant::now();
+    assert!(read_until_closed(&chatty).is_empty());
+    assert!(quiet_since.elapsed() < timeout + Duration::from_millis(500));
+    let stats = server.stop();
+    assert_eq!(stats.timed_out, 2);
+    assert_eq!(stats.bytes_out, 18);
+}
+
+/// Without `--idle-timeout`, silent connections are held indefinitely and
+/// new clients are still served.
+#[test]
+fn without_idle_timeout_silent_connections_stay() {
+    let server = TestServer::start(|_| {});
+    let silent: Vec<_> = (0..50).map(|_| connect(server.addr)).collect();
+    wait_until("all accepted", || server.stats().active == 50);
+    assert_echo(&connect(server.addr), b"served");
+    assert_eq!(server.stats().timed_out, 0);
+    assert_eq!(server.stats().active, 50);
+    drop(silent);
+}
+
+/// A server run with a small open-file limit (a child process) takes a
+/// storm of connections beyond its descriptors: accept fails with EMFILE,
+/// the server pauses accepting instead of spinning (its CPU time over a
+/// second of storm stays small), does not exit, keeps serving the clients
+/// it has, and serves new clients once the storm's clients leave.
+#[cfg(target_os = "linux")]
+#[test]
+fn emfile_storm_neither_spins_nor_exits() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    const FD_LIMIT: u64 = 64;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    cmd.args(["--max-connections", "1000"]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: FD_LIMIT,
+                rlim_max: FD_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut server = Binary::start_with(&mut cmd);
+
+    let storm: Vec<_> = (0..200).map(|_| connect(server.addr)).collect();
+    server.wait_for_line("pausing accepts");
+    let cpu_before = cpu_ticks(server.child.id());
+    let window = Instant::now();
+    // One second of storm: the measurement window, not a sync point.
+    while window.elapsed() < Duration::from_secs(1) {
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "server exited during the storm"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cpu_used = cpu_ticks(server.child.id()) - cpu_before;
+    // Spinning would burn ~100 ticks; backing off every 100 ms costs ~0.
+    assert!(
+        cpu_used <= 20,
+        "server used {cpu_used} clock ticks of CPU in 1 s of EMFILE storm"
+    );
+
+    // The first clients were accepted before the limit and are served.
+    assert_echo(&storm[0], b"first in");
+    drop(storm);
+
+    // Once the storm's clients are gone, a new client is served.
+    let client = connect(server.addr);
+    assert_echo(&client, &payload(1, 100_000));
+    assert!(server.child.try_wait().unwrap().is_none(), "server exited");
+}
+
+/// utime + stime of a process, in clock ticks, from /proc.
+#[cfg(target_os = "linux")]
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, the 12th and 13th after it.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
