@@ -1,0 +1,725 @@
+//! End-to-end tests of the `echoloop-stress` binary.
+//!
+//! Each test runs the real binary against an echo server written here, in the
+//! test: a plain thread-per-connection blocking server (anyone's RFC 862
+//! server, not ours), or a deliberately broken variant of it. Everything is on
+//! 127.0.0.1 with port 0, every run is bounded by `--messages` or a short
+//! `--duration`, and every wait on the child has a timeout.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_echoloop-stress");
+
+/// Longest any run may take before the test kills it and fails.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// How a test server treats its clients.
+#[derive(Debug, Clone, Copy)]
+enum Behaviour {
+    /// Echo every byte (RFC 862).
+    Echo,
+    /// Echo, but flip one bit of the byte at this offset of each connection's stream.
+    FlipByteAt(u64),
+    /// Accept and hold the connection, never read or write.
+    Silent,
+    /// Accept and at once close every n-th connection (the first, the
+    /// n+1-th, …), echo the others: a server refusing over its limit.
+    RefuseEvery(usize),
+}
+
+/// A running test server.
+struct TestServer {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// Source address of every accepted connection.
+    peers: Arc<Mutex<Vec<IpAddr>>>,
+}
+
+/// Starts a thread-per-connection server on 127.0.0.1:0. Its threads are
+/// detached and end with the test process.
+fn serve(behaviour: Behaviour) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local_addr");
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&peers);
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { continue };
+            if let Ok(peer) = stream.peer_addr() {
+                seen.lock().expect("peers lock").push(peer.ip());
+            }
+            match behaviour {
+                Behaviour::Silent => held.push(stream),
+                Behaviour::RefuseEvery(n) if i % n == 0 => drop(stream),
+                _ => {
+                    thread::spawn(move || echo(stream, behaviour));
+                }
+            }
+        }
+    });
+    TestServer { addr, peers }
+}
+
+/// Echoes one connection until it closes, corrupting it if asked to.
+fn echo(mut stream: TcpStream, behaviour: Behaviour) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if let Behaviour::FlipByteAt(at) = behaviour {
+            if (offset..offset + n as u64).contains(&at) {
+                buf[(at - offset) as usize] ^= 0x20;
+            }
+        }
+        offset += n as u64;
+        if stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr")
+}
+
+/// What one run of the binary produced.
+struct Run {
+    /// Its exit status.
+    status: ExitStatus,
+    /// The report.
+    stdout: String,
+    /// Status lines and warnings.
+    stderr: String,
+    /// Wall time of the run.
+    took: Duration,
+}
+
+impl Run {
+    /// The `--json` report, parsed (panics if it is not valid JSON).
+    fn json(&self) -> Json {
+        Json::parse(&self.stdout)
+            .unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs `echoloop-stress` with `args`, killing it (and failing) if it runs
+/// past [`RUN_LIMIT`].
+fn stress(args: &[&str]) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn echoloop-stress");
+    let mut out = child.stdout.take().expect("stdout pipe");
+    let mut err = child.stderr.take().expect("stderr pipe");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    let stderr = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    // stdout closes when the process exits: that is the sync point.
+    let stdout = match rx.recv_timeout(RUN_LIMIT) {
+        Ok(text) => text,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("echoloop-stress {args:?} still running after {RUN_LIMIT:?}");
+        }
+    };
+    let status = child.wait().expect("wait for echoloop-stress");
+    let stderr = stderr.join().expect("stderr reader");
+    Run {
+        status,
+        stdout,
+        stderr,
+        took: started.elapsed(),
+    }
+}
+
+/// Proves the load mode's core promise against a third-party style server:
+/// 20 connections with 4 messages in flight each, split over two loops,
+/// echo exactly the 2,000 messages asked for, every byte verified, and the
+/// JSON report says so (and parses as JSON).
+#[test]
+fn load_mode_echoes_exact_count_all_verified() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "20",
+        "--pipeline",
+        "4",
+        "--message-size",
+        "100",
+        "--messages",
+        "2000",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        run.status.success(),
+        "exit {:?}\n{}{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    let j = run.json();
+    assert_eq!(j.get("messages").u64(), 2000);
+    assert_eq!(j.get("bytes").u64(), 200_000);
+    assert_eq!(j.get("verification_errors").u64(), 0);
+    assert_eq!(j.get("connections_attempted").u64(), 20);
+    assert_eq!(j.get("connections_established").u64(), 20);
+    assert_eq!(j.get("connections_failed").u64(), 0);
+    assert_eq!(j.get("unexpected_closes").u64(), 0);
+    assert_eq!(j.get("latency_us").get("count").u64(), 2000);
+    assert!(j.get("latency_us").get("p50").f64() > 0.0);
+    assert!(j.get("latency_us").get("p99").f64() >= j.get("latency_us").get("p50").f64());
+    assert_eq!(j.get("exit_code").u64(), 0);
+}
+
+/// Proves the open loop sends on its schedule rather than as fast as it
+/// can: 4 connections at 200 msg/s each for one second is about 800
+/// messages, all verified.
+#[test]
+fn open_loop_rate_sends_on_schedule() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "4",
+        "--rate",
+        "200",
+        "--duration",
+        "1",
+        "--message-size",
+        "64",
+        "--json",
+    ]);
+    assert!(
+        run.status.success(),
+        "exit {:?}\n{}{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    let j = run.json();
+    let messages = j.get("messages").u64();
+    assert!(
+        (700..=850).contains(&messages),
+        "{messages} messages, expected ~800"
+    );
+    assert_eq!(j.get("verification_errors").u64(), 0);
+    assert_eq!(j.get("rate_per_connection").f64(), 200.0);
+}
+
+/// Proves churn mode opens, echoes through and closes one connection per
+/// cycle: 200 cycles with 4 in flight give 200 connects, 200 verified
+/// echoes and a connections-per-second figure.
+#[test]
+fn churn_mode_counts_cycles() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--mode",
+        "churn",
+        "--connections",
+        "4",
+        "--messages",
+        "200",
+        "--message-size",
+        "32",
+        "--json",
+    ]);
+    assert!(
+        run.status.success(),
+        "exit {:?}\n{}{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    let j = run.json();
+    assert_eq!(j.get("churn_cycles").u64(), 200);
+    assert_eq!(j.get("connections_attempted").u64(), 200);
+    assert_eq!(j.get("connections_established").u64(), 200);
+    assert_eq!(j.get("messages").u64(), 200);
+    assert_eq!(j.get("verification_errors").u64(), 0);
+    assert!(j.get("connections_per_sec").f64() > 0.0);
+    assert_eq!(server.peers.lock().expect("peers").len(), 200);
+}
+
+/// Proves idle mode holds every connection for the duration and then checks
+/// each one still echoes: 50 held, 50 verified.
+#[test]
+fn idle_mode_verifies_every_survivor() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--mode",
+        "idle",
+        "--connections",
+        "50",
+        "--duration",
+        "0.3",
+        "--json",
+    ]);
+    assert!(
+        run.status.success(),
+        "exit {:?}\n{}{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    let j = run.json();
+    assert_eq!(j.get("idle_held").u64(), 50);
+    assert_eq!(j.get("idle_survived").u64(), 50);
+    assert_eq!(j.get("messages").u64(), 50);
+    assert_eq!(j.get("verification_errors").u64(), 0);
+    assert!(
+        run.took >= Duration::from_millis(300),
+        "held only {:?}",
+        run.took
+    );
+}
+
+/// Proves corruption is caught: a server that flips one bit at stream
+/// offset 1,000 of every connection makes the run fail (exit 1) with one
+/// verification error per connection, pointing at byte 1,000.
+#[test]
+fn flipped_byte_fails_verification() {
+    let server = serve(Behaviour::FlipByteAt(1000));
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "5",
+        "--message-size",
+        "100",
+        "--messages",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    let j = run.json();
+    assert_eq!(j.get("verification_errors").u64(), 5);
+    // Each connection verified its first 10 messages, then hit the flip.
+    assert_eq!(j.get("messages").u64(), 50);
+    let first = j.get("first_verification_error").str();
+    assert!(first.contains("stream byte 1000"), "{first}");
+    assert_eq!(j.get("exit_code").u64(), 1);
+}
+
+/// Proves a closed port is counted as refused connects, never aborts the
+/// run, and turns the exit status to 1 with `--max-failures 0` — but not
+/// when the failures are within `--max-failures`. Also checks the default
+/// human-readable report.
+#[test]
+fn closed_port_counts_refused() {
+    let addr = closed_port().to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "5",
+        "--messages",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    let j = run.json();
+    assert_eq!(j.get("connections_attempted").u64(), 5);
+    assert_eq!(j.get("connections_failed").u64(), 5);
+    assert_eq!(j.get("failed_by_reason").get("refused").u64(), 5);
+    assert!(j
+        .get("first_failed_by_reason")
+        .get("refused")
+        .str()
+        .contains(&addr));
+
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "5",
+        "--messages",
+        "5",
+        "--max-failures",
+        "5",
+    ]);
+    assert!(
+        run.status.success(),
+        "exit {:?}\n{}{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("5 failed (refused 5,"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("result:       PASS"), "{}", run.stdout);
+}
+
+/// Proves a server that refuses connections after accepting them (closing
+/// at once, as a server over its connection limit does) is reported as
+/// unexpected closes before any echo, while the other connections finish
+/// their share.
+#[test]
+fn refusing_server_counted_as_unexpected_closes() {
+    let server = serve(Behaviour::RefuseEvery(2));
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "10",
+        "--messages",
+        "100",
+        "--json",
+        "--max-failures",
+        "5",
+    ]);
+    assert!(
+        run.status.success(),
+        "exit {:?}\n{}{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    let j = run.json();
+    assert_eq!(j.get("connections_established").u64(), 10);
+    assert_eq!(j.get("unexpected_closes").u64(), 5);
+    assert_eq!(j.get("closed_before_echo").u64(), 5);
+    assert_eq!(j.get("messages").u64(), 50);
+    assert_eq!(j.get("verification_errors").u64(), 0);
+}
+
+/// Proves a server that accepts but never echoes cannot hang the client: the
+/// connections are declared stalled after `--echo-timeout` and the run fails.
+#[test]
+fn silent_server_is_reported_as_stalled() {
+    let server = serve(Behaviour::Silent);
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "3",
+        "--messages",
+        "30",
+        "--echo-timeout",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    let j = run.json();
+    assert_eq!(j.get("stalled").u64(), 3);
+    assert_eq!(j.get("messages").u64(), 0);
+    assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
+}
+
+/// Proves `--source-addrs` spreads the client sockets over the given
+/// loopback addresses (Linux routes all of 127.0.0.0/8 to loopback).
+#[cfg(target_os = "linux")]
+#[test]
+fn source_addrs_spread_connections() {
+    use std::collections::HashSet;
+
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "8",
+        "--messages",
+        "80",
+        "--source-addrs",
+        "127.0.0.1-127.0.0.4",
+        "--json",
+    ]);
+    assert!(
+        run.status.success(),
+        "exit {:?}\n{}{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(run.json().get("messages").u64(), 80);
+    let peers: HashSet<IpAddr> = server
+        .peers
+        .lock()
+        .expect("peers")
+        .iter()
+        .copied()
+        .collect();
+    let want: HashSet<IpAddr> = (1..=4).map(|i| IpAddr::from([127, 0, 0, i])).collect();
+    assert_eq!(peers, want);
+}
+
+/// Proves `--help` documents every flag the issue asks for.
+#[test]
+fn help_lists_every_flag() {
+    let run = stress(&["--help"]);
+    assert!(run.status.success());
+    for flag in [
+        "--addr",
+        "--connections",
+        "--message-size",
+        "--pipeline",
+        "--duration",
+        "--messages",
+        "--threads",
+        "--connect-rate",
+        "--source-addrs",
+        "--json",
+        "--rate",
+        "--max-failures",
+        "--mode",
+        "--connect-timeout",
+        "--echo-timeout",
+        "[default: 127.0.0.1:7878]",
+    ] {
+        assert!(
+            run.stdout.contains(flag),
+            "--help lacks {flag}:\n{}",
+            run.stdout
+        );
+    }
+}
+
+/// Just enough JSON to read the report back, and to prove it is valid JSON.
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// Any number.
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// An array.
+    Arr(Vec<Json>),
+    /// An object, keys in order.
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// Parses a whole document.
+    fn parse(text: &str) -> Result<Json, String> {
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let value = p.value()?;
+        p.ws();
+        if p.i != p.s.len() {
+            return Err(format!("trailing text at {}", p.i));
+        }
+        Ok(value)
+    }
+
+    /// The member `key` of an object (panics if absent).
+    fn get(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(members) => members
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| panic!("no key {key}")),
+            other => panic!("{other:?} is not an object"),
+        }
+    }
+
+    /// A number.
+    fn f64(&self) -> f64 {
+        match self {
+            Json::Num(n) => *n,
+            other => panic!("{other:?} is not a number"),
+        }
+    }
+
+    /// A non-negative whole number.
+    fn u64(&self) -> u64 {
+        let n = self.f64();
+        assert!(n >= 0.0 && n.fract() == 0.0, "{n} is not a count");
+        n as u64
+    }
+
+    /// A string.
+    fn str(&self) -> &str {
+        match self {
+            Json::Str(s) => s,
+            other => panic!("{other:?} is not a string"),
+        }
+    }
+}
+
+/// A recursive-descent JSON parser over bytes.
+struct Parser<'a> {
+    /// The document.
+    s: &'a [u8],
+    /// The read position.
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, lit: &str) -> bool {
+        if self.s[self.i..].starts_with(lit.as_bytes()) {
+            self.i += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        self.ws();
+        let Some(&c) = self.s.get(self.i) else {
+            return Err("unexpected end".into());
+        };
+        match c {
+            b'n' if self.eat("null") => Ok(Json::Null),
+            b't' if self.eat("true") => Ok(Json::Bool(true)),
+            b'f' if self.eat("false") => Ok(Json::Bool(false)),
+            b'"' => self.string().map(Json::Str),
+            b'[' => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.eat("]") {
+                    return Ok(Json::Arr(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    self.ws();
+                    if self.eat("]") {
+                        return Ok(Json::Arr(items));
+                    }
+                    if !self.eat(",") {
+                        return Err(format!("expected , or ] at {}", self.i));
+                    }
+                }
+            }
+            b'{' => {
+                self.i += 1;
+                let mut members = Vec::new();
+                self.ws();
+                if self.eat("}") {
+                    return Ok(Json::Obj(members));
+                }
+                loop {
+                    self.ws();
+                    let key = self.string()?;
+                    self.ws();
+                    if !self.eat(":") {
+                        return Err(format!("expected : at {}", self.i));
+                    }
+                    members.push((key, self.value()?));
+                    self.ws();
+                    if self.eat("}") {
+                        return Ok(Json::Obj(members));
+                    }
+                    if !self.eat(",") {
+                        return Err(format!("expected , or }} at {}", self.i));
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = self.i;
+                while self.i < self.s.len()
+                    && matches!(
+                        self.s[self.i],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
+                    self.i += 1;
+                }
+                let text =
+                    std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
+                text.parse()
+                    .map(Json::Num)
+                    .map_err(|_| format!("bad number {text}"))
+            }
+            _ => Err(format!("unexpected {:?} at {}", c as char, self.i)),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        if !self.eat("\"") {
+            return Err(format!("expected a string at {}", self.i));
+        }
+        let mut out = Vec::new();
+        loop {
+            let Some(&c) = self.s.get(self.i) else {
+                return Err("unterminated string".into());
+            };
+            self.i += 1;
+            match c {
+                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
+                b'\\' => {
+                    let e = *self.s.get(self.i).ok_or("bad escape")?;
+                    self.i += 1;
+                    match e {
+                        b'"' | b'\\' | b'/' => out.push(e),
+                        b'n' => out.push(b'\n'),
+                        b'r' => out.push(b'\r'),
+                        b't' => out.push(b'\t'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'u' => {
+                            let hex = self.s.get(self.i..self.i + 4).ok_or("short \\u")?;
+                            let hex = std::str::from_utf8(hex).map_err(|e| e.to_string())?;
+                            let code = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+                            self.i += 4;
+                            let ch = char::from_u32(code).ok_or("bad \\u code")?;
+                            out.extend_from_slice(ch.to_string().as_bytes());
+                        }
+                        _ => return Err(format!("bad escape \\{}", e as char)),
+                    }
+                }
+                c if c < 0x20 => return Err("control character in string".into()),
+                c => out.push(c),
+            }
+        }
+    }
+}
