@@ -22,7 +22,6 @@
 //! (`WouldBlock`, or on epoll a short read; see [`crate::sys`]).
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -141,9 +140,6 @@ pub(crate) struct Connection {
     /// The socket, registered with the loop's poll under this connection's
     /// slab key.
     stream: TcpStream,
-    /// The peer's address, for log lines (sockets that were reset can no
-    /// longer tell it).
-    peer: SocketAddr,
     /// Echo owed to the peer; `None` while caught up, so an idle connection
     /// owns no buffer.
     pending: Option<Box<Pending>>,
@@ -180,14 +176,12 @@ impl Connection {
     /// arrived before this call is missed.
     pub(crate) fn register(
         mut stream: TcpStream,
-        peer: SocketAddr,
         registry: &Registry,
         token: Token,
     ) -> io::Result<Connection> {
         registry.register(&mut stream, token, Interest::READABLE)?;
         Ok(Connection {
             stream,
-            peer,
             pending: None,
             maybe_readable: false,
             read_closed: false,
@@ -196,11 +190,6 @@ impl Connection {
             write_interest: false,
             queued: false,
         })
-    }
-
-    /// The peer's address.
-    pub(crate) fn peer(&self) -> SocketAddr {
-        self.peer
     }
 
     /// Bytes owed to the peer.
@@ -405,3 +394,4 @@ fn write_some(stream: &TcpStream, data: &[u8], counters: &Counters) -> io::Resul
     }
     Ok(written)
 }
+

@@ -218,6 +218,7 @@ impl Server {
             refused_warnings: Throttle::default(),
             accept_warnings: Throttle::default(),
             now: Instant::now(),
+            peers: Peers::new(),
             server: self,
         };
         while event_loop.turn()? {}
@@ -295,6 +296,50 @@ struct EventLoop {
     accept_warnings: Throttle,
     /// The time at the start of this turn's work: one clock read per turn.
     now: Instant,
+    /// Peer addresses for debug log lines, beside the slab.
+    peers: Peers,
+}
+
+/// Peer addresses, kept only while debug logging is on.
+///
+/// An address is 32 bytes, more than everything else an idle connection
+/// needs; only the debug log lines use it, so it lives here, beside the
+/// slab, and costs nothing when those lines are off.
+#[derive(Debug)]
+struct Peers(Option<Vec<Option<SocketAddr>>>);
+
+impl Peers {
+    /// Keeps addresses only if debug logging is enabled now.
+    fn new() -> Self {
+        Peers(log::log_enabled!(log::Level::Debug).then(Vec::new))
+    }
+
+    fn record(&mut self, key: usize, peer: SocketAddr) {
+        if let Some(peers) = &mut self.0 {
+            if peers.len() <= key {
+                peers.resize(key + 1, None);
+            }
+            peers[key] = Some(peer);
+        }
+    }
+
+    /// The address of connection `key`, printable ("?" when not kept).
+    fn get(&self, key: usize) -> PeerName {
+        PeerName(self.0.as_ref().and_then(|p| p.get(key).copied().flatten()))
+    }
+}
+
+/// A peer address in a log line, or "?" when not kept.
+#[derive(Debug)]
+struct PeerName(Option<SocketAddr>);
+
+impl std::fmt::Display for PeerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("?"),
+        }
+    }
 }
 
 impl EventLoop {
@@ -467,9 +512,10 @@ impl EventLoop {
         }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        match Connection::register(stream, peer, self.server.poll.registry(), Token(key)) {
+        match Connection::register(stream, self.server.poll.registry(), Token(key)) {
             Ok(conn) => {
                 entry.insert(conn);
+                self.peers.record(key, peer);
                 counters.add(Counter::Accepted, 1);
                 counters.set_active(self.conns.len());
                 if let Some(idle) = &mut self.idle {
@@ -532,7 +578,7 @@ impl EventLoop {
             idle.remove(key);
         }
         let counters = &self.server.shared.counters;
-        let peer = conn.peer();
+        let peer = self.peers.get(key);
         let owed = conn.pending_len();
         conn.close(&mut self.pool, counters);
         counters.set_active(self.conns.len());
