@@ -460,11 +460,18 @@ fn build_examples_once() {
                 cmd.args(["--profile", other]);
             }
         }
-        // target/<profile> or, when cross-compiling, target/<triple>/<profile>:
-        // cargo marks the target directory (and each triple dir) with a
-        // CACHEDIR.TAG, the project directory above it has none.
+        // <target-dir>/<profile> or, when cross-compiling,
+        // <target-dir>/<triple>/<profile>. Both directories carry cargo's
+        // CACHEDIR.TAG, so tell a triple (x86_64-pc-windows-gnu) from a
+        // target directory (target/pollbuild) by its shape.
         if let Some(above) = profile_dir.parent() {
-            let triple_dir = above.parent().filter(|p| p.join("CACHEDIR.TAG").exists());
+            let is_triple = above
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.matches('-').count() >= 2);
+            let triple_dir = above
+                .parent()
+                .filter(|p| is_triple && p.join("CACHEDIR.TAG").exists());
             match (triple_dir, above.file_name()) {
                 (Some(target_dir), Some(triple)) => {
                     cmd.arg("--target-dir").arg(target_dir);

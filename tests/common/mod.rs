@@ -18,7 +18,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A server running on its own thread, shut down when dropped.
 pub struct TestServer {
+    /// The first listen address.
     pub addr: SocketAddr,
+    /// Every listen address.
+    pub addrs: Vec<SocketAddr>,
     pub handle: Handle,
     thread: Option<JoinHandle<io::Result<Stats>>>,
 }
@@ -32,11 +35,13 @@ impl TestServer {
         };
         tweak(&mut config);
         let server = Server::bind(config).expect("bind test server");
-        let addr = server.local_addrs()[0];
+        let addrs = server.local_addrs();
+        let addr = addrs[0];
         let handle = server.handle();
         let thread = Some(thread::spawn(move || server.run()));
         TestServer {
             addr,
+            addrs,
             handle,
             thread,
         }
