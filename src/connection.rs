@@ -394,4 +394,3 @@ fn write_some(stream: &TcpStream, data: &[u8], counters: &Counters) -> io::Resul
     }
     Ok(written)
 }
-
