@@ -620,7 +620,9 @@ impl EventLoop {
             // Stop accepting: closing the listeners makes the kernel refuse
             // new clients instead of queueing them.
             self.server.listeners.clear();
-            self.shutdown_deadline = Some(self.now + self.server.config.shutdown_grace);
+            // From now, not from the start of the turn: the grace is a promise to the
+            // operator, and a turn may have begun well before the signal.
+            self.shutdown_deadline = Some(Instant::now() + self.server.config.shutdown_grace);
             info!(
                 "shutting down: {} connections, flushing for up to {:?}",
                 self.conns.len(),

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -110,6 +109,7 @@ fn sigterm_flushes_and_exits_zero() {
 #[cfg(unix)]
 #[test]
 fn second_signal_exits_at_once() {
+    use std::io::Write;
     let mut server = Binary::start(&["--shutdown-grace", "60"]);
     let stream = connect(server.addr);
     let writer = spawn_writer(&stream, payload(9, 8 << 20));
