@@ -356,6 +356,10 @@ impl EventLoop {
         }
         self.now = Instant::now();
 
+        // Connections cut short by their budget in an earlier turn; those cut
+        // short in this one wait for the next, behind everyone else.
+        let carried_over = self.read_again.len();
+
         // 2. Dispatch. Listener events only mark the listener ready (step 3
         //    accepts); connection events are served at once. `events` is
         //    taken out for the loop so `self` stays free to borrow.
@@ -391,8 +395,8 @@ impl EventLoop {
             }
         }
 
-        // 4. Serve again those with input left over from the last turn.
-        for _ in 0..self.read_again.len() {
+        // 4. Serve again those with input left over from an earlier turn.
+        for _ in 0..carried_over {
             let Some(key) = self.read_again.pop_front() else {
                 break;
             };
