@@ -584,8 +584,9 @@ impl EventLoop {
         let counters = &self.server.shared.counters;
         let peer = self.peers.get(key);
         let owed = conn.pending_len();
-        conn.close(&mut self.pool, counters);
-        counters.set_active(self.conns.len());
+        // Count first, close the socket last: whatever a client observes
+        // after its end of stream (a test reading the stats, say) is
+        // already counted.
         match why {
             Close::PeerDone => {
                 counters.add(Counter::ClosedByPeer, 1);
@@ -604,6 +605,8 @@ impl EventLoop {
                 debug!("conn {key} ({peer}): closed by shutdown ({owed} bytes not echoed)");
             }
         }
+        counters.set_active(self.conns.len());
+        conn.close(&mut self.pool, counters);
     }
 
     /// Closes every connection idle past the timeout: O(1) per connection
