@@ -673,28 +673,12 @@ fn connection_flood_is_refused_promptly_with_exact_counters() {
 #[cfg(target_os = "linux")]
 #[test]
 fn descriptor_storms_leave_no_descriptor_behind() {
-    use std::os::unix::process::CommandExt;
-    use std::process::Command;
-
     const FD_LIMIT: u64 = 64;
     const STORMS: usize = 3;
     const STORM: usize = 200;
     let _serial = serial();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    let mut cmd = echoloop_with_fd_limit(FD_LIMIT);
     cmd.args(["--max-connections", "1000"]);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: FD_LIMIT,
-                rlim_max: FD_LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let mut server = Binary::start_with(&mut cmd);
     let pid = server.child.id();
     let baseline = fd_count(pid);

@@ -108,25 +108,9 @@ fn without_idle_timeout_silent_connections_stay() {
 #[cfg(target_os = "linux")]
 #[test]
 fn emfile_storm_neither_spins_nor_exits() {
-    use std::os::unix::process::CommandExt;
-    use std::process::Command;
-
     const FD_LIMIT: u64 = 64;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    let mut cmd = echoloop_with_fd_limit(FD_LIMIT);
     cmd.args(["--max-connections", "1000"]);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: FD_LIMIT,
-                rlim_max: FD_LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let mut server = Binary::start_with(&mut cmd);
 
     let storm: Vec<_> = (0..200).map(|_| connect(server.addr)).collect();
@@ -156,15 +140,4 @@ fn emfile_storm_neither_spins_nor_exits() {
     let client = connect(server.addr);
     assert_echo(&client, &payload(1, 100_000));
     assert!(server.child.try_wait().unwrap().is_none(), "server exited");
-}
-
-/// utime + stime of a process, in clock ticks, from /proc.
-#[cfg(target_os = "linux")]
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields overall, the 12th and 13th after it.
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }

@@ -159,17 +159,6 @@ pub fn fd_count(pid: u32) -> usize {
         .count()
 }
 
-/// utime + stime of a process, in clock ticks (1/100 s), from /proc.
-#[cfg(target_os = "linux")]
-pub fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields overall, the 12th and 13th after it.
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
 /// Waits (up to `limit`) for a `stats:` line of a binary started with
 /// `--stats-interval` that satisfies `pred`, and returns it.
 #[track_caller]
