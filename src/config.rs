@@ -93,7 +93,8 @@ pub struct Cli {
     pub listen: Vec<SocketAddr>,
 
     /// Most connections open at once; beyond it new clients are closed at
-    /// once and counted as refused. Default: open-file limit minus 64.
+    /// once and counted as refused. Default: open-file limit minus 64 (at
+    /// most 1,048,576); 16,384 on Windows, which has no such limit.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
 

@@ -234,7 +234,9 @@ impl Connection {
             moved |= read_any;
         } else if self.pending.is_none() {
             if !self.fin_sent {
-                self.stream.shutdown(std::net::Shutdown::Write)?;
+                self.stream
+                    .shutdown(std::net::Shutdown::Write)
+                    .map_err(|e| named("shutdown", e))?;
                 self.fin_sent = true;
             }
             (more, _) = self.read_input(io, true)?;
@@ -295,7 +297,7 @@ impl Connection {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.maybe_readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(named("read", e)),
             }
         }
         Ok((false, read_any))
@@ -352,7 +354,9 @@ impl Connection {
             } else {
                 Interest::READABLE
             };
-            registry.reregister(&mut self.stream, token, interest)?;
+            registry
+                .reregister(&mut self.stream, token, interest)
+                .map_err(|e| named("reregister", e))?;
             self.write_interest = want_write;
         }
         Ok(())
@@ -379,7 +383,7 @@ fn write_some(stream: &TcpStream, data: &[u8], counters: &Counters) -> io::Resul
     let mut written = 0;
     while written < data.len() {
         match (&*stream).write(&data[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(0) => return Err(named("write", io::ErrorKind::WriteZero.into())),
             Ok(n) => {
                 written += n;
                 counters.add(Counter::BytesOut, n as u64);
@@ -389,8 +393,14 @@ fn write_some(stream: &TcpStream, data: &[u8], counters: &Counters) -> io::Resul
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(named("write", e)),
         }
     }
     Ok(written)
+}
+
+/// Prefixes an error with the call that returned it ("read: Connection
+/// reset by peer"), keeping its kind. Only on the error path.
+fn named(call: &str, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("{call}: {err}"))
 }

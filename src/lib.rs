@@ -78,8 +78,9 @@
 //!
 //! - **Events are hints.** A readable event may be spurious (mio's Windows
 //!   backend reports a writable event after a read hits `WouldBlock`, mio
-//!   issue #1963; an event may also name a connection closed, and its key
-//!   reused, earlier in the same batch). Serving a connection that has
+//!   issue #1963; an event may also name a connection closed earlier in
+//!   the same batch, whose key is then vacant; a key freed there is reused
+//!   only in the accept step, after every event was dispatched). Serving a connection that has
 //!   nothing to do costs one `WouldBlock` at most, and nothing at all for a
 //!   writable event with no pending output.
 //! - **Drain until `WouldBlock`.** Edge-triggered readiness reports changes,

@@ -523,11 +523,17 @@ impl EventLoop {
                 counters.add(Counter::Accepted, 1);
                 counters.set_active(self.conns.len());
                 if let Some(idle) = &mut self.idle {
-                    idle.touch(key, self.now);
+                    // The clock now, not at the start of the turn: a flood of
+                    // accepts can take a while, and an early stamp would let
+                    // the connection expire early.
+                    idle.touch(key, Instant::now());
                 }
                 debug!("conn {key}: accepted from {peer}");
             }
             Err(e) => {
+                // Accepted, then lost at once: counted both ways so that
+                // accepted = closed (all reasons) + active still holds.
+                counters.add(Counter::Accepted, 1);
                 counters.add(Counter::Errored, 1);
                 debug!("conn {key}: register {peer}: {e}");
             }

@@ -51,9 +51,10 @@ fn max_connections_refuses_promptly() {
 fn idle_timeout_closes_silent_connections_on_time() {
     let timeout = Duration::from_millis(300);
     let server = TestServer::start(|c| c.idle_timeout = Some(timeout));
+    // Before the connect: the server cannot stamp it any earlier.
+    let started = Instant::now();
     let silent = connect(server.addr);
     let chatty = connect(server.addr);
-    let started = Instant::now();
     wait_until("both accepted", || server.stats().active == 2);
 
     // The chatty client talks every 50 ms for 3 timeouts' worth of time.

@@ -113,7 +113,8 @@ fn second_signal_exits_at_once() {
     let mut server = Binary::start(&["--shutdown-grace", "60"]);
     let stream = connect(server.addr);
     let writer = spawn_writer(&stream, payload(9, 8 << 20));
-    // A client owed output keeps the graceful shutdown waiting.
+    // A client that never reads or closes keeps the graceful shutdown
+    // waiting (for the whole 60 s grace, were it not for the second signal).
     (&stream).write_all(b"x").ok();
     server.signal(libc::SIGTERM);
     server.wait_for_line("shutting down");

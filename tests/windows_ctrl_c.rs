@@ -143,7 +143,8 @@ fn second_ctrl_c_exits_at_once() {
     let mut server = start_in_new_console(&["--shutdown-grace", "60"]);
     let stream = connect(server.addr);
     let writer = spawn_writer(&stream, payload(9, 8 << 20));
-    // A client owed output keeps the graceful shutdown waiting.
+    // A client that never reads or closes keeps the graceful shutdown
+    // waiting (for the whole 60 s grace, were it not for the second signal).
     (&stream).write_all(b"x").ok();
     send_ctrl_c(&server);
     server.wait_for_line("shutting down");
