@@ -31,6 +31,9 @@ enum Behaviour {
     /// Accept and at once close every n-th connection (the first, the
     /// n+1-th, …), echo the others: a server refusing over its limit.
     RefuseEvery(usize),
+    /// Echo this many bytes, then end the stream (FIN) in the middle of a
+    /// message, and discard the rest: a server shutting down mid-stream.
+    EchoThenClose(u64),
 }
 
 /// A running test server.
@@ -81,6 +84,21 @@ fn echo(mut stream: TcpStream, behaviour: Behaviour) {
             if (offset..offset + n as u64).contains(&at) {
                 buf[(at - offset) as usize] ^= 0x20;
             }
+        }
+        if let Behaviour::EchoThenClose(limit) = behaviour {
+            let keep = (limit.saturating_sub(offset) as usize).min(n);
+            if stream.write_all(&buf[..keep]).is_err() {
+                return;
+            }
+            if offset + n as u64 >= limit {
+                // The partial echo and the FIN leave together; then read on
+                // so that closing sends no reset.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+                return;
+            }
+            offset += n as u64;
+            continue;
         }
         offset += n as u64;
         if stream.write_all(&buf[..n]).is_err() {
@@ -424,6 +442,35 @@ fn refusing_server_counted_as_unexpected_closes() {
     assert_eq!(j.get("closed_before_echo").u64(), 5);
     assert_eq!(j.get("messages").u64(), 50);
     assert_eq!(j.get("verification_errors").u64(), 0);
+}
+
+/// Proves an end of stream that arrives together with the last bytes (one
+/// readiness event for both) is seen as the close it is: each connection
+/// is counted as an unexpected close at once, not left waiting for more
+/// echo and reported stalled.
+#[test]
+fn close_with_last_bytes_is_an_unexpected_close_not_a_stall() {
+    let server = serve(Behaviour::EchoThenClose(1050));
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "4",
+        "--message-size",
+        "100",
+        "--messages",
+        "1000",
+        "--echo-timeout",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    let j = run.json();
+    assert_eq!(j.get("unexpected_closes").u64(), 4, "{}", run.stdout);
+    assert_eq!(j.get("stalled").u64(), 0, "{}", run.stdout);
+    assert_eq!(j.get("verification_errors").u64(), 0);
+    assert!(run.took < Duration::from_secs(4), "took {:?}", run.took);
 }
 
 /// Proves a server that accepts but never echoes cannot hang the client: the

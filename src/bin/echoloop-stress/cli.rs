@@ -107,9 +107,11 @@ pub struct Args {
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub connect_timeout: Duration,
 
-    /// Seconds to wait for an outstanding echo before the connection counts
-    /// as stalled (also how long the end of a timed run waits for echoes
-    /// still in flight).
+    /// Seconds without progress on any connection of a loop before that
+    /// loop's connections still owed echoes count as stalled (also how long
+    /// the end of a timed run waits for echoes still in flight). Per loop,
+    /// not per connection: one stuck connection among busy ones is caught
+    /// when the others go quiet or at the end of the run.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub echo_timeout: Duration,
 

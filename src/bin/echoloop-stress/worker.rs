@@ -340,8 +340,12 @@ impl Worker {
                 if token == WAKER || token.0 >= self.slots.len() {
                     continue;
                 }
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                self.drive(token.0, readable, turn);
+                // Data and FIN can arrive in one event: then a short read
+                // does not mean drained, and the read that returns 0 must
+                // still be made (see `read`).
+                let closing = event.is_read_closed() || event.is_error();
+                let readable = event.is_readable() || closing;
+                self.drive(token.0, readable, closing, turn);
             }
         }
         self.publish_latency();
@@ -520,11 +524,11 @@ impl Worker {
     }
 
     /// Handles a readiness event for slot `s`.
-    fn drive(&mut self, s: usize, readable: bool, turn: u64) {
+    fn drive(&mut self, s: usize, readable: bool, closing: bool, turn: u64) {
         match self.slots[s].state {
             State::Connecting => self.finish_connect(s, turn),
             State::Open => {
-                if readable && !self.read(s, turn) {
+                if readable && !self.read(s, closing, turn) {
                     return;
                 }
                 self.pump(s);
@@ -577,8 +581,10 @@ impl Worker {
     }
 
     /// Reads slot `s` until drained, verifying and timing the echoes.
-    /// Returns whether the connection is still open.
-    fn read(&mut self, s: usize, turn: u64) -> bool {
+    /// `closing`: the event said the peer closed, so read on past a short
+    /// read until the end of stream itself. Returns whether the connection
+    /// is still open.
+    fn read(&mut self, s: usize, closing: bool, turn: u64) -> bool {
         let Worker {
             plan,
             slots,
@@ -639,7 +645,9 @@ impl Worker {
                         counts.messages += 1;
                     }
                     // Finished (the caller closes it), or drained.
-                    if slot.done >= slot.quota || (n < buf.len() && SHORT_IO_MEANS_DRAINED) {
+                    if slot.done >= slot.quota
+                        || (n < buf.len() && SHORT_IO_MEANS_DRAINED && !closing)
+                    {
                         break None;
                     }
                 }
