@@ -76,7 +76,7 @@ impl Default for Config {
             nodelay: true,
             reads_per_turn: 16,
             accepts_per_turn: 128,
-            backlog: 1024,
+            backlog: 4096,
         }
     }
 }
@@ -123,7 +123,7 @@ pub struct Cli {
 
     /// Listen backlog: connections the kernel queues for us before we
     /// accept them (capped by the kernel, e.g. net.core.somaxconn).
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = 4096)]
     pub backlog: u32,
 
     /// Leave Nagle's algorithm on (do not set TCP_NODELAY).

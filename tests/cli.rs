@@ -37,7 +37,7 @@ fn help_lists_every_flag_with_defaults() {
         "[default: 127.0.0.1:7878]",
         "[default: 65536]",
         "[default: 5]",
-        "[default: 1024]",
+        "[default: 4096]",
     ] {
         assert!(
             help.contains(default),
