@@ -34,6 +34,9 @@ enum Behaviour {
     /// Echo this many bytes, then end the stream (FIN) in the middle of a
     /// message, and discard the rest: a server shutting down mid-stream.
     EchoThenClose(u64),
+    /// Echo, but once this many bytes have come in, stop for 500 ms (a
+    /// garbage-collection pause, say) before echoing on.
+    StallOnceAfter(u64),
 }
 
 /// A running test server.
@@ -99,6 +102,11 @@ fn echo(mut stream: TcpStream, behaviour: Behaviour) {
             }
             offset += n as u64;
             continue;
+        }
+        if let Behaviour::StallOnceAfter(at) = behaviour {
+            if (offset..offset + n as u64).contains(&at) {
+                thread::sleep(Duration::from_millis(500)); // the behaviour under test
+            }
         }
         offset += n as u64;
         if stream.write_all(&buf[..n]).is_err() {
@@ -471,6 +479,71 @@ fn close_with_last_bytes_is_an_unexpected_close_not_a_stall() {
     assert_eq!(j.get("stalled").u64(), 0, "{}", run.stdout);
     assert_eq!(j.get("verification_errors").u64(), 0);
     assert!(run.took < Duration::from_secs(4), "took {:?}", run.took);
+}
+
+/// Proves the open loop corrects for coordinated omission: a server that
+/// stalls once for 500 ms holds back every message scheduled during the
+/// stall, and their latency counts from when each was *due*, so about a
+/// quarter of a 2 s run at 200 msg/s shows up to 500 ms and the p99 is
+/// far above the p50. The closed loop over the same server sees one slow
+/// message per connection, lost in the p99 — which is why `--rate` exists.
+#[test]
+fn open_loop_latency_counts_from_the_schedule() {
+    let open = {
+        let server = serve(Behaviour::StallOnceAfter(64 * 100));
+        let addr = server.addr.to_string();
+        stress(&[
+            "--addr",
+            &addr,
+            "--connections",
+            "4",
+            "--message-size",
+            "64",
+            "--rate",
+            "200",
+            "--duration",
+            "2",
+            "--json",
+        ])
+    };
+    assert!(open.status.success(), "{}{}", open.stdout, open.stderr);
+    let j = open.json();
+    let (p50, p99) = (
+        j.get("latency_us").get("p50").f64(),
+        j.get("latency_us").get("p99").f64(),
+    );
+    assert!(
+        p99 >= 300_000.0,
+        "open loop p99 {p99} µs hides a 500 ms stall"
+    );
+    assert!(p50 < 100_000.0, "open loop p50 {p50} µs");
+
+    let closed = {
+        let server = serve(Behaviour::StallOnceAfter(64 * 100));
+        let addr = server.addr.to_string();
+        stress(&[
+            "--addr",
+            &addr,
+            "--connections",
+            "4",
+            "--message-size",
+            "64",
+            "--duration",
+            "2",
+            "--json",
+        ])
+    };
+    assert!(
+        closed.status.success(),
+        "{}{}",
+        closed.stdout,
+        closed.stderr
+    );
+    let p99 = closed.json().get("latency_us").get("p99").f64();
+    assert!(
+        p99 < 300_000.0,
+        "closed loop p99 {p99} µs: the stall should hide there"
+    );
 }
 
 /// Proves a server that accepts but never echoes cannot hang the client: the
