@@ -13,6 +13,8 @@
 //! target directory) once before the first test. It is a no-op when they are
 //! up to date.
 
+mod common;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -122,7 +124,7 @@ fn minimal_loop_serves_concurrent_clients() {
 fn minimal_loop_survives_a_client_that_reads_late() {
     let server = Server::start("minimal_loop", &[]);
     let slow = connect(server.addr);
-    let payload = Arc::new(payload(BIG, 7));
+    let payload = Arc::new(common::payload(7, BIG));
 
     let (progress_tx, progress_rx) = mpsc::channel::<usize>();
     let writer = {
@@ -213,7 +215,7 @@ fn round_trips(stream: &mut TcpStream, seed: u64) {
         .into_iter()
         .enumerate()
     {
-        messages.push(payload(len, seed * 31 + i as u64));
+        messages.push(common::payload(seed * 31 + i as u64, len));
     }
     for msg in messages {
         stream.write_all(&msg).expect("write a message");
@@ -228,7 +230,7 @@ fn round_trips(stream: &mut TcpStream, seed: u64) {
 /// Streams 4 MiB from one thread while another reads the echo, so that the
 /// server meets full socket buffers (partial writes) and has to resume.
 fn stream_big(stream: &TcpStream, seed: u64) {
-    let data = Arc::new(payload(BIG, seed));
+    let data = Arc::new(common::payload(seed, BIG));
     let reader = {
         let mut stream = stream.try_clone().expect("try_clone");
         thread::spawn(move || {
@@ -273,19 +275,6 @@ fn read_to_eof(stream: &TcpStream) -> Vec<u8> {
             ),
         }
     }
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*), all values present.
-fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
 }
 
 fn assert_same(got: &[u8], want: &[u8], what: &str) {

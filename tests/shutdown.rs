@@ -93,15 +93,7 @@ fn sigterm_flushes_and_exits_zero() {
     let writer = spawn_writer(&stream, data.clone());
     server.wait_for_line("pending_bytes=65536");
     server.signal(libc::SIGTERM);
-    server.wait_for_line("shutting down");
-    let got = read_until_closed(&stream);
-    drop(stream);
-    let _ = writer.join();
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0));
-    assert_eq!(stat_field(&last, "bytes_out"), got.len() as u64, "{last}");
-    assert_eq!(stat_field(&last, "bytes_in"), got.len() as u64, "{last}");
-    assert_same(&got, &data[..got.len()]);
+    server.assert_graceful_exit(stream, writer, &data);
 }
 
 /// A second signal during a long graceful shutdown exits at once, with a

@@ -134,6 +134,18 @@ struct Run {
 }
 
 impl Run {
+    /// Asserts the run exited 0, showing its output if not.
+    #[track_caller]
+    fn assert_ok(&self) {
+        assert!(
+            self.status.success(),
+            "exit {:?}\n{}{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+
     /// The `--json` report, parsed (panics if it is not valid JSON).
     fn json(&self) -> Json {
         Json::parse(&self.stdout)
@@ -207,13 +219,7 @@ fn load_mode_echoes_exact_count_all_verified() {
         "2",
         "--json",
     ]);
-    assert!(
-        run.status.success(),
-        "exit {:?}\n{}{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
+    run.assert_ok();
     let j = run.json();
     assert_eq!(j.get("messages").u64(), 2000);
     assert_eq!(j.get("bytes").u64(), 200_000);
@@ -248,13 +254,7 @@ fn open_loop_rate_sends_on_schedule() {
         "64",
         "--json",
     ]);
-    assert!(
-        run.status.success(),
-        "exit {:?}\n{}{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
+    run.assert_ok();
     let j = run.json();
     let messages = j.get("messages").u64();
     assert!(
@@ -285,13 +285,7 @@ fn churn_mode_counts_cycles() {
         "32",
         "--json",
     ]);
-    assert!(
-        run.status.success(),
-        "exit {:?}\n{}{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
+    run.assert_ok();
     let j = run.json();
     assert_eq!(j.get("churn_cycles").u64(), 200);
     assert_eq!(j.get("connections_attempted").u64(), 200);
@@ -319,13 +313,7 @@ fn idle_mode_verifies_every_survivor() {
         "0.3",
         "--json",
     ]);
-    assert!(
-        run.status.success(),
-        "exit {:?}\n{}{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
+    run.assert_ok();
     let j = run.json();
     assert_eq!(j.get("idle_held").u64(), 50);
     assert_eq!(j.get("idle_survived").u64(), 50);
@@ -403,13 +391,7 @@ fn closed_port_counts_refused() {
         "--max-failures",
         "5",
     ]);
-    assert!(
-        run.status.success(),
-        "exit {:?}\n{}{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
+    run.assert_ok();
     assert!(
         run.stdout.contains("5 failed (refused 5,"),
         "{}",
@@ -437,13 +419,7 @@ fn refusing_server_counted_as_unexpected_closes() {
         "--max-failures",
         "5",
     ]);
-    assert!(
-        run.status.success(),
-        "exit {:?}\n{}{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
+    run.assert_ok();
     let j = run.json();
     assert_eq!(j.get("connections_established").u64(), 10);
     assert_eq!(j.get("unexpected_closes").u64(), 5);
@@ -590,13 +566,7 @@ fn source_addrs_spread_connections() {
         "127.0.0.1-127.0.0.4",
         "--json",
     ]);
-    assert!(
-        run.status.success(),
-        "exit {:?}\n{}{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
+    run.assert_ok();
     assert_eq!(run.json().get("messages").u64(), 80);
     let peers: HashSet<IpAddr> = server
         .peers

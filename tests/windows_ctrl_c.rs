@@ -125,15 +125,7 @@ fn ctrl_c_flushes_and_exits_zero() {
     let writer = spawn_writer(&stream, data.clone());
     server.wait_for_line("pending_bytes=65536");
     send_ctrl_c(&server);
-    server.wait_for_line("shutting down");
-    let got = read_until_closed(&stream);
-    drop(stream);
-    let _ = writer.join();
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0));
-    assert_eq!(stat_field(&last, "bytes_out"), got.len() as u64, "{last}");
-    assert_eq!(stat_field(&last, "bytes_in"), got.len() as u64, "{last}");
-    assert_same(&got, &data[..got.len()]);
+    server.assert_graceful_exit(stream, writer, &data);
 }
 
 /// A second Ctrl-C during a long graceful shutdown (a client owed output

@@ -237,6 +237,29 @@ impl Binary {
         }
     }
 
+    /// After a shutdown signal, with `stream` a client that had not been
+    /// reading and `writer` its sender: reads until the server closes,
+    /// then asserts a graceful exit — code 0, and the client got exactly
+    /// the bytes the server's final stats say it read and echoed, a prefix
+    /// of `sent`.
+    #[track_caller]
+    pub fn assert_graceful_exit(
+        &mut self,
+        stream: TcpStream,
+        writer: JoinHandle<usize>,
+        sent: &[u8],
+    ) {
+        self.wait_for_line("shutting down");
+        let got = read_until_closed(&stream);
+        drop(stream);
+        let _ = writer.join();
+        let last = self.wait_for_line("stopped:");
+        assert_eq!(self.wait_exit(), Some(0));
+        assert_eq!(stat_field(&last, "bytes_out"), got.len() as u64, "{last}");
+        assert_eq!(stat_field(&last, "bytes_in"), got.len() as u64, "{last}");
+        assert_same(&got, &sent[..got.len()]);
+    }
+
     /// Sends a signal (Unix) to the process.
     #[cfg(unix)]
     pub fn signal(&self, signal: i32) {
