@@ -707,7 +707,6 @@ fn descriptor_storms_leave_no_descriptor_behind() {
     }
     let elapsed = started.elapsed();
     let cpu = cpu_ticks(pid) - cpu_before;
-    server.signal(libc::SIGTERM);
     // Every log line of the episode: the accept warnings are rate-limited.
     let (warnings, last) = warnings_until_stopped(&mut server, "pausing accepts");
     assert_eq!(server.wait_exit(), Some(0));
@@ -735,8 +734,9 @@ fn descriptor_storms_leave_no_descriptor_behind() {
     );
 }
 
-/// Reads the binary's log until its `stopped:` line (after a SIGTERM);
-/// returns the warning lines containing `needle`, and the `stopped:` line.
+/// Sends SIGTERM (once: a second would exit at once, with 130), reads the
+/// binary's log until its `stopped:` line, and returns the warning lines
+/// containing `needle`, and the `stopped:` line.
 #[cfg(unix)]
 fn warnings_until_stopped(server: &mut Binary, needle: &str) -> (Vec<String>, String) {
     server.signal(libc::SIGTERM);
