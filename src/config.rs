@@ -6,10 +6,12 @@
 //! `Config` by [`Cli::into_config`]. Keeping them apart means the library does
 //! not care how a setting was spelled, and the CLI can be read on one screen.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::units::{Bounds, MAX_DURATION};
 
 /// The address a server listens on when none is given: loopback only, so a
 /// first `cargo run` exposes nothing to the network.
@@ -81,16 +83,98 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// `--idle-timeout`: below 10 ms every connection would expire between
+    /// two turns of the loop.
+    pub const IDLE_TIMEOUT: Bounds<Duration> = Bounds {
+        min: Duration::from_millis(10),
+        max: MAX_DURATION,
+    };
+    /// `--stats-interval`: below 10 ms the log line is all the loop does.
+    pub const STATS_INTERVAL: Bounds<Duration> = Bounds {
+        min: Duration::from_millis(10),
+        max: MAX_DURATION,
+    };
+    /// `--shutdown-grace`: 0 closes at once, without flushing.
+    pub const SHUTDOWN_GRACE: Bounds<Duration> = Bounds {
+        min: Duration::ZERO,
+        max: MAX_DURATION,
+    };
+    /// `--max-pending`: pending output grows with the bytes actually owed,
+    /// so a large cap costs nothing until a peer stops reading; past 1 GiB
+    /// one such peer would hold more than most machines should give it.
+    pub const MAX_PENDING: Bounds<u64> = Bounds {
+        min: 1,
+        max: 1 << 30,
+    };
+    /// `--read-buffer`: allocated once at start; past 64 MiB a read is no
+    /// faster, only a bigger allocation.
+    pub const READ_BUFFER: Bounds<u64> = Bounds {
+        min: 1,
+        max: 64 << 20,
+    };
+    /// `--backlog`: 0 leaves no room for even a short connect burst.
+    pub const BACKLOG: Bounds<u64> = Bounds {
+        min: 1,
+        max: i32::MAX as u64,
+    };
+    /// Per-turn budgets: at 0 a connection or listener would never be served.
+    pub const PER_TURN: Bounds<u64> = Bounds {
+        min: 1,
+        max: 1 << 20,
+    };
+
+    /// Checks every setting against its bounds: the same ones the command
+    /// line enforces, so a configuration built in code cannot hand the loop
+    /// a value that would overflow a deadline or an allocation. The error
+    /// names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let secs = |name: &str, b: Bounds<Duration>, v: Option<Duration>| match v {
+            Some(v) => b.check(v).map(drop).map_err(|why| format!("{name} {why}")),
+            None => Ok(()),
+        };
+        let count = |name: &str, b: Bounds<u64>, v: usize| {
+            b.check(u64::try_from(v).unwrap_or(u64::MAX))
+                .map(drop)
+                .map_err(|why| format!("{name} {why}"))
+        };
+        if self.listen.is_empty() {
+            return Err("no address to listen on".into());
+        }
+        secs("idle_timeout", Self::IDLE_TIMEOUT, self.idle_timeout)?;
+        secs("stats_interval", Self::STATS_INTERVAL, self.stats_interval)?;
+        secs(
+            "shutdown_grace",
+            Self::SHUTDOWN_GRACE,
+            Some(self.shutdown_grace),
+        )?;
+        count("max_pending", Self::MAX_PENDING, self.max_pending)?;
+        count("read_buffer", Self::READ_BUFFER, self.read_buffer)?;
+        count("backlog", Self::BACKLOG, self.backlog as usize)?;
+        count("reads_per_turn", Self::PER_TURN, self.reads_per_turn)?;
+        count("accepts_per_turn", Self::PER_TURN, self.accepts_per_turn)?;
+        if self.max_connections == Some(0) {
+            return Err("max_connections must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// echoloop: a TCP echo server (RFC 862) on one single-threaded readiness
 /// loop. Every byte a client sends comes back, in order, until it closes.
 ///
+/// Signals: Ctrl-C (SIGINT), SIGTERM and SIGHUP start a graceful shutdown; a
+/// second one exits at once (status 130). SIGHUP is left ignored when it was
+/// ignored at start, as under `nohup`.
+///
 /// Logging: RUST_LOG=debug shows one line per connection event.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 pub struct Cli {
-    /// Address to listen on; repeat for several (e.g. IPv4 and IPv6).
-    #[arg(long = "listen", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
-    pub listen: Vec<SocketAddr>,
+    /// Address to listen on (host names are resolved, and every address
+    /// they resolve to is listened on); repeat for several.
+    #[arg(long = "listen", value_name = "ADDR", default_value = DEFAULT_LISTEN, value_parser = resolve)]
+    pub listen: Vec<Resolved>,
 
     /// Most connections open at once; beyond it new clients are closed at
     /// once and counted as refused. Default: open-file limit minus 64 (at
@@ -99,31 +183,39 @@ pub struct Cli {
     pub max_connections: Option<u64>,
 
     /// Most echoed bytes held for a peer that is not reading; at the cap
-    /// the server stops reading from it.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = parse_size)]
+    /// the server stops reading from it. Each read takes at most this much,
+    /// so a cap below --read-buffer also slows prompt readers. Memory
+    /// follows the bytes actually held, up to this cap (at most 1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024,
+          value_parser = |s: &str| Config::MAX_PENDING.parse_usize(s))]
     pub max_pending: usize,
 
-    /// Size of the loop's single read buffer.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = parse_size)]
+    /// Size of the loop's single read buffer (at most 64 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024,
+          value_parser = |s: &str| Config::READ_BUFFER.parse_usize(s))]
     pub read_buffer: usize,
 
-    /// Close connections idle for this many seconds (fractions allowed).
-    /// Default: never.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// Close connections idle for this many seconds (fractions allowed,
+    /// 0.01 up to a year). Default: never.
+    #[arg(long, value_name = "SECS", value_parser = |s: &str| Config::IDLE_TIMEOUT.parse(s))]
     pub idle_timeout: Option<Duration>,
 
     /// On Ctrl-C/SIGTERM, seconds to keep flushing pending echoes before
-    /// closing everything.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    /// closing everything (0 closes at once).
+    #[arg(long, value_name = "SECS", default_value = "5",
+          value_parser = |s: &str| Config::SHUTDOWN_GRACE.parse(s))]
     pub shutdown_grace: Duration,
 
-    /// Log the counters every this many seconds. Default: only at exit.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// Log the counters every this many seconds (at least 0.01). Default:
+    /// only at exit.
+    #[arg(long, value_name = "SECS", value_parser = |s: &str| Config::STATS_INTERVAL.parse(s))]
     pub stats_interval: Option<Duration>,
 
     /// Listen backlog: connections the kernel queues for us before we
-    /// accept them (capped by the kernel, e.g. net.core.somaxconn).
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    /// accept them (at least 1; capped by the kernel, e.g.
+    /// net.core.somaxconn).
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = |s: &str| Config::BACKLOG.parse(s).map(|n| n as u32))]
     pub backlog: u32,
 
     /// Leave Nagle's algorithm on (do not set TCP_NODELAY).
@@ -131,11 +223,31 @@ pub struct Cli {
     pub no_nodelay: bool,
 }
 
+/// The socket addresses one `--listen` value resolved to.
+#[derive(Debug, Clone)]
+pub struct Resolved(pub Vec<SocketAddr>);
+
+/// Resolves `host:port` (or a literal address) to every address it names.
+fn resolve(text: &str) -> Result<Resolved, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(Resolved(vec![addr]));
+    }
+    let mut addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("`{text}` is not an address, and resolving it failed: {e}"))?
+        .collect();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(format!("`{text}` resolved to no address"));
+    }
+    Ok(Resolved(addrs))
+}
+
 impl Cli {
     /// The library configuration these flags describe.
     pub fn into_config(self) -> Config {
         Config {
-            listen: self.listen,
+            listen: self.listen.into_iter().flat_map(|r| r.0).collect(),
             max_connections: self
                 .max_connections
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
@@ -148,21 +260,5 @@ impl Cli {
             backlog: self.backlog,
             ..Config::default()
         }
-    }
-}
-
-/// Parses seconds, fractions allowed ("0.5"), into a `Duration`.
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` seconds is out of range"))
-}
-
-/// Parses a byte count, at least 1.
-fn parse_size(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("`{s}` is not a positive number of bytes")),
     }
 }

@@ -21,28 +21,66 @@
 //! input may be waiting — from the event until a read proves otherwise
 //! (`WouldBlock`, or on epoll a short read; see [`crate::sys`]).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::stats::{Counter, Counters};
-use crate::sys::SHORT_IO_MEANS_DRAINED;
+use crate::sys::{READ_INTEREST, SHORT_IO_MEANS_DRAINED};
 
-/// Echoed bytes the peer has not taken yet.
-#[derive(Debug)]
+/// Echoed bytes the peer has not taken yet, oldest first.
+///
+/// A ring ([`VecDeque`]): appending copies only the bytes appended, and a
+/// partial write only moves the start, so a connection deep in back-pressure
+/// costs its neighbours nothing extra per event. It grows with the bytes
+/// actually owed — doubling, but never past the connection's cap — so a large
+/// `--max-pending` costs memory only for a peer that really stops reading.
+#[derive(Debug, Default)]
 pub(crate) struct Pending {
-    /// The bytes, the first `sent` of them already written.
-    buf: Vec<u8>,
-    /// How far into `buf` the socket has taken; kept instead of shifting the
-    /// buffer after every partial write.
-    sent: usize,
+    /// The bytes owed, in order.
+    bytes: VecDeque<u8>,
 }
+
+/// The smallest allocation a pending buffer starts with: a few pages, so
+/// that a burst of small appends does not reallocate for each.
+const MIN_PENDING_CAPACITY: usize = 4096;
 
 impl Pending {
     /// Bytes still owed to the peer.
     fn len(&self) -> usize {
-        self.buf.len() - self.sent
+        self.bytes.len()
+    }
+
+    /// Appends `data`, growing the ring geometrically up to `cap` (the
+    /// caller never lets the pending bytes exceed it).
+    fn append(&mut self, data: &[u8], cap: usize) {
+        let needed = self.bytes.len() + data.len();
+        if needed > self.bytes.capacity() {
+            let target = (self.bytes.capacity() * 2)
+                .max(MIN_PENDING_CAPACITY)
+                .min(cap)
+                .max(needed);
+            self.bytes.reserve_exact(target - self.bytes.len());
+        }
+        self.bytes.extend(data);
+    }
+
+    /// The oldest owed bytes that are contiguous in memory: what the next
+    /// write sends. Empty only when nothing is owed.
+    fn front(&self) -> &[u8] {
+        let (front, back) = self.bytes.as_slices();
+        if front.is_empty() {
+            back
+        } else {
+            front
+        }
+    }
+
+    /// Forgets the first `n` bytes: the socket took them.
+    fn consume(&mut self, n: usize) {
+        self.bytes.drain(..n);
     }
 }
 
@@ -50,43 +88,39 @@ impl Pending {
 ///
 /// A slow reader that catches up gives its buffer back; the next one that
 /// falls behind takes it, so steady back-pressure allocates nothing. The pool
-/// is bounded: a burst of slow readers costs memory once, not forever.
+/// is bounded in count and in the size of what it keeps: a burst of slow
+/// readers, or one huge buffer, costs memory once, not forever.
 #[derive(Debug)]
 pub(crate) struct BufferPool {
-    /// Buffers ready to be lent, each with capacity for `--max-pending` bytes.
-    /// Boxed on purpose: a connection holds its pending output as one
-    /// pointer (it stays small while idle), and lending moves that pointer.
+    /// Buffers ready to be lent, emptied. Boxed on purpose: a connection
+    /// holds its pending output as one pointer (it stays small while idle),
+    /// and lending moves that pointer.
     #[allow(clippy::vec_box)]
     spare: Vec<Box<Pending>>,
-    /// The capacity each buffer is created with.
-    buffer_size: usize,
     /// Most buffers kept; beyond it a returned buffer is freed.
     keep: usize,
 }
 
+/// A returned buffer larger than this is freed rather than pooled: its
+/// memory goes back to the allocator (and the OS) once its peer caught up.
+const POOLED_CAPACITY: usize = 64 * 1024;
+
 impl BufferPool {
-    /// A pool of buffers of `buffer_size` bytes, keeping at most `keep`.
-    pub(crate) fn new(buffer_size: usize, keep: usize) -> Self {
+    /// A pool keeping at most `keep` spare buffers.
+    pub(crate) fn new(keep: usize) -> Self {
         BufferPool {
             spare: Vec::new(),
-            buffer_size,
             keep,
         }
     }
 
     fn take(&mut self) -> Box<Pending> {
-        self.spare.pop().unwrap_or_else(|| {
-            Box::new(Pending {
-                buf: Vec::with_capacity(self.buffer_size),
-                sent: 0,
-            })
-        })
+        self.spare.pop().unwrap_or_default()
     }
 
     fn give_back(&mut self, mut pending: Box<Pending>) {
-        if self.spare.len() < self.keep {
-            pending.buf.clear();
-            pending.sent = 0;
+        if self.spare.len() < self.keep && pending.bytes.capacity() <= POOLED_CAPACITY {
+            pending.bytes.clear();
             self.spare.push(pending);
         }
     }
@@ -132,6 +166,8 @@ pub(crate) struct Hints {
     pub(crate) writable: bool,
     /// The peer may have closed or reset (read-closed, hang-up or error).
     pub(crate) closing: bool,
+    /// Urgent (out-of-band) data may be waiting: epoll's `EPOLLPRI`.
+    pub(crate) urgent: bool,
 }
 
 /// One accepted client.
@@ -150,17 +186,27 @@ pub(crate) struct Connection {
     /// The peer shut down its write side (a read returned 0). We still owe
     /// it the echo of everything before that.
     read_closed: bool,
-    /// An event said the peer closed (or errored) before a read saw it.
-    /// Data and FIN can arrive together and raise one event; then a short
-    /// read does *not* mean "nothing more", since the end of stream is still
-    /// to be read, and no further event will come. So while this is set we
-    /// read until the read itself says 0, `WouldBlock` or an error.
-    closing_hint: bool,
+    /// An event said that a short read may *not* mean the socket is
+    /// drained, so the epoll shortcut must not be taken (see
+    /// [`crate::sys::SHORT_IO_MEANS_DRAINED`]) and we read until the read
+    /// itself says 0, `WouldBlock` or an error:
+    /// - the peer closed: data and FIN can arrive together and raise one
+    ///   event, and the end of stream is still to be read after a short read;
+    /// - urgent data arrived: Linux's `recv` never reads across the urgent
+    ///   mark (tcp(7)), so a read that stops there is short with the rest of
+    ///   the segment still queued.
+    ///
+    /// Either way no further event comes. Cleared by `WouldBlock`.
+    short_read_unproven: bool,
     /// Shutdown only: we sent FIN after the last echo and now wait for the
     /// peer's. Closing while its input is unread would send RST instead,
     /// and an RST makes the kernel discard the echo still in our send
     /// buffer — bytes we promised to deliver.
     fin_sent: bool,
+    /// Shutdown only: the peer sent something since the loop last asked
+    /// [`Connection::owes_nothing`]. A peer still sending would get a reset
+    /// if we closed now.
+    heard_since_check: bool,
     /// WRITABLE is in the registered interest. Tracked so that interest is
     /// changed (a syscall) only when it must be.
     write_interest: bool,
@@ -179,22 +225,39 @@ impl Connection {
         registry: &Registry,
         token: Token,
     ) -> io::Result<Connection> {
-        registry.register(&mut stream, token, Interest::READABLE)?;
+        registry.register(&mut stream, token, READ_INTEREST)?;
         Ok(Connection {
             stream,
             pending: None,
             maybe_readable: false,
             read_closed: false,
-            closing_hint: false,
+            short_read_unproven: false,
             fin_sent: false,
+            heard_since_check: false,
             write_interest: false,
             queued: false,
         })
     }
 
-    /// Bytes owed to the peer.
+    /// Bytes owed to the peer and still held here.
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.as_ref().map_or(0, |p| p.len())
+    }
+
+    /// Bytes the kernel still holds for the peer, unsent or unacknowledged;
+    /// `None` where the OS does not say (see [`crate::sys::unacknowledged`]).
+    pub(crate) fn unacknowledged(&self) -> Option<usize> {
+        crate::sys::unacknowledged(&self.stream)
+    }
+
+    /// Shutdown: whether closing now loses nothing and resets nothing,
+    /// though the peer has not closed its side. True once our FIN is out,
+    /// no input is left unread, the peer sent nothing since the last call
+    /// (one still sending would be answered with a reset), and its TCP has
+    /// acknowledged every byte we wrote. Resets the "sent something" mark.
+    pub(crate) fn owes_nothing(&mut self) -> bool {
+        let quiet = !std::mem::take(&mut self.heard_since_check);
+        self.fin_sent && quiet && !self.maybe_readable && self.unacknowledged() == Some(0)
     }
 
     /// Serves one readiness event (or a turn from the loop's read-again
@@ -215,9 +278,10 @@ impl Connection {
             readable,
             writable,
             closing,
+            urgent,
         } = hints;
-        self.maybe_readable |= readable || closing;
-        self.closing_hint |= closing;
+        self.maybe_readable |= readable || closing || urgent;
+        self.short_read_unproven |= closing || urgent;
 
         // a. Output first: what we owe was read before anything new.
         if writable && self.pending.is_some() {
@@ -239,7 +303,9 @@ impl Connection {
                     .map_err(|e| named("shutdown", e))?;
                 self.fin_sent = true;
             }
-            (more, _) = self.read_input(io, true)?;
+            let read_any;
+            (more, read_any) = self.read_input(io, true)?;
+            self.heard_since_check |= read_any;
         }
 
         // c. Ask for WRITABLE only while output is pending.
@@ -287,7 +353,7 @@ impl Connection {
                 }
                 Ok(n) => {
                     read_any = true;
-                    if SHORT_IO_MEANS_DRAINED && n < room && !self.closing_hint {
+                    if SHORT_IO_MEANS_DRAINED && n < room && !self.short_read_unproven {
                         self.maybe_readable = false;
                     }
                     if !discard {
@@ -295,7 +361,10 @@ impl Connection {
                         self.echo(n, io)?;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.maybe_readable = false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.maybe_readable = false;
+                    self.short_read_unproven = false;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(named("read", e)),
             }
@@ -315,12 +384,7 @@ impl Connection {
         if written < n {
             let rest = &data[written..];
             let pending = self.pending.get_or_insert_with(|| io.pool.take());
-            if pending.sent > 0 {
-                // Compact once per append, not once per partial write.
-                pending.buf.drain(..pending.sent);
-                pending.sent = 0;
-            }
-            pending.buf.extend_from_slice(rest);
+            pending.append(rest, io.max_pending);
             io.counters.add_pending(rest.len());
         }
         Ok(())
@@ -329,18 +393,23 @@ impl Connection {
     /// Writes pending output until it is gone or the socket is full. Returns
     /// whether any byte moved.
     fn flush(&mut self, io: &mut Io<'_>) -> io::Result<bool> {
-        let Some(pending) = self.pending.as_mut() else {
-            return Ok(false);
-        };
-        let n = write_some(&self.stream, &pending.buf[pending.sent..], io.counters)?;
-        pending.sent += n;
-        io.counters.sub_pending(n);
-        if pending.len() == 0 {
-            if let Some(empty) = self.pending.take() {
-                io.pool.give_back(empty);
+        let mut moved = false;
+        while let Some(pending) = self.pending.as_mut() {
+            let front = pending.front();
+            let offered = front.len();
+            let n = write_some(&self.stream, front, io.counters)?;
+            pending.consume(n);
+            io.counters.sub_pending(n);
+            moved |= n > 0;
+            if pending.len() == 0 {
+                if let Some(empty) = self.pending.take() {
+                    io.pool.give_back(empty);
+                }
+            } else if n < offered {
+                break; // the socket is full: wait for WRITABLE
             }
         }
-        Ok(n > 0)
+        Ok(moved)
     }
 
     /// Registers or drops WRITABLE interest to match whether output is
@@ -350,9 +419,9 @@ impl Connection {
         let want_write = self.pending.is_some();
         if want_write != self.write_interest {
             let interest = if want_write {
-                Interest::READABLE | Interest::WRITABLE
+                READ_INTEREST | Interest::WRITABLE
             } else {
-                Interest::READABLE
+                READ_INTEREST
             };
             registry
                 .reregister(&mut self.stream, token, interest)
@@ -403,4 +472,55 @@ fn write_some(stream: &TcpStream, data: &[u8], counters: &Counters) -> io::Resul
 /// reset by peer"), keeping its kind. Only on the error path.
 fn named(call: &str, err: io::Error) -> io::Error {
     io::Error::new(err.kind(), format!("{call}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory follows the bytes owed, not the cap: with a 1 GiB cap, 100
+    /// pending bytes hold a few KiB, and growth stops at the cap exactly.
+    #[test]
+    fn pending_grows_with_the_bytes_owed() {
+        let mut p = Pending::default();
+        p.append(&[7; 100], 1 << 30);
+        assert_eq!(p.len(), 100);
+        assert!(
+            p.bytes.capacity() <= 2 * MIN_PENDING_CAPACITY,
+            "{}",
+            p.bytes.capacity()
+        );
+        let cap = 10_000;
+        let mut p = Pending::default();
+        for _ in 0..100 {
+            p.append(&[1; 100], cap);
+        }
+        assert_eq!(p.len(), cap);
+        assert_eq!(p.bytes.capacity(), cap);
+    }
+
+    /// An append copies only the bytes appended: what is already owed stays
+    /// where it is, even after a partial write consumed the front (the old
+    /// buffer compacted — moved every owed byte — on each append).
+    #[test]
+    fn append_moves_nothing_already_owed() {
+        let mut p = Pending::default();
+        let data: Vec<u8> = (0..=255).cycle().take(3000).collect();
+        p.append(&data, 1 << 20);
+        p.consume(1000);
+        let before = p.front().as_ptr();
+        p.append(&data[..500], 1 << 20);
+        assert_eq!(p.front().as_ptr(), before);
+        assert_eq!(p.front()[0], data[1000]);
+        // Wrapped around the ring, order is kept.
+        let mut out = Vec::new();
+        while p.len() > 0 {
+            let n = p.front().len();
+            out.extend_from_slice(p.front());
+            p.consume(n);
+        }
+        assert_eq!(out.len(), 2500);
+        assert_eq!(&out[..2000], &data[1000..]);
+        assert_eq!(&out[2000..], &data[..500]);
+    }
 }

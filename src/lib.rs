@@ -109,8 +109,9 @@ mod idle;
 mod server;
 pub mod stats;
 mod sys;
+pub mod units;
 
 pub use config::{Cli, Config};
 pub use server::{Handle, Server, ACCEPT_BACKOFF};
 pub use stats::Stats;
-pub use sys::raise_fd_limit;
+pub use sys::{raise_fd_limit, READ_INTEREST};

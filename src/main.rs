@@ -4,12 +4,15 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use clap::Parser;
 use echoloop::{Cli, Server};
 
+#[path = "usage.rs"]
+mod usage;
+
 fn main() -> ExitCode {
+    let cli: Cli = usage::parse_or_exit("echoloop");
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run() {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echoloop: {e}");
@@ -19,12 +22,12 @@ fn main() -> ExitCode {
 }
 
 /// Binds, installs the signal handler, runs until shut down.
-fn run() -> std::io::Result<()> {
-    let config = Cli::parse().into_config();
-    let server = Server::bind(config)?;
+fn run(cli: Cli) -> std::io::Result<()> {
+    let server = Server::bind(cli.into_config())?;
     let handle = server.handle();
-    // First Ctrl-C/SIGTERM: graceful shutdown. Second: exit at once.
+    // First Ctrl-C/SIGTERM/SIGHUP: graceful shutdown. Second: exit at once.
     let signals = AtomicUsize::new(0);
+    let hup_ignored = sighup_ignored();
     ctrlc::set_handler(move || {
         if signals.fetch_add(1, Ordering::SeqCst) > 0 {
             eprintln!("echoloop: second signal, exiting now");
@@ -36,6 +39,49 @@ fn run() -> std::io::Result<()> {
         }
     })
     .map_err(|e| std::io::Error::other(format!("installing signal handler: {e}")))?;
+    if hup_ignored {
+        keep_sighup_ignored()?;
+    }
     server.run()?;
+    Ok(())
+}
+
+/// Whether SIGHUP was ignored when we started, as `nohup` arranges: the
+/// operator asked for the server to outlive its terminal.
+#[cfg(unix)]
+fn sighup_ignored() -> bool {
+    // SAFETY: sigaction with a null new action only reads the current
+    // disposition into `old`, a zeroed struct of the right type.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Puts back the inherited "ignore SIGHUP" that `ctrlc` replaced (it handles
+/// SIGINT, SIGTERM and SIGHUP together).
+#[cfg(unix)]
+fn keep_sighup_ignored() -> std::io::Result<()> {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no handler to
+    // race with; it only undoes the handler installed above for SIGHUP.
+    if unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(std::io::Error::other(format!(
+            "signal(SIGHUP, SIG_IGN): {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+/// Windows has no SIGHUP.
+#[cfg(not(unix))]
+fn sighup_ignored() -> bool {
+    false
+}
+
+/// Windows has no SIGHUP.
+#[cfg(not(unix))]
+fn keep_sighup_ignored() -> std::io::Result<()> {
     Ok(())
 }

@@ -56,6 +56,17 @@ const WARN_INTERVAL: Duration = Duration::from_secs(1);
 /// call over more events; 1,024 is the usual choice (Redis, nginx).
 const EVENTS_CAPACITY: usize = 1024;
 
+/// Below this many, a `--max-connections` derived from the open-file limit
+/// is worth a warning: the operator probably did not mean it.
+const LOW_MAX_CONNECTIONS: usize = 1024;
+
+/// During shutdown, how often connections whose peers keep their side open
+/// are checked for whether everything we sent was acknowledged (which
+/// raises no event) — and how long a peer must have been quiet to be
+/// closed. Short enough that such peers cost the operator no noticeable
+/// wait; long enough that a peer still sending is not cut off with a reset.
+const LINGER_CHECK: Duration = Duration::from_millis(50);
+
 /// Output buffers kept for reuse by the pool (see [`BufferPool`]).
 const SPARE_BUFFERS: usize = 64;
 
@@ -129,6 +140,9 @@ pub struct Server {
     max_connections: usize,
     /// What handles share.
     shared: Arc<Shared>,
+    /// The loop's one read buffer, allocated here so that a size the
+    /// machine cannot give fails start-up instead of aborting later.
+    read_buffer: Vec<u8>,
 }
 
 impl Server {
@@ -136,12 +150,9 @@ impl Server {
     /// the poll. Every error here is fatal and names what failed, e.g.
     /// `bind 127.0.0.1:7878: Address already in use`.
     pub fn bind(config: Config) -> io::Result<Server> {
-        if config.listen.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no address to listen on",
-            ));
-        }
+        config
+            .validate()
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("config: {why}")))?;
         let fd_limit = sys::raise_fd_limit().map_err(|e| context("setrlimit(NOFILE)", e))?;
         let max_connections = config
             .max_connections
@@ -165,19 +176,37 @@ impl Server {
             });
         }
         if let Some(limit) = fd_limit {
-            debug!("open-file limit {limit}, max connections {max_connections}");
+            if config.max_connections.is_none() && max_connections < LOW_MAX_CONNECTIONS {
+                warn!(
+                    "the open-file limit ({limit}) leaves --max-connections at {max_connections}; \
+                     raise the limit (ulimit -n, LimitNOFILE=) or set --max-connections"
+                );
+            } else {
+                debug!("open-file limit {limit}, max connections {max_connections}");
+            }
         }
         let shared = Arc::new(Shared {
             waker,
             shutdown: AtomicBool::new(false),
             counters: Counters::default(),
         });
+        let mut read_buffer = Vec::new();
+        read_buffer
+            .try_reserve_exact(config.read_buffer)
+            .map_err(|e| {
+                context(
+                    &format!("read buffer of {} bytes", config.read_buffer),
+                    io::Error::new(io::ErrorKind::OutOfMemory, e),
+                )
+            })?;
+        read_buffer.resize(config.read_buffer, 0);
         Ok(Server {
             poll,
             listeners,
             config,
             max_connections,
             shared,
+            read_buffer,
         })
     }
 
@@ -200,21 +229,23 @@ impl Server {
 
     /// Runs the loop on this thread until shut down; returns the final
     /// counters.
-    pub fn run(self) -> io::Result<Stats> {
+    pub fn run(mut self) -> io::Result<Stats> {
         for l in &self.listeners {
             info!("listening on {}", l.addr);
         }
+        let buf = std::mem::take(&mut self.read_buffer);
         let config = &self.config;
         let mut event_loop = EventLoop {
             events: Events::with_capacity(EVENTS_CAPACITY),
             conns: Slab::new(),
             read_again: VecDeque::new(),
             idle: config.idle_timeout.map(IdleQueue::new),
-            buf: vec![0; config.read_buffer.max(1)],
-            pool: BufferPool::new(config.max_pending, SPARE_BUFFERS),
+            buf,
+            pool: BufferPool::new(SPARE_BUFFERS),
             accept_paused_until: None,
             next_stats: config.stats_interval.map(|every| Instant::now() + every),
             shutdown_deadline: None,
+            next_linger_check: None,
             refused_warnings: Throttle::default(),
             accept_warnings: Throttle::default(),
             now: Instant::now(),
@@ -242,6 +273,10 @@ fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     // on Windows, where SO_REUSEADDR would let another process steal the port.
     #[cfg(not(windows))]
     socket.set_reuse_address(true)?;
+    // Urgent ("out-of-band") bytes stay in the stream, so they are echoed
+    // like every other byte (RFC 862); without it only recv(MSG_OOB) would
+    // see them. Accepted sockets inherit it (Linux, the BSDs, Windows).
+    socket.set_out_of_band_inline(true)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     socket.set_nonblocking(true)?;
@@ -290,6 +325,9 @@ struct EventLoop {
     next_stats: Option<Instant>,
     /// Set once shutdown starts: when to stop waiting for flushes.
     shutdown_deadline: Option<Instant>,
+    /// During shutdown, where the OS tells us what the peer has
+    /// acknowledged: when to look again for connections that owe nothing.
+    next_linger_check: Option<Instant>,
     /// Rate limit for "refused" warnings.
     refused_warnings: Throttle,
     /// Rate limit for accept-error warnings.
@@ -379,6 +417,7 @@ impl EventLoop {
                             || event.is_write_closed()
                             || event.is_error(),
                         closing: event.is_read_closed() || event.is_error(),
+                        urgent: event.is_priority(),
                     };
                     self.serve(key, hints);
                 }
@@ -444,6 +483,7 @@ impl EventLoop {
             self.accept_paused_until,
             self.next_stats,
             self.shutdown_deadline,
+            self.next_linger_check,
         ]
         .into_iter()
         .flatten()
@@ -647,19 +687,68 @@ impl EventLoop {
             for key in keys {
                 self.serve(key, Hints::default());
             }
+            self.next_linger_check = sys::SEES_UNACKNOWLEDGED.then(|| self.now + LINGER_CHECK);
         }
         let out_of_time = self.shutdown_deadline.is_some_and(|at| self.now >= at);
         if out_of_time && !self.conns.is_empty() {
-            warn!(
-                "shutdown grace over: closing {} connections still owed output",
-                self.conns.len()
-            );
+            warn!("shutdown grace over: closing {}", self.owed_summary());
             let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
             for key in keys {
                 self.close(key, Close::Shutdown);
             }
+        } else if self.next_linger_check.is_some_and(|at| self.now >= at) {
+            // Peers that took every byte, have gone quiet, but keep their
+            // side open: nothing says so by an event, so look now and then.
+            let done: Vec<usize> = (self.conns.iter_mut())
+                .filter_map(|(key, conn)| conn.owes_nothing().then_some(key))
+                .collect();
+            for key in done {
+                self.close(key, Close::Shutdown);
+            }
+            self.next_linger_check = Some(self.now + LINGER_CHECK);
         }
         !self.conns.is_empty()
+    }
+
+    /// What the connections still open at the end of the grace period are
+    /// owed, in words: "3 connections: 2 still owed output (…), 1 owed
+    /// nothing but its peer had not closed".
+    fn owed_summary(&self) -> String {
+        let (mut owed, mut held, mut in_kernel, mut unknown) = (0, 0, 0, 0);
+        for (_, conn) in &self.conns {
+            let kernel = conn.unacknowledged();
+            match (conn.pending_len(), kernel) {
+                (0, Some(0)) => {}
+                (0, None) => unknown += 1,
+                (here, kernel) => {
+                    owed += 1;
+                    held += here;
+                    in_kernel += kernel.unwrap_or(0);
+                }
+            }
+        }
+        let total = self.conns.len();
+        let done = total - owed - unknown;
+        let mut parts = Vec::new();
+        if owed > 0 {
+            parts.push(format!(
+                "{owed} still owed output ({held} bytes held here, {in_kernel} sent but \
+                 unacknowledged)"
+            ));
+        }
+        if unknown > 0 {
+            parts.push(format!(
+                "{unknown} owed nothing here but had not closed (this OS does not say \
+                 whether the peer took what the kernel sent)"
+            ));
+        }
+        if done > 0 {
+            parts.push(format!(
+                "{done} owed nothing (their peers were still sending)"
+            ));
+        }
+        let s = if total == 1 { "" } else { "s" };
+        format!("{total} connection{s}: {}", parts.join(", "))
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::io;
 
+use mio::Interest;
+
 /// Whether a read that returned fewer bytes than asked for proves the socket
 /// is drained, so the read that would only say `WouldBlock` can be skipped;
 /// likewise a write that took fewer bytes than offered proves the send buffer
@@ -27,6 +29,53 @@ pub(crate) const SHORT_IO_MEANS_DRAINED: bool = cfg!(all(
     any(target_os = "linux", target_os = "android"),
     not(mio_unsupported_force_poll_poll)
 ));
+
+/// The interest every connection is registered with for input.
+///
+/// On Linux, `PRIORITY` too (`EPOLLPRI`): it tells us urgent data arrived,
+/// which is the one case where a short read on epoll does not prove the
+/// socket drained (`recv` stops at the urgent mark). Urgent bytes are kept
+/// in the stream (`SO_OOBINLINE`, set in `server::listen`), so they are
+/// read and echoed like any other. It adds no system call: the interest is
+/// part of the same registration. Other systems have no such flag in mio;
+/// there every read is drained to `WouldBlock` anyway.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIORITY);
+/// The interest every connection is registered with for input.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub const READ_INTEREST: Interest = Interest::READABLE;
+
+/// Whether [`unacknowledged`] can answer on this OS.
+pub(crate) const SEES_UNACKNOWLEDGED: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// Bytes our kernel still holds for the peer on `stream`: not yet sent, or
+/// sent and not yet acknowledged. `Some(0)` proves the peer's TCP has every
+/// byte we wrote, so closing now loses nothing.
+///
+/// Linux answers with `SIOCOUTQ` (the same request as `TIOCOUTQ`), which
+/// counts from the oldest unacknowledged byte. Elsewhere `None`: Windows
+/// and the BSDs have other, less portable counters (`SIO_TCP_INFO`,
+/// `TCP_INFO`, `SO_NWRITE`) and are not measured here, so there shutdown
+/// keeps waiting for the peer's FIN or the end of the grace period.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn unacknowledged(stream: &mio::net::TcpStream) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: a valid socket descriptor and a pointer to a live c_int, which
+    // is what SIOCOUTQ writes; nothing is retained.
+    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if r == 0 {
+        usize::try_from(queued).ok()
+    } else {
+        None
+    }
+}
+
+/// Bytes our kernel still holds for the peer; this OS does not say.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn unacknowledged(_stream: &mio::net::TcpStream) -> Option<usize> {
+    None
+}
 
 /// Raises this process's soft open-file limit to its hard limit and returns
 /// the new soft limit.

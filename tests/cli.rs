@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -96,4 +97,94 @@ fn listens_on_every_address_given() {
     for (i, addr) in addrs.iter().enumerate() {
         assert_echo(&connect(*addr), format!("via listener {i}").as_bytes());
     }
+}
+
+/// Values that would overflow a deadline or an allocation, spin the loop or
+/// starve the backlog are refused at start: exit 2 and one line naming the
+/// flag — never accepted (the server would run, or panic later when a
+/// client connects or a signal arrives).
+#[test]
+fn absurd_values_are_refused_with_one_line() {
+    for (flag, value) in [
+        ("--idle-timeout", "1e19"),
+        ("--idle-timeout", "0"),
+        ("--shutdown-grace", "1e19"),
+        ("--stats-interval", "1e19"),
+        ("--stats-interval", "0"),
+        ("--stats-interval", "1e-12"),
+        ("--max-pending", "1099511627776"),
+        ("--max-pending", "18446744073709551615"),
+        ("--read-buffer", "1099511627776"),
+        ("--read-buffer", "18446744073709551615"),
+        ("--backlog", "0"),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+            .args(["--listen", "127.0.0.1:0", flag, value])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{flag} {value} was accepted: the server is running");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+}
+
+/// A configuration built in code gets the same checks as the flags:
+/// `Server::bind` refuses, naming the field, what the command line would
+/// refuse — so no library user can make the loop overflow a deadline.
+#[test]
+fn bind_refuses_what_the_flags_refuse() {
+    for (field, tweak) in [
+        (
+            "idle_timeout",
+            Box::new(|c: &mut echoloop::Config| c.idle_timeout = Some(Duration::MAX))
+                as Box<dyn Fn(&mut echoloop::Config)>,
+        ),
+        (
+            "shutdown_grace",
+            Box::new(|c| c.shutdown_grace = Duration::MAX),
+        ),
+        (
+            "stats_interval",
+            Box::new(|c| c.stats_interval = Some(Duration::ZERO)),
+        ),
+        ("max_pending", Box::new(|c| c.max_pending = usize::MAX)),
+        ("reads_per_turn", Box::new(|c| c.reads_per_turn = 0)),
+    ] {
+        let mut config = echoloop::Config {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..echoloop::Config::default()
+        };
+        tweak(&mut config);
+        let err = echoloop::Server::bind(config).expect_err(field);
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{field}");
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+}
+
+/// `--listen` takes host names, as `echoloop-stress --addr` does: the
+/// server resolves `localhost` and listens first on what it names (a
+/// loopback address), echoing there.
+#[test]
+fn listen_resolves_host_names() {
+    let server = Binary::start_with(
+        Command::new(env!("CARGO_BIN_EXE_echoloop")).args(["--listen", "localhost:0"]),
+    );
+    assert!(server.addr.ip().is_loopback(), "{}", server.addr);
+    assert_echo(&connect(server.addr), b"resolved");
 }

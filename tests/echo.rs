@@ -182,3 +182,51 @@ fn streaming_client_does_not_starve_others() {
         "200 round trips took {elapsed:?}"
     );
 }
+
+/// Urgent ("out-of-band") data is part of the stream RFC 862 echoes: `BBBB`,
+/// an urgent `!` and `CCCC`, corked into one segment, come back as
+/// `BBBB!CCCC` — every byte, and without waiting for the client to send
+/// more. Linux's `recv` stops short at the urgent mark; a server that took
+/// that short read for "drained" would leave `CCCC` unread until the next
+/// segment, and one without `SO_OOBINLINE` would drop the `!`.
+#[cfg(target_os = "linux")]
+#[test]
+fn urgent_byte_is_echoed_in_the_stream() {
+    use std::os::fd::AsRawFd;
+    let server = TestServer::start(|_| {});
+    let stream = connect(server.addr);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let fd = stream.as_raw_fd();
+    let cork = |on: libc::c_int| {
+        // SAFETY: setsockopt on a socket we own, with a live c_int.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_CORK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "TCP_CORK");
+    };
+    for round in 0..20 {
+        cork(1);
+        (&stream).write_all(b"BBBB").unwrap();
+        // SAFETY: send(2) of one byte from a live buffer on our socket.
+        let sent = unsafe { libc::send(fd, b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+        assert_eq!(sent, 1, "send MSG_OOB");
+        (&stream).write_all(b"CCCC").unwrap();
+        cork(0);
+        let mut got = [0u8; 9];
+        (&stream)
+            .read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("round {round}: echo of BBBB!CCCC incomplete: {e}"));
+        assert_eq!(&got, b"BBBB!CCCC", "round {round}");
+    }
+    drop(stream);
+    wait_until("closed", || server.stats().active == 0);
+    assert_eq!(server.stats().bytes_out, 20 * 9);
+}

@@ -142,3 +142,21 @@ fn emfile_storm_neither_spins_nor_exits() {
     assert_echo(&client, &payload(1, 100_000));
     assert!(server.child.try_wait().unwrap().is_none(), "server exited");
 }
+
+/// A low open-file limit that leaves the default `--max-connections` small
+/// is said at warn level at start, with the number and the cure — not only
+/// in a debug line an operator never sees.
+#[cfg(target_os = "linux")]
+#[test]
+fn low_fd_limit_is_warned_about() {
+    let server = Binary::start_with(&mut echoloop_with_fd_limit(100));
+    let warning = server
+        .seen
+        .iter()
+        .find(|l| l.contains("WARN"))
+        .unwrap_or_else(|| panic!("no warning before listening: {:?}", server.seen));
+    assert!(
+        warning.contains("open-file limit (100) leaves --max-connections at 36"),
+        "{warning}"
+    );
+}

@@ -3,6 +3,8 @@
 
 mod common;
 
+#[cfg(target_os = "linux")]
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -101,13 +103,13 @@ fn sigterm_flushes_and_exits_zero() {
 #[cfg(unix)]
 #[test]
 fn second_signal_exits_at_once() {
-    use std::io::Write;
-    let mut server = Binary::start(&["--shutdown-grace", "60"]);
+    let mut server = Binary::start(&["--shutdown-grace", "60", "--stats-interval", "0.05"]);
     let stream = connect(server.addr);
     let writer = spawn_writer(&stream, payload(9, 8 << 20));
-    // A client that never reads or closes keeps the graceful shutdown
-    // waiting (for the whole 60 s grace, were it not for the second signal).
-    (&stream).write_all(b"x").ok();
+    // A client that never reads or closes, and is owed output it has not
+    // taken, keeps the graceful shutdown waiting (for the whole 60 s
+    // grace, were it not for the second signal).
+    server.wait_for_line("pending_bytes=65536");
     server.signal(libc::SIGTERM);
     server.wait_for_line("shutting down");
     let started = Instant::now();
@@ -116,4 +118,119 @@ fn second_signal_exits_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(stream);
     let _ = writer.join();
+}
+
+/// Clients that took every echoed byte but do not close on our end of
+/// stream are owed nothing: with them alone, SIGTERM closes at once instead
+/// of waiting out the grace period (60 s here), and the exit says all
+/// were shut down, with no warning about output still owed.
+#[cfg(target_os = "linux")]
+#[test]
+fn shutdown_does_not_wait_for_peers_owed_nothing() {
+    let mut server = Binary::start(&["--shutdown-grace", "60"]);
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            let c = connect(server.addr);
+            let data = payload(i, 1000);
+            (&c).write_all(&data).unwrap();
+            let mut got = vec![0; data.len()];
+            (&c).read_exact(&mut got).unwrap();
+            assert_same(&got, &data);
+            c
+        })
+        .collect();
+    server.signal(libc::SIGTERM);
+    // Each client reads our end of stream, and keeps its side open.
+    for c in &clients {
+        assert_eq!((&*c).read(&mut [0u8; 1]).unwrap(), 0);
+    }
+    let last = server.wait_for_line("stopped:");
+    assert_eq!(server.wait_exit(), Some(0));
+    assert_eq!(stat_field(&last, "shut_down"), 100, "{last}");
+    assert_eq!(stat_field(&last, "pending_bytes"), 0, "{last}");
+    drop(clients);
+}
+
+/// When the grace period does run out, the warning says what is really
+/// owed: a client that never reads is owed the output held here and what
+/// the kernel sent it unacknowledged; a client that has taken every echo
+/// and, after one more burst, gone quiet without closing is closed early
+/// (owed nothing) and is not counted in.
+#[cfg(target_os = "linux")]
+#[test]
+fn grace_warning_says_what_is_owed() {
+    let mut server = Binary::start(&["--shutdown-grace", "0.5", "--stats-interval", "0.05"]);
+    let chatty = connect(server.addr);
+    (&chatty).write_all(b"hello").unwrap();
+    (&chatty).read_exact(&mut [0u8; 5]).unwrap();
+    let stuck = connect(server.addr);
+    let writer = spawn_writer(&stuck, payload(10, 8 << 20));
+    server.wait_for_line("pending_bytes=65536");
+    let chatter = spawn_writer(&chatty, vec![b'z'; 1 << 20]);
+    server.signal(libc::SIGTERM);
+    let warning = server.wait_for_line("shutdown grace over");
+    assert!(
+        warning.contains("closing 1 connection: 1 still owed output (65536 bytes held here, "),
+        "{warning}"
+    );
+    let unacked: u64 = warning
+        .split("held here, ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no unacknowledged count in {warning}"));
+    assert!(unacked > 0, "{warning}");
+    assert_eq!(server.wait_exit(), Some(0));
+    drop((chatty, stuck));
+    let _ = (writer.join(), chatter.join());
+}
+
+/// SIGHUP starts the same graceful shutdown as SIGTERM (exit 0)...
+#[cfg(unix)]
+#[test]
+fn sighup_shuts_down_gracefully() {
+    let mut server = Binary::start(&[]);
+    assert_echo(&connect(server.addr), b"before");
+    server.signal(libc::SIGHUP);
+    server.wait_for_line("shutting down");
+    assert_eq!(server.wait_exit(), Some(0));
+}
+
+/// ...unless SIGHUP was ignored when the server started, as `nohup`
+/// arranges: then it stays ignored. SIGHUP then SIGTERM make one signal,
+/// not two: a graceful exit 0, where a handled SIGHUP would have made the
+/// SIGTERM a second signal (exit 130). On Linux the disposition itself is
+/// checked too.
+#[cfg(unix)]
+#[test]
+fn sighup_ignored_at_start_stays_ignored() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut server = Binary::start_with(&mut cmd);
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+            .expect("read /proc status");
+        let ignored = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .expect("SigIgn");
+        assert_ne!(
+            ignored & (1 << (libc::SIGHUP - 1)),
+            0,
+            "SIGHUP no longer ignored"
+        );
+    }
+    assert_echo(&connect(server.addr), b"serving");
+    server.signal(libc::SIGHUP);
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(), Some(0));
 }

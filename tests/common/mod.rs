@@ -172,6 +172,8 @@ pub fn read_until_closed(stream: &TcpStream) -> Vec<u8> {
 pub struct Binary {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Every log line read so far, in order (what a wait skipped included).
+    pub seen: Vec<String>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -199,6 +201,7 @@ impl Binary {
         let mut binary = Binary {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
+            seen: Vec::new(),
             lines,
         };
         let line = binary.wait_for_line("listening on");
@@ -214,8 +217,12 @@ impl Binary {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
                 Err(_) => panic!("no log line containing {needle:?} within {TIMEOUT:?}"),
             }
         }
