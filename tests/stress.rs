@@ -37,6 +37,12 @@ enum Behaviour {
     /// Echo, but once this many bytes have come in, stop for 500 ms (a
     /// garbage-collection pause, say) before echoing on.
     StallOnceAfter(u64),
+    /// Echo slowly but steadily: 8 bytes every 50 ms.
+    Trickle,
+    /// Echo every chunk, but send the middle byte of each as TCP urgent
+    /// data (`MSG_OOB`): legal, and the byte is still part of the stream.
+    #[cfg(unix)]
+    UrgentMiddle,
 }
 
 /// A running test server.
@@ -103,6 +109,22 @@ fn echo(mut stream: TcpStream, behaviour: Behaviour) {
             offset += n as u64;
             continue;
         }
+        if let Behaviour::Trickle = behaviour {
+            for chunk in buf[..n].chunks(8) {
+                thread::sleep(Duration::from_millis(50)); // the behaviour under test
+                if stream.write_all(chunk).is_err() {
+                    return;
+                }
+            }
+            continue;
+        }
+        #[cfg(unix)]
+        if let Behaviour::UrgentMiddle = behaviour {
+            if write_with_urgent_middle(&mut stream, &buf[..n]).is_err() {
+                return;
+            }
+            continue;
+        }
         if let Behaviour::StallOnceAfter(at) = behaviour {
             if (offset..offset + n as u64).contains(&at) {
                 thread::sleep(Duration::from_millis(500)); // the behaviour under test
@@ -113,6 +135,48 @@ fn echo(mut stream: TcpStream, behaviour: Behaviour) {
             return;
         }
     }
+}
+
+/// Writes `data` with its middle byte sent alone as urgent data.
+#[cfg(unix)]
+fn write_with_urgent_middle(stream: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mid = data.len() / 2;
+    stream.write_all(&data[..mid])?;
+    // SAFETY: send(2) on a connected socket we own, one byte from a live slice.
+    let sent = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            data[mid..].as_ptr().cast(),
+            1,
+            libc::MSG_OOB,
+        )
+    };
+    if sent != 1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    stream.write_all(&data[mid + 1..])
+}
+
+/// A listener whose accept queue is full and never drained: the kernel
+/// drops every further SYN, so a connect to it neither succeeds nor fails —
+/// a black hole on loopback. Keep the returned value alive.
+fn black_hole() -> (SocketAddr, socket2::Socket, Vec<TcpStream>) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).expect("bind");
+    socket.listen(1).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("local_addr")
+        .as_socket()
+        .expect("inet");
+    // Linux completes backlog + 1 handshakes; fill them (and a little more).
+    let fill = (0..2)
+        .map(|_| TcpStream::connect(addr).expect("fill the backlog"))
+        .collect();
+    (addr, socket, fill)
 }
 
 /// A port on 127.0.0.1 that nothing listens on (bound, then released).
@@ -156,16 +220,22 @@ impl Run {
 /// Runs `echoloop-stress` with `args`, killing it (and failing) if it runs
 /// past [`RUN_LIMIT`].
 fn stress(args: &[&str]) -> Run {
-    let started = Instant::now();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn echoloop-stress");
+    wait_with_limit(child)
+}
+
+/// Collects a running `echoloop-stress`'s output until it exits, killing
+/// it (and failing) if that takes longer than [`RUN_LIMIT`].
+fn wait_with_limit(mut child: std::process::Child) -> Run {
+    let started = Instant::now();
     let mut out = child.stdout.take().expect("stdout pipe");
-    let mut err = child.stderr.take().expect("stderr pipe");
+    let err = child.stderr.take();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut text = String::new();
@@ -174,7 +244,9 @@ fn stress(args: &[&str]) -> Run {
     });
     let stderr = thread::spawn(move || {
         let mut text = String::new();
-        let _ = err.read_to_string(&mut text);
+        if let Some(mut err) = err {
+            let _ = err.read_to_string(&mut text);
+        }
         text
     });
     // stdout closes when the process exits: that is the sync point.
@@ -183,7 +255,7 @@ fn stress(args: &[&str]) -> Run {
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("echoloop-stress {args:?} still running after {RUN_LIMIT:?}");
+            panic!("echoloop-stress still running after {RUN_LIMIT:?}");
         }
     };
     let status = child.wait().expect("wait for echoloop-stress");
@@ -355,9 +427,11 @@ fn flipped_byte_fails_verification() {
 }
 
 /// Proves a closed port is counted as refused connects, never aborts the
-/// run, and turns the exit status to 1 with `--max-failures 0` — but not
-/// when the failures are within `--max-failures`. Also checks the default
-/// human-readable report.
+/// run, and turns the exit status to 1 with `--max-failures 0`; failures
+/// within `--max-failures` are tolerated, but a run in which nothing was
+/// tested fails anyway. (Tolerated failures beside verified traffic pass:
+/// `refusing_server_counted_as_unexpected_closes`.) Also checks the
+/// default human-readable report.
 #[test]
 fn closed_port_counts_refused() {
     let addr = closed_port().to_string();
@@ -391,13 +465,19 @@ fn closed_port_counts_refused() {
         "--max-failures",
         "5",
     ]);
-    run.assert_ok();
+    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout.contains("5 failed (refused 5,"),
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("result:       PASS"), "{}", run.stdout);
+    // Tolerated failures, but then nothing at all was tested: still a FAIL.
+    assert!(
+        run.stdout
+            .contains("result:       FAIL: no message was echoed and verified"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// Proves a server that refuses connections after accepting them (closing
@@ -544,6 +624,195 @@ fn silent_server_is_reported_as_stalled() {
     assert_eq!(j.get("stalled").u64(), 3);
     assert_eq!(j.get("messages").u64(), 0);
     assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
+}
+
+/// Proves a run that tested nothing cannot pass: against a black hole
+/// (connects neither succeed nor fail), a timed run in load mode and one in
+/// churn mode both end with every connect still in progress, and both fail
+/// (exit 1), saying nothing was tested and how many never connected.
+#[test]
+fn black_hole_fails_as_untested() {
+    let (addr, _listener, _fill) = black_hole();
+    let addr = addr.to_string();
+    for mode in ["load", "churn"] {
+        let run = stress(&[
+            "--addr", &addr, "--mode", mode, "-c", "10", "-d", "1", "--json",
+        ]);
+        assert_eq!(
+            run.status.code(),
+            Some(1),
+            "{mode}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+        let j = run.json();
+        assert_eq!(j.get("connections_established").u64(), 0, "{mode}");
+        assert_eq!(j.get("connections_aborted").u64(), 10, "{mode}");
+        let verdict = j.get("verdict").str();
+        assert!(verdict.contains("nothing was tested"), "{mode}: {verdict}");
+    }
+}
+
+/// Proves Ctrl-C (SIGINT) against a black hole ends the run promptly with
+/// the report so far, and that report fails: the connections it cut off
+/// were never established.
+#[cfg(unix)]
+#[test]
+fn interrupted_black_hole_run_fails() {
+    let (addr, _listener, _fill) = black_hole();
+    let mut child = Command::new(BIN)
+        .args([
+            "--addr",
+            &addr.to_string(),
+            "-c",
+            "10",
+            "-d",
+            "60",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn echoloop-stress");
+    // The first status line says the loops are running.
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
+        let _ = tx.send(lines.next());
+        for _ in lines {} // keep the pipe drained
+    });
+    rx.recv_timeout(RUN_LIMIT).expect("a status line");
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = wait_with_limit(child);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("\"interrupted\": true"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\"connections_aborted\": 10"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Proves connections the run never got to attempt count against it: at a
+/// connect rate of 50/s, a 1-second run of 1,000 connections attempts only
+/// about 50; the other ~950 were never tested, and the run fails saying so.
+#[test]
+fn connections_never_attempted_fail_the_run() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "-c",
+        "1000",
+        "--connect-rate",
+        "50",
+        "-d",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    let j = run.json();
+    let attempted = j.get("connections_attempted").u64();
+    let never = j.get("connections_never_attempted").u64();
+    assert!(j.get("messages").u64() > 0);
+    assert!(attempted < 200, "attempted {attempted}");
+    assert_eq!(attempted + never, 1000, "{}", run.stdout);
+    assert!(j.get("verdict").str().contains("never established"));
+}
+
+/// Proves a slow server is told apart from a stalled one: against a server
+/// that echoes 8 bytes every 50 ms, the echo still arriving when the drain
+/// ends (eight 64-byte messages in flight need 3.2 s; the drain lasts 1 s)
+/// is reported as unfinished, with how far it got, not as stalled, and the
+/// run passes: the messages that did come back all verified.
+#[test]
+fn slow_echo_at_the_end_is_unfinished_not_stalled() {
+    let server = serve(Behaviour::Trickle);
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "-c",
+        "1",
+        "-s",
+        "64",
+        "-k",
+        "8",
+        "-d",
+        "1",
+        "--echo-timeout",
+        "1",
+        "--json",
+    ]);
+    run.assert_ok();
+    let j = run.json();
+    assert_eq!(j.get("stalled").u64(), 0, "{}", run.stdout);
+    assert_eq!(j.get("unfinished").u64(), 1, "{}", run.stdout);
+    assert!(j.get("messages").u64() >= 1);
+    let story = j.get("first_unfinished").str();
+    assert!(story.contains("still echoing"), "{story}");
+    assert!(!run.stdout.contains("no echo byte"), "{}", run.stdout);
+}
+
+/// Proves urgent data from a server is verified as part of the stream: a
+/// server that sends the middle byte of every echo with `MSG_OOB` passes
+/// every byte check, promptly. Without `SO_OOBINLINE` the urgent byte would
+/// vanish (a verification error); without the urgent-mark rule the read
+/// that stops at the mark would leave the rest unread (a stall).
+#[cfg(unix)]
+#[test]
+fn urgent_bytes_are_verified_in_the_stream() {
+    let server = serve(Behaviour::UrgentMiddle);
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr",
+        &addr,
+        "-c",
+        "4",
+        "-s",
+        "9",
+        "-n",
+        "400",
+        "--echo-timeout",
+        "5",
+        "--json",
+    ]);
+    run.assert_ok();
+    let j = run.json();
+    assert_eq!(j.get("messages").u64(), 400);
+    assert_eq!(j.get("verification_errors").u64(), 0);
+    assert!(run.took < Duration::from_secs(5), "took {:?}", run.took);
+}
+
+/// Proves products of flags are checked, not wrapped: a message size near
+/// 2^64 and a zero duration are usage errors (exit 2, one line), before any
+/// connection is made.
+#[test]
+fn absurd_sizes_and_durations_are_usage_errors() {
+    for args in [
+        &["-s", "18446744073709551615", "-k", "2"][..],
+        &["-s", "1073741824", "-n", "18446744073709551615"],
+        &["-d", "0"],
+        &["--echo-timeout", "1e19"],
+    ] {
+        let run = stress(args);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.trim().lines().count(),
+            1,
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+    }
 }
 
 /// Proves `--source-addrs` spreads the client sockets over the given

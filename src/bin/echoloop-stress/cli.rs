@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use echoloop::units::{Bounds, MAX_DURATION};
 
 /// What the connections do once they are up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,8 +50,8 @@ pub struct Args {
     #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub connections: u64,
 
-    /// Bytes per message.
-    #[arg(short = 's', long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Bytes per message (at most 1 GiB).
+    #[arg(short = 's', long, default_value_t = 512, value_parser = |s: &str| MESSAGE_SIZE.parse(s))]
     pub message_size: u64,
 
     /// Messages in flight per connection: the next one is sent as soon as any
@@ -94,8 +95,10 @@ pub struct Args {
     #[arg(short = 'r', long, value_parser = parse_rate)]
     pub rate: Option<f64>,
 
-    /// Failed connects, unexpected closes and stalled connections tolerated
-    /// before the exit status turns to 1.
+    /// Failed connects, unexpected closes, stalled connections and
+    /// connections never established (still connecting at the end, or never
+    /// attempted) tolerated before the exit status turns to 1. A run that
+    /// verified nothing fails whatever this says.
     #[arg(long, default_value_t = 0)]
     pub max_failures: u64,
 
@@ -107,11 +110,10 @@ pub struct Args {
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub connect_timeout: Duration,
 
-    /// Seconds without progress on any connection of a loop before that
-    /// loop's connections still owed echoes count as stalled (also how long
-    /// the end of a timed run waits for echoes still in flight). Per loop,
-    /// not per connection: one stuck connection among busy ones is caught
-    /// when the others go quiet or at the end of the run.
+    /// Seconds a connection owed an echo may go without receiving a byte of
+    /// it before it counts as stalled (checked every quarter of this, at
+    /// most every 250 ms); also how long the end of a timed run waits for
+    /// echoes in flight (those still arriving then count as unfinished).
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub echo_timeout: Duration,
 
@@ -130,25 +132,24 @@ pub struct SourceAddrs(pub Vec<IpAddr>);
 /// needs for ports, small enough that a typo does not eat the memory.
 const MAX_SOURCE_ADDRS: u128 = 65_536;
 
-/// Parses seconds: `10`, `0.5`, `250ms`, `2s`.
+/// Every duration flag: from 1 ms (0 would end a run, or a wait, before it
+/// began) up to a year.
+const DURATION: Bounds<Duration> = Bounds {
+    min: Duration::from_millis(1),
+    max: MAX_DURATION,
+};
+
+/// Parses a duration flag in seconds (`10`, `0.5`, `250ms`, `2s`).
 fn parse_secs(text: &str) -> Result<Duration, String> {
-    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
-        (ms, 1e-3)
-    } else if let Some(s) = text.strip_suffix('s') {
-        (s, 1.0)
-    } else {
-        (text, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    let secs = value * scale;
-    if !(secs.is_finite() && (0.0..1e9).contains(&secs)) {
-        return Err(format!("`{text}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    DURATION.parse(text)
 }
+
+/// `--message-size`: 1 byte to 1 GiB. Every byte count of the run is a
+/// product of it with a count of messages, and must never wrap.
+const MESSAGE_SIZE: Bounds<u64> = Bounds {
+    min: 1,
+    max: 1 << 30,
+};
 
 /// Parses a positive per-second rate.
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -237,6 +238,14 @@ impl Args {
                 self.mode.name()
             ));
         }
+        if let Some(total) = self.messages {
+            if total.checked_mul(self.message_size).is_none() {
+                return Err("--messages × --message-size is more bytes than can be counted".into());
+            }
+        }
+        if self.message_size.checked_mul(self.pipeline).is_none() {
+            return Err("--message-size × --pipeline is more bytes than can be counted".into());
+        }
         if let Some(SourceAddrs(list)) = &self.source_addrs {
             if let Some(bad) = list.iter().find(|ip| ip.is_ipv4() != addr.is_ipv4()) {
                 return Err(format!(
@@ -253,13 +262,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seconds() {
-        assert_eq!(parse_secs("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+    fn durations_have_bounds() {
         assert_eq!(parse_secs("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_secs("2s"), Ok(Duration::from_secs(2)));
-        assert!(parse_secs("-1").is_err());
-        assert!(parse_secs("soon").is_err());
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("1e19").is_err());
+        assert!(MESSAGE_SIZE.parse("18446744073709551615").is_err());
     }
 
     #[test]

@@ -113,6 +113,11 @@ pub fn start(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, Conn
     socket
         .set_tcp_nodelay(true)
         .map_err(|e| fail("set_nodelay".into(), e))?;
+    // A server's urgent byte stays in the stream, to be verified like any
+    // other (see `echoloop::READ_INTEREST`).
+    socket
+        .set_out_of_band_inline(true)
+        .map_err(|e| fail("set_out_of_band_inline".into(), e))?;
     match socket.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if in_progress(&e) => {}
@@ -204,6 +209,9 @@ pub struct Slot {
     /// Open loop: the scheduled send time of message 0; message `i` is due
     /// at `rate_origin + i × interval`.
     pub rate_origin: u64,
+    /// When an echo byte last arrived, or the wait for one began (ns since
+    /// the epoch): the stall watchdog's reference for this connection.
+    pub last_progress: u64,
 }
 
 impl Slot {
@@ -224,6 +232,7 @@ impl Slot {
             timer_armed: false,
             connect_started: 0,
             rate_origin: 0,
+            last_progress: 0,
         }
     }
 

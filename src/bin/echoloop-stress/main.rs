@@ -49,7 +49,8 @@
 //! Once a second a status line goes to stderr (rewritten in place on a
 //! terminal). The final report goes to stdout, as text or `--json`. Ctrl-C
 //! stops the run and still prints the report so far. The exit status is 1 on
-//! any verification error or when failures exceed `--max-failures`.
+//! any verification error, when nothing was verified, or when failures
+//! (connections never established among them) exceed `--max-failures`.
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
@@ -57,6 +58,8 @@ mod cli;
 mod conn;
 mod payload;
 mod report;
+#[path = "../../usage.rs"]
+mod usage;
 mod worker;
 
 use std::io::{self, IsTerminal, Write};
@@ -65,7 +68,6 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use mio::{Poll, Waker};
 
 use crate::cli::{Args, Mode, SourceAddrs, DEFAULT_DURATION};
@@ -76,8 +78,8 @@ use crate::worker::{Plan, Shared, Worker, WAKER};
 /// Most `sent_at` timestamps (connections × pipeline) we allocate: 128 MiB.
 const MAX_IN_FLIGHT: u64 = 16 << 20;
 
-/// Exit status for bad flags or a setup failure (clap uses it too).
-const EXIT_SETUP: i32 = 2;
+/// Exit status for bad flags or a setup failure.
+const EXIT_SETUP: i32 = usage::EXIT_USAGE as i32;
 
 fn main() {
     let code = run();
@@ -87,7 +89,7 @@ fn main() {
 
 /// Runs the tool; returns the exit status.
 fn run() -> i32 {
-    let args = Args::parse();
+    let args: Args = usage::parse_or_exit("echoloop-stress");
     match prepare(&args) {
         Ok(plan) => execute(&args, plan),
         Err(message) => {
@@ -260,7 +262,7 @@ fn execute(args: &Args, (plan, fd_limit): (Plan, Option<u64>)) -> i32 {
         .clone();
     let report = Report {
         setup: Setup {
-            mode: plan.mode.name(),
+            mode: plan.mode,
             addr: plan.addr.to_string(),
             connections: plan.connections,
             message_size: plan.message_size,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::cli::Mode;
 use crate::conn::FailReason;
 
 /// Latencies are recorded in nanoseconds, from 1 ns up to an hour, to three
@@ -25,15 +26,24 @@ pub struct Counts {
     pub established: u64,
     /// Connects that failed, by [`FailReason::index`].
     pub failed: [u64; 5],
-    /// Connects still in progress when the run ended (not failures).
+    /// Connects still in progress when the run ended or was interrupted:
+    /// connections never established, so never tested (failures, except in
+    /// churn mode, where connects in flight at the end are the norm).
     pub aborted: u64,
+    /// Load and idle mode: connections still waiting for their turn to
+    /// connect when the run ended (never attempted, never tested).
+    pub never_attempted: u64,
     /// Connections the server closed or reset before we were done with them.
     pub unexpected_closes: u64,
     /// Of those, the ones closed before they echoed a single byte: typically
     /// a server refusing connections over its limit (accept, then close).
     pub closed_before_echo: u64,
-    /// Connections that waited longer than `--echo-timeout` for an echo.
+    /// Connections that received no echo byte for `--echo-timeout` while
+    /// owed one.
     pub stalled: u64,
+    /// Connections whose echoes were still arriving when the drain after a
+    /// timed run ended: slow, not stalled, and not a failure.
+    pub unfinished: u64,
     /// Connections whose echo differed from what was sent (each is closed at
     /// its first wrong byte, since nothing after it can be trusted).
     pub verification_errors: u64,
@@ -58,6 +68,8 @@ impl Counts {
             *mine += theirs;
         }
         self.aborted += other.aborted;
+        self.never_attempted += other.never_attempted;
+        self.unfinished += other.unfinished;
         self.unexpected_closes += other.unexpected_closes;
         self.closed_before_echo += other.closed_before_echo;
         self.stalled += other.stalled;
@@ -74,10 +86,19 @@ impl Counts {
         self.failed.iter().sum()
     }
 
+    /// Connections the run meant to test and never established: aborted
+    /// and never-attempted connects (not counted in churn mode).
+    pub fn untested(&self, mode: Mode) -> u64 {
+        match mode {
+            Mode::Churn => 0,
+            Mode::Load | Mode::Idle => self.aborted + self.never_attempted,
+        }
+    }
+
     /// What `--max-failures` is compared with: failed connects, unexpected
-    /// closes and stalls.
-    pub fn failures(&self) -> u64 {
-        self.failed_total() + self.unexpected_closes + self.stalled
+    /// closes, stalls and connections never established.
+    pub fn failures(&self, mode: Mode) -> u64 {
+        self.failed_total() + self.unexpected_closes + self.stalled + self.untested(mode)
     }
 }
 
@@ -91,6 +112,8 @@ pub struct Samples {
     pub unexpected: Option<String>,
     /// First stalled connection.
     pub stalled: Option<String>,
+    /// First connection still echoing when the drain ended.
+    pub unfinished: Option<String>,
     /// First wrong byte: connection, stream offset, expected and received.
     pub verification: Option<String>,
 }
@@ -112,6 +135,7 @@ impl Samples {
         }
         self.unexpected = self.unexpected.take().or(other.unexpected);
         self.stalled = self.stalled.take().or(other.stalled);
+        self.unfinished = self.unfinished.take().or(other.unfinished);
         self.verification = self.verification.take().or(other.verification);
     }
 }
@@ -211,8 +235,8 @@ pub fn group(n: u64) -> String {
 /// The run's settings that the report repeats, so a saved report stands alone.
 #[derive(Debug, Clone)]
 pub struct Setup {
-    /// `load`, `idle` or `churn`.
-    pub mode: &'static str,
+    /// What the connections did.
+    pub mode: Mode,
     /// The server's address.
     pub addr: String,
     /// `--connections`.
@@ -258,20 +282,30 @@ impl Report {
     /// Why the run failed, or `None` when it passed.
     pub fn verdict(&self) -> Option<String> {
         let c = &self.counts;
+        let mode = self.setup.mode;
         if c.verification_errors > 0 {
-            Some(format!(
+            return Some(format!(
                 "{} connection(s) echoed bytes that differ from those sent",
                 c.verification_errors
-            ))
-        } else if c.failures() > self.setup.max_failures {
-            Some(format!(
-                "{} failure(s) (failed connects + unexpected closes + stalls) > --max-failures {}",
-                c.failures(),
-                self.setup.max_failures
-            ))
-        } else {
-            None
+            ));
         }
+        let nothing = match mode {
+            Mode::Load => (c.messages == 0).then_some("no message was echoed and verified"),
+            Mode::Idle => (c.idle_survived == 0).then_some("no connection was held and verified"),
+            Mode::Churn => (c.cycles == 0).then_some("no connect-echo-close cycle completed"),
+        };
+        if let Some(nothing) = nothing {
+            return Some(format!("{nothing}: nothing was tested"));
+        }
+        if c.failures(mode) > self.setup.max_failures {
+            return Some(format!(
+                "{} failure(s) (failed connects + unexpected closes + stalls + connections \
+                 never established) > --max-failures {}",
+                c.failures(mode),
+                self.setup.max_failures
+            ));
+        }
+        None
     }
 
     /// 0 when the run passed, 1 when it did not.
@@ -291,7 +325,7 @@ impl Report {
 
     /// Completed churn cycles per second (churn mode only).
     fn connections_per_sec(&self) -> Option<f64> {
-        (self.setup.mode == "churn").then(|| self.counts.cycles as f64 / self.secs())
+        (self.setup.mode == Mode::Churn).then(|| self.counts.cycles as f64 / self.secs())
     }
 
     /// Elapsed seconds, never zero.
@@ -311,7 +345,7 @@ impl Report {
         let _ = writeln!(
             out,
             "echoloop-stress: {} mode against {}, {} connections, {} B messages, pipeline {}, {}, {} thread(s){}",
-            s.mode,
+            s.mode.name(),
             s.addr,
             group(s.connections),
             group(s.message_size),
@@ -326,19 +360,23 @@ impl Report {
             .collect();
         let _ = writeln!(
             out,
-            "connections:  {} attempted, {} established, {} failed ({}), {} aborted at the end",
+            "connections:  {} attempted, {} established, {} failed ({}), {} still connecting \
+             when the run ended, {} never attempted",
             group(c.attempted),
             group(c.established),
             group(c.failed_total()),
             reasons.join(", "),
             group(c.aborted),
+            group(c.never_attempted),
         );
         let _ = writeln!(
             out,
-            "closes:       {} unexpected ({} before any echo), {} stalled",
+            "closes:       {} unexpected ({} before any echo), {} stalled, {} still echoing \
+             when the drain ended",
             group(c.unexpected_closes),
             group(c.closed_before_echo),
             group(c.stalled),
+            group(c.unfinished),
         );
         let _ = writeln!(
             out,
@@ -362,7 +400,7 @@ impl Report {
                 group(rate.round() as u64)
             );
         }
-        if s.mode == "idle" {
+        if s.mode == Mode::Idle {
             let _ = writeln!(
                 out,
                 "idle:         {} held to the end, {} of them verified by a final echo",
@@ -389,6 +427,7 @@ impl Report {
         for (name, m) in [
             ("unexpected close", &self.samples.unexpected),
             ("stalled", &self.samples.stalled),
+            ("unfinished", &self.samples.unfinished),
             ("verification", &self.samples.verification),
         ] {
             if let Some(m) = m {
@@ -427,7 +466,7 @@ impl Report {
         let mut field = |name: &str, value: String| {
             let _ = writeln!(out, "  \"{name}\": {value},");
         };
-        field("mode", json_str(s.mode));
+        field("mode", json_str(s.mode.name()));
         field("addr", json_str(&s.addr));
         field("connections", s.connections.to_string());
         field("message_size", s.message_size.to_string());
@@ -458,9 +497,11 @@ impl Report {
         field("connections_failed", c.failed_total().to_string());
         field("failed_by_reason", format!("{{{}}}", failed.join(", ")));
         field("connections_aborted", c.aborted.to_string());
+        field("connections_never_attempted", c.never_attempted.to_string());
         field("unexpected_closes", c.unexpected_closes.to_string());
         field("closed_before_echo", c.closed_before_echo.to_string());
         field("stalled", c.stalled.to_string());
+        field("unfinished", c.unfinished.to_string());
         field("verification_errors", c.verification_errors.to_string());
         field("messages", c.messages.to_string());
         field("bytes", c.bytes.to_string());
@@ -487,11 +528,12 @@ impl Report {
             json_opt_str(&self.samples.unexpected),
         );
         field("first_stall", json_opt_str(&self.samples.stalled));
+        field("first_unfinished", json_opt_str(&self.samples.unfinished));
         field(
             "first_verification_error",
             json_opt_str(&self.samples.verification),
         );
-        field("failures", c.failures().to_string());
+        field("failures", c.failures(s.mode).to_string());
         field("verdict", json_opt_str(&self.verdict()));
         let _ = writeln!(out, "  \"exit_code\": {}", self.exit_code());
         out.push('}');

@@ -175,8 +175,11 @@ enum End {
     Unexpected(String),
     /// It echoed a wrong byte.
     Verification(String),
-    /// An echo took longer than `--echo-timeout`.
+    /// No echo byte for `--echo-timeout` while one was owed.
     Stalled(String),
+    /// Echoes were still arriving when the drain after a timed run ended:
+    /// slow, not stalled.
+    Unfinished(String),
     /// A connect still in progress when the run ended.
     Aborted,
     /// An open connection closed because the run was interrupted.
@@ -233,9 +236,8 @@ pub struct Worker {
     connecting: usize,
     /// Messages issued and not yet echoed, over all connections.
     outstanding: u64,
-    /// Last time an echo byte arrived (or the loop went from nothing to
-    /// something outstanding): the stall watchdog's reference.
-    last_progress: u64,
+    /// When the stall watchdog next looks at every connection.
+    next_stall_check: u64,
     /// When latencies and counters are next published.
     next_publish: u64,
     /// Latencies since the last publish.
@@ -288,7 +290,7 @@ impl Worker {
             open: 0,
             connecting: 0,
             outstanding: 0,
-            last_progress: 0,
+            next_stall_check: 0,
             next_publish: PUBLISH_EVERY_NS,
             latency: new_histogram(),
             connect_latency: new_histogram(),
@@ -340,10 +342,11 @@ impl Worker {
                 if token == WAKER || token.0 >= self.slots.len() {
                     continue;
                 }
-                // Data and FIN can arrive in one event: then a short read
-                // does not mean drained, and the read that returns 0 must
-                // still be made (see `read`).
-                let closing = event.is_read_closed() || event.is_error();
+                // Data and FIN can arrive in one event, and urgent data
+                // stops a read at its mark: then a short read does not mean
+                // drained, and the reads after it must still be made (see
+                // `read`).
+                let closing = event.is_read_closed() || event.is_error() || event.is_priority();
                 let readable = event.is_readable() || closing;
                 self.drive(token.0, readable, closing, turn);
             }
@@ -387,7 +390,7 @@ impl Worker {
             wake = wake.min(*at);
         }
         if self.outstanding > 0 {
-            wake = wake.min(self.last_progress.saturating_add(self.plan.echo_timeout_ns));
+            wake = wake.min(self.next_stall_check);
         }
         match self.phase {
             Phase::Run => {
@@ -454,10 +457,9 @@ impl Worker {
             self.next_publish = now + PUBLISH_EVERY_NS;
         }
 
-        if self.outstanding > 0
-            && now >= self.last_progress.saturating_add(self.plan.echo_timeout_ns)
-        {
-            self.stall_all();
+        if now >= self.next_stall_check {
+            self.next_stall_check = now.saturating_add(self.stall_check_every());
+            self.end_stalled(now, false);
         }
 
         match self.phase {
@@ -474,7 +476,7 @@ impl Worker {
                 }
             }
             Phase::Hold { until } if now >= until => self.begin_verify(),
-            Phase::Drain { until } if now >= until => self.stall_all(),
+            Phase::Drain { until } if now >= until => self.end_stalled(now, true),
             _ => {}
         }
     }
@@ -508,7 +510,7 @@ impl Worker {
         if let Err(e) = self.poll.registry().register(
             &mut stream,
             Token(s),
-            Interest::READABLE | Interest::WRITABLE,
+            echoloop::READ_INTEREST | Interest::WRITABLE,
         ) {
             return self.end(s, End::Failed(FailReason::Other, format!("register: {e}")));
         }
@@ -593,7 +595,6 @@ impl Worker {
             latency,
             counts,
             outstanding,
-            last_progress,
             ..
         } = self;
         let slot = &mut slots[s];
@@ -635,7 +636,7 @@ impl Worker {
                     }
                     slot.received += n as u64;
                     counts.bytes += n as u64;
-                    *last_progress = turn;
+                    slot.last_progress = turn;
                     let complete = slot.received / plan.message_size;
                     while slot.done < complete {
                         let sent = sent_at[base + (slot.done % k) as usize];
@@ -687,9 +688,9 @@ impl Worker {
         let slot = &mut slots[s];
         if slot.writable != pending {
             let interest = if pending {
-                Interest::READABLE | Interest::WRITABLE
+                echoloop::READ_INTEREST | Interest::WRITABLE
             } else {
-                Interest::READABLE
+                echoloop::READ_INTEREST
             };
             if let Some(stream) = slot.stream.as_mut() {
                 if let Err(e) = poll.registry().reregister(stream, Token(s), interest) {
@@ -710,7 +711,6 @@ impl Worker {
             sent_at,
             rate_timers,
             outstanding,
-            last_progress,
             ..
         } = self;
         let slot = &mut slots[s];
@@ -735,8 +735,9 @@ impl Worker {
                     due.min(now)
                 }
             };
-            if *outstanding == 0 {
-                *last_progress = now;
+            if slot.issued == slot.done {
+                // Nothing was in flight: the wait for an echo starts now.
+                slot.last_progress = now;
             }
             sent_at[base + (slot.issued % k) as usize] = stamp;
             slot.issued += 1;
@@ -822,6 +823,11 @@ impl Worker {
                 Samples::keep(&mut samples.stalled, || message);
                 true
             }
+            End::Unfinished(message) => {
+                counts.unfinished += 1;
+                Samples::keep(&mut samples.unfinished, || message);
+                false
+            }
             End::Aborted => {
                 counts.aborted += 1;
                 false
@@ -838,19 +844,40 @@ impl Worker {
         }
     }
 
-    /// Ends every connection that has waited `--echo-timeout` for an echo.
-    fn stall_all(&mut self) {
+    /// How often the stall watchdog looks: often enough that a stall is
+    /// seen within a quarter of `--echo-timeout` of happening.
+    fn stall_check_every(&self) -> u64 {
+        (self.plan.echo_timeout_ns / 4).clamp(1_000_000, PUBLISH_EVERY_NS)
+    }
+
+    /// Ends every open connection that is owed an echo and has received no
+    /// byte of it for `--echo-timeout`: stalled. With `run_over` (the drain
+    /// after a timed run has run out), the others owed an echo end too, as
+    /// unfinished: still progressing, not stalled.
+    fn end_stalled(&mut self, now: u64, run_over: bool) {
+        let timeout = self.plan.echo_timeout_ns;
         for s in 0..self.slots.len() {
             let slot = &self.slots[s];
-            if slot.state == State::Open && slot.outstanding() > 0 {
+            if slot.state != State::Open || slot.outstanding() == 0 {
+                continue;
+            }
+            let quiet = now.saturating_sub(slot.last_progress);
+            let story = format!(
+                "connection {}: {} of {} sent bytes came back, the last {:.3} s ago",
+                slot.index,
+                slot.received,
+                slot.sent,
+                quiet as f64 / 1e9
+            );
+            if quiet >= timeout {
                 let message = format!(
-                    "connection {}: no echo for {:?}; {} of {} sent bytes came back",
-                    slot.index,
-                    Duration::from_nanos(self.plan.echo_timeout_ns),
-                    slot.received,
-                    slot.sent
+                    "{story}: no echo byte for {:?} (--echo-timeout)",
+                    Duration::from_nanos(timeout)
                 );
                 self.end(s, End::Stalled(message));
+            } else if run_over {
+                let message = format!("{story}: still echoing when the drain ended");
+                self.end(s, End::Unfinished(message));
             }
         }
     }
@@ -862,9 +889,7 @@ impl Worker {
             until: now.saturating_add(self.plan.echo_timeout_ns),
         };
         self.sending = false;
-        for s in std::mem::take(&mut self.queue) {
-            self.slots[s].state = State::Closed;
-        }
+        self.never_attempted();
         for s in 0..self.slots.len() {
             let slot = &self.slots[s];
             match slot.state {
@@ -887,9 +912,21 @@ impl Worker {
         }
     }
 
+    /// Gives up on the connections still waiting for their turn to connect
+    /// (load and idle mode: each is a connection the run never tested).
+    fn never_attempted(&mut self) {
+        let queued = std::mem::take(&mut self.queue);
+        if self.plan.mode != Mode::Churn {
+            self.counts.never_attempted += queued.len() as u64;
+        }
+        for s in queued {
+            self.slots[s].state = State::Closed;
+        }
+    }
+
     /// Ctrl-C: close everything now.
     fn stop_all(&mut self) {
-        self.queue.clear();
+        self.never_attempted();
         for s in 0..self.slots.len() {
             match self.slots[s].state {
                 State::Connecting => self.end(s, End::Aborted),
