@@ -21,110 +21,14 @@
 //! input may be waiting — from the event until a read proves otherwise
 //! (`WouldBlock`, or on epoll a short read; see [`crate::sys`]).
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::{Registry, Token};
 
+use crate::pending::{BufferPool, Pending};
+use crate::rules::{self, READ_INTEREST};
 use crate::stats::{Counter, Counters};
-use crate::sys::{READ_INTEREST, SHORT_IO_MEANS_DRAINED};
-
-/// Echoed bytes the peer has not taken yet, oldest first.
-///
-/// A ring ([`VecDeque`]): appending copies only the bytes appended, and a
-/// partial write only moves the start, so a connection deep in back-pressure
-/// costs its neighbours nothing extra per event. It grows with the bytes
-/// actually owed — doubling, but never past the connection's cap — so a large
-/// `--max-pending` costs memory only for a peer that really stops reading.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    /// The bytes owed, in order.
-    bytes: VecDeque<u8>,
-}
-
-/// The smallest allocation a pending buffer starts with: a few pages, so
-/// that a burst of small appends does not reallocate for each.
-const MIN_PENDING_CAPACITY: usize = 4096;
-
-impl Pending {
-    /// Bytes still owed to the peer.
-    fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Appends `data`, growing the ring geometrically up to `cap` (the
-    /// caller never lets the pending bytes exceed it).
-    fn append(&mut self, data: &[u8], cap: usize) {
-        let needed = self.bytes.len() + data.len();
-        if needed > self.bytes.capacity() {
-            let target = (self.bytes.capacity() * 2)
-                .max(MIN_PENDING_CAPACITY)
-                .min(cap)
-                .max(needed);
-            self.bytes.reserve_exact(target - self.bytes.len());
-        }
-        self.bytes.extend(data);
-    }
-
-    /// The oldest owed bytes that are contiguous in memory: what the next
-    /// write sends. Empty only when nothing is owed.
-    fn front(&self) -> &[u8] {
-        let (front, back) = self.bytes.as_slices();
-        if front.is_empty() {
-            back
-        } else {
-            front
-        }
-    }
-
-    /// Forgets the first `n` bytes: the socket took them.
-    fn consume(&mut self, n: usize) {
-        self.bytes.drain(..n);
-    }
-}
-
-/// Output buffers not owned by any connection, kept for reuse.
-///
-/// A slow reader that catches up gives its buffer back; the next one that
-/// falls behind takes it, so steady back-pressure allocates nothing. The pool
-/// is bounded in count and in the size of what it keeps: a burst of slow
-/// readers, or one huge buffer, costs memory once, not forever.
-#[derive(Debug)]
-pub(crate) struct BufferPool {
-    /// Buffers ready to be lent, emptied. Boxed on purpose: a connection
-    /// holds its pending output as one pointer (it stays small while idle),
-    /// and lending moves that pointer.
-    #[allow(clippy::vec_box)]
-    spare: Vec<Box<Pending>>,
-    /// Most buffers kept; beyond it a returned buffer is freed.
-    keep: usize,
-}
-
-/// A returned buffer larger than this is freed rather than pooled: its
-/// memory goes back to the allocator (and the OS) once its peer caught up.
-const POOLED_CAPACITY: usize = 64 * 1024;
-
-impl BufferPool {
-    /// A pool keeping at most `keep` spare buffers.
-    pub(crate) fn new(keep: usize) -> Self {
-        BufferPool {
-            spare: Vec::new(),
-            keep,
-        }
-    }
-
-    fn take(&mut self) -> Box<Pending> {
-        self.spare.pop().unwrap_or_default()
-    }
-
-    fn give_back(&mut self, mut pending: Box<Pending>) {
-        if self.spare.len() < self.keep && pending.bytes.capacity() <= POOLED_CAPACITY {
-            pending.bytes.clear();
-            self.spare.push(pending);
-        }
-    }
-}
 
 /// What the loop lends a connection while serving it.
 #[derive(Debug)]
@@ -164,10 +68,9 @@ pub(crate) struct Hints {
     pub(crate) readable: bool,
     /// The send buffer may have room.
     pub(crate) writable: bool,
-    /// The peer may have closed or reset (read-closed, hang-up or error).
-    pub(crate) closing: bool,
-    /// Urgent (out-of-band) data may be waiting: epoll's `EPOLLPRI`.
-    pub(crate) urgent: bool,
+    /// A short read may not prove the socket drained: the peer closed or
+    /// reset, or sent urgent data ([`rules::short_read_unproven`]).
+    pub(crate) short_read_unproven: bool,
 }
 
 /// One accepted client.
@@ -188,7 +91,7 @@ pub(crate) struct Connection {
     read_closed: bool,
     /// An event said that a short read may *not* mean the socket is
     /// drained, so the epoll shortcut must not be taken (see
-    /// [`crate::sys::SHORT_IO_MEANS_DRAINED`]) and we read until the read
+    /// [`rules::SHORT_IO_MEANS_DRAINED`]) and we read until the read
     /// itself says 0, `WouldBlock` or an error:
     /// - the peer closed: data and FIN can arrive together and raise one
     ///   event, and the end of stream is still to be read after a short read;
@@ -277,11 +180,10 @@ impl Connection {
         let Hints {
             readable,
             writable,
-            closing,
-            urgent,
+            short_read_unproven,
         } = hints;
-        self.maybe_readable |= readable || closing || urgent;
-        self.short_read_unproven |= closing || urgent;
+        self.maybe_readable |= readable || short_read_unproven;
+        self.short_read_unproven |= short_read_unproven;
 
         // a. Output first: what we owe was read before anything new.
         if writable && self.pending.is_some() {
@@ -353,7 +255,7 @@ impl Connection {
                 }
                 Ok(n) => {
                     read_any = true;
-                    if SHORT_IO_MEANS_DRAINED && n < room && !self.short_read_unproven {
+                    if rules::read_proves_drained(n, room, self.short_read_unproven) {
                         self.maybe_readable = false;
                     }
                     if !discard {
@@ -385,7 +287,7 @@ impl Connection {
             let rest = &data[written..];
             let pending = self.pending.get_or_insert_with(|| io.pool.take());
             pending.append(rest, io.max_pending);
-            io.counters.add_pending(rest.len());
+            io.counters.add(Counter::PendingBytes, rest.len() as u64);
         }
         Ok(())
     }
@@ -399,7 +301,7 @@ impl Connection {
             let offered = front.len();
             let n = write_some(&self.stream, front, io.counters)?;
             pending.consume(n);
-            io.counters.sub_pending(n);
+            io.counters.sub(Counter::PendingBytes, n as u64);
             moved |= n > 0;
             if pending.len() == 0 {
                 if let Some(empty) = self.pending.take() {
@@ -413,22 +315,17 @@ impl Connection {
     }
 
     /// Registers or drops WRITABLE interest to match whether output is
-    /// pending. Keeping WRITABLE on an idle socket would wake the loop for
-    /// nothing on level-triggered backends and waste a syscall everywhere.
+    /// pending (rule 3 of [`crate::rules`]).
     fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        let want_write = self.pending.is_some();
-        if want_write != self.write_interest {
-            let interest = if want_write {
-                READ_INTEREST | Interest::WRITABLE
-            } else {
-                READ_INTEREST
-            };
-            registry
-                .reregister(&mut self.stream, token, interest)
-                .map_err(|e| named("reregister", e))?;
-            self.write_interest = want_write;
-        }
-        Ok(())
+        let pending = self.pending.is_some();
+        rules::update_interest(
+            registry,
+            &mut self.stream,
+            token,
+            &mut self.write_interest,
+            pending,
+        )
+        .map_err(|e| named("reregister", e))
     }
 
     /// Closes the connection, returning its pending output (if any) to the
@@ -437,90 +334,22 @@ impl Connection {
     /// clean end of stream the kernel sends FIN.
     pub(crate) fn close(mut self, pool: &mut BufferPool, counters: &Counters) {
         if let Some(pending) = self.pending.take() {
-            counters.sub_pending(pending.len());
+            counters.sub(Counter::PendingBytes, pending.len() as u64);
             pool.give_back(pending);
         }
     }
 }
 
-/// Writes as much of `data` as the socket takes now; returns how much.
-///
-/// Stops at `WouldBlock`, retries `Interrupted`, and on epoll also stops after
-/// a partial write: the send buffer is full and the next call would only say
-/// `WouldBlock` (see [`crate::sys::SHORT_IO_MEANS_DRAINED`]).
+/// Writes as much of `data` as the socket takes now ([`rules::write_until_full`])
+/// and counts it.
 fn write_some(stream: &TcpStream, data: &[u8], counters: &Counters) -> io::Result<usize> {
-    let mut written = 0;
-    while written < data.len() {
-        match (&*stream).write(&data[written..]) {
-            Ok(0) => return Err(named("write", io::ErrorKind::WriteZero.into())),
-            Ok(n) => {
-                written += n;
-                counters.add(Counter::BytesOut, n as u64);
-                if SHORT_IO_MEANS_DRAINED && written < data.len() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(named("write", e)),
-        }
-    }
-    Ok(written)
+    let n = rules::write_until_full(stream, data).map_err(|e| named("write", e))?;
+    counters.add(Counter::BytesOut, n as u64);
+    Ok(n)
 }
 
 /// Prefixes an error with the call that returned it ("read: Connection
 /// reset by peer"), keeping its kind. Only on the error path.
 fn named(call: &str, err: io::Error) -> io::Error {
     io::Error::new(err.kind(), format!("{call}: {err}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Memory follows the bytes owed, not the cap: with a 1 GiB cap, 100
-    /// pending bytes hold a few KiB, and growth stops at the cap exactly.
-    #[test]
-    fn pending_grows_with_the_bytes_owed() {
-        let mut p = Pending::default();
-        p.append(&[7; 100], 1 << 30);
-        assert_eq!(p.len(), 100);
-        assert!(
-            p.bytes.capacity() <= 2 * MIN_PENDING_CAPACITY,
-            "{}",
-            p.bytes.capacity()
-        );
-        let cap = 10_000;
-        let mut p = Pending::default();
-        for _ in 0..100 {
-            p.append(&[1; 100], cap);
-        }
-        assert_eq!(p.len(), cap);
-        assert_eq!(p.bytes.capacity(), cap);
-    }
-
-    /// An append copies only the bytes appended: what is already owed stays
-    /// where it is, even after a partial write consumed the front (the old
-    /// buffer compacted — moved every owed byte — on each append).
-    #[test]
-    fn append_moves_nothing_already_owed() {
-        let mut p = Pending::default();
-        let data: Vec<u8> = (0..=255).cycle().take(3000).collect();
-        p.append(&data, 1 << 20);
-        p.consume(1000);
-        let before = p.front().as_ptr();
-        p.append(&data[..500], 1 << 20);
-        assert_eq!(p.front().as_ptr(), before);
-        assert_eq!(p.front()[0], data[1000]);
-        // Wrapped around the ring, order is kept.
-        let mut out = Vec::new();
-        while p.len() > 0 {
-            let n = p.front().len();
-            out.extend_from_slice(p.front());
-            p.consume(n);
-        }
-        assert_eq!(out.len(), 2500);
-        assert_eq!(&out[..2000], &data[1000..]);
-        assert_eq!(&out[2000..], &data[..500]);
-    }
 }

@@ -1,16 +1,37 @@
 //! Counters: what the server has done, readable while it runs.
 //!
-//! The loop is the only writer, so each update is a plain load and store
-//! (no locked read-modify-write on the hot path); readers on other threads
-//! (a [`Handle`](crate::Handle), the tests, the stats log line) take a
-//! [`Stats`] snapshot. Each field is individually exact; a snapshot taken
-//! while the loop runs may mix two moments, which a monitoring read tolerates.
+//! Every counter is listed once, in the `counters!` invocation below; the
+//! snapshot type [`Stats`], the live cells, the `Counter` names the loop
+//! updates them by, the log line and [`Stats::FIELDS`] (names and
+//! descriptions, for exporters) are all generated from that list. Adding a
+//! counter is one entry.
+//!
+//! # One writer
+//!
+//! The loop's thread is the only writer, so each update is a plain load and
+//! store (no locked read-modify-write on the hot path): `Counters::add` and
+//! the other updates are *not* atomic as a whole, and two threads updating
+//! the same counter would lose counts. Everything that writes goes through
+//! the loop; readers on other threads (a [`Handle`](crate::Handle), the
+//! tests, the stats line) take a [`Stats`] snapshot. Each field is exact; a
+//! snapshot taken while the loop runs may mix two moments, which a
+//! monitoring read tolerates.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-macro_rules! stats {
-    ($( $(#[doc = $doc:expr])* $field:ident, )*) => {
+/// Whether a counter only grows or goes up and down: what an exporter
+/// needs to know (a Prometheus counter or gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only ever grows.
+    Counter,
+    /// Goes up and down: a level, not a total.
+    Gauge,
+}
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:expr])* $field:ident: $Name:ident, $kind:ident; )*) => {
         /// A snapshot of the server's counters.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         #[non_exhaustive]
@@ -18,119 +39,137 @@ macro_rules! stats {
             $( $(#[doc = $doc])* pub $field: u64, )*
         }
 
-        /// The live counters, shared between the loop (sole writer) and handles.
+        /// One counter, by name: what the loop updates.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Counter {
+            $( $(#[doc = $doc])* $Name, )*
+        }
+
+        /// The live counters, shared between the loop (sole writer) and
+        /// handles.
         #[derive(Debug, Default)]
         pub(crate) struct Counters {
             $( $(#[doc = $doc])* $field: AtomicU64, )*
         }
 
         impl Counters {
+            /// The cell behind `counter`.
+            fn cell(&self, counter: Counter) -> &AtomicU64 {
+                match counter {
+                    $( Counter::$Name => &self.$field, )*
+                }
+            }
+
             /// Reads every counter.
             pub(crate) fn snapshot(&self) -> Stats {
                 Stats { $( $field: self.$field.load(Relaxed), )* }
             }
         }
+
+        impl Stats {
+            /// Every counter: its name, kind and description (the doc
+            /// comment above), in declaration order.
+            pub const FIELDS: &'static [(&'static str, Kind, &'static str)] = &[
+                $( (stringify!($field), Kind::$kind, concat!($($doc),*)), )*
+            ];
+
+            /// The counters' values, in the order of [`Stats::FIELDS`].
+            pub fn values(&self) -> Vec<u64> {
+                vec![$( self.$field, )*]
+            }
+        }
     };
 }
 
-stats! {
+counters! {
     /// Connections accepted and admitted (refused ones are not counted here).
-    accepted,
+    accepted: Accepted, Counter;
     /// Connections open right now.
-    active,
+    active: Active, Gauge;
     /// The largest `active` seen.
-    peak_active,
+    peak_active: PeakActive, Gauge;
     /// Connections accepted and closed at once because `--max-connections`
     /// were open.
-    refused,
+    refused: Refused, Counter;
     /// Connections that ended cleanly: the peer shut down its side and
     /// everything it sent was echoed.
-    closed_by_peer,
+    closed_by_peer: ClosedByPeer, Counter;
     /// Connections closed by an error: reset by the peer, broken pipe, …
-    errored,
+    errored: Errored, Counter;
     /// Connections closed for being idle longer than `--idle-timeout`.
-    timed_out,
+    timed_out: TimedOut, Counter;
     /// Connections closed by shutdown (still open when the server stopped).
-    shut_down,
+    shut_down: ShutDown, Counter;
     /// Bytes read from clients.
-    bytes_in,
+    bytes_in: BytesIn, Counter;
     /// Bytes written back to clients.
-    bytes_out,
+    bytes_out: BytesOut, Counter;
     /// Echoed bytes held right now for peers that have not taken them (each
     /// connection holds at most `--max-pending`).
-    pending_bytes,
-}
-
-/// One counter of [`Counters`], named for the loop's updates.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Counter {
-    Accepted,
-    Refused,
-    ClosedByPeer,
-    Errored,
-    TimedOut,
-    ShutDown,
-    BytesIn,
-    BytesOut,
+    pending_bytes: PendingBytes, Gauge;
 }
 
 impl Counters {
-    /// Adds `n` to a counter. Only the loop's thread may call this: the
-    /// load-then-store is not atomic as a whole, which is exactly why it is
-    /// cheap.
+    /// Adds `n` to a counter. Loop thread only: see the module docs.
     pub(crate) fn add(&self, counter: Counter, n: u64) {
-        let cell = match counter {
-            Counter::Accepted => &self.accepted,
-            Counter::Refused => &self.refused,
-            Counter::ClosedByPeer => &self.closed_by_peer,
-            Counter::Errored => &self.errored,
-            Counter::TimedOut => &self.timed_out,
-            Counter::ShutDown => &self.shut_down,
-            Counter::BytesIn => &self.bytes_in,
-            Counter::BytesOut => &self.bytes_out,
-        };
+        let cell = self.cell(counter);
         cell.store(cell.load(Relaxed) + n, Relaxed);
     }
 
-    /// Adds to the pending-output gauge (loop thread only).
-    pub(crate) fn add_pending(&self, n: usize) {
-        let cell = &self.pending_bytes;
-        cell.store(cell.load(Relaxed) + n as u64, Relaxed);
+    /// Takes `n` from a gauge. Loop thread only: see the module docs.
+    pub(crate) fn sub(&self, counter: Counter, n: u64) {
+        let cell = self.cell(counter);
+        cell.store(cell.load(Relaxed) - n, Relaxed);
     }
 
-    /// Takes from the pending-output gauge (loop thread only).
-    pub(crate) fn sub_pending(&self, n: usize) {
-        let cell = &self.pending_bytes;
-        cell.store(cell.load(Relaxed) - n as u64, Relaxed);
-    }
-
-    /// Records the number of open connections (loop thread only).
+    /// Records the number of open connections, and the peak. Loop thread
+    /// only: see the module docs.
     pub(crate) fn set_active(&self, active: usize) {
         let active = active as u64;
-        self.active.store(active, Relaxed);
-        if active > self.peak_active.load(Relaxed) {
-            self.peak_active.store(active, Relaxed);
+        self.cell(Counter::Active).store(active, Relaxed);
+        let peak = self.cell(Counter::PeakActive);
+        if active > peak.load(Relaxed) {
+            peak.store(active, Relaxed);
         }
     }
 }
 
 impl fmt::Display for Stats {
+    /// `accepted=3 active=1 …`: every counter as `name=value`, in order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "accepted={} active={} peak={} refused={} closed_by_peer={} errored={} \
-             timed_out={} shut_down={} bytes_in={} bytes_out={} pending_bytes={}",
-            self.accepted,
-            self.active,
-            self.peak_active,
-            self.refused,
-            self.closed_by_peer,
-            self.errored,
-            self.timed_out,
-            self.shut_down,
-            self.bytes_in,
-            self.bytes_out,
-            self.pending_bytes
-        )
+        for (i, ((name, _, _), value)) in Stats::FIELDS.iter().zip(self.values()).enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{name}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log line names every counter once, in order, with its value;
+    /// and every field has a description for exporters.
+    #[test]
+    fn display_and_fields_follow_the_list() {
+        let counters = Counters::default();
+        counters.add(Counter::BytesIn, 5);
+        counters.add(Counter::PendingBytes, 3);
+        counters.sub(Counter::PendingBytes, 1);
+        counters.set_active(2);
+        let line = counters.snapshot().to_string();
+        assert!(
+            line.starts_with("accepted=0 active=2 peak_active=2 "),
+            "{line}"
+        );
+        assert!(line.contains(" bytes_in=5 "), "{line}");
+        assert!(line.ends_with(" pending_bytes=2"), "{line}");
+        assert_eq!(line.split(' ').count(), Stats::FIELDS.len());
+        assert!(Stats::FIELDS
+            .iter()
+            .all(|(_, _, help)| !help.trim().is_empty()));
     }
 }

@@ -2,48 +2,11 @@
 //!
 //! The rest of the crate is written against mio's portable API. The few facts
 //! that mio does not hide live here, each with the reason it differs; the
-//! crate docs (`# Portability` in `lib.rs`) explain the rules they implement.
+//! crate docs (`# Portability` in `lib.rs`) sum them up. The one difference
+//! that changes the technique itself, the epoll short-I/O shortcut, is a
+//! rule of the technique and lives with the others in [`crate::rules`].
 
 use std::io;
-
-use mio::Interest;
-
-/// Whether a read that returned fewer bytes than asked for proves the socket
-/// is drained, so the read that would only say `WouldBlock` can be skipped;
-/// likewise a write that took fewer bytes than offered proves the send buffer
-/// is full.
-///
-/// True on Linux's epoll: it is edge-triggered on *arrival* (and on freed send
-/// space), so data that lands after our short read raises a new edge and we
-/// will hear of it. Skipping the extra call saves one syscall per message —
-/// a third of a ping-pong's total.
-///
-/// False everywhere else we run. mio's Windows backend (AFD poll over an I/O
-/// completion port) and its `poll(2)` backend (`--cfg
-/// mio_unsupported_force_poll_poll`) both *re-arm* a socket's interest only
-/// when an operation returns `WouldBlock`; skip that call and no further
-/// event ever comes, and the connection hangs. kqueue (`EV_CLEAR`) would
-/// likely allow it too, but it is not measured here, so we stay on the safe
-/// side.
-pub(crate) const SHORT_IO_MEANS_DRAINED: bool = cfg!(all(
-    any(target_os = "linux", target_os = "android"),
-    not(mio_unsupported_force_poll_poll)
-));
-
-/// The interest every connection is registered with for input.
-///
-/// On Linux, `PRIORITY` too (`EPOLLPRI`): it tells us urgent data arrived,
-/// which is the one case where a short read on epoll does not prove the
-/// socket drained (`recv` stops at the urgent mark). Urgent bytes are kept
-/// in the stream (`SO_OOBINLINE`, set in `server::listen`), so they are
-/// read and echoed like any other. It adds no system call: the interest is
-/// part of the same registration. Other systems have no such flag in mio;
-/// there every read is drained to `WouldBlock` anyway.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIORITY);
-/// The interest every connection is registered with for input.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub const READ_INTEREST: Interest = Interest::READABLE;
 
 /// Whether [`unacknowledged`] can answer on this OS.
 pub(crate) const SEES_UNACKNOWLEDGED: bool = cfg!(any(target_os = "linux", target_os = "android"));

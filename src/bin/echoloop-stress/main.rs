@@ -58,7 +58,7 @@ mod cli;
 mod conn;
 mod payload;
 mod report;
-#[path = "../../usage.rs"]
+#[path = "../common/usage.rs"]
 mod usage;
 mod worker;
 

@@ -8,12 +8,9 @@
 //!   is registered only while a connection has output the socket would not
 //!   take (and while connecting); a connection with nothing pending raises no
 //!   events.
-//! - On Linux's epoll a short read proves the socket drained and a short
-//!   write proves the send buffer full, so the extra call that would only
-//!   return `WouldBlock` is skipped (one syscall saved per message). mio's
-//!   Windows and `poll(2)` backends re-arm only after a `WouldBlock`, so
-//!   there we always go until `WouldBlock` — the same rule as the server's
-//!   `sys::SHORT_IO_MEANS_DRAINED`.
+//! - Reads, writes and interest follow the library's `echoloop::rules`, the
+//!   same as the server's: drain to `WouldBlock` (or, on epoll, a short
+//!   read), WRITABLE only while output is pending.
 //! - No allocation per message: a connection is a handful of counters (see
 //!   `conn::Slot`) plus `pipeline` send timestamps in one flat table.
 //!
@@ -25,14 +22,16 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
+
+use echoloop::rules;
 
 use crate::cli::Mode;
 use crate::conn::{self, FailReason, Slot, State};
@@ -64,13 +63,6 @@ const PUBLISH_EVERY_NS: u64 = 250_000_000;
 /// before, send what is due by then, and time an early message from its
 /// real send time (a late one, always from its schedule).
 const LOOKAHEAD_NS: u64 = 1_000_000;
-
-/// Whether a short read proves the socket drained and a short write proves
-/// the send buffer full (edge-triggered epoll); see the module docs.
-const SHORT_IO_MEANS_DRAINED: bool = cfg!(all(
-    any(target_os = "linux", target_os = "android"),
-    not(mio_unsupported_force_poll_poll)
-));
 
 /// The run, as every loop needs it; shared read-only.
 #[derive(Debug)]
@@ -507,11 +499,11 @@ impl Worker {
             Ok(stream) => stream,
             Err(e) => return self.end(s, End::Failed(e.reason, e.message)),
         };
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            Token(s),
-            echoloop::READ_INTEREST | Interest::WRITABLE,
-        ) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(s), rules::interest(true))
+        {
             return self.end(s, End::Failed(FailReason::Other, format!("register: {e}")));
         }
         let slot = &mut self.slots[s];
@@ -526,11 +518,11 @@ impl Worker {
     }
 
     /// Handles a readiness event for slot `s`.
-    fn drive(&mut self, s: usize, readable: bool, closing: bool, turn: u64) {
+    fn drive(&mut self, s: usize, readable: bool, unproven: bool, turn: u64) {
         match self.slots[s].state {
             State::Connecting => self.finish_connect(s, turn),
             State::Open => {
-                if readable && !self.read(s, closing, turn) {
+                if readable && !self.read(s, unproven, turn) {
                     return;
                 }
                 self.pump(s);
@@ -583,10 +575,11 @@ impl Worker {
     }
 
     /// Reads slot `s` until drained, verifying and timing the echoes.
-    /// `closing`: the event said the peer closed, so read on past a short
-    /// read until the end of stream itself. Returns whether the connection
-    /// is still open.
-    fn read(&mut self, s: usize, closing: bool, turn: u64) -> bool {
+    /// `unproven`: the event said a short read proves nothing
+    /// ([`rules::short_read_unproven`]), so read on until `WouldBlock` or
+    /// the end of stream itself. Returns whether the connection is still
+    /// open.
+    fn read(&mut self, s: usize, unproven: bool, turn: u64) -> bool {
         let Worker {
             plan,
             slots,
@@ -646,8 +639,7 @@ impl Worker {
                         counts.messages += 1;
                     }
                     // Finished (the caller closes it), or drained.
-                    if slot.done >= slot.quota
-                        || (n < buf.len() && SHORT_IO_MEANS_DRAINED && !closing)
+                    if slot.done >= slot.quota || rules::read_proves_drained(n, buf.len(), unproven)
                     {
                         break None;
                     }
@@ -686,18 +678,13 @@ impl Worker {
         };
         let Worker { slots, poll, .. } = self;
         let slot = &mut slots[s];
-        if slot.writable != pending {
-            let interest = if pending {
-                echoloop::READ_INTEREST | Interest::WRITABLE
-            } else {
-                echoloop::READ_INTEREST
-            };
-            if let Some(stream) = slot.stream.as_mut() {
-                if let Err(e) = poll.registry().reregister(stream, Token(s), interest) {
-                    return self.end(s, End::Unexpected(format!("reregister: {e}")));
-                }
+        if let Some(stream) = slot.stream.as_mut() {
+            let registry = poll.registry();
+            if let Err(e) =
+                rules::update_interest(registry, stream, Token(s), &mut slot.writable, pending)
+            {
+                self.end(s, End::Unexpected(format!("reregister: {e}")));
             }
-            slot.writable = pending;
         }
     }
 
@@ -756,17 +743,11 @@ impl Worker {
         let target = slot.issued * plan.message_size;
         while slot.sent < target {
             let len = (target - slot.sent).min(PERIOD as u64) as usize;
-            match stream.write(plan.payload.slice(slot.start, slot.sent, len)) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    slot.sent += n as u64;
-                    if n < len && SHORT_IO_MEANS_DRAINED {
-                        return Ok(true);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            let n =
+                rules::write_until_full(&*stream, plan.payload.slice(slot.start, slot.sent, len))?;
+            slot.sent += n as u64;
+            if n < len {
+                return Ok(true);
             }
         }
         Ok(false)

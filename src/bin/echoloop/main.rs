@@ -1,13 +1,17 @@
 //! The `echoloop` binary: flags in, exit code out. All the work is in the
-//! library; this file only wires signals to a graceful shutdown.
+//! library; this file only wires signals to a graceful shutdown, and
+//! `cli.rs` holds the flags.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use echoloop::{Cli, Server};
+use echoloop::Server;
 
-#[path = "usage.rs"]
+mod cli;
+#[path = "../common/usage.rs"]
 mod usage;
+
+use cli::Cli;
 
 fn main() -> ExitCode {
     let cli: Cli = usage::parse_or_exit("echoloop");

@@ -1,0 +1,310 @@
+//! The running loop: one thread, one [`Poll`](mio::Poll), every socket
+//! registered with it; a turn is the numbered steps of [`EventLoop::turn`]
+//! (the one place they are written out).
+//!
+//! `accept.rs` takes clients in (step 3), `shutdown.rs` winds the loop down
+//! (step 5); the rest is here. The rules every step follows are
+//! [`crate::rules`]; what the loop does with each kind of error is the
+//! error policy in [`crate::server`].
+
+mod accept;
+mod shutdown;
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+use mio::Events;
+use slab::Slab;
+
+use crate::connection::{Connection, Hints, Io, Status};
+use crate::idle::IdleQueue;
+use crate::logging::{Peers, Throttle};
+use crate::pending::BufferPool;
+use crate::rules;
+use crate::server::{context, Server};
+use crate::stats::Counter;
+use crate::token::Source;
+
+/// How many events one `poll` call may return. Larger batches amortise the
+/// call over more events; 1,024 is the usual choice (Redis, nginx).
+const EVENTS_CAPACITY: usize = 1024;
+
+/// Output buffers kept for reuse by the pool (see [`BufferPool`]).
+const SPARE_BUFFERS: usize = 64;
+
+/// Why a connection was closed.
+#[derive(Debug)]
+enum Close {
+    /// The peer shut down its side; everything was echoed.
+    PeerDone,
+    /// An I/O error (reset, broken pipe, …).
+    Error(io::Error),
+    /// No traffic for `--idle-timeout`.
+    Idle,
+    /// Still open when shutdown ended.
+    Shutdown,
+}
+
+/// The running loop's state.
+#[derive(Debug)]
+pub(crate) struct EventLoop {
+    /// The bound server: poll, listeners, config, shared state.
+    server: Server,
+    /// Events filled by each `poll`, reused every turn.
+    events: Events,
+    /// Open connections; the slab key is the connection's `Token`.
+    conns: Slab<Connection>,
+    /// Connections whose read budget ran out with input left: served again
+    /// next turn, in order, so no one is starved and nothing is forgotten.
+    read_again: VecDeque<usize>,
+    /// Connections by last activity, when `--idle-timeout` is set.
+    idle: Option<IdleQueue>,
+    /// The one read buffer, lent to each connection in turn.
+    buf: Vec<u8>,
+    /// Pending-output buffers for reuse.
+    pool: BufferPool,
+    /// Accepting is paused until then after a listener error.
+    accept_paused_until: Option<Instant>,
+    /// When to log the counters next, with `--stats-interval`.
+    next_stats: Option<Instant>,
+    /// Set once shutdown starts: when to stop waiting for flushes.
+    shutdown_deadline: Option<Instant>,
+    /// During shutdown, where the OS tells us what the peer has
+    /// acknowledged: when to look again for connections that owe nothing.
+    next_linger_check: Option<Instant>,
+    /// Rate limit for "refused" warnings.
+    refused_warnings: Throttle,
+    /// Rate limit for accept-error warnings.
+    accept_warnings: Throttle,
+    /// The time at the start of this turn's work: one clock read per turn.
+    now: Instant,
+    /// Peer addresses for debug log lines, beside the slab.
+    peers: Peers,
+}
+
+impl EventLoop {
+    /// The loop for a bound server, before its first turn.
+    pub(crate) fn new(mut server: Server) -> EventLoop {
+        let config = &server.config;
+        EventLoop {
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            conns: Slab::new(),
+            read_again: VecDeque::new(),
+            idle: config.idle_timeout.map(IdleQueue::new),
+            buf: std::mem::take(&mut server.read_buffer),
+            pool: BufferPool::new(SPARE_BUFFERS),
+            accept_paused_until: None,
+            next_stats: config.stats_interval.map(|every| Instant::now() + every),
+            shutdown_deadline: None,
+            next_linger_check: None,
+            refused_warnings: Throttle::default(),
+            accept_warnings: Throttle::default(),
+            now: Instant::now(),
+            peers: Peers::new(),
+            server,
+        }
+    }
+
+    /// The server this loop runs, once it has stopped.
+    pub(crate) fn into_server(self) -> Server {
+        self.server
+    }
+
+    /// One turn of the loop. Returns `false` when the server has stopped.
+    pub(crate) fn turn(&mut self) -> io::Result<bool> {
+        // 1. Wait for readiness, or until the nearest deadline. Never block
+        //    while work is left over from the last turn.
+        let timeout = self.poll_timeout();
+        if let Err(e) = self.server.poll.poll(&mut self.events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(true);
+            }
+            return Err(context("poll", e));
+        }
+        self.now = Instant::now();
+
+        // Connections cut short by their budget in an earlier turn; those cut
+        // short in this one wait for the next, behind everyone else.
+        let carried_over = self.read_again.len();
+
+        // 2. Dispatch. Listener events only mark the listener ready (step 3
+        //    accepts); connection events are served at once. `events` is
+        //    taken out for the loop so `self` stays free to borrow.
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            match Source::of(event.token()) {
+                Source::Waker => {} // the shutdown flag is checked in step 5
+                Source::Listener(i) => {
+                    // None once shutdown closed the listeners.
+                    if let Some(listener) = self.server.listeners.get_mut(i) {
+                        listener.ready = true;
+                    }
+                }
+                Source::Connection(key) => {
+                    // Closed and error flags are hints: serving reads or
+                    // writes, and the call itself tells what happened.
+                    let hints = Hints {
+                        readable: event.is_readable(),
+                        writable: event.is_writable()
+                            || event.is_write_closed()
+                            || event.is_error(),
+                        short_read_unproven: rules::short_read_unproven(event),
+                    };
+                    self.serve(key, hints);
+                }
+            }
+        }
+        self.events = events;
+
+        // 3. Accept until WouldBlock, within a budget per listener per turn.
+        if self.shutdown_deadline.is_none() && self.accept_paused_until.is_none() {
+            for i in 0..self.server.listeners.len() {
+                if self.server.listeners[i].ready {
+                    self.accept(i);
+                }
+            }
+        }
+
+        // 4. Serve again those with input left over from an earlier turn.
+        for _ in 0..carried_over {
+            let Some(key) = self.read_again.pop_front() else {
+                break;
+            };
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.queued = false;
+                self.serve(key, Hints::default());
+            }
+        }
+
+        // 5. Timers and shutdown.
+        self.expire_idle();
+        if self
+            .accept_paused_until
+            .is_some_and(|until| self.now >= until)
+        {
+            // Retry: the backlog still holds whoever we could not take.
+            self.accept_paused_until = None;
+            self.server
+                .listeners
+                .iter_mut()
+                .for_each(|l| l.ready = true);
+        }
+        if let Some(at) = self.next_stats.filter(|&at| self.now >= at) {
+            info!("stats: {}", self.server.shared.counters.snapshot());
+            self.next_stats = self
+                .server
+                .config
+                .stats_interval
+                .map(|every| at.max(self.now) + every);
+        }
+        Ok(self.shutdown_step())
+    }
+
+    /// How long step 1 may block: zero while work is left over, else until
+    /// the nearest deadline, or forever.
+    fn poll_timeout(&self) -> Option<Duration> {
+        let accepting = self.shutdown_deadline.is_none() && self.accept_paused_until.is_none();
+        if !self.read_again.is_empty()
+            || (accepting && self.server.listeners.iter().any(|l| l.ready))
+        {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.idle.as_ref().and_then(IdleQueue::next_deadline),
+            self.accept_paused_until,
+            self.next_stats,
+            self.shutdown_deadline,
+            self.next_linger_check,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Serves connection `key` (read, echo, buffer, flush) and acts on the
+    /// outcome: queue it, close it, or leave it waiting.
+    fn serve(&mut self, key: usize, hints: Hints) {
+        let shared = &self.server.shared;
+        // A stale event for a connection closed earlier this turn: nothing to do.
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut io = Io {
+            buf: &mut self.buf,
+            pool: &mut self.pool,
+            counters: &shared.counters,
+            max_pending: self.server.config.max_pending,
+            reads_per_turn: self.server.config.reads_per_turn,
+            reading: self.shutdown_deadline.is_none(),
+        };
+        let token = Source::Connection(key).token();
+        match conn.serve(hints, self.server.poll.registry(), token, &mut io) {
+            Ok((status, moved)) => {
+                if moved {
+                    if let Some(idle) = &mut self.idle {
+                        idle.touch(key, self.now);
+                    }
+                }
+                match status {
+                    Status::Waiting => {}
+                    Status::ReadAgain => {
+                        if !conn.queued {
+                            conn.queued = true;
+                            self.read_again.push_back(key);
+                        }
+                    }
+                    Status::Finished if self.shutdown_deadline.is_some() => {
+                        self.close(key, Close::Shutdown)
+                    }
+                    Status::Finished => self.close(key, Close::PeerDone),
+                }
+            }
+            Err(e) => self.close(key, Close::Error(e)),
+        }
+    }
+
+    /// Closes connection `key`, counting and logging why.
+    fn close(&mut self, key: usize, why: Close) {
+        let conn = self.conns.remove(key);
+        if let Some(idle) = &mut self.idle {
+            idle.remove(key);
+        }
+        let counters = &self.server.shared.counters;
+        let peer = self.peers.get(key);
+        let owed = conn.pending_len();
+        // Count first, close the socket last: whatever a client observes
+        // after its end of stream (a test reading the stats, say) is
+        // already counted.
+        match why {
+            Close::PeerDone => {
+                counters.add(Counter::ClosedByPeer, 1);
+                debug!("conn {key} ({peer}): closed by peer, all echoed");
+            }
+            Close::Error(e) => {
+                counters.add(Counter::Errored, 1);
+                debug!("conn {key} ({peer}): closed on error: {e} ({owed} bytes not echoed)");
+            }
+            Close::Idle => {
+                counters.add(Counter::TimedOut, 1);
+                debug!("conn {key} ({peer}): closed after idle timeout");
+            }
+            Close::Shutdown => {
+                counters.add(Counter::ShutDown, 1);
+                debug!("conn {key} ({peer}): closed by shutdown ({owed} bytes not echoed)");
+            }
+        }
+        counters.set_active(self.conns.len());
+        conn.close(&mut self.pool, counters);
+    }
+
+    /// Closes every connection idle past the timeout: O(1) per connection
+    /// closed, nothing for the others.
+    fn expire_idle(&mut self) {
+        while let Some(key) = self.idle.as_ref().and_then(|idle| idle.expired(self.now)) {
+            self.close(key, Close::Idle);
+        }
+    }
+}

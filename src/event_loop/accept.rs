@@ -1,0 +1,107 @@
+//! Step 3 of a turn: take clients in from the listeners, or refuse them.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::{debug, warn};
+use mio::net::TcpStream;
+
+use super::EventLoop;
+use crate::connection::Connection;
+use crate::server::ACCEPT_BACKOFF;
+use crate::stats::Counter;
+use crate::sys;
+use crate::token::Source;
+
+impl EventLoop {
+    /// Accepts from listener `i` until it says `WouldBlock`, the budget is
+    /// spent (it stays ready for next turn), or it fails (accepting pauses).
+    pub(super) fn accept(&mut self, i: usize) {
+        for _ in 0..self.server.config.accepts_per_turn {
+            match self.server.listeners[i].socket.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.server.listeners[i].ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    debug!("accept: client left before it was accepted: {e}");
+                }
+                Err(e) => {
+                    // Out of descriptors, or something unexpected: pause
+                    // rather than spin on a listener that stays ready.
+                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                    if let Some(missed) = self.accept_warnings.allow(self.now) {
+                        let why = if sys::is_resource_exhaustion(&e) {
+                            "out of descriptors or socket memory"
+                        } else {
+                            "unexpected listener error"
+                        };
+                        warn!(
+                            "accept on {}: {e} ({why}; pausing accepts for {ACCEPT_BACKOFF:?}, \
+                             {missed} more since last warning)",
+                            self.server.listeners[i].addr
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes an accepted client in, or refuses it when the server is full.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let counters = &self.server.shared.counters;
+        if self.conns.len() >= self.server.max_connections {
+            // Refuse promptly: closing tells the client at once, where
+            // leaving it in the backlog would let it hang.
+            drop(stream);
+            counters.add(Counter::Refused, 1);
+            if let Some(missed) = self.refused_warnings.allow(self.now) {
+                warn!(
+                    "refused {peer}: {} connections open (--max-connections); \
+                     {missed} more refused since last warning",
+                    self.conns.len()
+                );
+            }
+            return;
+        }
+        if self.server.config.nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!("set TCP_NODELAY for {peer}: {e}"); // not worth refusing over
+            }
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let token = Source::Connection(key).token();
+        match Connection::register(stream, self.server.poll.registry(), token) {
+            Ok(conn) => {
+                entry.insert(conn);
+                self.peers.record(key, peer);
+                counters.add(Counter::Accepted, 1);
+                counters.set_active(self.conns.len());
+                if let Some(idle) = &mut self.idle {
+                    // The clock now, not at the start of the turn: a flood of
+                    // accepts can take a while, and an early stamp would let
+                    // the connection expire early.
+                    idle.touch(key, Instant::now());
+                }
+                debug!("conn {key}: accepted from {peer}");
+            }
+            Err(e) => {
+                // Accepted, then lost at once: counted both ways so that
+                // accepted = closed (all reasons) + active still holds.
+                counters.add(Counter::Accepted, 1);
+                counters.add(Counter::Errored, 1);
+                debug!("conn {key}: register {peer}: {e}");
+            }
+        }
+    }
+}

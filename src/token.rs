@@ -1,0 +1,74 @@
+//! What a `mio::Token` names: every socket the loop owns has one, and an
+//! event is decoded through [`Source`] alone, never by arithmetic in the loop.
+//!
+//! Connections use their slab key as token (an event finds its connection
+//! with one index). Slab keys start at 0 and never come near `usize::MAX`, so
+//! the sockets there is a fixed number of take the top of the range: the
+//! waker at `usize::MAX`, then the listeners below it.
+
+use mio::Token;
+
+/// Most `--listen` addresses: the size of the listeners' token range.
+pub const MAX_LISTENERS: usize = 256;
+
+/// The waker's token.
+const WAKER: usize = usize::MAX;
+
+/// The first token below the listeners' range; connection keys stay below.
+const FIRST_FIXED: usize = WAKER - MAX_LISTENERS;
+
+/// The socket a token stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The waker: a [`Handle`](crate::Handle) asked for attention.
+    Waker,
+    /// Listener `i`, in the order of `Config::listen`.
+    Listener(usize),
+    /// The connection with this slab key.
+    Connection(usize),
+}
+
+impl Source {
+    /// The token registered for this source.
+    pub(crate) fn token(self) -> Token {
+        match self {
+            Source::Waker => Token(WAKER),
+            Source::Listener(i) => {
+                debug_assert!(i < MAX_LISTENERS);
+                Token(WAKER - 1 - i)
+            }
+            Source::Connection(key) => {
+                debug_assert!(key < FIRST_FIXED);
+                Token(key)
+            }
+        }
+    }
+
+    /// What an event's token names.
+    pub(crate) fn of(token: Token) -> Source {
+        match token.0 {
+            WAKER => Source::Waker,
+            t if t >= FIRST_FIXED => Source::Listener(WAKER - 1 - t),
+            key => Source::Connection(key),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every source decodes back to itself, and the ranges do not meet.
+    #[test]
+    fn tokens_round_trip() {
+        for source in [
+            Source::Waker,
+            Source::Listener(0),
+            Source::Listener(MAX_LISTENERS - 1),
+            Source::Connection(0),
+            Source::Connection(FIRST_FIXED - 1),
+        ] {
+            assert_eq!(Source::of(source.token()), source);
+        }
+    }
+}
