@@ -176,9 +176,8 @@ fn fork_per_connection_serves_concurrent_clients() {
 // ---------------------------------------------------------------------------
 
 /// select_loop echoes byte for byte from 1 byte to 16 MiB, and after the
-/// client's `shutdown(Write)` still echoes everything it holds before it
-/// closes (the FIN arrives while the loop has unread input and pending
-/// output at its cap).
+/// client's `shutdown(Write)` still echoes everything it was sent before it
+/// closes — also when the FIN arrives before the client has read a byte.
 #[test]
 fn select_loop_echoes_1_byte_to_16_mib_then_closes_after_half_close() {
     let server = Server::start("select_loop", &[]);
@@ -480,6 +479,35 @@ fn echo_sizes_then_half_close(addr: SocketAddr) {
         let data = common::payload(500 + i as u64, len);
         let got = common::echo_all(&stream, &data);
         assert_same(&got, &data, &format!("{len} bytes, then half-close"));
+    }
+    half_close_before_reading(addr);
+}
+
+/// Half-close with output still owed: a client with a small receive buffer
+/// (4 KiB, set before connecting) sends everything and its FIN *before*
+/// reading a byte, so the FIN reaches the server while the client has taken
+/// none of its echo. Only then does the client read: it must get every
+/// byte, then the close. (Whether the owed bytes then sit in the server's
+/// pending buffer or in the kernel's send buffer depends on buffer sizes
+/// the test cannot set: Linux grows the server's to about 4 MiB.)
+fn half_close_before_reading(addr: SocketAddr) {
+    for (i, len) in [16 * 1024, 96 * 1024, 200 * 1024].into_iter().enumerate() {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        socket.connect(&addr.into()).expect("connect");
+        let mut stream = TcpStream::from(socket);
+        stream
+            .set_read_timeout(Some(STEP_TIMEOUT))
+            .expect("timeout");
+        stream
+            .set_write_timeout(Some(STEP_TIMEOUT))
+            .expect("timeout");
+        let data = common::payload(700 + i as u64, len);
+        stream.write_all(&data).expect("write before reading");
+        stream.shutdown(Shutdown::Write).expect("shutdown(Write)");
+        let got = read_to_eof(&stream);
+        assert_same(&got, &data, &format!("{len} bytes and FIN before reading"));
     }
 }
 
