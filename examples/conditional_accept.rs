@@ -5,7 +5,7 @@
 //! the caller's address *before* it hands you a socket, and lets that
 //! function answer `CF_ACCEPT`, `CF_REJECT` or `CF_DEFER`. This server
 //! refuses clients whose address is in a range given with `--deny`, and
-//! clients beyond `MAX_CLIENTS`; every accepted client is served by a worker
+//! clients beyond `--max-clients`; every accepted client is served by a worker
 //! thread with the blocking echo loop of `accept_one` ("WSAAccept handing
 //! each socket to a worker thread", as the page puts it).
 //!
@@ -54,7 +54,7 @@
 //! drops those before any socket or thread is involved, and conditional
 //! accept gives up SYN-attack protection. It is for decisions only the
 //! application can make, before the handshake, on Windows: its own load
-//! (as `MAX_CLIENTS` here), per-application rules, or the caller data some
+//! (as `--max-clients` here), per-application rules, or the caller data some
 //! protocols carry.
 //!
 //! ## Run it
@@ -66,7 +66,8 @@
 //! ```
 //!
 //! `--deny CIDR` may be repeated (IPv4 or IPv6, e.g. `10.0.0.0/8`,
-//! `::1/128`; a bare address is a range of one). The first line on stdout is
+//! `::1/128`; a bare address is a range of one). `--max-clients N` (default
+//! 256) bounds the worker threads. The first line on stdout is
 //! `listening on ADDR` (port 0 picks a free port). It runs until killed.
 
 use std::fmt;
@@ -77,30 +78,27 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-/// Most clients served at once; beyond it the condition function refuses.
-const MAX_CLIENTS: usize = 256;
+/// Most clients served at once unless `--max-clients` says otherwise;
+/// beyond it the condition function refuses.
+const DEFAULT_MAX_CLIENTS: usize = 256;
 
 fn main() {
-    let (addr, deny) = match parse_args(std::env::args().skip(1)) {
-        Ok(parsed) => parsed,
+    let policy = match parse_args(std::env::args().skip(1)) {
+        Ok(policy) => policy,
         Err(e) => {
             eprintln!("conditional_accept: {e}");
-            eprintln!("usage: conditional_accept [ADDR] [--deny CIDR]...");
+            eprintln!("usage: conditional_accept [ADDR] [--deny CIDR]... [--max-clients N]");
             std::process::exit(2);
         }
     };
-    let policy = Policy {
-        deny,
-        active: Arc::new(AtomicUsize::new(0)),
-    };
-    if let Err(e) = run(addr, &policy) {
+    if let Err(e) = run(&policy) {
         eprintln!("conditional_accept: {e}");
         std::process::exit(1);
     }
 }
 
-fn run(addr: SocketAddr, policy: &Policy) -> io::Result<()> {
-    let listener = sys::listen(addr)?;
+fn run(policy: &Policy) -> io::Result<()> {
+    let listener = sys::listen(policy.addr)?;
     println!("listening on {}", listener.local_addr()?);
     loop {
         match sys::accept(&listener, policy) {
@@ -132,7 +130,7 @@ enum Accepted {
 enum Verdict {
     Accept,
     Denied(Cidr),
-    Full,
+    Full(usize),
 }
 
 impl fmt::Display for Verdict {
@@ -140,15 +138,20 @@ impl fmt::Display for Verdict {
         match self {
             Verdict::Accept => write!(f, "accepted"),
             Verdict::Denied(range) => write!(f, "in denied range {range}"),
-            Verdict::Full => write!(f, "{MAX_CLIENTS} clients already served"),
+            Verdict::Full(max) => write!(f, "{max} clients already served (--max-clients)"),
         }
     }
 }
 
-/// The rules, shared by the accept thread and (for the count) the workers.
+/// The command line: where to listen and the rules the accept thread
+/// applies (the count is shared with the workers).
 struct Policy {
+    /// Where to listen.
+    addr: SocketAddr,
     /// Ranges from `--deny`.
     deny: Vec<Cidr>,
+    /// `--max-clients`: most clients served at once.
+    max_clients: usize,
     /// Clients being served now; each worker holds one `Permit`.
     active: Arc<AtomicUsize>,
 }
@@ -157,8 +160,8 @@ impl Policy {
     fn judge(&self, peer: IpAddr) -> Verdict {
         if let Some(range) = self.deny.iter().find(|r| r.contains(peer)) {
             Verdict::Denied(*range)
-        } else if self.active.load(Ordering::SeqCst) >= MAX_CLIENTS {
-            Verdict::Full
+        } else if self.active.load(Ordering::SeqCst) >= self.max_clients {
+            Verdict::Full(self.max_clients)
         } else {
             Verdict::Accept
         }
@@ -262,19 +265,25 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// `[ADDR] [--deny CIDR]...`; a bad argument is one line of error.
-fn parse_args(args: impl Iterator<Item = String>) -> Result<(SocketAddr, Vec<Cidr>), String> {
+/// `[ADDR] [--deny CIDR]... [--max-clients N]`; a bad argument is one line
+/// of error.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Policy, String> {
     let mut addr = None;
     let mut deny = Vec::new();
-    let mut args = args.peekable();
+    let mut max_clients = DEFAULT_MAX_CLIENTS;
     while let Some(arg) = args.next() {
-        if let Some(value) = arg.strip_prefix("--deny=") {
-            deny.push(Cidr::parse(value)?);
-        } else if arg == "--deny" {
+        if arg == "--deny" {
             let value = args
                 .next()
                 .ok_or("--deny needs a CIDR, e.g. 127.0.0.2/32")?;
             deny.push(Cidr::parse(&value)?);
+        } else if arg == "--max-clients" {
+            let value = args.next().unwrap_or_default();
+            max_clients = value
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("--max-clients {value:?}: not a positive integer"))?;
         } else if arg.starts_with('-') {
             return Err(format!("unknown flag {arg:?}"));
         } else if addr.is_none() {
@@ -286,8 +295,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<(SocketAddr, Vec<Cid
             return Err(format!("unexpected argument {arg:?}"));
         }
     }
-    let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878)));
-    Ok((addr, deny))
+    Ok(Policy {
+        addr: addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878))),
+        deny,
+        max_clients,
+        active: Arc::new(AtomicUsize::new(0)),
+    })
 }
 
 /// Prefix an error with the name of the call that returned it.

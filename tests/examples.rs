@@ -345,16 +345,50 @@ fn conditional_accept_serves_allowed_and_refuses_denied_addresses() {
     expect_close_after_half_close(allowed);
 }
 
-/// conditional_accept rejects a malformed `--deny` with one line naming the
-/// flag and exit status 2, never a panic.
+/// conditional_accept `--max-clients 1`: while one client is served the
+/// condition function refuses the next (its verdict is logged), and once
+/// that client has left a new one is served again.
 #[test]
-fn conditional_accept_rejects_a_bad_deny_range() {
-    for bad in ["127.0.0.2/33", "not-an-address", "::1/129"] {
-        let (status, stderr) = run_to_exit("conditional_accept", &["127.0.0.1:0", "--deny", bad]);
-        assert_eq!(status.code(), Some(2), "--deny {bad}: {stderr}");
+fn conditional_accept_refuses_beyond_max_clients() {
+    let mut server = Server::start("conditional_accept", &["--max-clients", "1"]);
+    let mut first = connect(server.addr);
+    round_trips(&mut first, 4);
+    match connect_from([127, 0, 0, 1], server.addr) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("second client: {e}"),
+        Ok(mut second) => assert!(!ping(&mut second, 1), "a second client was served"),
+    }
+    server.wait_for_stderr("1 clients already served (--max-clients)");
+    expect_close_after_half_close(first);
+    // The worker gives its slot back just after its FIN: try until served.
+    common::wait_until("a client served after the first left", || {
+        connect_from([127, 0, 0, 1], server.addr)
+            .map(|mut c| ping(&mut c, 2))
+            .unwrap_or(false)
+    });
+}
+
+/// conditional_accept rejects a malformed `--deny` or `--max-clients` with
+/// one line naming the flag and exit status 2, never a panic.
+#[test]
+fn conditional_accept_rejects_bad_flags() {
+    let cases: [&[&str]; 5] = [
+        &["--deny", "127.0.0.2/33"],
+        &["--deny", "not-an-address"],
+        &["--deny", "::1/129"],
+        &["--max-clients", "0"],
+        &["--max-clients"],
+    ];
+    for bad in cases {
+        let mut args = vec!["127.0.0.1:0"];
+        args.extend_from_slice(bad);
+        let (status, stderr) = run_to_exit("conditional_accept", &args);
+        let flag = format!("conditional_accept: {}", bad[0]);
+        assert_eq!(status.code(), Some(2), "{bad:?}: {stderr}");
         assert!(
-            stderr.starts_with("conditional_accept: --deny") && !stderr.contains("panicked"),
-            "--deny {bad}: {stderr}"
+            stderr.starts_with(&flag) && !stderr.contains("panicked"),
+            "{bad:?}: {stderr}"
         );
     }
 }
