@@ -159,17 +159,6 @@ fn minimal_loop_survives_a_client_that_reads_late() {
     assert_same(&echoed, &payload, "late reader");
 }
 
-/// fork_per_connection serves several clients at once, each in its own
-/// process, with the full session each; the parent goes on accepting
-/// after the children have finished.
-#[cfg(unix)]
-#[test]
-fn fork_per_connection_serves_concurrent_clients() {
-    let server = Server::start("fork_per_connection", &[]);
-    run_concurrent_sessions(server.addr, 6);
-    run_concurrent_sessions(server.addr, 2);
-}
-
 // ---------------------------------------------------------------------------
 // The loops written directly on select() and poll()/WSAPoll, and WSAAccept's
 // condition function: the same four checks each, plus each one's limit.
@@ -391,6 +380,17 @@ fn conditional_accept_rejects_bad_flags() {
             "{bad:?}: {stderr}"
         );
     }
+}
+
+/// fork_per_connection serves several clients at once, each in its own
+/// process, with the full session each; the parent goes on accepting
+/// after the children have finished.
+#[cfg(unix)]
+#[test]
+fn fork_per_connection_serves_concurrent_clients() {
+    let server = Server::start("fork_per_connection", &[]);
+    run_concurrent_sessions(server.addr, 6);
+    run_concurrent_sessions(server.addr, 2);
 }
 
 // ---------------------------------------------------------------------------
