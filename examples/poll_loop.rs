@@ -40,8 +40,8 @@
 //!   does).
 //! * Still **O(n) per call**: the whole array is copied into the kernel,
 //!   every socket in it is checked, and we scan every `revents` for the few
-//!   that are set. `docs/guide.md` §4 measures what that costs as idle
-//!   connections grow.
+//!   that are set. `docs/guide.md` §9 measures what that costs, on mio's
+//!   `poll(2)` backend, as idle connections grow.
 //! * `WSAPoll`'s historic defect: until Windows 10 version 2004 it did not
 //!   report a failed non-blocking `connect` at all (Microsoft's `WSAPoll`
 //!   page; since then it reports `POLLHUP | POLLERR | POLLWRNORM`), so a

@@ -66,8 +66,9 @@
 //! * **O(n) per call, however few sockets are active**: the sets are
 //!   in/out parameters — `select` overwrites them with the ready subset — so
 //!   they are rebuilt before every call; the kernel checks every socket in
-//!   them; we then test every client against the result. `docs/guide.md` §4
-//!   has the figures for `poll(2)`, which pays the same.
+//!   them; we then test every client against the result. `docs/guide.md`
+//!   explains it (§4) and measures it on mio's `poll(2)` backend (§9),
+//!   which pays the same.
 //!
 //! ## When it is the right choice
 //!
