@@ -142,11 +142,12 @@ fn run() -> io::Result<()> {
     // them for a socket).
     drop(stream);
 
-    // Step 8 -- WSACleanup: nothing to write, and std does not call it
-    // either: the OS releases every socket and all of Winsock's state when
-    // the process exits, which is faster than tearing it down by hand. (A
-    // library that unloads Winsock while its process goes on would need it.)
-    // On Unix there is no such step.
+    // Step 8 -- WSACleanup: nothing to write, and std (since 2025,
+    // rust-lang/rust#141809; older toolchains called it at exit) does not
+    // call it either: the OS releases every socket and all of Winsock's state
+    // when the process exits, which is faster than tearing it down by hand.
+    // (A library that unloads Winsock while its process goes on would need
+    // it.) On Unix there is no such step.
     Ok(())
 }
 

@@ -159,6 +159,229 @@ fn minimal_loop_survives_a_client_that_reads_late() {
     assert_same(&echoed, &payload, "late reader");
 }
 
+// ---------------------------------------------------------------------------
+// The loops written directly on select() and poll()/WSAPoll, and WSAAccept's
+// condition function: the same four checks each, plus each one's limit.
+// ---------------------------------------------------------------------------
+
+/// select_loop echoes byte for byte from 1 byte to 16 MiB, and after the
+/// client's `shutdown(Write)` still echoes everything it was sent before it
+/// closes — also when the FIN arrives before the client has read a byte.
+#[test]
+fn select_loop_echoes_1_byte_to_16_mib_then_closes_after_half_close() {
+    let server = Server::start("select_loop", &[]);
+    echo_sizes_then_half_close(server.addr);
+}
+
+/// select_loop serves 100 clients at once, each with binary round trips and
+/// a 256 KiB stream, and goes on accepting after they leave.
+#[test]
+fn select_loop_serves_100_concurrent_clients() {
+    let server = Server::start("select_loop", &[]);
+    run_light_sessions(server.addr, 100);
+    run_light_sessions(server.addr, 2);
+}
+
+/// select_loop: a client that fills the loop's buffers without reading and
+/// then resets (SO_LINGER 0) disturbs neither the clients being served at
+/// that moment nor the ones that come after.
+#[test]
+fn select_loop_survives_a_client_that_resets() {
+    let server = Server::start("select_loop", &[]);
+    reset_does_not_disturb_others(server.addr);
+}
+
+/// select_loop's limit, met head on: clients are served until the next one
+/// would not fit in an fd_set (on Unix its descriptor reaches FD_SETSIZE,
+/// 1024; on Windows the listener and 1,023 clients fill our 1,024-entry
+/// set); that client is accepted and closed at once, with a log line, and
+/// none of the served clients is disturbed. When some leave, a new client
+/// is served again. Without the check, `libc::FD_SET` would panic (or, in
+/// C, corrupt memory) and every client would be lost.
+#[test]
+fn select_loop_refuses_a_client_that_does_not_fit_an_fd_set() {
+    let mut server = Server::start("select_loop", &[]);
+    let mut served = Vec::new();
+    let refused_after = loop {
+        assert!(
+            served.len() <= 1100,
+            "select_loop served {} clients and refused none",
+            served.len()
+        );
+        let mut client = connect(server.addr);
+        if !ping(&mut client, served.len()) {
+            break served.len();
+        }
+        served.push(client);
+    };
+    // Unix: 0-2 are stdio and 3 the listener, so clients get 4..=1023.
+    assert!(
+        (1000..=1023).contains(&refused_after),
+        "the first refusal came after {refused_after} clients"
+    );
+    server.wait_for_stderr(if cfg!(windows) {
+        "fill the socket set"
+    } else {
+        ">= FD_SETSIZE (1024)"
+    });
+    for (i, client) in served.iter_mut().enumerate().step_by(101) {
+        assert!(ping(client, i), "served client {i} was disturbed");
+    }
+    for client in served.drain(..10) {
+        expect_close_after_half_close(client);
+    }
+    let mut again = connect(server.addr);
+    assert!(ping(&mut again, 7), "no client served after some left");
+}
+
+/// poll_loop echoes byte for byte from 1 byte to 16 MiB, and closes only
+/// after echoing everything that preceded the client's FIN.
+#[test]
+fn poll_loop_echoes_1_byte_to_16_mib_then_closes_after_half_close() {
+    let server = Server::start("poll_loop", &[]);
+    echo_sizes_then_half_close(server.addr);
+}
+
+/// poll_loop serves 100 clients at once (round trips and 256 KiB each) and
+/// keeps its pollfd array in step as they leave in any order: it serves
+/// new clients afterwards.
+#[test]
+fn poll_loop_serves_100_concurrent_clients() {
+    let server = Server::start("poll_loop", &[]);
+    run_light_sessions(server.addr, 100);
+    run_light_sessions(server.addr, 2);
+}
+
+/// poll_loop: a resetting client (buffers full, then SO_LINGER 0) disturbs
+/// nobody.
+#[test]
+fn poll_loop_survives_a_client_that_resets() {
+    let server = Server::start("poll_loop", &[]);
+    reset_does_not_disturb_others(server.addr);
+}
+
+/// poll_loop has no FD_SETSIZE: 1,100 clients held at once, past where
+/// select_loop refuses, are all served, the first and the last alike.
+#[test]
+fn poll_loop_serves_clients_past_fd_setsize() {
+    let server = Server::start("poll_loop", &[]);
+    let mut clients: Vec<TcpStream> = (0..1100)
+        .map(|i| {
+            let mut client = connect(server.addr);
+            assert!(ping(&mut client, i), "client {i} was not served");
+            client
+        })
+        .collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert!(ping(client, i), "client {i} was not served the second time");
+    }
+}
+
+/// conditional_accept echoes byte for byte from 1 byte to 16 MiB and closes
+/// after the client's half-close, once all is echoed.
+#[test]
+fn conditional_accept_echoes_1_byte_to_16_mib_then_closes_after_half_close() {
+    let server = Server::start("conditional_accept", &["--deny", "127.0.0.2/32"]);
+    echo_sizes_then_half_close(server.addr);
+}
+
+/// conditional_accept serves 100 clients at once, one worker thread each.
+#[test]
+fn conditional_accept_serves_100_concurrent_clients() {
+    let server = Server::start("conditional_accept", &["--deny", "127.0.0.2/32"]);
+    run_light_sessions(server.addr, 100);
+    run_light_sessions(server.addr, 2);
+}
+
+/// conditional_accept: a resetting client ends its own worker only.
+#[test]
+fn conditional_accept_survives_a_client_that_resets() {
+    let server = Server::start("conditional_accept", &["--deny", "127.0.0.2/32"]);
+    reset_does_not_disturb_others(server.addr);
+}
+
+/// conditional_accept `--deny 127.0.0.2/32`, both outcomes: a client from
+/// 127.0.0.1 is served; one bound to 127.0.0.2 is refused — on Windows
+/// before the handshake (its connect is refused), under Wine and on Unix
+/// just after it (the connection ends at once, nothing echoed) — and the
+/// refusal is logged; 127.0.0.3, just outside the range, is served, and the
+/// allowed client was not disturbed.
+#[test]
+fn conditional_accept_serves_allowed_and_refuses_denied_addresses() {
+    let mut server = Server::start("conditional_accept", &["--deny", "127.0.0.2/32"]);
+    let mut allowed = connect(server.addr);
+    round_trips(&mut allowed, 1);
+
+    match connect_from([127, 0, 0, 2], server.addr) {
+        // Refused before the handshake (Windows), or reset so soon after it
+        // that the connect already reports it.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+            ) => {}
+        Err(e) => panic!("connect from 127.0.0.2: {e}"),
+        Ok(mut denied) => assert!(!ping(&mut denied, 0), "127.0.0.2 was served"),
+    }
+    server.wait_for_stderr("refused 127.0.0.2:");
+
+    let mut neighbour = connect_from([127, 0, 0, 3], server.addr).expect("connect from 127.0.0.3");
+    round_trips(&mut neighbour, 3);
+    expect_close_after_half_close(neighbour);
+    round_trips(&mut allowed, 2);
+    expect_close_after_half_close(allowed);
+}
+
+/// conditional_accept `--max-clients 1`: while one client is served the
+/// condition function refuses the next (its verdict is logged), and once
+/// that client has left a new one is served again.
+#[test]
+fn conditional_accept_refuses_beyond_max_clients() {
+    let mut server = Server::start("conditional_accept", &["--max-clients", "1"]);
+    let mut first = connect(server.addr);
+    round_trips(&mut first, 4);
+    match connect_from([127, 0, 0, 1], server.addr) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("second client: {e}"),
+        Ok(mut second) => assert!(!ping(&mut second, 1), "a second client was served"),
+    }
+    server.wait_for_stderr("1 clients already served (--max-clients)");
+    expect_close_after_half_close(first);
+    // The worker gives its slot back just after its FIN: try until served.
+    common::wait_until("a client served after the first left", || {
+        connect_from([127, 0, 0, 1], server.addr)
+            .map(|mut c| ping(&mut c, 2))
+            .unwrap_or(false)
+    });
+}
+
+/// conditional_accept rejects a malformed `--deny` or `--max-clients` with
+/// one line naming the flag and exit status 2, never a panic.
+#[test]
+fn conditional_accept_rejects_bad_flags() {
+    let cases: [&[&str]; 5] = [
+        &["--deny", "127.0.0.2/33"],
+        &["--deny", "not-an-address"],
+        &["--deny", "::1/129"],
+        &["--max-clients", "0"],
+        &["--max-clients"],
+    ];
+    for bad in cases {
+        let mut args = vec!["127.0.0.1:0"];
+        args.extend_from_slice(bad);
+        let (status, stderr) = run_to_exit("conditional_accept", &args);
+        let flag = format!("conditional_accept: {}", bad[0]);
+        assert_eq!(status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&flag) && !stderr.contains("panicked"),
+            "{bad:?}: {stderr}"
+        );
+    }
+}
+
 /// fork_per_connection serves several clients at once, each in its own
 /// process, with the full session each; the parent goes on accepting
 /// after the children have finished.
@@ -277,6 +500,153 @@ fn read_to_eof(stream: &TcpStream) -> Vec<u8> {
     }
 }
 
+/// The sizes of the byte-exact echo checks: 1 byte to 16 MiB, including
+/// ones that straddle a segment, a 64 KiB buffer and the pending cap.
+const ECHO_SIZES: [usize; 7] = [1, 2, 1460, 64 * 1024, 64 * 1024 + 3, 1024 * 1024, 16 << 20];
+
+/// For each size, one connection: write it all from a thread and shut down
+/// the write side at once, read back concurrently; the echo must be exactly
+/// the bytes sent, followed by the server's close.
+fn echo_sizes_then_half_close(addr: SocketAddr) {
+    for (i, len) in ECHO_SIZES.into_iter().enumerate() {
+        let stream = connect(addr);
+        let data = common::payload(500 + i as u64, len);
+        let got = common::echo_all(&stream, &data);
+        assert_same(&got, &data, &format!("{len} bytes, then half-close"));
+    }
+    half_close_before_reading(addr);
+}
+
+/// Half-close with output still owed: a client with a small receive buffer
+/// (4 KiB, set before connecting) sends everything and its FIN *before*
+/// reading a byte, so the FIN reaches the server while the client has taken
+/// none of its echo. Only then does the client read: it must get every
+/// byte, then the close. (Whether the owed bytes then sit in the server's
+/// pending buffer or in the kernel's send buffer depends on buffer sizes
+/// the test cannot set: Linux grows the server's to about 4 MiB.)
+fn half_close_before_reading(addr: SocketAddr) {
+    for (i, len) in [16 * 1024, 96 * 1024, 200 * 1024].into_iter().enumerate() {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        socket.connect(&addr.into()).expect("connect");
+        let mut stream = TcpStream::from(socket);
+        stream
+            .set_read_timeout(Some(STEP_TIMEOUT))
+            .expect("timeout");
+        stream
+            .set_write_timeout(Some(STEP_TIMEOUT))
+            .expect("timeout");
+        let data = common::payload(700 + i as u64, len);
+        stream.write_all(&data).expect("write before reading");
+        stream.shutdown(Shutdown::Write).expect("shutdown(Write)");
+        let got = read_to_eof(&stream);
+        assert_same(&got, &data, &format!("{len} bytes and FIN before reading"));
+    }
+}
+
+/// `n` clients at once, each running `light_session`, all joined.
+fn run_light_sessions(addr: SocketAddr, n: usize) {
+    let clients: Vec<_> = (0..n)
+        .map(|i| thread::spawn(move || light_session(addr, i as u64 + 300)))
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        c.join()
+            .unwrap_or_else(|_| panic!("client {i} failed (its panic message is above)"));
+    }
+}
+
+/// Round trips, then 256 KiB streamed and half-closed; echo and close exact.
+fn light_session(addr: SocketAddr, seed: u64) {
+    let mut stream = connect(addr);
+    round_trips(&mut stream, seed);
+    let data = common::payload(seed, 256 * 1024);
+    let got = common::echo_all(&stream, &data);
+    assert_same(&got, &data, "256 KiB, then half-close");
+}
+
+/// Four sessions run while a fifth client sends without reading until its
+/// socket takes no more (so the server holds its pending output and stops
+/// reading it), then closes with SO_LINGER 0, a reset. The four must finish
+/// intact, and a new client is served afterwards.
+fn reset_does_not_disturb_others(addr: SocketAddr) {
+    let others: Vec<_> = (0..4)
+        .map(|i| thread::spawn(move || light_session(addr, 900 + i)))
+        .collect();
+    let rude = connect(addr);
+    fill_without_reading(&rude);
+    socket2::SockRef::from(&rude)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(rude); // RST
+    for (i, other) in others.into_iter().enumerate() {
+        other
+            .join()
+            .unwrap_or_else(|_| panic!("session {i} was disturbed by the reset"));
+    }
+    light_session(addr, 999);
+}
+
+/// Non-blocking writes until `WouldBlock`: the send buffer is full because
+/// the server stopped taking our bytes. That is the synchronisation point,
+/// no sleep.
+fn fill_without_reading(stream: &TcpStream) {
+    stream.set_nonblocking(true).expect("set_nonblocking");
+    let chunk = vec![0x5a_u8; 64 * 1024];
+    let mut sent = 0usize;
+    let mut writer = stream;
+    loop {
+        match writer.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("write without reading, after {sent} bytes: {e}"),
+        }
+        assert!(sent < 1 << 30, "the server took 1 GiB without being read");
+    }
+    stream.set_nonblocking(false).expect("set_nonblocking");
+}
+
+/// One byte out and back. True if it was echoed; false if the server ended
+/// the connection instead (EOF or reset); a timeout fails the test.
+fn ping(stream: &mut TcpStream, seed: usize) -> bool {
+    let byte = [seed as u8 ^ 0xa5];
+    if stream.write_all(&byte).is_err() {
+        return false;
+    }
+    let mut got = [0u8; 1];
+    match stream.read(&mut got) {
+        Ok(1) => {
+            assert_eq!(got, byte, "ping {seed}: wrong byte echoed");
+            true
+        }
+        Ok(_) => false,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            panic!("ping {seed}: no echo and no close within {STEP_TIMEOUT:?}")
+        }
+        Err(_) => false, // reset or aborted: the server closed it
+    }
+}
+
+/// Connects from a chosen loopback source address (bind before connect).
+/// A blocking connect: on loopback it ends at once, established or refused
+/// (socket2's `connect_timeout` would report a connection that the server
+/// accepts and closes at once as an error of its own).
+fn connect_from(source: [u8; 4], addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((source, 0)).into())?;
+    socket.connect(&addr.into())?;
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(STEP_TIMEOUT))?;
+    stream.set_write_timeout(Some(STEP_TIMEOUT))?;
+    Ok(stream)
+}
+
 fn assert_same(got: &[u8], want: &[u8], what: &str) {
     if got != want {
         let first = got.iter().zip(want).position(|(a, b)| a != b);
@@ -365,6 +735,17 @@ impl Server {
         server
     }
 
+    /// Waits (bounded) until the process has written `needle` on stderr.
+    fn wait_for_stderr(&mut self, needle: &str) {
+        let stderr = Arc::clone(&self.stderr);
+        common::wait_until(&format!("{:?} on stderr of {}", needle, self.name), || {
+            stderr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(needle)
+        });
+    }
+
     /// Waits (bounded) for the process to exit on its own; returns its status.
     fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + STEP_TIMEOUT;
@@ -392,6 +773,32 @@ impl Drop for Server {
             eprintln!("--- stderr of example {} ---\n{stderr}", self.name);
         }
     }
+}
+
+/// Runs `examples/NAME ARGS` to its exit (bounded: killed if it has not
+/// exited within the step timeout); returns its status and its stderr.
+fn run_to_exit(name: &str, args: &[&str]) -> (ExitStatus, String) {
+    let exe = example_exe(name);
+    let mut child = Command::new(&exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()));
+    let mut err = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        let _ = tx.send(text); // at end of file: the process has exited
+    });
+    let Ok(stderr) = rx.recv_timeout(STEP_TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{name} {args:?} did not exit within {STEP_TIMEOUT:?}");
+    };
+    (child.wait().expect("wait for the example"), stderr)
 }
 
 /// Where cargo puts example binaries: `target/<profile>/examples/NAME`,
