@@ -135,8 +135,6 @@ mod uring {
 
     pub fn run() -> Result<(), String> {
         let (addr, buffers, buffer_size) = parse_args()?;
-        // Declared before the ring so that it is dropped after it: the
-        // kernel may write into these buffers for as long as the ring lives.
         let bufs = BufRing::new(buffers, buffer_size).map_err(|e| e.to_string())?;
         let mut ring = open_ring()?;
         bufs.register(&ring)?;
@@ -154,10 +152,20 @@ mod uring {
         );
 
         let mut server = Server::new(listener.as_raw_fd(), bufs);
+        let result = serve(&mut server, &mut ring);
+        // The ring first (closing it cancels every operation), the buffers
+        // after: the kernel may write into them for as long as it lives.
+        drop(ring);
+        drop(server);
+        result
+    }
+
+    /// The loop: submit what is queued, wait for completions, handle them.
+    fn serve(server: &mut Server, ring: &mut IoUring) -> Result<(), String> {
         server.arm_accept();
         let mut batch: Vec<cqueue::Entry> = Vec::with_capacity(CQ_ENTRIES as usize);
         loop {
-            server.submit_queued(&mut ring).map_err(|e| e.to_string())?;
+            server.submit_queued(ring).map_err(|e| e.to_string())?;
             // io_uring_enter(to_submit, min_complete = 1, GETEVENTS): hand
             // the kernel what was queued, sleep until one CQE is there.
             match ring.submit_and_wait(1) {
@@ -290,13 +298,18 @@ mod uring {
         /// The ring entries: page-aligned, shared with the kernel. The tail
         /// (a u16) overlays the last field of entry 0.
         entries: *mut BufRingEntry,
+        /// How `entries` was allocated, to free it.
         entries_layout: Layout,
         /// The buffers, one allocation, never moved until after the ring is
         /// gone: the kernel writes into them at any time between our handing
         /// them over and the CQE that hands them back.
         data: *mut u8,
+        /// How `data` was allocated, to free it.
         data_layout: Layout,
+        /// Buffers (and ring entries): a power of two, so that `tail & (count
+        /// - 1)` is an entry's index.
         count: u16,
+        /// Bytes per buffer: the most one receive CQE can bring.
         size: usize,
         /// Our copy of the tail: we are its only writer.
         tail: u16,
@@ -391,7 +404,7 @@ mod uring {
         }
     }
 
-    /// Why a connection's multishot receive is not armed.
+    /// Where a connection's multishot receive stands.
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
     enum Recv {
         /// Armed: the kernel will post a CQE whenever data arrives.
@@ -408,7 +421,10 @@ mod uring {
 
     /// One received chunk waiting to be echoed: it holds buffer `bid`.
     struct Chunk {
+        /// The buffer's id in the ring: where the bytes are, and what to
+        /// give back once they are sent.
         bid: u16,
+        /// Bytes received into it.
         len: usize,
     }
 
@@ -416,6 +432,7 @@ mod uring {
         /// The socket, closed when the connection is freed (after its last
         /// operation has completed: until then the kernel may use it).
         fd: OwnedFd,
+        /// Whether data may arrive now, and if not, what re-arms it.
         recv: Recv,
         /// Received chunks not yet fully echoed, oldest first.
         out: VecDeque<Chunk>,
@@ -433,8 +450,12 @@ mod uring {
     }
 
     struct Server {
+        /// The listening socket (owned by `run`), for re-arming the accept.
         listener: RawFd,
+        /// Connections by slab key, the key being in each operation's
+        /// user_data.
         conns: Slab<Conn>,
+        /// The provided buffers every receive draws from.
         bufs: BufRing,
         /// Buffers one connection may hold: MAX_HELD, at most half the ring.
         max_held: usize,

@@ -128,13 +128,17 @@ mod iocp {
 
     /// What every worker shares. Read-only after start, except the count.
     struct Shared {
+        /// The completion port every socket is associated with.
         port: HANDLE,
+        /// The listening socket (owned by `run`): AcceptEx's first argument.
         listener: SOCKET,
         /// AF_INET or AF_INET6, as the listener: accept sockets must match.
         family: i32,
+        /// The provider's AcceptEx, from WSAIoctl.
         accept_ex: AcceptExFn,
         /// How many `AcceptEx` calls to keep outstanding, and how many are.
         accepts_wanted: usize,
+        /// (Atomic: every worker re-posts.)
         accepts_posted: AtomicUsize,
     }
 
@@ -171,12 +175,17 @@ mod iocp {
         /// First, so that the `*mut OVERLAPPED` a completion returns is a
         /// `*mut Conn` too. Zeroed before each operation.
         overlapped: OVERLAPPED,
+        /// The client's socket (for a pending accept: the one it accepts
+        /// into), closed when the Conn is dropped.
         socket: SOCKET,
+        /// What the outstanding operation is, so its completion knows.
         op: Op,
         /// Accept: AcceptEx writes both addresses here. Recv: the data.
         /// Send: the bytes to echo, `buf[sent..len]`.
         buf: [u8; BUF_SIZE],
+        /// Bytes received into `buf`, to echo.
         len: usize,
+        /// Of those, bytes already sent (a send may complete short).
         sent: usize,
         /// The client's address, for the log.
         peer: Option<SocketAddr>,
