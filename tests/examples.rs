@@ -394,6 +394,475 @@ fn fork_per_connection_serves_concurrent_clients() {
 }
 
 // ---------------------------------------------------------------------------
+// The completion-model examples: io_uring_loop (Linux) and iocp_loop
+// (Windows, run under Wine in CI)
+// ---------------------------------------------------------------------------
+
+/// io_uring_loop echoes byte for byte on one connection, message sizes from
+/// 1 byte to 16 MiB (either side of its 16 KiB buffers, and far more than
+/// the socket buffers hold, so sends complete partially and are resumed).
+#[cfg(target_os = "linux")]
+#[test]
+fn io_uring_loop_echoes_1_byte_to_16_mib() {
+    let Some(server) = io_uring_server(&[]) else {
+        return;
+    };
+    echo_every_size(server.addr);
+}
+
+/// io_uring_loop after a half-close: everything sent before the client's
+/// FIN comes back, then the server's FIN (EOF), and nothing else.
+#[cfg(target_os = "linux")]
+#[test]
+fn io_uring_loop_echoes_everything_before_a_half_close() {
+    let Some(server) = io_uring_server(&[]) else {
+        return;
+    };
+    half_close_then_read(server.addr);
+}
+
+/// io_uring_loop serves 100 clients connected at the same time, each its
+/// own payload, byte for byte, each closed after its half-close.
+#[cfg(target_os = "linux")]
+#[test]
+fn io_uring_loop_serves_100_concurrent_clients() {
+    let Some(server) = io_uring_server(&[]) else {
+        return;
+    };
+    hundred_clients(server.addr);
+}
+
+/// A client of io_uring_loop that resets (SO_LINGER 0, then close) while
+/// its echo is in flight does not disturb the clients streaming meanwhile,
+/// and the server goes on accepting.
+#[cfg(target_os = "linux")]
+#[test]
+fn io_uring_loop_survives_a_client_that_resets() {
+    let Some(server) = io_uring_server(&[]) else {
+        return;
+    };
+    reset_among_others(server.addr);
+}
+
+/// io_uring_loop's backpressure: a client that sends 4 MiB before reading
+/// any of it has its receive cancelled at the per-connection buffer limit
+/// and re-armed as the echo drains; it gets every byte in order, and
+/// another client is served while it is stalled.
+#[cfg(target_os = "linux")]
+#[test]
+fn io_uring_loop_survives_a_client_that_reads_late() {
+    let Some(server) = io_uring_server(&[]) else {
+        return;
+    };
+    late_reader_and_another(server.addr);
+}
+
+/// io_uring_loop's ENOBUFS path: with a ring of 4 buffers of 512 bytes and
+/// 20 clients streaming at once, the ring runs dry (the server logs
+/// ENOBUFS) and every starved receive is re-armed when buffers come back:
+/// no byte is lost or reordered, and every client is closed after its
+/// half-close.
+#[cfg(target_os = "linux")]
+#[test]
+fn io_uring_loop_loses_nothing_when_the_buffer_ring_runs_dry() {
+    let args = ["--buffers", "4", "--buffer-size", "512"];
+    let Some(server) = io_uring_server(&args) else {
+        return;
+    };
+    let clients: Vec<_> = (0..20u64)
+        .map(|i| {
+            let addr = server.addr;
+            thread::spawn(move || {
+                let stream = connect(addr);
+                stream_exact(&stream, &common::payload(900 + i, 256 * 1024));
+                expect_close_after_half_close(stream);
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join()
+            .expect("a client failed (its panic message is above)");
+    }
+    common::wait_until("io_uring_loop to log ENOBUFS", || {
+        server_stderr(&server).contains("ENOBUFS")
+    });
+}
+
+/// io_uring_loop's partial sends: with 1 MiB buffers, some sends come back
+/// short (the socket's send buffer had less room), which the server logs,
+/// and each rest is sent from where it stopped: 16 MiB streams come back
+/// byte for byte. Whether a given stream meets a short send depends on the
+/// kernel's send-buffer sizing, so it streams until one was logged (at
+/// most 8 times; usually once).
+#[cfg(target_os = "linux")]
+#[test]
+fn io_uring_loop_resumes_partial_sends() {
+    let Some(server) = io_uring_server(&["--buffer-size", "1048576"]) else {
+        return;
+    };
+    let stream = connect(server.addr);
+    for round in 0..8 {
+        stream_exact(&stream, &common::payload(round, 16 << 20));
+        if server_stderr(&server).contains("partial send") {
+            break;
+        }
+    }
+    expect_close_after_half_close(stream);
+    common::wait_until("io_uring_loop to log a partial send", || {
+        server_stderr(&server).contains("partial send")
+    });
+}
+
+/// A bad io_uring_loop flag is one line on stderr and a non-zero exit.
+#[cfg(target_os = "linux")]
+#[test]
+fn io_uring_loop_rejects_a_bad_flag_in_one_line() {
+    let out = Command::new(example_exe("io_uring_loop"))
+        .args(["127.0.0.1:0", "--buffers", "3"])
+        .output()
+        .expect("run io_uring_loop");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exit status {}", out.status);
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(stderr.contains("power of two"), "stderr: {stderr}");
+}
+
+/// Off Linux, io_uring_loop says in one line that it is Linux only and
+/// exits non-zero.
+#[cfg(not(target_os = "linux"))]
+#[test]
+fn io_uring_loop_says_it_is_linux_only() {
+    expect_one_line_refusal("io_uring_loop", "Linux only");
+}
+
+/// iocp_loop echoes byte for byte on one connection, message sizes from
+/// 1 byte to 16 MiB (partial sends included).
+#[cfg(windows)]
+#[test]
+fn iocp_loop_echoes_1_byte_to_16_mib() {
+    let server = Server::start("iocp_loop", &[]);
+    echo_every_size(server.addr);
+}
+
+/// iocp_loop after a half-close: everything sent before the client's FIN
+/// comes back, then `shutdown(SD_SEND)` (EOF), and nothing else.
+#[cfg(windows)]
+#[test]
+fn iocp_loop_echoes_everything_before_a_half_close() {
+    let server = Server::start("iocp_loop", &[]);
+    half_close_then_read(server.addr);
+}
+
+/// iocp_loop serves 100 clients connected at the same time, more than its
+/// outstanding AcceptEx calls (4 here) and its 2 worker threads.
+#[cfg(windows)]
+#[test]
+fn iocp_loop_serves_100_concurrent_clients() {
+    let server = Server::start("iocp_loop", &["--accepts", "4", "--threads", "2"]);
+    hundred_clients(server.addr);
+}
+
+/// A client of iocp_loop that resets (SO_LINGER 0, then close) while its
+/// echo is in flight does not disturb the clients streaming meanwhile, and
+/// the server goes on accepting.
+#[cfg(windows)]
+#[test]
+fn iocp_loop_survives_a_client_that_resets() {
+    let server = Server::start("iocp_loop", &[]);
+    reset_among_others(server.addr);
+}
+
+/// iocp_loop with a client that sends 4 MiB before reading: one operation
+/// per connection means it is not read from while its echo is unsent; it
+/// gets every byte in order, and another client is served meanwhile.
+#[cfg(windows)]
+#[test]
+fn iocp_loop_survives_a_client_that_reads_late() {
+    let server = Server::start("iocp_loop", &[]);
+    late_reader_and_another(server.addr);
+}
+
+/// iocp_loop stays correct across idle periods longer than its workers'
+/// 1 s wake-up: after a client has been served and closed, a timeout of
+/// `GetQueuedCompletionStatusEx` must not hand out that client's last
+/// completion again (a double free that closed the next client's socket,
+/// under Wine, before the worker ignored the count on a timeout). The idle
+/// period is a 1.5 s read timeout on the next client, not a sleep.
+#[cfg(windows)]
+#[test]
+fn iocp_loop_replays_no_completion_after_an_idle_wakeup() {
+    let server = Server::start("iocp_loop", &["--threads", "1"]);
+    full_session(server.addr, 11);
+    let mut next = connect(server.addr);
+    round_trips(&mut next, 12);
+    next.set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("set_read_timeout");
+    let mut byte = [0u8; 1];
+    match next.read(&mut byte) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("an idle client must get nothing, got {other:?}"),
+    }
+    next.set_read_timeout(Some(STEP_TIMEOUT))
+        .expect("set_read_timeout");
+    round_trips(&mut next, 13);
+    expect_close_after_half_close(next);
+    let stderr = server
+        .stderr
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    assert!(stderr.is_empty(), "iocp_loop logged errors: {stderr}");
+}
+
+/// Off Windows, iocp_loop says in one line that it is Windows only and
+/// exits non-zero.
+#[cfg(not(windows))]
+#[test]
+fn iocp_loop_says_it_is_windows_only() {
+    expect_one_line_refusal("iocp_loop", "Windows only");
+}
+
+/// Starts io_uring_loop, or prints why not and returns None when this
+/// kernel refuses io_uring (the example's one "io_uring unavailable" line):
+/// the only case in which its tests skip. Any other start-up failure fails.
+#[cfg(target_os = "linux")]
+fn io_uring_server(extra_args: &[&str]) -> Option<Server> {
+    static REFUSED: OnceLock<Option<String>> = OnceLock::new();
+    let refused = REFUSED.get_or_init(|| {
+        let mut child = Command::new(example_exe("io_uring_loop"))
+            .arg("127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn io_uring_loop");
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        // The first line comes at once, or the process exits (EOF: "").
+        let line = rx
+            .recv_timeout(STEP_TIMEOUT)
+            .expect("io_uring_loop: no first line and no exit");
+        let _ = child.kill();
+        let status = child.wait().expect("wait for io_uring_loop");
+        if line.starts_with("listening on ") {
+            return None;
+        }
+        let mut err = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .expect("piped stderr")
+            .read_to_string(&mut err);
+        assert!(
+            err.contains("io_uring unavailable:") && !status.success(),
+            "io_uring_loop failed to start ({status}): {err}"
+        );
+        Some(err.trim().to_string())
+    });
+    match refused {
+        None => Some(Server::start("io_uring_loop", extra_args)),
+        Some(why) => {
+            eprintln!("SKIPPED: this kernel refuses io_uring: {why}");
+            None
+        }
+    }
+}
+
+/// Runs `name` and expects exactly one line on stderr containing `words`,
+/// nothing on stdout, and a non-zero exit.
+fn expect_one_line_refusal(name: &str, words: &str) {
+    let out = Command::new(example_exe(name))
+        .arg("127.0.0.1:0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{name} exited with {}", out.status);
+    assert!(out.stdout.is_empty(), "{name} printed on stdout");
+    assert_eq!(stderr.lines().count(), 1, "{name} stderr: {stderr}");
+    assert!(stderr.contains(words), "{name} stderr: {stderr}");
+}
+
+/// What the example has written on stderr so far.
+#[cfg(target_os = "linux")]
+fn server_stderr(server: &Server) -> String {
+    server
+        .stderr
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// One connection, messages of 1 byte to 16 MiB, each streamed and read
+/// back concurrently, then half-close and close.
+#[cfg(any(target_os = "linux", windows))]
+fn echo_every_size(addr: SocketAddr) {
+    let stream = connect(addr);
+    let sizes = [
+        1,
+        2,
+        100,
+        16 * 1024 - 1,
+        16 * 1024,
+        16 * 1024 + 1,
+        1 << 20,
+        16 << 20,
+    ];
+    for (i, len) in sizes.into_iter().enumerate() {
+        stream_exact(&stream, &common::payload(i as u64 + 1, len));
+    }
+    expect_close_after_half_close(stream);
+}
+
+/// Writes `data` from another thread while reading the echo here, and
+/// checks it byte for byte.
+#[cfg(any(target_os = "linux", windows))]
+fn stream_exact(stream: &TcpStream, data: &[u8]) {
+    let writer = {
+        let mut stream = stream.try_clone().expect("try_clone");
+        let data = data.to_vec();
+        thread::spawn(move || stream.write_all(&data))
+    };
+    let mut got = vec![0u8; data.len()];
+    let mut reader = stream;
+    reader
+        .read_exact(&mut got)
+        .unwrap_or_else(|e| panic!("read back {} bytes: {e}", data.len()));
+    writer
+        .join()
+        .expect("writer thread")
+        .unwrap_or_else(|e| panic!("write {} bytes: {e}", data.len()));
+    assert_same(&got, data, "stream");
+}
+
+/// Sends 300 KiB and the FIN before reading anything, then expects all of
+/// it back followed by EOF.
+#[cfg(any(target_os = "linux", windows))]
+fn half_close_then_read(addr: SocketAddr) {
+    let stream = connect(addr);
+    let data = common::payload(42, 300 * 1024);
+    let mut writer = &stream;
+    writer.write_all(&data).expect("write 300 KiB");
+    stream.shutdown(Shutdown::Write).expect("shutdown(Write)");
+    let echoed = read_to_eof(&stream);
+    assert_same(&echoed, &data, "echo after half-close");
+}
+
+/// 100 clients connected at once (each proven served by a first round
+/// trip while all are open), then each streams its own 64 KiB in its own
+/// thread and half-closes.
+#[cfg(any(target_os = "linux", windows))]
+fn hundred_clients(addr: SocketAddr) {
+    let streams: Vec<TcpStream> = (0..100u64)
+        .map(|i| {
+            let mut s = connect(addr);
+            s.write_all(&[i as u8]).expect("write the first byte");
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).expect("read the first byte back");
+            assert_eq!(b[0], i as u8);
+            s
+        })
+        .collect();
+    let clients: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            thread::spawn(move || {
+                stream_exact(&s, &common::payload(500 + i as u64, 64 * 1024));
+                expect_close_after_half_close(s);
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        c.join()
+            .unwrap_or_else(|_| panic!("client {i} failed (its panic message is above)"));
+    }
+}
+
+/// Eight clients stream 2 MiB each; as they start, a ninth, with 256 KiB
+/// of echo owed to it and unread, resets its connection. The eight get
+/// every byte, and a new client is served afterwards.
+#[cfg(any(target_os = "linux", windows))]
+fn reset_among_others(addr: SocketAddr) {
+    let start = Arc::new(std::sync::Barrier::new(9));
+    let others: Vec<_> = (0..8u64)
+        .map(|i| {
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                let mut s = connect(addr);
+                round_trips(&mut s, 700 + i);
+                start.wait();
+                stream_exact(&s, &common::payload(800 + i, 2 << 20));
+                expect_close_after_half_close(s);
+            })
+        })
+        .collect();
+
+    let mut victim = connect(addr);
+    victim
+        .write_all(&common::payload(1, 256 * 1024))
+        .expect("write to the server");
+    let mut b = [0u8; 1];
+    victim.read_exact(&mut b).expect("the echo has started");
+    start.wait();
+    // SO_LINGER 0, then close: the kernel sends RST instead of FIN.
+    socket2::SockRef::from(&victim)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(victim);
+
+    for (i, c) in others.into_iter().enumerate() {
+        c.join()
+            .unwrap_or_else(|_| panic!("client {i} failed (its panic message is above)"));
+    }
+    full_session(addr, 999);
+}
+
+/// A client sends 4 MiB without reading (the server must stop reading it,
+/// keep what it owes, and resume), another is served meanwhile, then the
+/// first reads everything back in order.
+#[cfg(any(target_os = "linux", windows))]
+fn late_reader_and_another(addr: SocketAddr) {
+    let slow = connect(addr);
+    let payload = Arc::new(common::payload(7, BIG));
+    let (progress_tx, progress_rx) = mpsc::channel::<usize>();
+    let writer = {
+        let mut stream = slow.try_clone().expect("try_clone");
+        let payload = Arc::clone(&payload);
+        thread::spawn(move || {
+            for (i, chunk) in payload.chunks(64 * 1024).enumerate() {
+                stream.write_all(chunk).expect("write to the server");
+                let _ = progress_tx.send((i + 1) * 64 * 1024);
+            }
+            stream.shutdown(Shutdown::Write).expect("shutdown(Write)");
+        })
+    };
+    // Until 1 MiB is sent, or the writer has stalled for 500 ms (the
+    // server has stopped reading it: backpressure).
+    while let Ok(sent) = progress_rx.recv_timeout(Duration::from_millis(500)) {
+        if sent >= 1024 * 1024 {
+            break;
+        }
+    }
+    let mut other = connect(addr);
+    round_trips(&mut other, 8);
+    expect_close_after_half_close(other);
+
+    let echoed = read_to_eof(&slow);
+    writer.join().expect("writer thread");
+    assert_same(&echoed, &payload, "late reader");
+}
+
+// ---------------------------------------------------------------------------
 // Client sessions
 // ---------------------------------------------------------------------------
 
