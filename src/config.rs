@@ -39,6 +39,16 @@ pub struct Config {
     /// Close connections that have had no traffic for this long. `None`
     /// (the default) keeps idle connections forever, as RFC 862 allows.
     pub idle_timeout: Option<Duration>,
+    /// Reap a connection whose peer has vanished — powered off, unplugged,
+    /// cut off by a partition that never heals — this long after it last
+    /// answered: TCP keepalive probes for an idle connection, and on Linux
+    /// `TCP_USER_TIMEOUT` for one whose echo goes unacknowledged. Such a
+    /// peer sends no FIN and no reset, so without this TCP never notices it
+    /// (the OS's keepalive, when a program turns it on with no settings,
+    /// waits two hours), and each one holds a slot and a descriptor. Whole
+    /// seconds within [`Config::TCP_KEEPALIVE`]; `None` (the default) leaves
+    /// TCP alone. Reaped connections are counted as `vanished`.
+    pub tcp_keepalive: Option<Duration>,
     /// On shutdown, how long to keep flushing echoes already read before
     /// closing whatever remains.
     pub shutdown_grace: Duration,
@@ -71,6 +81,7 @@ impl Default for Config {
             max_pending: 64 * 1024,
             read_buffer: 64 * 1024,
             idle_timeout: None,
+            tcp_keepalive: None,
             shutdown_grace: Duration::from_secs(5),
             stats_interval: None,
             nodelay: true,
@@ -116,6 +127,14 @@ impl Config {
         min: 1,
         max: i32::MAX as u64,
     };
+    /// `--tcp-keepalive`, in whole seconds: the options count in seconds, one
+    /// probe after 1 s idle and 1 s to answer it is the least; the idle time
+    /// before the first probe is about half the bound, and Linux takes at
+    /// most 32,767 s there (`TCP_KEEPIDLE`).
+    pub const TCP_KEEPALIVE: Bounds<u64> = Bounds {
+        min: 2,
+        max: 65_000,
+    };
     /// Per-turn budgets: at 0 a connection or listener would never be served.
     pub const PER_TURN: Bounds<u64> = Bounds {
         min: 1,
@@ -155,6 +174,15 @@ impl Config {
         count("max_pending", Self::MAX_PENDING, self.max_pending)?;
         count("read_buffer", Self::READ_BUFFER, self.read_buffer)?;
         count("backlog", Self::BACKLOG, self.backlog as usize)?;
+        if let Some(after) = self.tcp_keepalive {
+            if crate::sys::Keepalive::new(after).is_none() {
+                return Err(format!(
+                    "tcp_keepalive {after:?}: not a whole number of seconds from {} to {}",
+                    Self::TCP_KEEPALIVE.min,
+                    Self::TCP_KEEPALIVE.max
+                ));
+            }
+        }
         count("reads_per_turn", Self::PER_TURN, self.reads_per_turn)?;
         count("accepts_per_turn", Self::PER_TURN, self.accepts_per_turn)?;
         if self.max_connections == Some(0) {

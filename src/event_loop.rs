@@ -22,10 +22,10 @@ use crate::connection::{Connection, Hints, Io, Status};
 use crate::idle::IdleQueue;
 use crate::logging::{Peers, Throttle};
 use crate::pending::BufferPool;
-use crate::rules;
 use crate::server::{context, Server};
 use crate::stats::Counter;
 use crate::token::Source;
+use crate::{rules, sys};
 
 /// How many events one `poll` call may return. Larger batches amortise the
 /// call over more events; 1,024 is the usual choice (Redis, nginx).
@@ -282,6 +282,12 @@ impl EventLoop {
             Close::PeerDone => {
                 counters.add(Counter::ClosedByPeer, 1);
                 debug!("conn {key} ({peer}): closed by peer, all echoed");
+            }
+            Close::Error(e) if sys::is_peer_gone(&e) => {
+                counters.add(Counter::Vanished, 1);
+                debug!(
+                    "conn {key} ({peer}): peer stopped answering: {e} ({owed} bytes not echoed)"
+                );
             }
             Close::Error(e) => {
                 counters.add(Counter::Errored, 1);

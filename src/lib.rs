@@ -75,6 +75,13 @@
 //! - **Descriptors.** On Unix the soft open-file limit is raised to the hard
 //!   limit at start ([`raise_fd_limit`]) and `--max-connections` defaults to
 //!   it minus headroom. Windows has no such limit; the default is fixed.
+//! - **Keepalive.** `--tcp-keepalive SECS` sets `SO_KEEPALIVE` with the idle
+//!   time everywhere, the probe interval and count where the OS has them
+//!   (Linux, BSDs, macOS, Windows 10 1709+; older Windows probes 10 times),
+//!   and `TCP_USER_TIMEOUT` on Linux and Android only, so elsewhere a peer
+//!   that vanishes while owed output is reaped by the OS's retransmission
+//!   limit instead. A reaped connection fails with `ETIMEDOUT` (Windows may
+//!   say `WSAENETRESET`) and is counted as `vanished`.
 //! - **Shutdown.** Where the OS reports what a peer has acknowledged (Linux),
 //!   a quiet peer that has everything is closed at once; elsewhere shutdown
 //!   waits for its FIN or the end of the grace period.

@@ -10,7 +10,8 @@
 //!   the next event.
 //! - `Interrupted` retries the call.
 //! - An error on a connection closes that connection only (logged at debug,
-//!   counted as `errored`).
+//!   counted as `errored`; `ETIMEDOUT`, a peer that stopped answering, as
+//!   `vanished`).
 //! - An error on a listener never stops the server: descriptor exhaustion
 //!   (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) and any unexpected error pause
 //!   accepting for [`ACCEPT_BACKOFF`] (the pending client stays in the
@@ -102,6 +103,8 @@ pub struct Server {
     pub(crate) config: Config,
     /// `--max-connections` resolved against the open-file limit.
     pub(crate) max_connections: usize,
+    /// `--tcp-keepalive` as socket options, derived once at bind.
+    pub(crate) keepalive: Option<sys::Keepalive>,
     /// What handles share.
     pub(crate) shared: Arc<Shared>,
     /// The loop's one read buffer, allocated here so that a size the
@@ -118,6 +121,7 @@ impl Server {
         config
             .validate()
             .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("config: {why}")))?;
+        let keepalive = config.tcp_keepalive.and_then(sys::Keepalive::new);
         let fd_limit = sys::raise_fd_limit().map_err(|e| context("setrlimit(NOFILE)", e))?;
         let max_connections = config
             .max_connections
@@ -171,6 +175,7 @@ impl Server {
             listeners,
             config,
             max_connections,
+            keepalive,
             shared,
             read_buffer,
         })

@@ -98,6 +98,11 @@ counters! {
     errored: Errored, Counter;
     /// Connections closed for being idle longer than `--idle-timeout`.
     timed_out: TimedOut, Counter;
+    /// Connections closed because the peer stopped answering (`ETIMEDOUT`):
+    /// keepalive probes, or echo sent to it, went unacknowledged for
+    /// `--tcp-keepalive` (or, without it, for the OS's retransmission limit).
+    /// A peer that vanished, not one that reset: those count as `errored`.
+    vanished: Vanished, Counter;
     /// Connections closed by shutdown (still open when the server stopped).
     shut_down: ShutDown, Counter;
     /// Bytes read from clients.

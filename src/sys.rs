@@ -7,6 +7,9 @@
 //! rule of the technique and lives with the others in [`crate::rules`].
 
 use std::io;
+use std::time::Duration;
+
+use crate::Config;
 
 /// Whether [`unacknowledged`] can answer on this OS.
 pub(crate) const SEES_UNACKNOWLEDGED: bool = cfg!(any(target_os = "linux", target_os = "android"));
@@ -91,5 +94,118 @@ pub(crate) fn default_max_connections(fd_limit: Option<u64>) -> usize {
             .unwrap_or(usize::MAX)
             .min(1 << 20),
         None => WITHOUT_LIMIT,
+    }
+}
+
+/// How `--tcp-keepalive SECS` is spelled to the kernel: the socket options
+/// whose effects add up to "a peer that stopped answering is reaped SECS
+/// after it last did".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Keepalive {
+    /// Idle time before the first probe (`TCP_KEEPIDLE`).
+    pub(crate) idle: Duration,
+    /// Time between unanswered probes (`TCP_KEEPINTVL`).
+    pub(crate) interval: Duration,
+    /// Unanswered probes before the connection is dropped (`TCP_KEEPCNT`).
+    pub(crate) retries: u32,
+    /// Longest that sent data may stay unacknowledged (`TCP_USER_TIMEOUT`,
+    /// Linux): SECS itself.
+    pub(crate) user_timeout: Duration,
+}
+
+impl Keepalive {
+    /// The schedule for a bound of `after`: `idle + retries × interval =
+    /// after` exactly (3 probes, a sixth of it apart), or `None` if `after`
+    /// is not a whole number of seconds within [`Config::TCP_KEEPALIVE`].
+    pub(crate) fn new(after: Duration) -> Option<Keepalive> {
+        let secs = after.as_secs();
+        if after.subsec_nanos() != 0 || Config::TCP_KEEPALIVE.check(secs).is_err() {
+            return None;
+        }
+        let retries = 3.min(secs - 1);
+        let interval = (secs / 6).max(1);
+        Some(Keepalive {
+            idle: Duration::from_secs(secs - retries * interval),
+            interval: Duration::from_secs(interval),
+            retries: retries as u32,
+            user_timeout: after,
+        })
+    }
+
+    /// Sets the options on an accepted socket.
+    ///
+    /// - `SO_KEEPALIVE` with the idle time: everywhere.
+    /// - The probe interval and count: where the OS has the options (Linux,
+    ///   the BSDs, macOS, Windows 10 1709 and later); elsewhere the OS's own
+    ///   (on Windows before 1709, 10 probes: the bound is then `idle + 10 ×
+    ///   interval`).
+    /// - `TCP_USER_TIMEOUT`, Linux and Android: keepalive probes go out only
+    ///   while nothing is in flight, so a peer that vanishes while we owe it
+    ///   output would otherwise be given up only after the retransmission
+    ///   limit (`tcp_retries2`, about 15 minutes). With it, sent data
+    ///   unacknowledged for SECS drops the connection; and Linux then ends a
+    ///   keepalive failure by the same bound, at the first probe due at or
+    ///   after SECS of silence — which the schedule makes SECS itself.
+    pub(crate) fn apply(&self, stream: &mio::net::TcpStream) -> io::Result<()> {
+        let socket = socket2::SockRef::from(stream);
+        let params = socket2::TcpKeepalive::new().with_time(self.idle);
+        #[cfg(any(
+            target_os = "linux",
+            target_os = "android",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "dragonfly",
+            target_os = "macos",
+            target_os = "ios",
+            target_os = "windows",
+        ))]
+        let params = params
+            .with_interval(self.interval)
+            .with_retries(self.retries);
+        socket.set_tcp_keepalive(&params)?;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        socket.set_tcp_user_timeout(Some(self.user_timeout))?;
+        Ok(())
+    }
+}
+
+/// Whether a connection error means the peer stopped answering, rather than
+/// closing or resetting: keepalive probes or sent data went unacknowledged
+/// (`ETIMEDOUT`). Windows reports a keepalive failure during a call as
+/// `WSAENETRESET`.
+pub(crate) fn is_peer_gone(err: &io::Error) -> bool {
+    #[cfg(windows)]
+    if err.raw_os_error() == Some(10052) {
+        return true;
+    }
+    err.kind() == io::ErrorKind::TimedOut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probes add up to the bound exactly, within what the options take.
+    #[test]
+    fn keepalive_schedule_adds_up() {
+        for secs in [2, 3, 4, 5, 6, 7, 20, 60, 7200, Config::TCP_KEEPALIVE.max] {
+            let k = Keepalive::new(Duration::from_secs(secs)).expect("in range");
+            assert!(k.idle >= Duration::from_secs(1), "{secs}: {k:?}");
+            assert!(k.retries >= 1, "{secs}: {k:?}");
+            assert_eq!(k.idle + k.interval * k.retries, k.user_timeout, "{secs}");
+            assert!(k.idle.as_secs() <= 32_767 && k.interval.as_secs() <= 32_767);
+        }
+        assert_eq!(
+            Keepalive::new(Duration::from_secs(60)),
+            Some(Keepalive {
+                idle: Duration::from_secs(30),
+                interval: Duration::from_secs(10),
+                retries: 3,
+                user_timeout: Duration::from_secs(60),
+            })
+        );
+        for bad in [0.0, 1.0, 2.5, 65_001.0] {
+            assert_eq!(Keepalive::new(Duration::from_secs_f64(bad)), None, "{bad}");
+        }
     }
 }

@@ -27,6 +27,7 @@ fn help_lists_every_flag_with_defaults() {
         "--shutdown-grace",
         "--stats-interval",
         "--backlog",
+        "--tcp-keepalive",
         "--no-nodelay",
     ] {
         assert!(
@@ -66,6 +67,64 @@ fn bind_error_names_the_address_and_exits_non_zero() {
         "expected one line, got:\n{stderr}"
     );
     assert!(stderr.contains(&format!("bind {addr}")), "{stderr}");
+}
+
+/// `--help` says what happens without `--tcp-keepalive`: TCP alone waits
+/// two hours, if it probes at all.
+#[test]
+fn help_states_the_keepalive_default() {
+    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let flag = help
+        .split("--tcp-keepalive")
+        .nth(1)
+        .and_then(|rest| rest.split("\n      --").next())
+        .unwrap_or_else(|| panic!("no --tcp-keepalive in:\n{help}"));
+    assert!(flag.contains("two hours"), "{flag}");
+}
+
+/// `--tcp-keepalive` values the socket options cannot express — zero, one
+/// second, fractions, beyond 65,000 s, not a number — are usage errors
+/// (exit 2) that name the value and the range, not a panic or a silent
+/// clamp; a value in range starts the server.
+#[test]
+fn absurd_tcp_keepalive_is_a_usage_error() {
+    for bad in ["0", "1", "2.5", "65001", "18446744073709551616", "soon"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+            .args(["--listen", "127.0.0.1:0", "--tcp-keepalive", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--tcp-keepalive {bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(&format!("'{bad}'")) && first.contains("from 2 to 65000"),
+            "--tcp-keepalive {bad}: {stderr}"
+        );
+    }
+    let mut server = Binary::start(&["--tcp-keepalive", "65000"]);
+    assert_echo(&connect(server.addr), b"kept alive");
+    server.child.kill().unwrap();
+}
+
+/// The library refuses what the flag refuses: `Server::bind` with a
+/// keepalive the socket options cannot express is an `InvalidInput` error
+/// that says so, at start-up rather than on every accept.
+#[test]
+fn library_rejects_an_absurd_keepalive_at_bind() {
+    for bad in [0.0, 0.5, 1.0, 2.5, 1e6] {
+        let config = echoloop::Config {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            tcp_keepalive: Some(std::time::Duration::from_secs_f64(bad)),
+            ..echoloop::Config::default()
+        };
+        let err = echoloop::Server::bind(config).expect_err("absurd keepalive accepted");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{bad}: {err}");
+        assert!(err.to_string().contains("tcp_keepalive"), "{err}");
+    }
 }
 
 /// A malformed address is rejected with a usage error, not a panic.

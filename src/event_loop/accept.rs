@@ -78,6 +78,11 @@ impl EventLoop {
                 debug!("set TCP_NODELAY for {peer}: {e}"); // not worth refusing over
             }
         }
+        if let Some(keepalive) = &self.server.keepalive {
+            if let Err(e) = keepalive.apply(&stream) {
+                debug!("set TCP keepalive for {peer}: {e}"); // serve it anyway
+            }
+        }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Source::Connection(key).token();

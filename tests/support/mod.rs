@@ -6,6 +6,8 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 pub mod fleet;
+#[cfg(target_os = "linux")]
+pub mod netns;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};

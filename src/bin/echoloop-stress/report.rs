@@ -155,6 +155,11 @@ pub struct Live {
     pub bytes: AtomicU64,
     /// Failed connects, unexpected closes, stalls and verification errors so far.
     pub errors: AtomicU64,
+    /// While echoes are owed: when the longest-waiting connection last
+    /// received an echo byte (ns since the run's epoch, at least 1); 0 while
+    /// nothing is outstanding. The status line shows a stall from it before
+    /// `--echo-timeout` ends it.
+    pub waiting_since: AtomicU64,
 }
 
 /// Sums of all loops' [`Live`] counters at one instant.
@@ -170,6 +175,9 @@ pub struct LiveTotals {
     pub bytes: u64,
     /// Errors of every kind.
     pub errors: u64,
+    /// The longest-waiting loop's last progress (ns since the epoch), if
+    /// any loop is owed echoes.
+    pub waiting_since: Option<u64>,
 }
 
 impl LiveTotals {
@@ -182,6 +190,10 @@ impl LiveTotals {
             t.messages += live.messages.load(Ordering::Relaxed);
             t.bytes += live.bytes.load(Ordering::Relaxed);
             t.errors += live.errors.load(Ordering::Relaxed);
+            let since = live.waiting_since.load(Ordering::Relaxed);
+            if since > 0 {
+                t.waiting_since = Some(t.waiting_since.map_or(since, |t| t.min(since)));
+            }
         }
         t
     }
@@ -199,7 +211,7 @@ pub fn status_line(
     let msgs = (now.messages - before.messages) as f64 / secs;
     let mib = (now.bytes - before.bytes) as f64 / secs / MIB;
     let p99 = p99_ns.map_or_else(|| "-".to_string(), |ns| format!("{:.1} us", us(ns)));
-    format!(
+    let mut line = format!(
         "[{:>4.0}s] conns up {} (tried {}) | {} msg/s | {:.1} MiB/s | p99 {} | errors {}",
         elapsed.as_secs_f64(),
         group(now.up),
@@ -208,7 +220,16 @@ pub fn status_line(
         mib,
         p99,
         group(now.errors),
-    )
+    );
+    // A stall says so, rather than looking like a finished run's 0 msg/s.
+    let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    if let Some(since) = now.waiting_since {
+        let waited = Duration::from_nanos(elapsed_ns.saturating_sub(since));
+        if waited >= Duration::from_secs(1) {
+            let _ = write!(line, " | no echo for {:.1} s", waited.as_secs_f64());
+        }
+    }
+    line
 }
 
 /// Bytes in a mebibyte.
@@ -628,6 +649,21 @@ mod tests {
         assert_eq!(group(999), "999");
         assert_eq!(group(1000), "1,000");
         assert_eq!(group(1_234_567), "1,234,567");
+    }
+
+    /// The status line names a stall of a second or more, and only then.
+    #[test]
+    fn status_line_shows_a_stall() {
+        let second = Duration::from_secs(1);
+        let waiting = |since: Option<u64>| LiveTotals {
+            up: 1,
+            waiting_since: since,
+            ..LiveTotals::default()
+        };
+        let line = |since| status_line(second * 5, waiting(since), waiting(None), second, None);
+        assert!(line(Some(1_500_000_000)).ends_with(" | no echo for 3.5 s"));
+        assert!(!line(Some(4_500_000_000)).contains("no echo"));
+        assert!(!line(None).contains("no echo"));
     }
 
     #[test]

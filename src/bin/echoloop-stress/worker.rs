@@ -230,6 +230,9 @@ pub struct Worker {
     outstanding: u64,
     /// When the stall watchdog next looks at every connection.
     next_stall_check: u64,
+    /// What the watchdog last saw: the oldest `last_progress` among the
+    /// connections owed an echo (0 if none), for the status line.
+    waiting_since: u64,
     /// When latencies and counters are next published.
     next_publish: u64,
     /// Latencies since the last publish.
@@ -283,6 +286,7 @@ impl Worker {
             connecting: 0,
             outstanding: 0,
             next_stall_check: 0,
+            waiting_since: 0,
             next_publish: PUBLISH_EVERY_NS,
             latency: new_histogram(),
             connect_latency: new_histogram(),
@@ -837,12 +841,20 @@ impl Worker {
     /// unfinished: still progressing, not stalled.
     fn end_stalled(&mut self, now: u64, run_over: bool) {
         let timeout = self.plan.echo_timeout_ns;
+        self.waiting_since = 0;
         for s in 0..self.slots.len() {
             let slot = &self.slots[s];
             if slot.state != State::Open || slot.outstanding() == 0 {
                 continue;
             }
             let quiet = now.saturating_sub(slot.last_progress);
+            if quiet < timeout && !run_over {
+                let since = slot.last_progress.max(1);
+                self.waiting_since = match self.waiting_since {
+                    0 => since,
+                    oldest => oldest.min(since),
+                };
+            }
             let story = format!(
                 "connection {}: {} of {} sent bytes came back, the last {:.3} s ago",
                 slot.index,
@@ -939,6 +951,12 @@ impl Worker {
         let live = &self.live;
         let c = &self.counts;
         live.up.store(self.open as u64, Ordering::Relaxed);
+        let waiting = if self.outstanding > 0 {
+            self.waiting_since
+        } else {
+            0
+        };
+        live.waiting_since.store(waiting, Ordering::Relaxed);
         live.attempted.store(c.attempted, Ordering::Relaxed);
         live.messages.store(c.messages, Ordering::Relaxed);
         live.bytes.store(c.bytes, Ordering::Relaxed);

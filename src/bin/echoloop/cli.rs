@@ -50,6 +50,15 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", value_parser = |s: &str| Config::IDLE_TIMEOUT.parse(s))]
     pub idle_timeout: Option<Duration>,
 
+    /// Reap connections whose peer vanished without a FIN or reset (power
+    /// loss, a dead link) this many seconds after it last answered:
+    /// keepalive probes from half of it idle, and on Linux TCP_USER_TIMEOUT
+    /// for unacknowledged echo. Counted as vanished. Whole seconds, 2 to
+    /// 65000. Default: off, and TCP never notices such a peer (the OS's
+    /// keepalive default is two hours, and off unless asked for).
+    #[arg(long, value_name = "SECS", value_parser = parse_keepalive)]
+    pub tcp_keepalive: Option<Duration>,
+
     /// On Ctrl-C/SIGTERM, seconds to keep flushing pending echoes before
     /// closing everything (0 closes at once).
     #[arg(long, value_name = "SECS", default_value_t = Secs(Config::default().shutdown_grace),
@@ -83,6 +92,14 @@ impl fmt::Display for Secs {
     }
 }
 
+/// Parses `--tcp-keepalive`: whole seconds the socket options can express.
+fn parse_keepalive(text: &str) -> Result<Duration, String> {
+    let b = Config::TCP_KEEPALIVE;
+    b.parse(text)
+        .map(Duration::from_secs)
+        .map_err(|why| format!("{why}: whole seconds from {} to {}", b.min, b.max))
+}
+
 /// The socket addresses one `--listen` value resolved to.
 #[derive(Debug, Clone)]
 pub struct Resolved(pub Vec<SocketAddr>);
@@ -114,6 +131,7 @@ impl Cli {
             max_pending: self.max_pending,
             read_buffer: self.read_buffer,
             idle_timeout: self.idle_timeout,
+            tcp_keepalive: self.tcp_keepalive,
             shutdown_grace: self.shutdown_grace.0,
             stats_interval: self.stats_interval,
             nodelay: !self.no_nodelay,

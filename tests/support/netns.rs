@@ -1,0 +1,512 @@
+//! The fault lab: a private network namespace in which the real `echoloop`
+//! and the real `echoloop-stress` talk over the namespace's own loopback,
+//! while the test breaks the network between them with nftables rules
+//! (loss, partitions, resets, SYN loss) and a `tbf` qdisc (a slow link).
+//!
+//! Each [`Lab`] owns a namespace of its own (`echoloop-PID-N`), so tests in
+//! parallel, or a lab left behind by a killed run, never see each other's
+//! rules. Dropping the lab — at the end of a test, or while a failing test
+//! unwinds — kills every process inside it and deletes the namespace; a new
+//! lab also deletes namespaces left by test processes that no longer exist
+//! (killed before their `Drop` could run).
+//!
+//! Only Linux, as root, with `ip` (iproute2) and `nft` (nftables), can build
+//! one. Elsewhere [`Lab::new`] prints one line saying why and returns
+//! `None`, and the test skips — except under CI (`CI` set) on Linux as root,
+//! where a lab that cannot be built is a failure: there the tests must run.
+//!
+//! Loopback traffic passes the `input` hook once per packet, whichever way
+//! it goes, so one rule there acts on both directions of every connection.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::Binary;
+
+/// Prefix of every namespace a lab creates.
+const PREFIX: &str = "echoloop-";
+
+/// The server binary under test.
+pub const ECHOLOOP: &str = env!("CARGO_BIN_EXE_echoloop");
+
+/// The stress client.
+pub const STRESS: &str = env!("CARGO_BIN_EXE_echoloop-stress");
+
+/// The nftables table every fault goes into: one `input` chain, accept by
+/// default, and named counters the rules may bump.
+const TABLE: &str = "table inet fault {
+    counter marked {}
+    counter rejected {}
+    counter dropped {}
+    chain input { type filter hook input priority 0; policy accept; }
+}";
+
+/// A network namespace with its loopback up, deleted (with everything
+/// running in it) when dropped.
+#[derive(Debug)]
+pub struct Lab {
+    /// The namespace's name, as `ip netns` knows it.
+    pub name: String,
+}
+
+/// An nftables rule added by [`Lab::rule`], to delete later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule(u64);
+
+impl Lab {
+    /// Creates a namespace for the test `what`, or explains (one line on
+    /// stderr) why it cannot and returns `None` — unless this is CI on Linux
+    /// as root, where it panics: a skipped fault test there is a failure.
+    pub fn new(what: &str) -> Option<Lab> {
+        match Self::create() {
+            Ok(lab) => Some(lab),
+            Err(why) => {
+                let must_run = std::env::var_os("CI").is_some() && is_root();
+                assert!(
+                    !must_run,
+                    "{what}: the fault lab must run in CI (Linux as root), but: {why}"
+                );
+                eprintln!("{what}: skipped: {why}");
+                None
+            }
+        }
+    }
+
+    fn create() -> Result<Lab, String> {
+        if !is_root() {
+            return Err("network namespaces need root".into());
+        }
+        for tool in ["ip", "nft", "tc"] {
+            if !on_path(tool) {
+                return Err(format!("`{tool}` is not installed (iproute2, nftables)"));
+            }
+        }
+        remove_stale_namespaces();
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let name = format!("{PREFIX}{}-{n}", std::process::id());
+        run("ip", &["netns", "add", &name]).map_err(|e| format!("ip netns add: {e}"))?;
+        // From here on, Drop cleans up whatever fails next.
+        let lab = Lab { name };
+        run("ip", &["-n", &lab.name, "link", "set", "lo", "up"])
+            .map_err(|e| format!("loopback up: {e}"))?;
+        lab.nft_script(TABLE)
+            .map_err(|e| format!("nftables table: {e}"))?;
+        Ok(lab)
+    }
+
+    /// `program` as a command that runs inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    /// Runs `program args` inside the namespace to completion; panics if it
+    /// fails. Returns its stdout.
+    #[track_caller]
+    pub fn exec(&self, program: &str, args: &[&str]) -> String {
+        let out = self
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {program} in {}: {e}", self.name));
+        check(&format!("{program} {args:?}"), out).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn nft_script(&self, script: &str) -> Result<String, String> {
+        use std::io::Write;
+        let mut child = self
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn nft: {e}"))?;
+        let mut stdin = child.stdin.take().expect("nft stdin");
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| format!("write to nft: {e}"))?;
+        drop(stdin);
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("wait for nft: {e}"))?;
+        check("nft -f -", out)
+    }
+
+    /// Appends `rule` (nft syntax, e.g. `meta l4proto tcp drop`) to the
+    /// input chain, where it sees every loopback packet once.
+    #[track_caller]
+    pub fn rule(&self, rule: &str) -> Rule {
+        let mut args = vec![
+            "--echo", "--handle", "add", "rule", "inet", "fault", "input",
+        ];
+        args.extend(rule.split_whitespace());
+        let echoed = self.exec("nft", &args);
+        let handle = echoed
+            .split("# handle ")
+            .nth(1)
+            .and_then(|h| h.split_whitespace().next())
+            .and_then(|h| h.parse().ok())
+            .unwrap_or_else(|| panic!("no handle in nft's echo: {echoed:?}"));
+        Rule(handle)
+    }
+
+    /// Deletes a rule added by [`Lab::rule`].
+    #[track_caller]
+    pub fn delete(&self, rule: Rule) {
+        let handle = rule.0.to_string();
+        self.exec(
+            "nft",
+            &[
+                "delete", "rule", "inet", "fault", "input", "handle", &handle,
+            ],
+        );
+    }
+
+    /// Packets counted so far by the named counter (`marked`, `rejected`,
+    /// `dropped`).
+    #[track_caller]
+    pub fn counter(&self, name: &str) -> u64 {
+        let listing = self.exec("nft", &["list", "counter", "inet", "fault", name]);
+        listing
+            .split("packets ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no packet count in {listing:?}"))
+    }
+
+    /// Random loss: each TCP packet, either way, is dropped with
+    /// probability `percent` / 100 (counted as `dropped`).
+    #[track_caller]
+    pub fn loss(&self, percent: u32) -> Rule {
+        self.rule(&format!(
+            "meta l4proto tcp numgen random mod 100 < {percent} counter name dropped drop"
+        ))
+    }
+
+    /// A partition: every TCP packet dropped until the rule is deleted.
+    #[track_caller]
+    pub fn partition(&self) -> Rule {
+        self.rule("meta l4proto tcp counter name dropped drop")
+    }
+
+    /// SYN loss: each connection request (the first SYN and every
+    /// retransmission of it) is dropped with probability `percent` / 100.
+    /// The SYN-ACK is a reply (`ct state established`) and passes.
+    #[track_caller]
+    pub fn syn_loss(&self, percent: u32) -> Rule {
+        self.rule(&format!(
+            "tcp flags & (syn | ack) == syn ct state new numgen random mod 100 < {percent} \
+             counter name dropped drop"
+        ))
+    }
+
+    /// Injected resets, as a middlebox kills a connection: `percent` % of
+    /// new connections get conntrack mark 1 (counted as `marked`); then each
+    /// packet the server at `port` sends on a marked connection is, with
+    /// probability `per_mille` / 1000, dropped and answered with a TCP reset
+    /// that looks as if it came from the client (counted as `rejected`).
+    /// The server's side dies at once; the client learns of it only when it
+    /// next sends (the server's kernel answers with a reset) — a client that
+    /// merely waits for its echo waits forever. Unmarked connections, and
+    /// resets themselves, are never touched.
+    #[track_caller]
+    pub fn resets(&self, port: u16, percent: u32, per_mille: u32) -> [Rule; 2] {
+        [
+            self.rule(&format!(
+                "tcp flags & (syn | ack) == syn ct state new numgen random mod 100 < {percent} \
+                 ct mark set 1 counter name marked"
+            )),
+            self.rule(&format!(
+                "tcp sport {port} tcp flags & rst == 0 ct state established ct mark 1 \
+                 numgen random mod 1000 < {per_mille} counter name rejected reject with tcp reset"
+            )),
+        ]
+    }
+
+    /// A slow link to the clients: loopback's MTU down to Ethernet's 1500
+    /// (with 64 KiB packets, a small token bucket never lets one through),
+    /// then what the server on `port` sends goes through a token bucket
+    /// filter of `rate` (tc syntax, e.g. `1mbit`), and everything else at
+    /// loopback speed. A client on a slow downlink: the server can read
+    /// faster than it can write, which is what back-pressure is for (with
+    /// both directions equally slow, the server never reads faster than it
+    /// writes, and its pending output stays empty). An HTB root only sorts
+    /// the packets into the two classes. Call it before any connection.
+    #[track_caller]
+    pub fn slow_link(&self, port: u16, rate: &str) {
+        self.exec("ip", &["link", "set", "lo", "mtu", "1500"]);
+        let tc = |args: &str| self.exec("tc", &args.split_whitespace().collect::<Vec<_>>());
+        tc("qdisc add dev lo root handle 1: htb default 20");
+        tc("class add dev lo parent 1: classid 1:10 htb rate 10gbit quantum 60000");
+        tc("class add dev lo parent 1: classid 1:20 htb rate 10gbit quantum 60000");
+        tc(&format!(
+            "qdisc add dev lo parent 1:10 handle 10: tbf rate {rate} burst 16kb latency 200ms"
+        ));
+        tc(&format!(
+            "filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport {port} 0xffff \
+             flowid 1:10"
+        ));
+    }
+
+    /// `ss` for TCP sockets in the namespace (timers and unacked bytes
+    /// shown), for figures and failure messages.
+    pub fn sockets(&self) -> String {
+        self.exec("ss", &["-tnoi"])
+    }
+
+    /// Starts the real `echoloop` in the namespace on 127.0.0.1:0 with
+    /// `args`, and waits until it listens.
+    #[track_caller]
+    pub fn server(&self, args: &[&str]) -> Binary {
+        let mut cmd = self.command(ECHOLOOP);
+        cmd.args(args);
+        Binary::start_with(&mut cmd)
+    }
+
+    /// Starts `echoloop-stress` in the namespace with `args`; its report
+    /// and status lines are collected as it runs.
+    pub fn spawn_stress<S: AsRef<OsStr>>(&self, args: &[S]) -> Stress {
+        let mut child = self
+            .command(STRESS)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn echoloop-stress in the lab");
+        let mut out = child.stdout.take().expect("stdout pipe");
+        let (done_tx, done) = mpsc::channel();
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = out.read_to_string(&mut text);
+            let _ = done_tx.send(text);
+        });
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let err = child.stderr.take().expect("stderr pipe");
+        let collected = Arc::clone(&lines);
+        let started = Instant::now();
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("  [stress] {line}");
+                let at = started.elapsed();
+                collected
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((at, line));
+            }
+        });
+        Stress {
+            child,
+            done,
+            lines,
+            started,
+        }
+    }
+
+    /// Runs `echoloop-stress` in the namespace to completion (at most
+    /// `limit`).
+    #[track_caller]
+    pub fn stress<S: AsRef<OsStr>>(&self, args: &[S], limit: Duration) -> StressRun {
+        self.spawn_stress(args).finish(limit)
+    }
+
+    /// Kills every process still in the namespace.
+    fn kill_all(&self) {
+        let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        else {
+            return;
+        };
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: kill(2) on a pid inside our own namespace.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.kill_all();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A running `echoloop-stress`.
+#[derive(Debug)]
+pub struct Stress {
+    child: Child,
+    done: mpsc::Receiver<String>,
+    /// Its stderr lines so far (status lines, warnings), with when each came.
+    pub lines: Arc<Mutex<Vec<(Duration, String)>>>,
+    /// When it was started: the clock of `lines`.
+    pub started: Instant,
+}
+
+impl Stress {
+    /// Waits for it to exit (killing it and failing after `limit`).
+    #[track_caller]
+    pub fn finish(mut self, limit: Duration) -> StressRun {
+        let report = match self.done.recv_timeout(limit) {
+            Ok(text) => text,
+            Err(_) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("echoloop-stress still running after {limit:?}");
+            }
+        };
+        let status = self.child.wait().expect("wait for echoloop-stress");
+        let took = self.started.elapsed();
+        let lines = std::mem::take(&mut *self.lines.lock().unwrap_or_else(|p| p.into_inner()));
+        StressRun {
+            status,
+            report,
+            lines,
+            took,
+        }
+    }
+}
+
+impl Drop for Stress {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one run of `echoloop-stress --json` produced.
+#[derive(Debug)]
+pub struct StressRun {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// The JSON report (stdout).
+    pub report: String,
+    /// Its stderr lines, with when each came.
+    pub lines: Vec<(Duration, String)>,
+    /// Wall time.
+    pub took: Duration,
+}
+
+impl StressRun {
+    /// A top-level number of the report (`messages`, `bytes`, …).
+    #[track_caller]
+    pub fn u64(&self, key: &str) -> u64 {
+        super::json_u64(&self.report, key)
+    }
+
+    /// A top-level or nested float: `f64("mib_per_sec")`,
+    /// `f64("connect_latency_us.p99")`.
+    #[track_caller]
+    pub fn f64(&self, path: &str) -> f64 {
+        let (scope, key) = match path.split_once('.') {
+            Some((object, key)) => {
+                let start = self
+                    .report
+                    .find(&format!("\"{object}\": {{"))
+                    .unwrap_or_else(|| panic!("no {object} object in\n{}", self.report));
+                let rest = &self.report[start..];
+                (&rest[..rest.find('}').unwrap_or(rest.len())], key)
+            }
+            None => (self.report.as_str(), path),
+        };
+        let v = super::json_field(scope, key);
+        v.parse()
+            .unwrap_or_else(|_| panic!("{path} = {v:?} is not a number"))
+    }
+
+    /// A count by reason: `reason("failed_by_reason", "timeout")`.
+    #[track_caller]
+    pub fn reason(&self, object: &str, reason: &str) -> u64 {
+        self.f64(&format!("{object}.{reason}")) as u64
+    }
+
+    /// The exit code and the whole output, for assertion messages.
+    pub fn describe(&self) -> String {
+        let lines: Vec<&str> = self.lines.iter().map(|(_, l)| l.as_str()).collect();
+        format!(
+            "exit {:?} after {:?}\n{}\n{}",
+            self.status.code(),
+            self.took,
+            self.report,
+            lines.join("\n")
+        )
+    }
+}
+
+/// Whether this process runs as root (network namespaces need it).
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether `tool` is an executable in `PATH` (or the usual sbin folders,
+/// which a non-login root shell may lack).
+fn on_path(tool: &str) -> bool {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .any(|dir| std::path::Path::new(dir).join(tool).is_file());
+    found
+}
+
+/// Runs a command to completion; its stdout, or an error with its stderr.
+fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    check(&format!("{program} {args:?}"), out)
+}
+
+fn check(what: &str, out: Output) -> Result<String, String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{what}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Deletes the namespaces of test processes that are gone: one killed by a
+/// timeout never ran its labs' `Drop`.
+fn remove_stale_namespaces() {
+    let Ok(list) = run("ip", &["netns", "list"]) else {
+        return;
+    };
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let stale = Lab {
+                name: name.to_string(),
+            };
+            drop(stale); // kills what is left inside, deletes it
+        }
+    }
+}
