@@ -69,6 +69,17 @@ pub struct Config {
     /// Accepts per listener per loop turn: a connection flood cannot starve
     /// the clients already being served.
     pub accepts_per_turn: usize,
+    /// Serve UDP echo (RFC 862 section 2) too, on every listen address, on
+    /// the same port as TCP.
+    pub udp: bool,
+    /// Most UDP datagrams echoed per second to one source IP (0: no limit):
+    /// an open UDP echo is a reflector for spoofed-source floods, and this
+    /// caps what any one victim receives from us. The default, 1,000 a
+    /// second, is ten times what a latency probe sends and far above an
+    /// interactive user, while a reflected flood gets at most 1,000
+    /// datagrams (no larger than the spoofed requests) per victim. Load
+    /// tests from one host set it to 0.
+    pub udp_rate: u32,
 }
 
 impl Default for Config {
@@ -88,6 +99,8 @@ impl Default for Config {
             reads_per_turn: 16,
             accepts_per_turn: 128,
             backlog: 4096,
+            udp: false,
+            udp_rate: 1000,
         }
     }
 }
@@ -134,6 +147,12 @@ impl Config {
     pub const TCP_KEEPALIVE: Bounds<u64> = Bounds {
         min: 2,
         max: 65_000,
+    };
+    /// `--udp-rate`: 0 is no limit; a billion a second is more than any
+    /// socket carries.
+    pub const UDP_RATE: Bounds<u64> = Bounds {
+        min: 0,
+        max: 1_000_000_000,
     };
     /// Per-turn budgets: at 0 a connection or listener would never be served.
     pub const PER_TURN: Bounds<u64> = Bounds {
@@ -185,6 +204,7 @@ impl Config {
         }
         count("reads_per_turn", Self::PER_TURN, self.reads_per_turn)?;
         count("accepts_per_turn", Self::PER_TURN, self.accepts_per_turn)?;
+        count("udp_rate", Self::UDP_RATE, self.udp_rate as usize)?;
         if self.max_connections == Some(0) {
             return Err("max_connections must be at least 1".into());
         }

@@ -25,6 +25,7 @@ use crate::pending::BufferPool;
 use crate::server::{context, Server};
 use crate::stats::Counter;
 use crate::token::Source;
+use crate::udp::{Udp, UdpEcho};
 use crate::{rules, sys};
 
 /// How many events one `poll` call may return. Larger batches amortise the
@@ -82,6 +83,8 @@ pub(crate) struct EventLoop {
     now: Instant,
     /// Peer addresses for debug log lines, beside the slab.
     peers: Peers,
+    /// What the UDP sockets share, with `--udp`.
+    udp_echo: Option<UdpEcho>,
 }
 
 impl EventLoop {
@@ -103,6 +106,7 @@ impl EventLoop {
             accept_warnings: Throttle::default(),
             now: Instant::now(),
             peers: Peers::new(),
+            udp_echo: config.udp.then(|| UdpEcho::new(config.udp_rate)),
             server,
         }
     }
@@ -129,17 +133,55 @@ impl EventLoop {
         // short in this one wait for the next, behind everyone else.
         let carried_over = self.read_again.len();
 
-        // 2. Dispatch. Listener events only mark the listener ready (step 3
-        //    accepts); connection events are served at once. `events` is
-        //    taken out for the loop so `self` stays free to borrow.
+        // 2. Dispatch: serve each connection an event names; note which
+        //    listeners and UDP sockets are ready.
+        self.dispatch();
+
+        // 3. The shared sockets: accept until WouldBlock, echo datagrams
+        //    until WouldBlock — each within a budget per socket per turn.
+        if self.shutdown_deadline.is_none() && self.accept_paused_until.is_none() {
+            for i in 0..self.server.listeners.len() {
+                if self.server.listeners[i].ready {
+                    self.accept(i);
+                }
+            }
+        }
+        self.echo_datagrams();
+
+        // 4. Serve again those with input left over from an earlier turn.
+        for _ in 0..carried_over {
+            let Some(key) = self.read_again.pop_front() else {
+                break;
+            };
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.queued = false;
+                self.serve(key, Hints::default());
+            }
+        }
+
+        // 5. Timers: idle connections, accept back-off, stats; shutdown.
+        self.timers();
+        Ok(self.shutdown_step())
+    }
+
+    /// Step 2: each event's token says what it is for. Listener and UDP
+    /// events only mark the socket ready (step 3 serves it); connection
+    /// events are served at once. `events` is taken out for the loop so
+    /// `self` stays free to borrow.
+    fn dispatch(&mut self) {
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
             match Source::of(event.token()) {
                 Source::Waker => {} // the shutdown flag is checked in step 5
+                // None once shutdown closed the listeners (and UDP sockets).
                 Source::Listener(i) => {
-                    // None once shutdown closed the listeners.
                     if let Some(listener) = self.server.listeners.get_mut(i) {
                         listener.ready = true;
+                    }
+                }
+                Source::Udp(i) => {
+                    if let Some(udp) = self.server.udp.get_mut(i) {
+                        udp.ready = true;
                     }
                 }
                 Source::Connection(key) => {
@@ -157,28 +199,25 @@ impl EventLoop {
             }
         }
         self.events = events;
+    }
 
-        // 3. Accept until WouldBlock, within a budget per listener per turn.
-        if self.shutdown_deadline.is_none() && self.accept_paused_until.is_none() {
-            for i in 0..self.server.listeners.len() {
-                if self.server.listeners[i].ready {
-                    self.accept(i);
-                }
+    /// Step 3, UDP: every ready socket receives and echoes within its
+    /// budget (see [`crate::udp`]).
+    fn echo_datagrams(&mut self) {
+        let Some(echo) = &mut self.udp_echo else {
+            return;
+        };
+        let counters = &self.server.shared.counters;
+        for udp in &mut self.server.udp {
+            if udp.due(self.now) {
+                echo.serve(udp, counters, self.now);
             }
         }
+    }
 
-        // 4. Serve again those with input left over from an earlier turn.
-        for _ in 0..carried_over {
-            let Some(key) = self.read_again.pop_front() else {
-                break;
-            };
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.queued = false;
-                self.serve(key, Hints::default());
-            }
-        }
-
-        // 5. Timers and shutdown.
+    /// Step 5, the timers: close idle connections, end an accept pause, log
+    /// the counters when due.
+    fn timers(&mut self) {
         self.expire_idle();
         if self
             .accept_paused_until
@@ -199,7 +238,6 @@ impl EventLoop {
                 .stats_interval
                 .map(|every| at.max(self.now) + every);
         }
-        Ok(self.shutdown_step())
     }
 
     /// How long step 1 may block: zero while work is left over, else until
@@ -208,15 +246,22 @@ impl EventLoop {
         let accepting = self.shutdown_deadline.is_none() && self.accept_paused_until.is_none();
         if !self.read_again.is_empty()
             || (accepting && self.server.listeners.iter().any(|l| l.ready))
+            || self
+                .server
+                .udp
+                .iter()
+                .any(|u| u.ready && u.wake_at().is_none())
         {
             return Some(Duration::ZERO);
         }
+        let udp_rest = self.server.udp.iter().filter_map(Udp::wake_at).min();
         [
             self.idle.as_ref().and_then(IdleQueue::next_deadline),
             self.accept_paused_until,
             self.next_stats,
             self.shutdown_deadline,
             self.next_linger_check,
+            udp_rest,
         ]
         .into_iter()
         .flatten()

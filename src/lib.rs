@@ -97,11 +97,13 @@ mod event_loop;
 mod idle;
 mod logging;
 mod pending;
+mod rate_limit;
 pub mod rules;
 mod server;
 pub mod stats;
 mod sys;
 mod token;
+mod udp;
 pub mod units;
 
 pub use config::Config;

@@ -27,12 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use log::{debug, info, warn};
-use mio::net::TcpListener;
+use mio::net::{TcpListener, UdpSocket};
 use mio::{Interest, Poll, Waker};
 
 use crate::event_loop::EventLoop;
 use crate::stats::{Counters, Stats};
 use crate::token::Source;
+use crate::udp::Udp;
 use crate::{sys, Config};
 
 /// How long accepting pauses after the listener fails (out of descriptors,
@@ -99,6 +100,8 @@ pub struct Server {
     pub(crate) poll: Poll,
     /// Listening sockets, in the order of [`Config::listen`].
     pub(crate) listeners: Vec<Listener>,
+    /// With `--udp`, the UDP socket beside each listener, same address.
+    pub(crate) udp: Vec<Udp>,
     /// The configuration it was bound with.
     pub(crate) config: Config,
     /// `--max-connections` resolved against the open-file limit.
@@ -129,22 +132,7 @@ impl Server {
         let poll = Poll::new().map_err(|e| context("poll", e))?;
         let waker =
             Waker::new(poll.registry(), Source::Waker.token()).map_err(|e| context("waker", e))?;
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        for (i, &want) in config.listen.iter().enumerate() {
-            let mut socket =
-                listen(want, config.backlog).map_err(|e| context(&format!("bind {want}"), e))?;
-            let addr = socket
-                .local_addr()
-                .map_err(|e| context(&format!("bind {want}"), e))?;
-            poll.registry()
-                .register(&mut socket, Source::Listener(i).token(), Interest::READABLE)
-                .map_err(|e| context(&format!("register {addr}"), e))?;
-            listeners.push(Listener {
-                socket,
-                addr,
-                ready: false,
-            });
-        }
+        let (listeners, udp) = bind_all(&poll, &config)?;
         if let Some(limit) = fd_limit {
             if config.max_connections.is_none() && max_connections < LOW_MAX_CONNECTIONS {
                 warn!(
@@ -173,6 +161,7 @@ impl Server {
         Ok(Server {
             poll,
             listeners,
+            udp,
             config,
             max_connections,
             keepalive,
@@ -184,6 +173,11 @@ impl Server {
     /// The addresses actually listened on (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().map(|l| l.addr).collect()
+    }
+
+    /// The UDP addresses served (`Config::udp`): the listeners' addresses.
+    pub fn local_udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp.iter().map(|u| u.addr).collect()
     }
 
     /// The connection limit in force.
@@ -204,11 +198,71 @@ impl Server {
         for l in &self.listeners {
             info!("listening on {}", l.addr);
         }
+        for u in &self.udp {
+            info!("udp echo on {}", u.addr);
+        }
         let mut event_loop = EventLoop::new(self);
         while event_loop.turn()? {}
         let stats = event_loop.into_server().shared.counters.snapshot();
         info!("stopped: {stats}");
         Ok(stats)
+    }
+}
+
+/// How many fresh ports to try for a port-0 listen address whose port turns
+/// out to be taken for UDP by someone else.
+const UDP_PORT_TRIES: usize = 8;
+
+/// Binds and registers every listen address: a TCP listener, and with
+/// `--udp` a UDP socket on the same address and port.
+fn bind_all(poll: &Poll, config: &Config) -> io::Result<(Vec<Listener>, Vec<Udp>)> {
+    let mut listeners = Vec::with_capacity(config.listen.len());
+    let mut udps = Vec::new();
+    for (i, &want) in config.listen.iter().enumerate() {
+        let (mut socket, addr, udp) = bind_address(want, config)?;
+        poll.registry()
+            .register(&mut socket, Source::Listener(i).token(), Interest::READABLE)
+            .map_err(|e| context(&format!("register {addr}"), e))?;
+        listeners.push(Listener {
+            socket,
+            addr,
+            ready: false,
+        });
+        if let Some(mut udp) = udp {
+            poll.registry()
+                .register(&mut udp, Source::Udp(i).token(), Interest::READABLE)
+                .map_err(|e| context(&format!("register udp {addr}"), e))?;
+            udps.push(Udp::new(udp, addr));
+        }
+    }
+    Ok((listeners, udps))
+}
+
+/// The TCP listener for `want`, its real address, and with `--udp` the UDP
+/// socket on the same port. With port 0 the UDP port is the one TCP got; if
+/// another program holds it for UDP, both are given up and a fresh port is
+/// tried, [`UDP_PORT_TRIES`] times.
+fn bind_address(
+    want: SocketAddr,
+    config: &Config,
+) -> io::Result<(TcpListener, SocketAddr, Option<UdpSocket>)> {
+    let mut tries = 0;
+    loop {
+        let named = |e| context(&format!("bind {want}"), e);
+        let socket = listen(want, config.backlog).map_err(named)?;
+        let addr = socket.local_addr().map_err(named)?;
+        if !config.udp {
+            return Ok((socket, addr, None));
+        }
+        tries += 1;
+        match UdpSocket::bind(addr) {
+            Ok(udp) => return Ok((socket, addr, Some(udp))),
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse
+                    && want.port() == 0
+                    && tries < UDP_PORT_TRIES => {}
+            Err(e) => return Err(context(&format!("bind udp {addr}"), e)),
+        }
     }
 }
 

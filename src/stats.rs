@@ -112,6 +112,22 @@ counters! {
     /// Echoed bytes held right now for peers that have not taken them (each
     /// connection holds at most `--max-pending`).
     pending_bytes: PendingBytes, Gauge;
+    /// UDP datagrams received (`--udp`).
+    udp_datagrams_in: UdpDatagramsIn, Counter;
+    /// UDP datagrams echoed back to their source.
+    udp_datagrams_out: UdpDatagramsOut, Counter;
+    /// Bytes of the UDP datagrams received.
+    udp_bytes_in: UdpBytesIn, Counter;
+    /// Bytes of the UDP datagrams echoed.
+    udp_bytes_out: UdpBytesOut, Counter;
+    /// UDP datagrams dropped because the socket's send buffer was full (UDP
+    /// promises nothing, and queueing them would be unbounded memory).
+    udp_dropped_would_block: UdpDroppedWouldBlock, Counter;
+    /// UDP datagrams dropped for exceeding `--udp-rate` from their source.
+    udp_dropped_rate_limited: UdpDroppedRateLimited, Counter;
+    /// UDP errors: ICMP errors reported on the socket (an earlier echo's
+    /// destination was unreachable), failed sends, unexpected receive errors.
+    udp_errors: UdpErrors, Counter;
 }
 
 impl Counters {

@@ -4,7 +4,8 @@
 //! Connections use their slab key as token (an event finds its connection
 //! with one index). Slab keys start at 0 and never come near `usize::MAX`, so
 //! the sockets there is a fixed number of take the top of the range: the
-//! waker at `usize::MAX`, then the listeners below it.
+//! waker at `usize::MAX`, then the listeners below it, then the UDP sockets
+//! (one per listen address).
 
 use mio::Token;
 
@@ -14,8 +15,14 @@ pub const MAX_LISTENERS: usize = 256;
 /// The waker's token.
 const WAKER: usize = usize::MAX;
 
-/// The first token below the listeners' range; connection keys stay below.
-const FIRST_FIXED: usize = WAKER - MAX_LISTENERS;
+/// Listener `i` is `FIRST_LISTENER - i`.
+const FIRST_LISTENER: usize = WAKER - 1;
+
+/// UDP socket `i` is `FIRST_UDP - i`.
+const FIRST_UDP: usize = FIRST_LISTENER - MAX_LISTENERS;
+
+/// The lowest fixed token; connection keys stay below it.
+const FIRST_FIXED: usize = FIRST_UDP - MAX_LISTENERS + 1;
 
 /// The socket a token stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +31,8 @@ pub(crate) enum Source {
     Waker,
     /// Listener `i`, in the order of `Config::listen`.
     Listener(usize),
+    /// UDP socket `i`, bound beside listener `i` (`--udp`).
+    Udp(usize),
     /// The connection with this slab key.
     Connection(usize),
 }
@@ -35,7 +44,11 @@ impl Source {
             Source::Waker => Token(WAKER),
             Source::Listener(i) => {
                 debug_assert!(i < MAX_LISTENERS);
-                Token(WAKER - 1 - i)
+                Token(FIRST_LISTENER - i)
+            }
+            Source::Udp(i) => {
+                debug_assert!(i < MAX_LISTENERS);
+                Token(FIRST_UDP - i)
             }
             Source::Connection(key) => {
                 debug_assert!(key < FIRST_FIXED);
@@ -48,7 +61,8 @@ impl Source {
     pub(crate) fn of(token: Token) -> Source {
         match token.0 {
             WAKER => Source::Waker,
-            t if t >= FIRST_FIXED => Source::Listener(WAKER - 1 - t),
+            t if t > FIRST_UDP => Source::Listener(FIRST_LISTENER - t),
+            t if t >= FIRST_FIXED => Source::Udp(FIRST_UDP - t),
             key => Source::Connection(key),
         }
     }
@@ -65,6 +79,8 @@ mod tests {
             Source::Waker,
             Source::Listener(0),
             Source::Listener(MAX_LISTENERS - 1),
+            Source::Udp(0),
+            Source::Udp(MAX_LISTENERS - 1),
             Source::Connection(0),
             Source::Connection(FIRST_FIXED - 1),
         ] {

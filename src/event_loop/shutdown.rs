@@ -29,6 +29,8 @@ impl EventLoop {
             // Stop accepting: closing the listeners makes the kernel refuse
             // new clients instead of queueing them.
             self.server.listeners.clear();
+            // UDP owes nobody anything: its sockets close at once.
+            self.server.udp.clear();
             // From now, not from the start of the turn: the grace is a promise to the
             // operator, and a turn may have begun well before the signal.
             self.shutdown_deadline = Some(Instant::now() + self.server.config.shutdown_grace);

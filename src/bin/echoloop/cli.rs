@@ -19,7 +19,7 @@ use echoloop::Config;
 ///
 /// Logging: RUST_LOG=debug shows one line per connection event.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, allow_negative_numbers = true)]
 pub struct Cli {
     /// Address to listen on (host names are resolved, and every address
     /// they resolve to is listened on); repeat for several.
@@ -80,6 +80,18 @@ pub struct Cli {
     /// Leave Nagle's algorithm on (do not set TCP_NODELAY).
     #[arg(long)]
     pub no_nodelay: bool,
+
+    /// Serve UDP echo too (RFC 862 section 2: each datagram back to its
+    /// source), on every --listen address, same port as TCP.
+    #[arg(long)]
+    pub udp: bool,
+
+    /// Most UDP datagrams echoed per second to one source IP; over it they
+    /// are dropped and counted. It caps what a spoofed-source flood can
+    /// reflect at any one victim. 0: no limit (load tests from one host).
+    #[arg(long, value_name = "N", default_value_t = Config::default().udp_rate,
+          value_parser = |s: &str| Config::UDP_RATE.parse(s).map(|n| n as u32))]
+    pub udp_rate: u32,
 }
 
 /// A duration flag with a default, shown in `--help` in seconds.
@@ -136,6 +148,8 @@ impl Cli {
             stats_interval: self.stats_interval,
             nodelay: !self.no_nodelay,
             backlog: self.backlog,
+            udp: self.udp,
+            udp_rate: self.udp_rate,
             ..Config::default()
         }
     }

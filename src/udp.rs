@@ -1,0 +1,265 @@
+//! UDP echo (RFC 862 section 2): each datagram received is sent back, as one
+//! datagram of the same bytes, to its source — on the same loop as TCP.
+//!
+//! A UDP socket is registered for READABLE only. On readiness the loop
+//! receives until `WouldBlock` (or, on Linux's epoll, a short batch) within a
+//! per-turn budget, remembering the socket is still ready when the budget
+//! stops it, exactly as the TCP side does (rule 1 of [`crate::rules`]). Each
+//! datagram goes straight back with `send_to`; when that would block, the
+//! datagram is dropped and counted: UDP promises nothing, and a queue per
+//! peer would be unbounded memory. Nothing ever waits for WRITABLE.
+//!
+//! Every datagram passes the per-source rate limit first
+//! ([`crate::rate_limit`]); the echo is never larger than the request.
+//!
+//! What each OS reports on the socket:
+//! - Linux and the BSDs do not report ICMP errors (port unreachable) on an
+//!   unconnected socket, unless asked (`IP_RECVERR`): a send to a closed
+//!   port simply vanishes.
+//! - Windows reports a port unreachable caused by an earlier `sendto` as
+//!   `WSAECONNRESET` from the next `recvfrom` (`SIO_UDP_CONNRESET` would turn
+//!   that off); mio gives it as `ConnectionReset`.
+//!
+//! Either way such an error is about one earlier datagram, not the socket:
+//! it is counted (`udp_errors`) and service goes on.
+//!
+//! On Linux's epoll, datagrams are received and sent in batches (`recvmmsg`
+//! and `sendmmsg`, `udp/batch.rs`): one system call for up to 32 datagrams
+//! each way instead of one per datagram. Elsewhere — and on Linux with mio's
+//! forced `poll(2)` backend, so that CI runs the portable path too — one
+//! `recv_from` and one `send_to` per datagram.
+
+#[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+mod batch;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::warn;
+use mio::net::UdpSocket;
+
+use crate::logging::Throttle;
+use crate::rate_limit::RateLimiter;
+use crate::stats::{Counter, Counters};
+
+/// Datagrams one socket may receive per loop turn before the loop moves on
+/// (it comes back next turn): a flood cannot starve the TCP clients.
+const DATAGRAMS_PER_TURN: usize = 256;
+
+/// Receive buffer for one datagram: larger than any UDP payload (65,507
+/// bytes over IPv4, 65,527 over IPv6), so nothing is ever truncated.
+pub(crate) const DATAGRAM_MAX: usize = 64 * 1024;
+
+/// Sources the rate limiter tracks at once: a spoofed-source flood evicts
+/// the stalest, so its memory (about 64 bytes a source) stays fixed.
+const RATE_SOURCES: usize = 16 * 1024;
+
+/// How long a socket rests after an unexpected receive error, so a
+/// persistent one cannot spin the loop.
+const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One bound UDP socket.
+#[derive(Debug)]
+pub(crate) struct Udp {
+    /// The socket, registered under `Source::Udp(its index)`.
+    pub(crate) socket: UdpSocket,
+    /// Where it is bound (the TCP listener's port).
+    pub(crate) addr: SocketAddr,
+    /// Datagrams may be waiting: set by its event, cleared by `WouldBlock`,
+    /// kept when the per-turn budget stops us first.
+    pub(crate) ready: bool,
+    /// After an unexpected error, when to try again.
+    resting_until: Option<Instant>,
+}
+
+impl Udp {
+    /// A socket just bound and registered.
+    pub(crate) fn new(socket: UdpSocket, addr: SocketAddr) -> Self {
+        Udp {
+            socket,
+            addr,
+            ready: false,
+            resting_until: None,
+        }
+    }
+}
+
+/// What every UDP socket shares: the receive buffers and the [`Policy`].
+#[derive(Debug)]
+pub(crate) struct UdpEcho {
+    /// The one datagram buffer of the portable path, [`DATAGRAM_MAX`] bytes.
+    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    buf: Vec<u8>,
+    /// The receive and send buffers of the batched path.
+    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    batch: batch::Batch,
+    /// What may be echoed, and how each outcome is counted.
+    policy: Policy,
+}
+
+/// The rate limit, and the counting and warning of what became of each
+/// datagram.
+#[derive(Debug)]
+pub(crate) struct Policy {
+    /// `--udp-rate`; `None` when unlimited.
+    limiter: Option<RateLimiter>,
+    /// Rate limit for "rate-limited" warnings.
+    limited_warnings: Throttle,
+    /// Rate limit for error warnings.
+    error_warnings: Throttle,
+}
+
+impl Udp {
+    /// Whether this socket may be served now (ready, and not resting after
+    /// an error); a socket whose rest is over is ready again.
+    pub(crate) fn due(&mut self, now: Instant) -> bool {
+        if self.resting_until.is_some_and(|until| now >= until) {
+            self.resting_until = None;
+            self.ready = true;
+        }
+        self.ready && self.resting_until.is_none()
+    }
+
+    /// When a resting socket may be served again, for the poll timeout.
+    pub(crate) fn wake_at(&self) -> Option<Instant> {
+        self.resting_until
+    }
+}
+
+impl UdpEcho {
+    /// Shared state for UDP echo at `rate` datagrams per second per source
+    /// (0: unlimited).
+    pub(crate) fn new(rate: u32) -> Self {
+        UdpEcho {
+            #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+            buf: vec![0; DATAGRAM_MAX],
+            #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+            batch: batch::Batch::new(),
+            policy: Policy {
+                limiter: (rate > 0).then(|| RateLimiter::new(rate, RATE_SOURCES)),
+                limited_warnings: Throttle::default(),
+                error_warnings: Throttle::default(),
+            },
+        }
+    }
+
+    /// Receives and echoes on `udp` until `WouldBlock` or the budget.
+    pub(crate) fn serve(&mut self, udp: &mut Udp, counters: &Counters, now: Instant) {
+        #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+        let result = batch::serve(&mut self.batch, &mut self.policy, udp, counters, now);
+        #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+        let result = self.serve_portable(udp, counters, now);
+        if let Err(e) = result {
+            counters.add(Counter::UdpErrors, 1);
+            udp.resting_until = Some(now + ERROR_BACKOFF);
+            if let Some(missed) = self.policy.error_warnings.allow(now) {
+                warn!(
+                    "recvfrom on udp {}: {e} (resting {ERROR_BACKOFF:?}; {missed} more since \
+                     last warning)",
+                    udp.addr
+                );
+            }
+        }
+    }
+
+    /// The portable path: one `recv_from` and one `send_to` per datagram.
+    /// Returns an unexpected receive error (the caller rests the socket).
+    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    fn serve_portable(
+        &mut self,
+        udp: &mut Udp,
+        counters: &Counters,
+        now: Instant,
+    ) -> io::Result<()> {
+        for _ in 0..DATAGRAMS_PER_TURN {
+            match udp.socket.recv_from(&mut self.buf) {
+                Ok((n, src)) => {
+                    if self.policy.admit(src, n, counters, now) {
+                        let sent = send_to(&udp.socket, &self.buf[..n], src).map(drop);
+                        self.policy.account_send(sent, n, Some(src), counters, now);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    udp.ready = false;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_peer_error(&e) => counters.add(Counter::UdpErrors, 1),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(()) // budget spent: still ready, served again next turn
+    }
+}
+
+impl Policy {
+    /// Counts a received datagram and checks the rate limit; false if it is
+    /// to be dropped (counted and warned about here).
+    fn admit(&mut self, src: SocketAddr, len: usize, counters: &Counters, now: Instant) -> bool {
+        counters.add(Counter::UdpDatagramsIn, 1);
+        counters.add(Counter::UdpBytesIn, len as u64);
+        let Some(limiter) = &mut self.limiter else {
+            return true;
+        };
+        if limiter.allow(src.ip(), now) {
+            return true;
+        }
+        counters.add(Counter::UdpDroppedRateLimited, 1);
+        if let Some(missed) = self.limited_warnings.allow(now) {
+            warn!(
+                "udp: dropped a datagram from {}: over --udp-rate; {missed} more dropped \
+                 since last warning",
+                src.ip()
+            );
+        }
+        false
+    }
+
+    /// Counts what became of one echo of `len` bytes to `dst`.
+    fn account_send(
+        &mut self,
+        sent: io::Result<()>,
+        len: usize,
+        dst: Option<SocketAddr>,
+        counters: &Counters,
+        now: Instant,
+    ) {
+        match sent {
+            Ok(()) => {
+                counters.add(Counter::UdpDatagramsOut, 1);
+                counters.add(Counter::UdpBytesOut, len as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                counters.add(Counter::UdpDroppedWouldBlock, 1);
+            }
+            Err(e) => {
+                counters.add(Counter::UdpErrors, 1);
+                if let Some(missed) = self.error_warnings.allow(now) {
+                    let dst = dst.map_or_else(|| "?".to_string(), |d| d.to_string());
+                    warn!("sendto {dst}: {e} ({missed} more errors since last warning)");
+                }
+            }
+        }
+    }
+}
+
+/// `send_to`, retrying `Interrupted`.
+#[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+fn send_to(socket: &UdpSocket, data: &[u8], dst: SocketAddr) -> io::Result<usize> {
+    loop {
+        match socket.send_to(data, dst) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// Whether a receive error reports what happened to an earlier datagram
+/// (an ICMP error; Windows' `WSAECONNRESET`), not a problem of the socket.
+fn is_peer_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+    )
+}

@@ -1,0 +1,321 @@
+//! UDP echo (RFC 862 section 2): each datagram back, whole, to its source;
+//! beside TCP on the same port and loop; rate-limited per source; bounded
+//! memory under a spoofed-looking flood; clear errors for bad flags.
+
+mod common;
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A UDP socket on `ip`, port 0, with a read timeout so a lost echo fails
+/// the test instead of hanging it.
+fn client(ip: &str) -> UdpSocket {
+    let socket = UdpSocket::bind((ip, 0)).expect("bind a UDP client");
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    socket
+}
+
+/// Sends `data` to `server` and returns the echo and where it came from.
+#[track_caller]
+fn round_trip(socket: &UdpSocket, server: SocketAddr, data: &[u8]) -> (Vec<u8>, SocketAddr) {
+    socket.send_to(data, server).expect("send_to");
+    let mut buf = vec![0u8; 70_000];
+    let (n, from) = socket
+        .recv_from(&mut buf)
+        .expect("an echo within the timeout");
+    buf.truncate(n);
+    (buf, from)
+}
+
+/// Datagrams of 0, 1, 1,400 and 65,507 bytes (the largest IPv4 allows) come
+/// back byte-exact and whole — never truncated, an empty one as an empty
+/// one — from the address they were sent to, and are counted.
+#[test]
+fn every_size_comes_back_whole_from_the_server_address() {
+    let server = TestServer::start(|c| c.udp = true);
+    let socket = client("127.0.0.1");
+    let mut bytes = 0;
+    for (i, size) in [0, 1, 1400, 65_507].into_iter().enumerate() {
+        let data = payload(i as u64, size);
+        let (got, from) = round_trip(&socket, server.addr, &data);
+        assert_same(&got, &data);
+        assert_eq!(
+            from, server.addr,
+            "echo of {size} bytes came from elsewhere"
+        );
+        bytes += size as u64;
+    }
+    let stats = server.stop();
+    assert_eq!(stats.udp_datagrams_in, 4);
+    assert_eq!(stats.udp_datagrams_out, 4);
+    assert_eq!((stats.udp_bytes_in, stats.udp_bytes_out), (bytes, bytes));
+}
+
+/// 100 client sockets, each sending 1,000 datagrams that name the socket
+/// and their sequence, each get exactly their own datagrams back, in
+/// order (one in flight at a time: nothing to reorder or overflow).
+#[test]
+fn hundred_sockets_each_get_their_own_echoes() {
+    let server = TestServer::start(|c| {
+        c.udp = true;
+        c.udp_rate = 0; // 100,000 datagrams from one IP
+    });
+    let addr = server.addr;
+    let clients: Vec<_> = (0..100u32)
+        .map(|id| {
+            thread::spawn(move || {
+                let socket = client("127.0.0.1");
+                for seq in 0..1000u32 {
+                    let mut data = [id.to_be_bytes(), seq.to_be_bytes()].concat();
+                    data.extend_from_slice(&payload(u64::from(id), (seq % 97) as usize));
+                    let (got, _) = round_trip(&socket, addr, &data);
+                    assert_same(&got, &data);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let stats = server.stop();
+    assert_eq!(stats.udp_datagrams_out, 100_000);
+    assert_eq!(stats.udp_dropped_would_block + stats.udp_errors, 0);
+}
+
+/// TCP and UDP share the port and the loop: a TCP stream and UDP round
+/// trips interleave on the same address, each byte-exact.
+#[test]
+fn tcp_and_udp_on_one_port_at_once() {
+    let server = TestServer::start(|c| c.udp = true);
+    let tcp = connect(server.addr);
+    let writer = spawn_writer(&tcp, payload(1, 4 << 20));
+    let udp = client("127.0.0.1");
+    for i in 0..200 {
+        let data = payload(100 + i, 512);
+        assert_same(&round_trip(&udp, server.addr, &data).0, &data);
+    }
+    tcp.shutdown(std::net::Shutdown::Write).ok();
+    let got = read_until_closed(&tcp);
+    let sent = writer.join().expect("writer");
+    assert_same(&got, &payload(1, 4 << 20)[..sent]);
+}
+
+/// IPv6: a datagram to `[::1]` comes back whole from `[::1]` (skipped,
+/// saying so, where the machine has no IPv6 loopback).
+#[test]
+fn ipv6_loopback() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback ([::1])");
+        return;
+    }
+    let server = TestServer::start(|c| {
+        c.listen = vec!["[::1]:0".parse().unwrap()];
+        c.udp = true;
+    });
+    let socket = client("::1");
+    let data = payload(6, 1200);
+    let (got, from) = round_trip(&socket, server.addr, &data);
+    assert_same(&got, &data);
+    assert_eq!(from, server.addr);
+}
+
+/// The per-source limit: a source sending at ten times `--udp-rate` for a
+/// second gets back about the limit (its one-second burst plus a second's
+/// refill), the rest counted as rate-limited; a second, slow source at the
+/// same time loses nothing.
+#[test]
+fn rate_limit_holds_back_a_flooder_not_a_bystander() {
+    if !loopback_sources_are_told_apart() {
+        eprintln!(
+            "skipped: this platform reports datagrams from 127.0.0.2 and 127.0.0.3 as from \
+             127.0.0.1 (Wine does), so per-source limits cannot be told apart here"
+        );
+        return;
+    }
+    const RATE: u32 = 100;
+    let server = TestServer::start(|c| {
+        c.udp = true;
+        c.udp_rate = RATE;
+    });
+    let addr = server.addr;
+    let bystander = thread::spawn(move || {
+        let socket = client("127.0.0.3");
+        for i in 0..50 {
+            let data = payload(i, 64);
+            assert_same(&round_trip(&socket, addr, &data).0, &data);
+            thread::sleep(Duration::from_millis(20)); // its own slow pace
+        }
+    });
+    let flooder = client("127.0.0.2");
+    flooder
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_secs(1) {
+        flooder.send_to(b"flood", addr).unwrap();
+        sent += 1;
+        if sent % 10 == 0 {
+            thread::sleep(Duration::from_millis(10)); // 1,000 a second
+        }
+    }
+    let mut echoed = 0u64;
+    let mut buf = [0u8; 16];
+    while flooder.recv_from(&mut buf).is_ok() {
+        echoed += 1;
+    }
+    bystander.join().expect("the bystander lost an echo");
+    let limit = u64::from(RATE);
+    assert!(
+        (limit..=3 * limit).contains(&echoed),
+        "flooder sent {sent}, got {echoed} back at --udp-rate {RATE}"
+    );
+    wait_until("every datagram counted", || {
+        server.stats().udp_datagrams_in == sent + 50
+    });
+    let stats = server.stop();
+    assert_eq!(stats.udp_dropped_rate_limited, sent - echoed);
+}
+
+/// Whether a datagram sent from 127.0.0.2 is seen as coming from 127.0.0.2
+/// (Linux, Windows) rather than 127.0.0.1 (Wine).
+fn loopback_sources_are_told_apart() -> bool {
+    let receiver = client("127.0.0.1");
+    let sender = client("127.0.0.2");
+    sender
+        .send_to(b"?", receiver.local_addr().unwrap())
+        .unwrap();
+    let (_, from) = receiver
+        .recv_from(&mut [0u8; 4])
+        .expect("a loopback datagram");
+    from.ip() == sender.local_addr().unwrap().ip()
+}
+
+/// A flood from 100,000 distinct source addresses and ports (each a fresh
+/// socket on its own 127.x.y.z) leaves the server's memory within a fixed
+/// bound: the rate limiter tracks at most 16,384 sources and evicts the
+/// stalest, so the table cannot grow with the flood. Bound: 16 MiB over the
+/// server's resident size before the flood (the table is about 1.5 MiB; unbounded, it would be about 9 MiB).
+#[cfg(target_os = "linux")]
+#[test]
+fn spoofed_looking_flood_keeps_memory_bounded() {
+    let mut server = Binary::start(&["--udp", "--stats-interval", "0.1"]);
+    let pid = server.child.id();
+    let warm = client("127.0.0.1");
+    round_trip(&warm, server.addr, b"warm up");
+    let before = support::rss_kib(pid);
+    for n in 0..100_000u32 {
+        let ip = std::net::Ipv4Addr::from(0x7f10_0000 + n);
+        let socket = UdpSocket::bind((ip, 0)).expect("bind a 127/8 source");
+        socket.send_to(b"spoofed?", server.addr).unwrap();
+    }
+    // Wait until the server has read what the kernel kept (it may drop
+    // some of a burst: that is UDP, not us): two stats lines agree, and far
+    // more sources than the limiter's table holds came through.
+    let mut last = u64::MAX;
+    let line = support::wait_for_stats(&mut server, "the flood read", TIMEOUT, |l| {
+        let seen = stat_field(l, "udp_datagrams_in");
+        std::mem::replace(&mut last, seen) == seen
+    });
+    let seen = stat_field(&line, "udp_datagrams_in");
+    assert!(
+        seen > 50_000,
+        "only {seen} of 100,000 datagrams reached the server"
+    );
+    let after = support::rss_kib(pid);
+    assert!(
+        after <= before + 4 * 1024,
+        "RSS grew from {before} KiB to {after} KiB under the flood ({line})"
+    );
+    assert_echo_udp(&warm, server.addr);
+}
+
+/// After the flood, service goes on.
+#[cfg(target_os = "linux")]
+fn assert_echo_udp(socket: &UdpSocket, server: SocketAddr) {
+    let data = payload(99, 100);
+    assert_same(&round_trip(socket, server, &data).0, &data);
+}
+
+/// Echoes to sockets that closed at once (an ICMP port unreachable comes
+/// back; Windows reports it on the server's next `recvfrom`) never stop the
+/// UDP service: the next client is served.
+#[test]
+fn unreachable_sources_do_not_stop_service() {
+    let server = TestServer::start(|c| c.udp = true);
+    for i in 0..50 {
+        let gone = client("127.0.0.1");
+        gone.send_to(&payload(i, 100), server.addr).unwrap();
+    }
+    let socket = client("127.0.0.1");
+    let data = payload(7, 300);
+    assert_same(&round_trip(&socket, server.addr, &data).0, &data);
+    wait_until("all 51 received", || server.stats().udp_datagrams_in == 51);
+}
+
+/// Shutdown closes the UDP sockets at once (nothing is owed there): the
+/// server stops without waiting, and a datagram sent afterwards gets no
+/// echo.
+#[test]
+fn shutdown_closes_udp_at_once() {
+    let server = TestServer::start(|c| {
+        c.udp = true;
+        c.shutdown_grace = Duration::from_secs(60);
+    });
+    let socket = client("127.0.0.1");
+    round_trip(&socket, server.addr, b"before");
+    let addr = server.addr;
+    let started = Instant::now();
+    let stats = server.stop();
+    assert!(started.elapsed() < TIMEOUT);
+    assert_eq!(stats.udp_datagrams_out, 1);
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    socket.send_to(b"after", addr).unwrap();
+    assert!(
+        socket.recv_from(&mut [0u8; 16]).is_err(),
+        "echoed after shutdown"
+    );
+}
+
+/// Bad input: a negative `--udp-rate` is a usage error (exit 2, one line
+/// naming the flag); `--udp` on an address whose UDP port another program
+/// holds fails start-up with one line naming UDP and the address (exit 1).
+#[test]
+fn bad_udp_flags_and_taken_udp_port_fail_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        .args(["--udp", "--udp-rate", "-1", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--udp-rate"), "{stderr}");
+
+    // A port free for TCP (we hold it until echoloop starts) whose UDP side
+    // we take.
+    let (tcp, taken) = (0..20)
+        .find_map(|_| {
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+            let udp = UdpSocket::bind(tcp.local_addr().ok()?).ok()?;
+            Some((tcp, udp))
+        })
+        .expect("a port free for both TCP and UDP");
+    let addr = taken.local_addr().unwrap().to_string();
+    drop(tcp);
+    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        .args(["--udp", "--listen", &addr])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("bind udp {addr}")), "{stderr}");
+}
