@@ -9,6 +9,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::units::{Bounds, MAX_DURATION};
 
 /// The address a server listens on when none is given: loopback only, so a
@@ -80,6 +82,17 @@ pub struct Config {
     /// datagrams (no larger than the spoofed requests) per victim. Load
     /// tests from one host set it to 0.
     pub udp_rate: u32,
+    /// Serve Prometheus metrics (`/metrics`) and a health check (`/healthz`)
+    /// over HTTP on this address, from the same loop; `None`: off.
+    pub metrics: Option<SocketAddr>,
+    /// When not empty, only clients from these ranges are served; the others
+    /// are accepted and closed at once (counted as `refused_denied`).
+    pub allow: Vec<IpNet>,
+    /// Clients from these ranges are never served (wins over `allow`).
+    pub deny: Vec<IpNet>,
+    /// Most connections open at once from one source IP (`None`: no limit).
+    /// Opt-in: many clients behind one NAT or load balancer share an IP.
+    pub max_per_source: Option<usize>,
 }
 
 impl Default for Config {
@@ -101,6 +114,10 @@ impl Default for Config {
             backlog: 4096,
             udp: false,
             udp_rate: 1000,
+            metrics: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            max_per_source: None,
         }
     }
 }
@@ -205,6 +222,14 @@ impl Config {
         count("reads_per_turn", Self::PER_TURN, self.reads_per_turn)?;
         count("accepts_per_turn", Self::PER_TURN, self.accepts_per_turn)?;
         count("udp_rate", Self::UDP_RATE, self.udp_rate as usize)?;
+        if self.max_per_source == Some(0) {
+            return Err("max_per_source must be at least 1".into());
+        }
+        if let Some(metrics) = self.metrics {
+            if metrics.port() != 0 && self.listen.contains(&metrics) {
+                return Err(format!("metrics {metrics} is also a listen address"));
+            }
+        }
         if self.max_connections == Some(0) {
             return Err("max_connections must be at least 1".into());
         }

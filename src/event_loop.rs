@@ -18,9 +18,11 @@ use log::{debug, info};
 use mio::Events;
 use slab::Slab;
 
+use crate::admission::Admission;
 use crate::connection::{Connection, Hints, Io, Status};
 use crate::idle::IdleQueue;
 use crate::logging::{Peers, Throttle};
+use crate::metrics::{MetricsService, View};
 use crate::pending::BufferPool;
 use crate::server::{context, Server};
 use crate::stats::Counter;
@@ -85,6 +87,10 @@ pub(crate) struct EventLoop {
     peers: Peers,
     /// What the UDP sockets share, with `--udp`.
     udp_echo: Option<UdpEcho>,
+    /// Who may connect: `--allow`, `--deny`, `--max-per-source`.
+    admission: Admission,
+    /// `--metrics`: the HTTP endpoint and its connections.
+    metrics: Option<MetricsService>,
 }
 
 impl EventLoop {
@@ -107,6 +113,11 @@ impl EventLoop {
             now: Instant::now(),
             peers: Peers::new(),
             udp_echo: config.udp.then(|| UdpEcho::new(config.udp_rate)),
+            admission: Admission::new(&config.allow, &config.deny, config.max_per_source),
+            metrics: server
+                .metrics
+                .take()
+                .map(|(listener, addr)| MetricsService::new(listener, addr)),
             server,
         }
     }
@@ -147,6 +158,9 @@ impl EventLoop {
             }
         }
         self.echo_datagrams();
+        if let Some(metrics) = self.metrics.as_mut().filter(|m| m.ready) {
+            metrics.accept(self.server.poll.registry(), self.now);
+        }
 
         // 4. Serve again those with input left over from an earlier turn.
         for _ in 0..carried_over {
@@ -184,6 +198,12 @@ impl EventLoop {
                         udp.ready = true;
                     }
                 }
+                Source::MetricsListener => {
+                    if let Some(metrics) = &mut self.metrics {
+                        metrics.ready = true;
+                    }
+                }
+                Source::Metrics(key) => self.scrape(key),
                 Source::Connection(key) => {
                     // Closed and error flags are hints: serving reads or
                     // writes, and the call itself tells what happened.
@@ -199,6 +219,21 @@ impl EventLoop {
             }
         }
         self.events = events;
+    }
+
+    /// Step 2, a metrics connection's event: it is answered from the
+    /// counters as they are now.
+    fn scrape(&mut self, key: usize) {
+        let Some(metrics) = &mut self.metrics else {
+            return;
+        };
+        let view = View {
+            stats: self.server.shared.counters.snapshot(),
+            config: &self.server.config,
+            max_connections: self.server.max_connections,
+            shutting_down: self.shutdown_deadline.is_some(),
+        };
+        metrics.serve(key, self.server.poll.registry(), &view);
     }
 
     /// Step 3, UDP: every ready socket receives and echoes within its
@@ -219,6 +254,9 @@ impl EventLoop {
     /// the counters when due.
     fn timers(&mut self) {
         self.expire_idle();
+        if let Some(metrics) = &mut self.metrics {
+            metrics.expire(self.now);
+        }
         if self
             .accept_paused_until
             .is_some_and(|until| self.now >= until)
@@ -262,6 +300,9 @@ impl EventLoop {
             self.shutdown_deadline,
             self.next_linger_check,
             udp_rest,
+            self.metrics
+                .as_ref()
+                .and_then(MetricsService::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -317,6 +358,7 @@ impl EventLoop {
         if let Some(idle) = &mut self.idle {
             idle.remove(key);
         }
+        self.admission.closed(key);
         let counters = &self.server.shared.counters;
         let peer = self.peers.get(key);
         let owed = conn.pending_len();

@@ -1,5 +1,5 @@
-//! echoloop: a TCP echo server (RFC 862) whose whole work is done by one
-//! readiness loop on one thread — and a reference for how such a loop is
+//! echoloop: a TCP and UDP echo server (RFC 862) whose whole work is done by
+//! one readiness loop on one thread — and a reference for how such a loop is
 //! built.
 //!
 //! ```no_run
@@ -26,6 +26,12 @@
 //! - `connection.rs` — one client: its socket, what we know of its
 //!   readiness, the echo. Knows nothing of the loop but a `Registry`.
 //! - `pending.rs` — the echo a connection still owes, and the buffer pool.
+//! - `admission.rs` — who may connect: `--allow`, `--deny`,
+//!   `--max-per-source`.
+//! - `udp.rs` (and `udp/batch.rs`, Linux) — UDP echo on the same loop;
+//!   `rate_limit.rs` — its per-source token buckets.
+//! - `metrics.rs` (`metrics/`) — the HTTP endpoint for Prometheus and
+//!   health checks, served by the loop.
 //! - `idle.rs` — the idle timer: connections in last-activity order.
 //! - `token.rs` — what each `mio::Token` names.
 //! - `config.rs` — [`Config`]: settings, defaults and bounds; `units.rs` —
@@ -37,8 +43,8 @@
 //! - `bin/echoloop/` — the server binary: flags, signals, exit codes.
 //! - `bin/echoloop-stress/` — the stress client, built on the same rules.
 //!
-//! The library alone needs mio, slab, log and socket2 (and rlimit and libc
-//! on Unix): depend on it with `default-features = false` to leave out the
+//! The library alone needs mio, slab, log, socket2 and ipnet (and rlimit and
+//! libc on Unix): depend on it with `default-features = false` to leave out the
 //! binaries' command-line, logging and histogram crates.
 //!
 //! # How the loop works
@@ -91,11 +97,13 @@
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod admission;
 pub mod config;
 mod connection;
 mod event_loop;
 mod idle;
 mod logging;
+mod metrics;
 mod pending;
 mod rate_limit;
 pub mod rules;

@@ -102,6 +102,8 @@ pub struct Server {
     pub(crate) listeners: Vec<Listener>,
     /// With `--udp`, the UDP socket beside each listener, same address.
     pub(crate) udp: Vec<Udp>,
+    /// With `--metrics`, its listener and address, until the loop takes it.
+    pub(crate) metrics: Option<(TcpListener, SocketAddr)>,
     /// The configuration it was bound with.
     pub(crate) config: Config,
     /// `--max-connections` resolved against the open-file limit.
@@ -133,6 +135,10 @@ impl Server {
         let waker =
             Waker::new(poll.registry(), Source::Waker.token()).map_err(|e| context("waker", e))?;
         let (listeners, udp) = bind_all(&poll, &config)?;
+        let metrics = config
+            .metrics
+            .map(|want| bind_metrics(&poll, want))
+            .transpose()?;
         if let Some(limit) = fd_limit {
             if config.max_connections.is_none() && max_connections < LOW_MAX_CONNECTIONS {
                 warn!(
@@ -162,6 +168,7 @@ impl Server {
             poll,
             listeners,
             udp,
+            metrics,
             config,
             max_connections,
             keepalive,
@@ -173,6 +180,12 @@ impl Server {
     /// The addresses actually listened on (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().map(|l| l.addr).collect()
+    }
+
+    /// Where the metrics endpoint listens (`Config::metrics`), port 0
+    /// resolved.
+    pub fn local_metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The UDP addresses served (`Config::udp`): the listeners' addresses.
@@ -200,6 +213,9 @@ impl Server {
         }
         for u in &self.udp {
             info!("udp echo on {}", u.addr);
+        }
+        if let Some((_, addr)) = &self.metrics {
+            info!("metrics on http://{addr}/metrics");
         }
         let mut event_loop = EventLoop::new(self);
         while event_loop.turn()? {}
@@ -264,6 +280,22 @@ fn bind_address(
             Err(e) => return Err(context(&format!("bind udp {addr}"), e)),
         }
     }
+}
+
+/// The metrics endpoint's listener, bound and registered.
+fn bind_metrics(poll: &Poll, want: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
+    const BACKLOG: u32 = 128; // scrapers come a few at a time
+    let named = |e| context(&format!("bind metrics {want}"), e);
+    let mut socket = listen(want, BACKLOG).map_err(named)?;
+    let addr = socket.local_addr().map_err(named)?;
+    poll.registry()
+        .register(
+            &mut socket,
+            Source::MetricsListener.token(),
+            Interest::READABLE,
+        )
+        .map_err(|e| context(&format!("register metrics {addr}"), e))?;
+    Ok((socket, addr))
 }
 
 /// Creates a non-blocking listening socket with our own backlog.

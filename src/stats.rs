@@ -2,9 +2,9 @@
 //!
 //! Every counter is listed once, in the `counters!` invocation below; the
 //! snapshot type [`Stats`], the live cells, the `Counter` names the loop
-//! updates them by, the log line and [`Stats::FIELDS`] (names and
-//! descriptions, for exporters) are all generated from that list. Adding a
-//! counter is one entry.
+//! updates them by, the log line and [`Stats::FIELDS`] (names, kinds,
+//! descriptions and Prometheus series, for exporters) are all generated from
+//! that list. Adding a counter is one entry.
 //!
 //! # One writer
 //!
@@ -30,8 +30,22 @@ pub enum Kind {
     Gauge,
 }
 
+/// One counter as exporters see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// The field's name in [`Stats`] and in the log line.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// What it counts (the field's doc comment).
+    pub help: &'static str,
+    /// Its Prometheus series, without the `echoloop_` prefix: a metric name
+    /// and, for counters that split one family by reason, its labels.
+    pub metric: &'static str,
+}
+
 macro_rules! counters {
-    ($( $(#[doc = $doc:expr])* $field:ident: $Name:ident, $kind:ident; )*) => {
+    ($( $(#[doc = $doc:expr])* $field:ident: $Name:ident, $kind:ident, $metric:literal; )*) => {
         /// A snapshot of the server's counters.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         #[non_exhaustive]
@@ -67,10 +81,14 @@ macro_rules! counters {
         }
 
         impl Stats {
-            /// Every counter: its name, kind and description (the doc
-            /// comment above), in declaration order.
-            pub const FIELDS: &'static [(&'static str, Kind, &'static str)] = &[
-                $( (stringify!($field), Kind::$kind, concat!($($doc),*)), )*
+            /// Every counter, in declaration order.
+            pub const FIELDS: &'static [Field] = &[
+                $( Field {
+                    name: stringify!($field),
+                    kind: Kind::$kind,
+                    help: concat!($($doc),*),
+                    metric: $metric,
+                }, )*
             ];
 
             /// The counters' values, in the order of [`Stats::FIELDS`].
@@ -83,51 +101,60 @@ macro_rules! counters {
 
 counters! {
     /// Connections accepted and admitted (refused ones are not counted here).
-    accepted: Accepted, Counter;
+    accepted: Accepted, Counter, "connections_accepted_total";
     /// Connections open right now.
-    active: Active, Gauge;
+    active: Active, Gauge, "connections_active";
     /// The largest `active` seen.
-    peak_active: PeakActive, Gauge;
+    peak_active: PeakActive, Gauge, "connections_active_peak";
     /// Connections accepted and closed at once because `--max-connections`
     /// were open.
-    refused: Refused, Counter;
+    refused: Refused, Counter, r#"connections_refused_total{reason="max_connections"}"#;
+    /// Connections accepted and closed at once because their source is
+    /// denied (`--deny`, or not in `--allow`).
+    refused_denied: RefusedDenied, Counter, r#"connections_refused_total{reason="denied"}"#;
+    /// Connections accepted and closed at once because their source already
+    /// had `--max-per-source` open.
+    refused_per_source: RefusedPerSource, Counter,
+        r#"connections_refused_total{reason="per_source"}"#;
     /// Connections that ended cleanly: the peer shut down its side and
     /// everything it sent was echoed.
-    closed_by_peer: ClosedByPeer, Counter;
+    closed_by_peer: ClosedByPeer, Counter, r#"connections_closed_total{reason="peer"}"#;
     /// Connections closed by an error: reset by the peer, broken pipe, …
-    errored: Errored, Counter;
+    errored: Errored, Counter, r#"connections_closed_total{reason="error"}"#;
     /// Connections closed for being idle longer than `--idle-timeout`.
-    timed_out: TimedOut, Counter;
+    timed_out: TimedOut, Counter, r#"connections_closed_total{reason="idle"}"#;
     /// Connections closed because the peer stopped answering (`ETIMEDOUT`):
     /// keepalive probes, or echo sent to it, went unacknowledged for
     /// `--tcp-keepalive` (or, without it, for the OS's retransmission limit).
     /// A peer that vanished, not one that reset: those count as `errored`.
-    vanished: Vanished, Counter;
+    vanished: Vanished, Counter, r#"connections_closed_total{reason="vanished"}"#;
     /// Connections closed by shutdown (still open when the server stopped).
-    shut_down: ShutDown, Counter;
+    shut_down: ShutDown, Counter, r#"connections_closed_total{reason="shutdown"}"#;
     /// Bytes read from clients.
-    bytes_in: BytesIn, Counter;
+    bytes_in: BytesIn, Counter, "received_bytes_total";
     /// Bytes written back to clients.
-    bytes_out: BytesOut, Counter;
+    bytes_out: BytesOut, Counter, "sent_bytes_total";
     /// Echoed bytes held right now for peers that have not taken them (each
     /// connection holds at most `--max-pending`).
-    pending_bytes: PendingBytes, Gauge;
+    pending_bytes: PendingBytes, Gauge, "pending_bytes";
     /// UDP datagrams received (`--udp`).
-    udp_datagrams_in: UdpDatagramsIn, Counter;
+    udp_datagrams_in: UdpDatagramsIn, Counter, "udp_received_datagrams_total";
     /// UDP datagrams echoed back to their source.
-    udp_datagrams_out: UdpDatagramsOut, Counter;
+    udp_datagrams_out: UdpDatagramsOut, Counter, "udp_sent_datagrams_total";
     /// Bytes of the UDP datagrams received.
-    udp_bytes_in: UdpBytesIn, Counter;
+    udp_bytes_in: UdpBytesIn, Counter, "udp_received_bytes_total";
     /// Bytes of the UDP datagrams echoed.
-    udp_bytes_out: UdpBytesOut, Counter;
+    udp_bytes_out: UdpBytesOut, Counter, "udp_sent_bytes_total";
     /// UDP datagrams dropped because the socket's send buffer was full (UDP
     /// promises nothing, and queueing them would be unbounded memory).
-    udp_dropped_would_block: UdpDroppedWouldBlock, Counter;
+    udp_dropped_would_block: UdpDroppedWouldBlock, Counter,
+        r#"udp_dropped_datagrams_total{reason="would_block"}"#;
     /// UDP datagrams dropped for exceeding `--udp-rate` from their source.
-    udp_dropped_rate_limited: UdpDroppedRateLimited, Counter;
+    udp_dropped_rate_limited: UdpDroppedRateLimited, Counter,
+        r#"udp_dropped_datagrams_total{reason="rate_limited"}"#;
     /// UDP errors: ICMP errors reported on the socket (an earlier echo's
     /// destination was unreachable), failed sends, unexpected receive errors.
-    udp_errors: UdpErrors, Counter;
+    udp_errors: UdpErrors, Counter, "udp_errors_total";
 }
 
 impl Counters {
@@ -158,11 +185,11 @@ impl Counters {
 impl fmt::Display for Stats {
     /// `accepted=3 active=1 …`: every counter as `name=value`, in order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, ((name, _, _), value)) in Stats::FIELDS.iter().zip(self.values()).enumerate() {
+        for (i, (field, value)) in Stats::FIELDS.iter().zip(self.values()).enumerate() {
             if i > 0 {
                 f.write_str(" ")?;
             }
-            write!(f, "{name}={value}")?;
+            write!(f, "{}={value}", field.name)?;
         }
         Ok(())
     }
@@ -187,10 +214,9 @@ mod tests {
             "{line}"
         );
         assert!(line.contains(" bytes_in=5 "), "{line}");
-        assert!(line.ends_with(" pending_bytes=2"), "{line}");
+        assert!(line.contains(" pending_bytes=2 "), "{line}");
+        assert!(line.ends_with(" udp_errors=0"), "{line}");
         assert_eq!(line.split(' ').count(), Stats::FIELDS.len());
-        assert!(Stats::FIELDS
-            .iter()
-            .all(|(_, _, help)| !help.trim().is_empty()));
+        assert!(Stats::FIELDS.iter().all(|f| !f.help.trim().is_empty()));
     }
 }

@@ -5,7 +5,7 @@
 //! with one index). Slab keys start at 0 and never come near `usize::MAX`, so
 //! the sockets there is a fixed number of take the top of the range: the
 //! waker at `usize::MAX`, then the listeners below it, then the UDP sockets
-//! (one per listen address).
+//! (one per listen address), the metrics listener and its connections.
 
 use mio::Token;
 
@@ -21,8 +21,14 @@ const FIRST_LISTENER: usize = WAKER - 1;
 /// UDP socket `i` is `FIRST_UDP - i`.
 const FIRST_UDP: usize = FIRST_LISTENER - MAX_LISTENERS;
 
+/// The metrics listener.
+const METRICS_LISTENER: usize = FIRST_UDP - MAX_LISTENERS;
+
+/// Metrics connection `key` is `FIRST_METRICS - key`.
+const FIRST_METRICS: usize = METRICS_LISTENER - 1;
+
 /// The lowest fixed token; connection keys stay below it.
-const FIRST_FIXED: usize = FIRST_UDP - MAX_LISTENERS + 1;
+const FIRST_FIXED: usize = FIRST_METRICS - (crate::metrics::MAX_CONNECTIONS - 1);
 
 /// The socket a token stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +39,11 @@ pub(crate) enum Source {
     Listener(usize),
     /// UDP socket `i`, bound beside listener `i` (`--udp`).
     Udp(usize),
+    /// The metrics listener (`--metrics`).
+    MetricsListener,
+    /// The metrics connection with this key (in the metrics service's own
+    /// slab).
+    Metrics(usize),
     /// The connection with this slab key.
     Connection(usize),
 }
@@ -50,6 +61,11 @@ impl Source {
                 debug_assert!(i < MAX_LISTENERS);
                 Token(FIRST_UDP - i)
             }
+            Source::MetricsListener => Token(METRICS_LISTENER),
+            Source::Metrics(key) => {
+                debug_assert!(key < crate::metrics::MAX_CONNECTIONS);
+                Token(FIRST_METRICS - key)
+            }
             Source::Connection(key) => {
                 debug_assert!(key < FIRST_FIXED);
                 Token(key)
@@ -62,7 +78,9 @@ impl Source {
         match token.0 {
             WAKER => Source::Waker,
             t if t > FIRST_UDP => Source::Listener(FIRST_LISTENER - t),
-            t if t >= FIRST_FIXED => Source::Udp(FIRST_UDP - t),
+            t if t > METRICS_LISTENER => Source::Udp(FIRST_UDP - t),
+            METRICS_LISTENER => Source::MetricsListener,
+            t if t >= FIRST_FIXED => Source::Metrics(FIRST_METRICS - t),
             key => Source::Connection(key),
         }
     }
@@ -81,6 +99,9 @@ mod tests {
             Source::Listener(MAX_LISTENERS - 1),
             Source::Udp(0),
             Source::Udp(MAX_LISTENERS - 1),
+            Source::MetricsListener,
+            Source::Metrics(0),
+            Source::Metrics(crate::metrics::MAX_CONNECTIONS - 1),
             Source::Connection(0),
             Source::Connection(FIRST_FIXED - 1),
         ] {

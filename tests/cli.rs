@@ -29,6 +29,14 @@ fn help_lists_every_flag_with_defaults() {
         "--backlog",
         "--tcp-keepalive",
         "--no-nodelay",
+        "--udp",
+        "--udp-rate",
+        "--metrics",
+        "--allow",
+        "--deny",
+        "--max-per-source",
+        "--man",
+        "--completions",
     ] {
         assert!(
             help.contains(flag),
@@ -246,4 +254,90 @@ fn listen_resolves_host_names() {
     );
     assert!(server.addr.ip().is_loopback(), "{}", server.addr);
     assert_echo(&connect(server.addr), b"resolved");
+}
+
+/// Every flag can come from its `ECHOLOOP_…` variable, and a flag given on
+/// the command line wins: the server listens where the environment says,
+/// takes a list from it, and refuses a bad value from it as from a flag.
+#[test]
+fn flags_come_from_the_environment_and_flags_win() {
+    let server = Binary::start_with(
+        Command::new(env!("CARGO_BIN_EXE_echoloop"))
+            .env("ECHOLOOP_LISTEN", "127.0.0.1:0,127.0.0.1:0")
+            .env("ECHOLOOP_MAX_PENDING", "4096")
+            .env("ECHOLOOP_UDP", "true"),
+    );
+    // Binary adds `--listen 127.0.0.1:0`, which wins over the two from the
+    // environment: one listener.
+    let mut server = server;
+    let udp = server.wait_for_line("udp echo on");
+    assert!(udp.contains(&server.addr.to_string()), "{udp}");
+    assert_eq!(
+        server
+            .seen
+            .iter()
+            .filter(|l| l.contains("listening on"))
+            .count(),
+        1
+    );
+    assert_echo(&connect(server.addr), b"configured by the environment");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        .env("ECHOLOOP_MAX_PENDING", "lots")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--max-pending") && stderr.contains("lots"),
+        "{stderr}"
+    );
+}
+
+/// The man page and the shell completions are generated from the same
+/// clap definition and build: the man page is roff for `echoloop(1)`
+/// naming every flag, and each completion script is accepted by its own
+/// shell's syntax check (`bash -n`, `zsh -n`, `fish -n`; a shell that is
+/// missing is said, and is a failure in CI, where .ci/run installs them).
+#[cfg(unix)]
+#[test]
+fn man_page_and_completions_build() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let man = run(&["--man"]);
+    assert!(man.contains(".TH echoloop 1"), "{man}");
+    for flag in ["listen", "metrics", "udp\\-rate", "max\\-per\\-source"] {
+        assert!(
+            man.contains(&format!("\\-\\-{flag}")),
+            "man page lacks --{flag}"
+        );
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(&["--completions", shell]);
+        assert!(script.contains("max-per-source"), "{shell}: {script}");
+        let file = std::env::temp_dir().join(format!(
+            "echoloop-completion-{}.{shell}",
+            std::process::id()
+        ));
+        std::fs::write(&file, &script).unwrap();
+        let checked = Command::new(shell).arg("-n").arg(&file).output();
+        let _ = std::fs::remove_file(&file);
+        match checked {
+            Ok(out) => assert!(
+                out.status.success(),
+                "{shell} -n rejects the completion script: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(_) => {
+                assert!(std::env::var_os("CI").is_none(), "{shell} is missing in CI");
+                eprintln!("not checked: no {shell} here (apt-get install {shell})");
+            }
+        }
+    }
 }

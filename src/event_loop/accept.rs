@@ -8,6 +8,7 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 
 use super::EventLoop;
+use crate::admission::Refusal;
 use crate::connection::Connection;
 use crate::server::ACCEPT_BACKOFF;
 use crate::stats::Counter;
@@ -56,33 +57,33 @@ impl EventLoop {
         }
     }
 
-    /// Takes an accepted client in, or refuses it when the server is full.
+    /// Takes an accepted client in, or refuses it: denied by the admission
+    /// rules, the server full, or its source at its limit.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let counters = &self.server.shared.counters;
-        if self.conns.len() >= self.server.max_connections {
+        let refusal = match self.admission.check(peer.ip()) {
+            Err(Refusal::Denied) => Some((Counter::RefusedDenied, "--allow/--deny")),
+            _ if self.conns.len() >= self.server.max_connections => {
+                Some((Counter::Refused, "--max-connections"))
+            }
+            Err(Refusal::PerSource) => Some((Counter::RefusedPerSource, "--max-per-source")),
+            Ok(()) => None,
+        };
+        if let Some((counter, flag)) = refusal {
             // Refuse promptly: closing tells the client at once, where
             // leaving it in the backlog would let it hang.
             drop(stream);
-            counters.add(Counter::Refused, 1);
+            self.server.shared.counters.add(counter, 1);
             if let Some(missed) = self.refused_warnings.allow(self.now) {
                 warn!(
-                    "refused {peer}: {} connections open (--max-connections); \
-                     {missed} more refused since last warning",
+                    "refused {peer} ({flag}; {} connections open); {missed} more refused \
+                     since last warning",
                     self.conns.len()
                 );
             }
             return;
         }
-        if self.server.config.nodelay {
-            if let Err(e) = stream.set_nodelay(true) {
-                debug!("set TCP_NODELAY for {peer}: {e}"); // not worth refusing over
-            }
-        }
-        if let Some(keepalive) = &self.server.keepalive {
-            if let Err(e) = keepalive.apply(&stream) {
-                debug!("set TCP keepalive for {peer}: {e}"); // serve it anyway
-            }
-        }
+        self.set_options(&stream, peer);
+        let counters = &self.server.shared.counters;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Source::Connection(key).token();
@@ -90,6 +91,7 @@ impl EventLoop {
             Ok(conn) => {
                 entry.insert(conn);
                 self.peers.record(key, peer);
+                self.admission.opened(key, peer.ip());
                 counters.add(Counter::Accepted, 1);
                 counters.set_active(self.conns.len());
                 if let Some(idle) = &mut self.idle {
@@ -106,6 +108,21 @@ impl EventLoop {
                 counters.add(Counter::Accepted, 1);
                 counters.add(Counter::Errored, 1);
                 debug!("conn {key}: register {peer}: {e}");
+            }
+        }
+    }
+
+    /// The socket options an admitted client gets; a failure is logged and
+    /// the client served anyway.
+    fn set_options(&self, stream: &TcpStream, peer: SocketAddr) {
+        if self.server.config.nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!("set TCP_NODELAY for {peer}: {e}");
+            }
+        }
+        if let Some(keepalive) = &self.server.keepalive {
+            if let Err(e) = keepalive.apply(stream) {
+                debug!("set TCP keepalive for {peer}: {e}");
             }
         }
     }

@@ -1,14 +1,19 @@
 //! The command line: every flag, its default (read from
 //! [`Config::default`], never restated) and its bounds (the library's, so a
-//! flag and a `Config` built in code are checked alike).
+//! flag and a `Config` built in code are checked alike). Every flag can also
+//! come from an `ECHOLOOP_…` environment variable, as containers and
+//! systemd units configure services; a flag given wins. The man page and
+//! the shell completions are generated from this same definition
+//! (`--man`, `--completions SHELL`).
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::Parser;
 use echoloop::config::DEFAULT_LISTEN;
 use echoloop::Config;
+use ipnet::IpNet;
 
 /// echoloop: a TCP echo server (RFC 862) on one single-threaded readiness
 /// loop. Every byte a client sends comes back, in order, until it closes.
@@ -17,37 +22,42 @@ use echoloop::Config;
 /// second one exits at once (status 130). SIGHUP is left ignored when it was
 /// ignored at start, as under `nohup`.
 ///
+/// Every flag can also be set from the environment variable named in its
+/// description (lists comma-separated); a flag given on the command line
+/// wins.
+///
 /// Logging: RUST_LOG=debug shows one line per connection event.
 #[derive(Debug, Parser)]
 #[command(version, allow_negative_numbers = true)]
 pub struct Cli {
     /// Address to listen on (host names are resolved, and every address
     /// they resolve to is listened on); repeat for several.
-    #[arg(long = "listen", value_name = "ADDR", default_value = DEFAULT_LISTEN, value_parser = resolve)]
+    #[arg(long = "listen", env = "ECHOLOOP_LISTEN", value_delimiter = ',', value_name = "ADDR",
+          default_value = DEFAULT_LISTEN, value_parser = resolve)]
     pub listen: Vec<Resolved>,
 
     /// Most connections open at once; beyond it new clients are closed at
     /// once and counted as refused. Default: open-file limit minus 64 (at
     /// most 1,048,576); 16,384 on Windows, which has no such limit.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "ECHOLOOP_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
 
     /// Most echoed bytes held for a peer that is not reading; at the cap
     /// the server stops reading from it. Each read takes at most this much,
     /// so a cap below --read-buffer also slows prompt readers. Memory
     /// follows the bytes actually held, up to this cap (at most 1 GiB).
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_pending,
+    #[arg(long, env = "ECHOLOOP_MAX_PENDING", value_name = "BYTES", default_value_t = Config::default().max_pending,
           value_parser = |s: &str| Config::MAX_PENDING.parse_usize(s))]
     pub max_pending: usize,
 
     /// Size of the loop's single read buffer (at most 64 MiB).
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().read_buffer,
+    #[arg(long, env = "ECHOLOOP_READ_BUFFER", value_name = "BYTES", default_value_t = Config::default().read_buffer,
           value_parser = |s: &str| Config::READ_BUFFER.parse_usize(s))]
     pub read_buffer: usize,
 
     /// Close connections idle for this many seconds (fractions allowed,
     /// 0.01 up to a year). Default: never.
-    #[arg(long, value_name = "SECS", value_parser = |s: &str| Config::IDLE_TIMEOUT.parse(s))]
+    #[arg(long, env = "ECHOLOOP_IDLE_TIMEOUT", value_name = "SECS", value_parser = |s: &str| Config::IDLE_TIMEOUT.parse(s))]
     pub idle_timeout: Option<Duration>,
 
     /// Reap connections whose peer vanished without a FIN or reset (power
@@ -56,42 +66,78 @@ pub struct Cli {
     /// for unacknowledged echo. Counted as vanished. Whole seconds, 2 to
     /// 65000. Default: off, and TCP never notices such a peer (the OS's
     /// keepalive default is two hours, and off unless asked for).
-    #[arg(long, value_name = "SECS", value_parser = parse_keepalive)]
+    #[arg(long, env = "ECHOLOOP_TCP_KEEPALIVE", value_name = "SECS", value_parser = parse_keepalive)]
     pub tcp_keepalive: Option<Duration>,
 
     /// On Ctrl-C/SIGTERM, seconds to keep flushing pending echoes before
     /// closing everything (0 closes at once).
-    #[arg(long, value_name = "SECS", default_value_t = Secs(Config::default().shutdown_grace),
+    #[arg(long, env = "ECHOLOOP_SHUTDOWN_GRACE", value_name = "SECS", default_value_t = Secs(Config::default().shutdown_grace),
           value_parser = |s: &str| Config::SHUTDOWN_GRACE.parse(s).map(Secs))]
     pub shutdown_grace: Secs,
 
     /// Log the counters every this many seconds (at least 0.01). Default:
     /// only at exit.
-    #[arg(long, value_name = "SECS", value_parser = |s: &str| Config::STATS_INTERVAL.parse(s))]
+    #[arg(long, env = "ECHOLOOP_STATS_INTERVAL", value_name = "SECS", value_parser = |s: &str| Config::STATS_INTERVAL.parse(s))]
     pub stats_interval: Option<Duration>,
 
     /// Listen backlog: connections the kernel queues for us before we
     /// accept them (at least 1; capped by the kernel, e.g.
     /// net.core.somaxconn).
-    #[arg(long, value_name = "N", default_value_t = Config::default().backlog,
+    #[arg(long, env = "ECHOLOOP_BACKLOG", value_name = "N", default_value_t = Config::default().backlog,
           value_parser = |s: &str| Config::BACKLOG.parse(s).map(|n| n as u32))]
     pub backlog: u32,
 
     /// Leave Nagle's algorithm on (do not set TCP_NODELAY).
-    #[arg(long)]
+    #[arg(long, env = "ECHOLOOP_NO_NODELAY")]
     pub no_nodelay: bool,
 
     /// Serve UDP echo too (RFC 862 section 2: each datagram back to its
     /// source), on every --listen address, same port as TCP.
-    #[arg(long)]
+    #[arg(long, env = "ECHOLOOP_UDP")]
     pub udp: bool,
 
     /// Most UDP datagrams echoed per second to one source IP; over it they
     /// are dropped and counted. It caps what a spoofed-source flood can
     /// reflect at any one victim. 0: no limit (load tests from one host).
-    #[arg(long, value_name = "N", default_value_t = Config::default().udp_rate,
+    #[arg(long, env = "ECHOLOOP_UDP_RATE", value_name = "N", default_value_t = Config::default().udp_rate,
           value_parser = |s: &str| Config::UDP_RATE.parse(s).map(|n| n as u32))]
     pub udp_rate: u32,
+
+    /// Serve Prometheus metrics (GET /metrics) and a health check (GET
+    /// /healthz: 200 while serving, 503 once shutdown began) over HTTP on
+    /// this address, from the same loop. Default: off.
+    #[arg(long, env = "ECHOLOOP_METRICS", value_name = "ADDR", value_parser = resolve_one)]
+    pub metrics: Option<SocketAddr>,
+
+    /// Serve only clients from this range (CIDR, e.g. 10.0.0.0/8 or ::1/128;
+    /// a bare address is one host); repeat for several. Others are closed
+    /// at once and counted as denied. Default: everyone.
+    #[arg(long, env = "ECHOLOOP_ALLOW", value_delimiter = ',', value_name = "CIDR",
+          value_parser = parse_net)]
+    pub allow: Vec<IpNet>,
+
+    /// Never serve clients from this range (wins over --allow); repeat for
+    /// several.
+    #[arg(long, env = "ECHOLOOP_DENY", value_delimiter = ',', value_name = "CIDR",
+          value_parser = parse_net)]
+    pub deny: Vec<IpNet>,
+
+    /// At most this many connections open at once from one source IP; more
+    /// are closed at once and counted. Opt-in: it hurts the many clients
+    /// behind one NAT or load balancer, which all share an address.
+    #[arg(long, env = "ECHOLOOP_MAX_PER_SOURCE", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_per_source: Option<u64>,
+
+    /// Print the man page (roff) for this command line and exit:
+    /// `echoloop --man > echoloop.1`.
+    #[arg(long, exclusive = true)]
+    pub man: bool,
+
+    /// Print a completion script for SHELL and exit, e.g. `echoloop
+    /// --completions bash > /etc/bash_completion.d/echoloop`.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<clap_complete::Shell>,
 }
 
 /// A duration flag with a default, shown in `--help` in seconds.
@@ -110,6 +156,18 @@ fn parse_keepalive(text: &str) -> Result<Duration, String> {
     b.parse(text)
         .map(Duration::from_secs)
         .map_err(|why| format!("{why}: whole seconds from {} to {}", b.min, b.max))
+}
+
+/// Parses a CIDR range; a bare address is the one host.
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{text}` is not an IPv4 or IPv6 range (CIDR) or address"))
+}
+
+/// Resolves an address to its first socket address.
+fn resolve_one(text: &str) -> Result<SocketAddr, String> {
+    resolve(text).map(|r| r.0[0])
 }
 
 /// The socket addresses one `--listen` value resolved to.
@@ -150,6 +208,12 @@ impl Cli {
             backlog: self.backlog,
             udp: self.udp,
             udp_rate: self.udp_rate,
+            metrics: self.metrics,
+            allow: self.allow,
+            deny: self.deny,
+            max_per_source: self
+                .max_per_source
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             ..Config::default()
         }
     }

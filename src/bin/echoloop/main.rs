@@ -15,11 +15,36 @@ use cli::Cli;
 
 fn main() -> ExitCode {
     let cli: Cli = usage::parse_or_exit("echoloop");
+    if cli.man || cli.completions.is_some() {
+        return generate(&cli);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echoloop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--man` or `--completions SHELL`: writes it to stdout, from the same clap
+/// definition that parses the flags.
+fn generate(cli: &Cli) -> ExitCode {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let written = match cli.completions {
+        Some(shell) => {
+            clap_complete::generate(shell, &mut command, "echoloop", &mut out);
+            Ok(())
+        }
+        None => clap_mangen::Man::new(command).render(&mut out),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echoloop: write to stdout: {e}");
             ExitCode::FAILURE
         }
     }
