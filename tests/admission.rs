@@ -73,10 +73,23 @@ fn deny_refuses_its_range_only() {
     assert_eq!((stats.accepted, stats.refused_denied), (1, 1));
 }
 
-/// `--allow 127.0.0.1/32`: 127.0.0.3 is refused, 127.0.0.1 served; and a
-/// `--deny` inside the allowed range wins.
+/// `--allow 127.0.0.1/32`: 127.0.0.3 is refused, 127.0.0.1 served.
 #[test]
-fn allow_admits_only_its_range_and_deny_wins() {
+fn allow_admits_only_its_range() {
+    needs_distinct_sources!();
+    let server = TestServer::start(|c| c.allow = vec!["127.0.0.1/32".parse().unwrap()]);
+    assert_refused(&connect_from("127.0.0.3", server.addr));
+    assert_echo(&connect_from("127.0.0.1", server.addr), b"allowed");
+    wait_until("both counted", || attempted(&server.stats()) == 2);
+    let stats = server.stop();
+    assert_eq!((stats.accepted, stats.refused_denied), (1, 1));
+}
+
+/// A `--deny` inside an `--allow` range wins: of 127.0.0.0/30 allowed and
+/// 127.0.0.2 denied, 127.0.0.2 and 127.0.0.5 are refused, 127.0.0.1 and
+/// 127.0.0.3 served.
+#[test]
+fn deny_wins_over_allow() {
     needs_distinct_sources!();
     let server = TestServer::start(|c| {
         c.allow = vec!["127.0.0.0/30".parse().unwrap()];
