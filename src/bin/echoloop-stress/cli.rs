@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use echoloop::units::{Bounds, MAX_DURATION};
+use serde::{Deserialize, Serialize};
 
 /// What the connections do once they are up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Send messages and verify their echoes, for --duration or --messages.
     Load,

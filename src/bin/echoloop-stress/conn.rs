@@ -236,6 +236,22 @@ impl Slot {
         }
     }
 
+    /// Readies the slot for connection number `index`, whose stream starts
+    /// at `start` of the payload and which is to echo `quota` messages; its
+    /// connect starts at `now`.
+    pub fn reset(&mut self, index: u64, start: usize, quota: u64, now: u64) {
+        self.index = index;
+        self.start = start;
+        self.quota = quota;
+        self.issued = 0;
+        self.done = 0;
+        self.sent = 0;
+        self.received = 0;
+        self.timer_armed = false;
+        self.writable = true;
+        self.connect_started = now;
+    }
+
     /// Messages sent (or about to be) whose echo has not fully arrived.
     pub fn outstanding(&self) -> u64 {
         self.issued - self.done
