@@ -212,6 +212,9 @@ pub struct Slot {
     /// When an echo byte last arrived, or the wait for one began (ns since
     /// the epoch): the stall watchdog's reference for this connection.
     pub last_progress: u64,
+    /// Until the first echoed byte arrives: when the wait for it began (the
+    /// handshake, or idle mode's end of hold); 0 once it came.
+    pub first_byte_from: u64,
 }
 
 impl Slot {
@@ -233,6 +236,7 @@ impl Slot {
             connect_started: 0,
             rate_origin: 0,
             last_progress: 0,
+            first_byte_from: 0,
         }
     }
 
@@ -250,6 +254,7 @@ impl Slot {
         self.timer_armed = false;
         self.writable = true;
         self.connect_started = now;
+        self.first_byte_from = 0;
     }
 
     /// Messages sent (or about to be) whose echo has not fully arrived.

@@ -1,14 +1,21 @@
 //! The machine-readable report: one JSON object, written with serde from
 //! [`JsonReport`]. Its field names are a contract (scripts, the benchmark
 //! and the tests read them): add fields, never rename one.
+//!
+//! Every histogram is in it in full, as HdrHistogram's V2-deflate encoding
+//! in base64 (the payload of an interval log line), so that reports of
+//! runs made at the same time can be added up later (`merge`) exactly.
 
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::cli::Mode;
 use crate::conn::FailReason;
-use crate::report::{us, Report, QUANTILES};
+use crate::record::{Recorder, Series};
+use crate::report::{at_percentile, new_histogram, percentile_key, us, Report};
 
 /// One value per connect failure reason, named as the reports name them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -43,7 +50,7 @@ impl<T: Clone> ByReason<T> {
 /// A histogram's percentiles in microseconds: `{"p50": 12.3, …, "max": …,
 /// "mean": …, "count": n}`.
 #[derive(Debug, Clone)]
-pub struct Percentiles {
+pub struct Summary {
     /// (label, µs) for each quantile shown, in order.
     pub quantiles: Vec<(String, f64)>,
     /// Largest value, µs.
@@ -54,16 +61,16 @@ pub struct Percentiles {
     pub count: u64,
 }
 
-impl Percentiles {
-    /// The percentiles of `h`, or `None` (JSON `null`) with no samples.
-    pub fn of(h: &Histogram<u64>) -> Option<Self> {
+impl Summary {
+    /// The `percentiles` of `h`, or `None` (JSON `null`) with no samples.
+    pub fn of(h: &Histogram<u64>, percentiles: &[f64]) -> Option<Self> {
         if h.is_empty() {
             return None;
         }
-        Some(Percentiles {
-            quantiles: QUANTILES
+        Some(Summary {
+            quantiles: percentiles
                 .iter()
-                .map(|(name, q)| (name.to_string(), us(h.value_at_quantile(*q))))
+                .map(|&p| (percentile_key(p), us(at_percentile(h, p))))
                 .collect(),
             max: us(h.max()),
             mean: h.mean() / 1000.0,
@@ -72,7 +79,7 @@ impl Percentiles {
     }
 }
 
-impl Serialize for Percentiles {
+impl Serialize for Summary {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.quantiles.len() + 3))?;
         for (name, value) in &self.quantiles {
@@ -150,12 +157,19 @@ pub struct JsonReport {
     pub msgs_per_sec: Option<f64>,
     /// MiB per second of wall time.
     pub mib_per_sec: Option<f64>,
-    /// Round-trip latency percentiles (µs), `null` with no samples.
+    /// Round-trip latency percentiles (µs; open loop: from each scheduled
+    /// send), `null` with no samples.
     #[serde(skip_deserializing)]
-    pub latency_us: Option<Percentiles>,
+    pub latency_us: Option<Summary>,
     /// Connect time percentiles (µs), `null` with no samples.
     #[serde(skip_deserializing)]
-    pub connect_latency_us: Option<Percentiles>,
+    pub connect_latency_us: Option<Summary>,
+    /// Open loop: round trip from each actual send (µs), `null` otherwise.
+    #[serde(skip_deserializing)]
+    pub latency_uncorrected_us: Option<Summary>,
+    /// Established to first echoed byte, per connection (µs).
+    #[serde(skip_deserializing)]
+    pub first_byte_us: Option<Summary>,
     /// Churn mode: cycles completed.
     pub churn_cycles: u64,
     /// Churn mode: cycles per second.
@@ -180,6 +194,93 @@ pub struct JsonReport {
     pub verdict: Option<String>,
     /// The exit status.
     pub exit_code: i32,
+    /// What a failure means and what to do (ephemeral ports), or `null`.
+    #[serde(skip_deserializing)]
+    pub advice: Option<String>,
+    /// When the run began, seconds since the Unix epoch.
+    pub started_unix: f64,
+    /// When it ended.
+    pub ended_unix: f64,
+    /// How many runs this report adds up.
+    pub merged_runs: u64,
+    /// Every series' histogram in full (base64 of V2-deflate), by tag;
+    /// `null` for a series not recorded.
+    pub histograms: Histograms,
+}
+
+/// The encoded histograms, one field per [`Series`] tag.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Histograms {
+    /// [`Series::Rtt`].
+    pub rtt: Option<String>,
+    /// [`Series::RttUncorrected`].
+    #[serde(rename = "rtt-uncorrected")]
+    pub rtt_uncorrected: Option<String>,
+    /// [`Series::Connect`].
+    pub connect: Option<String>,
+    /// [`Series::FirstByte`].
+    #[serde(rename = "first-byte")]
+    pub first_byte: Option<String>,
+}
+
+impl Histograms {
+    /// The slot of `series`.
+    fn get_mut(&mut self, series: Series) -> &mut Option<String> {
+        match series {
+            Series::Rtt => &mut self.rtt,
+            Series::RttUncorrected => &mut self.rtt_uncorrected,
+            Series::Connect => &mut self.connect,
+            Series::FirstByte => &mut self.first_byte,
+        }
+    }
+
+    /// Encodes `rec`; `series` says which ones were recorded.
+    fn of(rec: &Recorder, series: &[Series]) -> Self {
+        let mut out = Histograms::default();
+        for &s in series {
+            *out.get_mut(s) = encode(rec.get(s)).ok();
+        }
+        out
+    }
+
+    /// Decodes every series present into a recorder; the error names the
+    /// series and what is wrong with it.
+    pub fn decode(&self) -> Result<Recorder, String> {
+        let mut rec = Recorder::new();
+        let mut copy = self.clone();
+        for series in Series::ALL {
+            if let Some(text) = copy.get_mut(series).take() {
+                let h = decode(&text).map_err(|e| format!("histograms.{}: {e}", series.tag()))?;
+                rec.hists[series.index()]
+                    .add(&h)
+                    .map_err(|e| format!("histograms.{}: {e:?}", series.tag()))?;
+            }
+        }
+        Ok(rec)
+    }
+}
+
+/// `h` as base64 of its V2-deflate encoding (`HISTF…`).
+pub fn encode(h: &Histogram<u64>) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .map_err(|e| format!("encode a histogram: {e:?}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The histogram `text` encodes (base64 of V2 or V2-deflate).
+pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("not an HdrHistogram encoding: {e:?}"))?;
+    let mut ours = new_histogram();
+    ours.add(&h)
+        .map_err(|e| format!("values out of range: {e:?}"))?;
+    Ok(ours)
 }
 
 impl JsonReport {
@@ -188,6 +289,7 @@ impl JsonReport {
         let s = &report.setup;
         let c = &report.counts;
         let samples = &report.samples;
+        let pcts = &report.percentiles;
         JsonReport {
             mode: s.mode,
             addr: s.addr.clone(),
@@ -217,8 +319,12 @@ impl JsonReport {
             bytes: c.bytes,
             msgs_per_sec: rounded(report.msgs_per_sec()),
             mib_per_sec: rounded(report.mib_per_sec()),
-            latency_us: Percentiles::of(&report.latency),
-            connect_latency_us: Percentiles::of(&report.connect_latency),
+            latency_us: Summary::of(report.rec.get(Series::Rtt), pcts),
+            connect_latency_us: Summary::of(report.rec.get(Series::Connect), pcts),
+            latency_uncorrected_us: s
+                .rate
+                .and_then(|_| Summary::of(report.rec.get(Series::RttUncorrected), pcts)),
+            first_byte_us: Summary::of(report.rec.get(Series::FirstByte), pcts),
             churn_cycles: c.cycles,
             connections_per_sec: report.connections_per_sec().and_then(rounded),
             idle_held: c.idle_held,
@@ -231,6 +337,11 @@ impl JsonReport {
             failures: c.failures(s.mode),
             verdict: report.verdict(),
             exit_code: report.exit_code(),
+            advice: report.advice(),
+            started_unix: report.started_unix,
+            ended_unix: report.started_unix + report.elapsed.as_secs_f64(),
+            merged_runs: report.merged_runs,
+            histograms: Histograms::of(&report.rec, &report.setup.series()),
         }
     }
 }
@@ -250,6 +361,19 @@ mod tests {
 
     /// Strings are escaped by serde; floats keep three decimals; a float
     /// JSON cannot hold becomes null.
+    #[test]
+    fn histograms_round_trip() {
+        let mut h = new_histogram();
+        for v in [1, 13_200, 3_000_000_000] {
+            h.record(v).expect("in range");
+        }
+        let text = encode(&h).expect("encode");
+        assert!(text.starts_with("HISTF"), "{text}");
+        assert_eq!(decode(&text).expect("decode"), h);
+        assert!(decode(&text[..text.len() / 2]).is_err());
+        assert!(decode("not base64!").is_err());
+    }
+
     #[test]
     fn values_are_valid_json() {
         assert_eq!(rounded(1.23456), Some(1.235));

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::conn::FailReason;
 use crate::counts::Counts;
+use crate::record::Series;
 use crate::report::{group, us, MIB};
 use crate::worker::Shared;
 
@@ -31,6 +33,8 @@ pub struct Live {
     /// nothing is outstanding. The status line shows a stall from it before
     /// `--echo-timeout` ends it.
     pub waiting_since: AtomicU64,
+    /// Connects failed for want of a local port (addr-not-available).
+    pub ports_short: AtomicU64,
 }
 
 impl Live {
@@ -42,6 +46,10 @@ impl Live {
         self.attempted.store(c.attempted, Ordering::Relaxed);
         self.messages.store(c.messages, Ordering::Relaxed);
         self.bytes.store(c.bytes, Ordering::Relaxed);
+        self.ports_short.store(
+            c.failed[FailReason::AddrNotAvailable.index()],
+            Ordering::Relaxed,
+        );
         self.errors.store(
             c.failed_total() + c.unexpected_closes + c.stalled + c.verification_errors,
             Ordering::Relaxed,
@@ -65,6 +73,8 @@ pub struct LiveTotals {
     /// The longest-waiting loop's last progress (ns since the epoch), if
     /// any loop is owed echoes.
     pub waiting_since: Option<u64>,
+    /// Connects failed for want of a local port.
+    pub ports_short: u64,
 }
 
 impl LiveTotals {
@@ -77,6 +87,7 @@ impl LiveTotals {
             t.messages += live.messages.load(Ordering::Relaxed);
             t.bytes += live.bytes.load(Ordering::Relaxed);
             t.errors += live.errors.load(Ordering::Relaxed);
+            t.ports_short += live.ports_short.load(Ordering::Relaxed);
             let since = live.waiting_since.load(Ordering::Relaxed);
             if since > 0 {
                 t.waiting_since = Some(t.waiting_since.map_or(since, |t| t.min(since)));
@@ -116,18 +127,22 @@ pub fn status_line(
             let _ = write!(line, " | no echo for {:.1} s", waited.as_secs_f64());
         }
     }
+    if now.ports_short > 0 {
+        line.push_str(" | ephemeral ports exhausted (TIME_WAIT): use --source-addrs");
+    }
     line
 }
 
 /// Prints one status line per second to stderr until every loop is done
 /// (`done` receives one message per loop that ends): rewritten in place on
-/// a terminal, one line each otherwise.
+/// a terminal, one line each otherwise. `on_tick` runs after each line.
 pub fn show_status(
     done: &mpsc::Receiver<()>,
     mut running: usize,
     lives: &[Arc<Live>],
     shared: &Shared,
     epoch: Instant,
+    on_tick: &mut dyn FnMut(),
 ) {
     const TICK: Duration = Duration::from_secs(1);
     let mut line = StatusWriter::new(epoch);
@@ -139,6 +154,7 @@ pub fn show_status(
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
                 line.tick(now, LiveTotals::read(lives), shared);
+                on_tick();
                 next_tick += TICK;
                 // Never queue up ticks after a stall of the main thread.
                 if next_tick < now {
@@ -180,10 +196,11 @@ impl StatusWriter {
     /// Writes the line for `totals` read at `now`.
     fn tick(&mut self, now: Instant, totals: LiveTotals, shared: &Shared) {
         let p99 = {
-            let h = shared
-                .latency
+            let timeline = shared
+                .timeline
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            let h = timeline.total.get(Series::Rtt);
             (!h.is_empty()).then(|| h.value_at_quantile(0.99))
         };
         let line = status_line(
@@ -232,5 +249,21 @@ mod tests {
         assert!(line(Some(1_500_000_000)).ends_with(" | no echo for 3.5 s"));
         assert!(!line(Some(4_500_000_000)).contains("no echo"));
         assert!(!line(None).contains("no echo"));
+    }
+
+    /// Connects short of local ports are named, with the cure.
+    #[test]
+    fn status_line_names_port_exhaustion() {
+        let second = Duration::from_secs(1);
+        let short = LiveTotals {
+            ports_short: 3,
+            ..LiveTotals::default()
+        };
+        let line = status_line(second, short, LiveTotals::default(), second, None);
+        assert!(
+            line.contains("ephemeral ports exhausted (TIME_WAIT)"),
+            "{line}"
+        );
+        assert!(line.contains("--source-addrs"), "{line}");
     }
 }

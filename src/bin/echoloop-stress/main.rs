@@ -54,13 +54,18 @@
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod chart;
 mod cli;
 mod conn;
 mod counts;
+mod intervals;
 mod json;
 mod live;
+mod merge;
 mod payload;
 mod plan;
+mod plot;
+mod record;
 mod report;
 mod run;
 #[path = "../common/usage.rs"]
@@ -69,7 +74,7 @@ mod worker;
 
 use std::io::{self, Write};
 
-use crate::cli::Args;
+use crate::cli::{Args, Command};
 use crate::plan::Plan;
 use crate::run::EXIT_SETUP;
 
@@ -82,6 +87,11 @@ fn main() {
 /// Runs the tool; returns the exit status.
 fn start() -> i32 {
     let args: Args = usage::parse_or_exit("echoloop-stress");
+    match &args.command {
+        Some(Command::Merge(merge)) => return merge::run(merge),
+        Some(Command::Chart(chart)) => return chart::run(chart),
+        None => {}
+    }
     match Plan::from_args(&args) {
         Ok(plan) => {
             let fd_limit = raise_fd_limit(&args);

@@ -45,6 +45,8 @@ pub struct Plan {
     pub payload: Payload,
     /// Spin on `poll` with a zero timeout instead of sleeping in it.
     pub busy_poll: bool,
+    /// `--interval`: the length of one histogram of the timeline, in ns.
+    pub interval_ns: u64,
 }
 
 /// A duration in whole nanoseconds, saturating.
@@ -55,6 +57,25 @@ fn nanos(d: Duration) -> u64 {
 /// Nanoseconds between two events at `rate` per second, at least 1.
 fn interval_ns(rate: f64) -> u64 {
     ((1e9 / rate).round() as u64).max(1)
+}
+
+/// Loopback source addresses a loopback IPv4 target is connected from by
+/// default: each brings its own ephemeral ports (~28 K), so a run does not
+/// find them all in TIME_WAIT from the run before.
+pub const DEFAULT_LOOPBACK_SOURCES: u8 = 16;
+
+/// The source addresses when `--source-addrs` is not given: against an IPv4
+/// loopback target on Linux (which routes all of 127.0.0.0/8 to the
+/// loopback), 127.0.0.1 to 127.0.0.16, round robin; elsewhere none (the OS
+/// picks).
+fn default_sources(target: SocketAddr) -> Vec<IpAddr> {
+    match target.ip() {
+        IpAddr::V4(ip) if cfg!(target_os = "linux") && ip.is_loopback() => (1
+            ..=DEFAULT_LOOPBACK_SOURCES)
+            .map(|n| IpAddr::from([127, 0, 0, n]))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 impl Plan {
@@ -88,9 +109,10 @@ impl Plan {
             source_addrs: args
                 .source_addrs
                 .clone()
-                .map_or_else(Vec::new, |SourceAddrs(list)| list),
+                .map_or_else(|| default_sources(addr), |SourceAddrs(list)| list),
             payload: Payload::new(),
             busy_poll: args.busy_poll,
+            interval_ns: nanos(args.interval).max(1),
         })
     }
 

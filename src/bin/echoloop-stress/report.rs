@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use crate::cli::Mode;
 use crate::conn::FailReason;
 use crate::counts::{Counts, Samples};
+use crate::record::{Recorder, Series};
 
 /// Latencies are recorded in nanoseconds, from 1 ns up to an hour, to three
 /// significant digits (0.1 % resolution): a 13.2 µs loopback round trip and
@@ -75,14 +76,30 @@ pub struct Report {
     pub counts: Counts,
     /// The first error of each kind.
     pub samples: Samples,
-    /// Round-trip latency of every echoed message, in ns.
-    pub latency: Histogram<u64>,
-    /// Time from `connect` to established, per connection, in ns.
-    pub connect_latency: Histogram<u64>,
-    /// Wall time from the first connect to the last loop's end.
+    /// Every series' histogram over the whole run, in ns.
+    pub rec: Recorder,
+    /// The percentiles to show (`--percentiles`).
+    pub percentiles: Vec<f64>,
+    /// Wall time from the first connect to the last loop's end (merged:
+    /// from the first run's start to the last one's end).
     pub elapsed: Duration,
+    /// When the run began, in seconds since the Unix epoch.
+    pub started_unix: f64,
     /// Whether Ctrl-C cut the run short.
     pub interrupted: bool,
+    /// How many runs this report adds up (1 for a run of its own).
+    pub merged_runs: u64,
+}
+
+impl Setup {
+    /// The series this run records: the uncorrected round trip only in
+    /// the open loop (in the closed loop it is the round trip).
+    pub fn series(&self) -> Vec<Series> {
+        Series::ALL
+            .into_iter()
+            .filter(|s| *s != Series::RttUncorrected || self.rate.is_some())
+            .collect()
+    }
 }
 
 impl Report {
@@ -163,7 +180,7 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "echoloop-stress: {} mode against {}, {} connections, {} B messages, pipeline {}, {}, {} thread(s){}",
+            "echoloop-stress: {} mode against {}, {} connections, {} B messages, pipeline {}, {}, {} thread(s){}{}",
             s.mode.name(),
             s.addr,
             group(s.connections),
@@ -171,6 +188,11 @@ impl Report {
             s.pipeline,
             loop_kind,
             s.threads,
+            if self.merged_runs > 1 {
+                format!(", {} runs merged", self.merged_runs)
+            } else {
+                String::new()
+            },
             if self.interrupted { " (interrupted by Ctrl-C)" } else { "" },
         );
     }
@@ -215,12 +237,18 @@ impl Report {
             group(self.msgs_per_sec().round() as u64),
             self.mib_per_sec(),
         );
-        let _ = writeln!(out, "latency:      {}", percentiles_text(&self.latency));
-        let _ = writeln!(
-            out,
-            "connect time: {}",
-            percentiles_text(&self.connect_latency)
-        );
+        for (label, series) in [
+            ("latency:     ", Series::Rtt),
+            ("uncorrected: ", Series::RttUncorrected),
+            ("connect time:", Series::Connect),
+            ("first byte:  ", Series::FirstByte),
+        ] {
+            if !self.setup.series().contains(&series) {
+                continue;
+            }
+            let h = self.rec.get(series);
+            let _ = writeln!(out, "{label} {}", percentiles_text(h, &self.percentiles));
+        }
         if let Some(rate) = self.connections_per_sec() {
             let _ = writeln!(
                 out,
@@ -237,6 +265,20 @@ impl Report {
                 group(c.idle_survived)
             );
         }
+    }
+
+    /// What a failure of this run means and what to do, if it says so
+    /// plainly enough: connects failing for want of a local port.
+    pub fn advice(&self) -> Option<String> {
+        let short = self.counts.failed[FailReason::AddrNotAvailable.index()];
+        (short > 0).then(|| {
+            format!(
+                "ephemeral ports exhausted (TIME_WAIT): {} connect(s) found no free local \
+                 port; spread the connections over more source addresses with --source-addrs \
+                 (e.g. 127.0.0.1-127.0.0.32 against a loopback server)",
+                group(short)
+            )
+        })
     }
 
     /// Verification, and the first error of each kind.
@@ -266,26 +308,31 @@ impl Report {
                 let _ = writeln!(out, "first error:  {name}: {m}");
             }
         }
+        if let Some(advice) = self.advice() {
+            let _ = writeln!(out, "ports:        {advice}");
+        }
     }
 }
 
-/// The quantiles every latency line shows, with their labels.
-pub const QUANTILES: [(&str, f64); 4] =
-    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)];
+/// The label of percentile `p`: `p50`, `p99_9`, `p99_99` (JSON keys; the
+/// text shows `p99.9`).
+pub fn percentile_key(p: f64) -> String {
+    format!("p{p}").replace('.', "_")
+}
+
+/// The value at percentile `p` (0–100] of `h`.
+pub fn at_percentile(h: &Histogram<u64>, p: f64) -> u64 {
+    h.value_at_quantile(p / 100.0)
+}
 
 /// `p50 12.3 us  p90 …  max …` or `-` with no samples.
-fn percentiles_text(h: &Histogram<u64>) -> String {
+fn percentiles_text(h: &Histogram<u64>, percentiles: &[f64]) -> String {
     if h.is_empty() {
         return "- (no samples)".to_string();
     }
     let mut out = String::new();
-    for (name, q) in QUANTILES {
-        let _ = write!(
-            out,
-            "{} {:.1} us  ",
-            name.replace('_', "."),
-            us(h.value_at_quantile(q))
-        );
+    for &p in percentiles {
+        let _ = write!(out, "p{p} {:.1} us  ", us(at_percentile(h, p)));
     }
     let _ = write!(
         out,
@@ -300,6 +347,13 @@ fn percentiles_text(h: &Histogram<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentile_labels() {
+        assert_eq!(percentile_key(50.0), "p50");
+        assert_eq!(percentile_key(99.9), "p99_9");
+        assert_eq!(percentile_key(99.99), "p99_99");
+    }
 
     #[test]
     fn grouping() {

@@ -38,7 +38,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use mio::{Events, Poll, Token};
 
 use crate::cli::Mode;
@@ -46,7 +45,7 @@ use crate::conn::{Slot, State};
 use crate::counts::{Counts, Samples};
 use crate::live::Live;
 use crate::plan::Plan;
-use crate::report::new_histogram;
+use crate::record::{Recorder, Timeline};
 
 use self::phase::Phase;
 
@@ -70,17 +69,18 @@ const PUBLISH_EVERY_NS: u64 = 250_000_000;
 pub struct Shared {
     /// Set by Ctrl-C: every loop stops at its next turn.
     pub stop: AtomicBool,
-    /// Latencies of every loop so far; the status line reads its p99, the
-    /// final report all of it.
-    pub latency: Mutex<Histogram<u64>>,
+    /// Every loop's recordings, by interval and in total; the status line
+    /// reads its p99, the interval log and the plot its intervals, the
+    /// final report its total.
+    pub timeline: Mutex<Timeline>,
 }
 
 impl Shared {
-    /// Nothing stopped, nothing recorded yet.
-    pub fn new() -> Self {
+    /// Nothing stopped, nothing recorded yet, for `loops` loops.
+    pub fn new(loops: usize) -> Self {
         Shared {
             stop: AtomicBool::new(false),
-            latency: Mutex::new(new_histogram()),
+            timeline: Mutex::new(Timeline::new(loops)),
         }
     }
 }
@@ -92,8 +92,6 @@ pub struct Outcome {
     pub counts: Counts,
     /// The first error of each kind it saw.
     pub samples: Samples,
-    /// Its connect latencies.
-    pub connect_latency: Histogram<u64>,
     /// Whether Ctrl-C ended it.
     pub interrupted: bool,
 }
@@ -117,8 +115,11 @@ pub struct Worker {
     slots: Vec<Slot>,
     /// Send timestamp (ns since the epoch) of each message in flight:
     /// `pipeline` entries per slot, message `i` at `i mod pipeline`. One flat
-    /// table, allocated once.
+    /// table, allocated once. In the open loop, the scheduled time.
     sent_at: Vec<u64>,
+    /// Open loop only (else empty): the actual send time of each message in
+    /// flight, laid out as `sent_at`, for the uncorrected latency.
+    sent_actual: Vec<u64>,
     /// The loop's one read buffer.
     buf: Box<[u8]>,
     /// Slots waiting for their turn to connect, in order.
@@ -154,10 +155,10 @@ pub struct Worker {
     waiting_since: u64,
     /// When latencies and counters are next published.
     next_publish: u64,
-    /// Latencies since the last publish.
-    latency: Histogram<u64>,
-    /// Connect latencies, all run.
-    connect_latency: Histogram<u64>,
+    /// The interval (time / `--interval`) being recorded into.
+    interval: u64,
+    /// What was timed since the last publish, all in `interval`.
+    rec: Recorder,
     /// What this loop counted.
     counts: Counts,
     /// First error of each kind.
@@ -189,6 +190,10 @@ impl Worker {
             poll,
             slots: (0..slot_count).map(|_| Slot::new()).collect(),
             sent_at: vec![0; slot_count * plan.pipeline as usize],
+            sent_actual: match plan.rate_interval_ns {
+                Some(_) => vec![0; slot_count * plan.pipeline as usize],
+                None => Vec::new(),
+            },
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             queue: (0..slot_count).collect(),
             budget,
@@ -205,8 +210,8 @@ impl Worker {
             next_stall_check: 0,
             waiting_since: 0,
             next_publish: PUBLISH_EVERY_NS,
-            latency: new_histogram(),
-            connect_latency: new_histogram(),
+            interval: 0,
+            rec: Recorder::new(),
             counts: Counts::default(),
             samples: Samples::default(),
             plan,
@@ -250,12 +255,11 @@ impl Worker {
             }
             self.dispatch(&events);
         }
-        self.publish_latency();
+        self.publish_latency(u64::MAX);
         self.publish_counters();
         Outcome {
             counts: self.counts,
             samples: self.samples,
-            connect_latency: self.connect_latency,
             interrupted,
         }
     }
@@ -264,6 +268,7 @@ impl Worker {
     fn dispatch(&mut self, events: &Events) {
         // Echoes are timed at the moment the kernel reported them.
         let turn = self.now();
+        self.roll_interval(turn);
         for event in events.iter() {
             let token = event.token();
             if token == WAKER || token.0 >= self.slots.len() {
@@ -311,7 +316,10 @@ impl Worker {
 
     /// The earliest time something is due, for the `poll` timeout.
     fn next_wake(&self, now: u64) -> u64 {
-        let mut wake = self.next_publish;
+        let next_interval = self.interval.saturating_add(1);
+        let mut wake = self
+            .next_publish
+            .min(next_interval.saturating_mul(self.plan.interval_ns));
         if self.phase == Phase::Run && self.connects_left() {
             wake = wake.min(if self.connect_interval_ns.is_some() {
                 self.next_connect_at
@@ -338,34 +346,40 @@ impl Worker {
     /// Fires whatever is due: connect timeouts, open-loop sends, paced
     /// connects, the publish tick, the stall watchdog and phase changes.
     fn on_timers(&mut self, now: u64) {
+        self.roll_interval(now);
         self.expire_connects(now);
         self.fire_rate_timers(now);
         if self.phase == Phase::Run {
             self.start_due_connects(now);
         }
         if now >= self.next_publish {
-            self.publish_latency();
+            self.publish_latency(self.interval);
             self.next_publish = now + PUBLISH_EVERY_NS;
         }
         self.watch_stalls(now);
         self.advance_phase(now);
     }
 
-    /// Folds the latencies recorded since the last call into the shared
-    /// histogram.
-    fn publish_latency(&mut self) {
-        if self.latency.is_empty() {
-            return;
+    /// At an interval boundary: publishes what the past interval recorded,
+    /// and records into the one `now` is in from here on.
+    fn roll_interval(&mut self, now: u64) {
+        let current = now / self.plan.interval_ns;
+        if current != self.interval {
+            self.publish_latency(current);
+            self.interval = current;
         }
-        let mut shared = self
+    }
+
+    /// Adds what was recorded since the last call to the shared timeline,
+    /// under the current interval; from now on this loop records into
+    /// interval `next` (`u64::MAX`: it is done).
+    fn publish_latency(&mut self, next: u64) {
+        let mut timeline = self
             .shared
-            .latency
+            .timeline
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = shared.add(&self.latency);
-        drop(shared);
-        self.latency.reset();
+        timeline.publish(self.id as usize, self.interval, &mut self.rec, next);
     }
 
     /// Mirrors this loop's counters into its `Live` for the status line.

@@ -13,6 +13,7 @@ use super::end::End;
 use super::Worker;
 use crate::conn::{self, FailReason, State};
 use crate::payload::Payload;
+use crate::record::Series;
 
 /// Connects started per loop turn at most, so a ramp of thousands of
 /// connections does not starve the ones already open.
@@ -129,8 +130,9 @@ impl Worker {
         let plan = &self.plan;
         let slot = &mut self.slots[s];
         slot.state = State::Open;
-        self.connect_latency
-            .saturating_record(turn.saturating_sub(slot.connect_started).max(1));
+        slot.first_byte_from = turn;
+        self.rec
+            .record(Series::Connect, turn.saturating_sub(slot.connect_started));
         if let Some(interval) = plan.rate_interval_ns {
             // Spread the connections' schedules evenly over one interval.
             let phase = u128::from(interval) * u128::from(slot.index % plan.connections)

@@ -55,7 +55,7 @@ impl Worker {
                     };
                 }
             }
-            Phase::Hold { until } if now >= until => self.begin_verify(),
+            Phase::Hold { until } if now >= until => self.begin_verify(now),
             Phase::Drain { until } if now >= until => self.end_stalled(now, true),
             _ => {}
         }
@@ -78,12 +78,14 @@ impl Worker {
         }
     }
 
-    /// Idle mode: the hold is over; send one message on every survivor.
-    fn begin_verify(&mut self) {
+    /// Idle mode: the hold is over; send one message on every survivor
+    /// (its time to first byte counts from now).
+    fn begin_verify(&mut self, now: u64) {
         self.phase = Phase::Verify;
         self.counts.idle_held = self.open as u64;
         for s in 0..self.slots.len() {
             if self.slots[s].state == State::Open {
+                self.slots[s].first_byte_from = now;
                 self.pump(s);
             }
         }

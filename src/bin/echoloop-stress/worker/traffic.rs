@@ -14,6 +14,7 @@ use super::phase::Phase;
 use super::Worker;
 use crate::conn::State;
 use crate::payload::PERIOD;
+use crate::record::Series;
 
 /// Open loop: how early a message may go out. `poll` sleeps in whole
 /// milliseconds (mio rounds up), so waiting for the exact send time would
@@ -85,8 +86,9 @@ impl Worker {
             plan,
             slots,
             sent_at,
+            sent_actual,
             buf,
-            latency,
+            rec,
             counts,
             outstanding,
             ..
@@ -112,6 +114,10 @@ impl Worker {
                 got[i]
             )));
         }
+        if slot.first_byte_from > 0 {
+            rec.record(Series::FirstByte, turn.saturating_sub(slot.first_byte_from));
+            slot.first_byte_from = 0;
+        }
         slot.received += n as u64;
         counts.bytes += n as u64;
         slot.last_progress = turn;
@@ -119,8 +125,11 @@ impl Worker {
         let base = s * k as usize;
         let complete = slot.received / plan.message_size;
         while slot.done < complete {
-            let sent = sent_at[base + (slot.done % k) as usize];
-            latency.saturating_record(turn.saturating_sub(sent).max(1));
+            let at = base + (slot.done % k) as usize;
+            rec.record(Series::Rtt, turn.saturating_sub(sent_at[at]));
+            if let Some(actual) = sent_actual.get(at) {
+                rec.record(Series::RttUncorrected, turn.saturating_sub(*actual));
+            }
             slot.done += 1;
             *outstanding -= 1;
             counts.messages += 1;
@@ -166,6 +175,7 @@ impl Worker {
             plan,
             slots,
             sent_at,
+            sent_actual,
             rate_timers,
             outstanding,
             ..
@@ -196,7 +206,11 @@ impl Worker {
                 // Nothing was in flight: the wait for an echo starts now.
                 slot.last_progress = now;
             }
-            sent_at[base + (slot.issued % k) as usize] = stamp;
+            let at = base + (slot.issued % k) as usize;
+            sent_at[at] = stamp;
+            if let Some(actual) = sent_actual.get_mut(at) {
+                *actual = now;
+            }
             slot.issued += 1;
             *outstanding += 1;
         }
