@@ -904,3 +904,97 @@ impl Field for Json {
             .unwrap_or_else(|| panic!("{self} is not a string"))
     }
 }
+
+/// Proves output files are checked before any connection is made: an
+/// unwritable `--hlog` or `--plot` path is one line naming the flag and
+/// the path, exit status 2, and the server never sees a connect; so is a
+/// percentile above 100 (a usage error).
+#[test]
+fn unwritable_outputs_and_bad_percentiles_fail_before_connecting() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let nowhere = std::env::temp_dir()
+        .join("echoloop-stress-no-such-dir")
+        .join("x");
+    let nowhere = nowhere.to_string_lossy();
+    for (args, says) in [
+        (&["--hlog", &nowhere][..], "--hlog"),
+        (&["--plot", &nowhere], "--plot"),
+        (&["--percentiles", "50,101"], "--percentiles"),
+        (&["--percentiles", "0"], "--percentiles"),
+    ] {
+        let mut argv = vec!["--addr", &addr, "-n", "10"];
+        argv.extend_from_slice(args);
+        let run = stress(&argv);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+    assert!(server.peers.lock().expect("peers").is_empty());
+}
+
+/// Proves the open loop reports the uncorrected latency beside the
+/// corrected one, and that the gap is what coordinated omission hides:
+/// against a server that stalls once for 500 ms, the latency from each
+/// message's schedule has a p99 of 300 ms or more, while the latency from
+/// each actual send (wrk2's `-U`) stays far below it — only the few
+/// messages in flight when the stall began waited it out. Connect time and
+/// time to first byte are reported once per connection.
+#[test]
+fn open_loop_reports_uncorrected_latency_apart() {
+    let server = serve(Behaviour::StallOnceAfter(64 * 100));
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr", &addr, "-c", "4", "-s", "64", "--rate", "200", "-d", "2", "--json",
+    ]);
+    run.assert_ok();
+    let j = run.json();
+    let corrected = j["latency_us"]["p99"].f64();
+    let uncorrected = j["latency_uncorrected_us"]["p99"].f64();
+    assert!(corrected >= 300_000.0, "corrected p99 {corrected} µs");
+    assert!(uncorrected < 100_000.0, "uncorrected p99 {uncorrected} µs");
+    assert_eq!(
+        j["latency_uncorrected_us"]["count"].u64(),
+        j["messages"].u64()
+    );
+    assert_eq!(j["connect_latency_us"]["count"].u64(), 4);
+    assert_eq!(j["first_byte_us"]["count"].u64(), 4);
+    assert!(
+        run.stdout.contains("\"rtt-uncorrected\": \"HISTF"),
+        "{}",
+        run.stdout
+    );
+
+    // The closed loop has one round trip: no uncorrected series.
+    let run = stress(&["--addr", &addr, "-c", "2", "-n", "20", "--json"]);
+    run.assert_ok();
+    assert!(run.json()["latency_uncorrected_us"].is_null());
+}
+
+/// Proves `--percentiles` picks what the report shows, in text and JSON.
+#[test]
+fn percentiles_flag_picks_the_columns() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let args = [
+        "--addr",
+        &addr,
+        "-c",
+        "2",
+        "-n",
+        "200",
+        "--percentiles",
+        "50,99.99",
+    ];
+    let run = stress(&args);
+    run.assert_ok();
+    assert!(run.stdout.contains("latency:      p50 "), "{}", run.stdout);
+    assert!(run.stdout.contains(" p99.99 "), "{}", run.stdout);
+    assert!(!run.stdout.contains(" p90 "), "{}", run.stdout);
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let j = stress(&json_args).json();
+    assert!(j["latency_us"]["p99_99"].f64() > 0.0);
+    assert!(j["latency_us"]["p90"].is_null());
+}

@@ -18,6 +18,7 @@ use plotters::prelude::*;
 use serde_json::Value;
 
 use crate::cli::ChartArgs;
+use crate::plot::tick;
 use crate::run::EXIT_SETUP;
 
 /// Chart size in pixels.
@@ -159,6 +160,8 @@ fn draw_backends(path: &Path, lines: &[Line]) -> Result<(), DrawError> {
         .configure_mesh()
         .x_desc("idle connections held")
         .y_desc("echoed messages per second (msgs/s, log scale)")
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
         .draw()?;
     for (i, (name, line)) in lines.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
@@ -187,8 +190,10 @@ fn draw_techniques(path: &Path, groups: &[Group]) -> Result<(), DrawError> {
         .iter()
         .flat_map(|(_, bars)| bars.iter().flatten())
         .fold(1.0f64, |a, &b| a.max(b))
-        * 1.1;
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+        * 1.3;
+    // Room for each technique's name under its bars.
+    let width = SIZE.0.max(150 * groups.len() as u32);
+    let root = SVGBackend::new(path, (width, SIZE.1)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .margin(15)
@@ -212,6 +217,7 @@ fn draw_techniques(path: &Path, groups: &[Group]) -> Result<(), DrawError> {
         .x_label_formatter(&label)
         .x_desc("technique")
         .y_desc("echoed messages per second (msgs/s)")
+        .y_label_formatter(&tick)
         .draw()?;
     for (j, (_, case)) in CASES.iter().enumerate() {
         let colour = COLOURS[j];

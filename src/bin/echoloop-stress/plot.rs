@@ -8,7 +8,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::intervals::Point;
-use crate::report::Setup;
+use crate::report::{group, Setup};
 
 /// The picture's size in pixels.
 const SIZE: (u32, u32) = (1000, 720);
@@ -54,6 +54,29 @@ fn title(s: &Setup) -> String {
     )
 }
 
+/// An axis value as a tick label: `12,345` from 10 up, `1.5` below.
+pub fn tick(v: &f64) -> String {
+    if v.abs() >= 10.0 {
+        group(v.round() as u64)
+    } else {
+        format!("{}", (v * 100.0).round() / 100.0)
+    }
+}
+
+/// `value` of each interval as steps: flat across the interval, so each
+/// is seen for the time it covers.
+fn steps<'a>(
+    points: &'a [Point],
+    value: impl Fn(&Point) -> Option<f64> + 'a,
+) -> impl Iterator<Item = (f64, f64)> + 'a {
+    points.iter().flat_map(move |p| {
+        value(p)
+            .map(|v| [(p.start, v), (p.start + p.secs, v)])
+            .into_iter()
+            .flatten()
+    })
+}
+
 /// The error type every drawing call returns.
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
@@ -75,10 +98,11 @@ fn throughput(
         .configure_mesh()
         .x_desc("time since start (s)")
         .y_desc("echoed messages per second (msgs/s)")
+        .y_label_formatter(&tick)
         .draw()?;
     chart
         .draw_series(LineSeries::new(
-            points.iter().map(|p| (p.start + p.secs, rate(p))),
+            steps(points, |p| Some(rate(p))),
             &COLOURS[0],
         ))?
         .label("msgs/s")
@@ -122,14 +146,13 @@ fn latency(
         .configure_mesh()
         .x_desc("time since start (s)")
         .y_desc("latency (µs, log scale)")
+        .y_label_formatter(&tick)
         .draw()?;
     for (i, name) in ["p50", "p99", "p99.9", "max"].into_iter().enumerate() {
         let colour = COLOURS[i];
         chart
             .draw_series(LineSeries::new(
-                points
-                    .iter()
-                    .filter_map(|p| p.latency.map(|l| (p.start + p.secs, l[i]))),
+                steps(points, move |p| p.latency.map(|l| l[i])),
                 &colour,
             ))?
             .label(name)
@@ -139,9 +162,7 @@ fn latency(
         let colour = RGBColor(44, 160, 44);
         chart
             .draw_series(LineSeries::new(
-                points
-                    .iter()
-                    .filter_map(|p| p.uncorrected_p99.map(|v| (p.start + p.secs, v))),
+                steps(points, |p| p.uncorrected_p99),
                 &colour,
             ))?
             .label("p99 uncorrected")
