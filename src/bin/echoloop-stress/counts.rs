@@ -9,7 +9,7 @@ pub struct Counts {
     pub attempted: u64,
     /// Connects that completed the handshake.
     pub established: u64,
-    /// Connects that failed, by [`FailReason::index`].
+    /// Connects that failed, by [`FailReason::index`](crate::conn::FailReason::index).
     pub failed: [u64; 5],
     /// Connects still in progress when the run ended or was interrupted:
     /// connections never established, so never tested (failures, except in
@@ -91,7 +91,7 @@ impl Counts {
 /// say why.
 #[derive(Debug, Default, Clone)]
 pub struct Samples {
-    /// First failed connect of each reason, by [`FailReason::index`].
+    /// First failed connect of each reason, by [`FailReason::index`](crate::conn::FailReason::index).
     pub failed: [Option<String>; 5],
     /// First unexpected close.
     pub unexpected: Option<String>,

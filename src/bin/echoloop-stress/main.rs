@@ -33,7 +33,8 @@
 //!   the stall in their latency (the coordinated-omission correction of wrk2).
 //! - **Connections.** Sockets are made with socket2 so they can be bound to a
 //!   source address (`--source-addrs`, spreading connections over loopback
-//!   addresses so ephemeral ports never run out) before a non-blocking
+//!   addresses so ephemeral ports never run out; against a loopback server
+//!   on Linux, 127.0.0.1-127.0.0.16 by default) before a non-blocking
 //!   connect. `--connect-rate` paces the ramp-up. A failed connect is counted
 //!   by reason (refused, timeout, addr-not-available, reset, other) and never
 //!   stops the run. The soft open-file limit is raised to the hard limit.
@@ -45,6 +46,17 @@
 //! - **Modes.** `load` (default), `idle` (hold N connections open for the
 //!   duration, then check each still echoes) and `churn` (connect, echo one
 //!   message, close, repeat; reports connections per second).
+//!
+//! - **Latency over time.** Each loop records round trips (corrected and,
+//!   in the open loop, uncorrected), connect times and times to first byte
+//!   into histograms it hands to a shared timeline per `--interval`
+//!   (`record.rs`); the main thread writes each complete interval to the
+//!   `--hlog` interval log and keeps a point for the `--plot` picture
+//!   (`intervals.rs`, `plot.rs`).
+//! - **Many machines.** `--json` embeds every histogram, `--start-at`
+//!   starts clients together, and `echoloop-stress merge` adds their
+//!   reports up exactly (`merge.rs`). `echoloop-stress chart` draws the
+//!   benchmark's results (`chart.rs`).
 //!
 //! Once a second a status line goes to stderr (rewritten in place on a
 //! terminal). The final report goes to stdout, as text or `--json`. Ctrl-C
