@@ -26,15 +26,22 @@ const PACKAGE: &str = "hdrhistogram";
 
 /// Reads what echoloop-stress wrote, with HdrHistogram_py and
 /// xml.etree, and prints it back as JSON: per file and tag, the total
-/// count and the p99 (ns); the SVG's text elements.
+/// count and the p99 (ns, at the same rank as the report's: the smallest
+/// value at least 99 % of the samples do not exceed); the SVG's text
+/// elements.
 const CHECK: &str = r#"
-import json, sys
+import json, math, sys
 import xml.etree.ElementTree as ET
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 def summary(h):
-    return {"count": h.get_total_count(), "p99": h.get_value_at_percentile(99)}
+    # The p99 at the report's rank, ceil(0.99 n): HdrHistogram_py's own
+    # rounds 0.99 n to the nearest rank, one lower when its fraction is
+    # under a half -- a different definition, not a different histogram.
+    n = h.get_total_count()
+    rank = max(1, math.ceil(0.99 * n))
+    return {"count": n, "p99": h.get_value_at_percentile(rank * 100.0 / n) if n else 0}
 
 report, hlog, svg = sys.argv[1:4]
 out = {"hlog": {}, "json": {}, "merged": {}, "svg": []}
