@@ -13,6 +13,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::Value as Json;
+
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_echoloop-stress");
 
@@ -212,7 +214,7 @@ impl Run {
 
     /// The `--json` report, parsed (panics if it is not valid JSON).
     fn json(&self) -> Json {
-        Json::parse(&self.stdout)
+        serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{}", self.stdout))
     }
 }
@@ -293,17 +295,17 @@ fn load_mode_echoes_exact_count_all_verified() {
     ]);
     run.assert_ok();
     let j = run.json();
-    assert_eq!(j.get("messages").u64(), 2000);
-    assert_eq!(j.get("bytes").u64(), 200_000);
-    assert_eq!(j.get("verification_errors").u64(), 0);
-    assert_eq!(j.get("connections_attempted").u64(), 20);
-    assert_eq!(j.get("connections_established").u64(), 20);
-    assert_eq!(j.get("connections_failed").u64(), 0);
-    assert_eq!(j.get("unexpected_closes").u64(), 0);
-    assert_eq!(j.get("latency_us").get("count").u64(), 2000);
-    assert!(j.get("latency_us").get("p50").f64() > 0.0);
-    assert!(j.get("latency_us").get("p99").f64() >= j.get("latency_us").get("p50").f64());
-    assert_eq!(j.get("exit_code").u64(), 0);
+    assert_eq!(j["messages"].u64(), 2000);
+    assert_eq!(j["bytes"].u64(), 200_000);
+    assert_eq!(j["verification_errors"].u64(), 0);
+    assert_eq!(j["connections_attempted"].u64(), 20);
+    assert_eq!(j["connections_established"].u64(), 20);
+    assert_eq!(j["connections_failed"].u64(), 0);
+    assert_eq!(j["unexpected_closes"].u64(), 0);
+    assert_eq!(j["latency_us"]["count"].u64(), 2000);
+    assert!(j["latency_us"]["p50"].f64() > 0.0);
+    assert!(j["latency_us"]["p99"].f64() >= j["latency_us"]["p50"].f64());
+    assert_eq!(j["exit_code"].u64(), 0);
 }
 
 /// Proves the open loop sends on its schedule rather than as fast as it
@@ -328,13 +330,13 @@ fn open_loop_rate_sends_on_schedule() {
     ]);
     run.assert_ok();
     let j = run.json();
-    let messages = j.get("messages").u64();
+    let messages = j["messages"].u64();
     assert!(
         (700..=850).contains(&messages),
         "{messages} messages, expected ~800"
     );
-    assert_eq!(j.get("verification_errors").u64(), 0);
-    assert_eq!(j.get("rate_per_connection").f64(), 200.0);
+    assert_eq!(j["verification_errors"].u64(), 0);
+    assert_eq!(j["rate_per_connection"].f64(), 200.0);
 }
 
 /// Proves churn mode opens, echoes through and closes one connection per
@@ -359,12 +361,12 @@ fn churn_mode_counts_cycles() {
     ]);
     run.assert_ok();
     let j = run.json();
-    assert_eq!(j.get("churn_cycles").u64(), 200);
-    assert_eq!(j.get("connections_attempted").u64(), 200);
-    assert_eq!(j.get("connections_established").u64(), 200);
-    assert_eq!(j.get("messages").u64(), 200);
-    assert_eq!(j.get("verification_errors").u64(), 0);
-    assert!(j.get("connections_per_sec").f64() > 0.0);
+    assert_eq!(j["churn_cycles"].u64(), 200);
+    assert_eq!(j["connections_attempted"].u64(), 200);
+    assert_eq!(j["connections_established"].u64(), 200);
+    assert_eq!(j["messages"].u64(), 200);
+    assert_eq!(j["verification_errors"].u64(), 0);
+    assert!(j["connections_per_sec"].f64() > 0.0);
     assert_eq!(server.peers.lock().expect("peers").len(), 200);
 }
 
@@ -387,10 +389,10 @@ fn idle_mode_verifies_every_survivor() {
     ]);
     run.assert_ok();
     let j = run.json();
-    assert_eq!(j.get("idle_held").u64(), 50);
-    assert_eq!(j.get("idle_survived").u64(), 50);
-    assert_eq!(j.get("messages").u64(), 50);
-    assert_eq!(j.get("verification_errors").u64(), 0);
+    assert_eq!(j["idle_held"].u64(), 50);
+    assert_eq!(j["idle_survived"].u64(), 50);
+    assert_eq!(j["messages"].u64(), 50);
+    assert_eq!(j["verification_errors"].u64(), 0);
     assert!(
         run.took >= Duration::from_millis(300),
         "held only {:?}",
@@ -418,12 +420,12 @@ fn flipped_byte_fails_verification() {
     ]);
     assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
     let j = run.json();
-    assert_eq!(j.get("verification_errors").u64(), 5);
+    assert_eq!(j["verification_errors"].u64(), 5);
     // Each connection verified its first 10 messages, then hit the flip.
-    assert_eq!(j.get("messages").u64(), 50);
-    let first = j.get("first_verification_error").str();
+    assert_eq!(j["messages"].u64(), 50);
+    let first = j["first_verification_error"].str();
     assert!(first.contains("stream byte 1000"), "{first}");
-    assert_eq!(j.get("exit_code").u64(), 1);
+    assert_eq!(j["exit_code"].u64(), 1);
 }
 
 /// Proves a closed port is counted as refused connects, never aborts the
@@ -446,14 +448,10 @@ fn closed_port_counts_refused() {
     ]);
     assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
     let j = run.json();
-    assert_eq!(j.get("connections_attempted").u64(), 5);
-    assert_eq!(j.get("connections_failed").u64(), 5);
-    assert_eq!(j.get("failed_by_reason").get("refused").u64(), 5);
-    assert!(j
-        .get("first_failed_by_reason")
-        .get("refused")
-        .str()
-        .contains(&addr));
+    assert_eq!(j["connections_attempted"].u64(), 5);
+    assert_eq!(j["connections_failed"].u64(), 5);
+    assert_eq!(j["failed_by_reason"]["refused"].u64(), 5);
+    assert!(j["first_failed_by_reason"]["refused"].str().contains(&addr));
 
     let run = stress(&[
         "--addr",
@@ -501,11 +499,11 @@ fn refusing_server_counted_as_unexpected_closes() {
     ]);
     run.assert_ok();
     let j = run.json();
-    assert_eq!(j.get("connections_established").u64(), 10);
-    assert_eq!(j.get("unexpected_closes").u64(), 5);
-    assert_eq!(j.get("closed_before_echo").u64(), 5);
-    assert_eq!(j.get("messages").u64(), 50);
-    assert_eq!(j.get("verification_errors").u64(), 0);
+    assert_eq!(j["connections_established"].u64(), 10);
+    assert_eq!(j["unexpected_closes"].u64(), 5);
+    assert_eq!(j["closed_before_echo"].u64(), 5);
+    assert_eq!(j["messages"].u64(), 50);
+    assert_eq!(j["verification_errors"].u64(), 0);
 }
 
 /// Proves an end of stream that arrives together with the last bytes (one
@@ -531,9 +529,9 @@ fn close_with_last_bytes_is_an_unexpected_close_not_a_stall() {
     ]);
     assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
     let j = run.json();
-    assert_eq!(j.get("unexpected_closes").u64(), 4, "{}", run.stdout);
-    assert_eq!(j.get("stalled").u64(), 0, "{}", run.stdout);
-    assert_eq!(j.get("verification_errors").u64(), 0);
+    assert_eq!(j["unexpected_closes"].u64(), 4, "{}", run.stdout);
+    assert_eq!(j["stalled"].u64(), 0, "{}", run.stdout);
+    assert_eq!(j["verification_errors"].u64(), 0);
     assert!(run.took < Duration::from_secs(4), "took {:?}", run.took);
 }
 
@@ -564,10 +562,7 @@ fn open_loop_latency_counts_from_the_schedule() {
     };
     assert!(open.status.success(), "{}{}", open.stdout, open.stderr);
     let j = open.json();
-    let (p50, p99) = (
-        j.get("latency_us").get("p50").f64(),
-        j.get("latency_us").get("p99").f64(),
-    );
+    let (p50, p99) = (j["latency_us"]["p50"].f64(), j["latency_us"]["p99"].f64());
     assert!(
         p99 >= 300_000.0,
         "open loop p99 {p99} µs hides a 500 ms stall"
@@ -595,7 +590,7 @@ fn open_loop_latency_counts_from_the_schedule() {
         closed.stdout,
         closed.stderr
     );
-    let p99 = closed.json().get("latency_us").get("p99").f64();
+    let p99 = closed.json()["latency_us"]["p99"].f64();
     assert!(
         p99 < 300_000.0,
         "closed loop p99 {p99} µs: the stall should hide there"
@@ -621,8 +616,8 @@ fn silent_server_is_reported_as_stalled() {
     ]);
     assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
     let j = run.json();
-    assert_eq!(j.get("stalled").u64(), 3);
-    assert_eq!(j.get("messages").u64(), 0);
+    assert_eq!(j["stalled"].u64(), 3);
+    assert_eq!(j["messages"].u64(), 0);
     assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
 }
 
@@ -646,9 +641,9 @@ fn black_hole_fails_as_untested() {
             run.stderr
         );
         let j = run.json();
-        assert_eq!(j.get("connections_established").u64(), 0, "{mode}");
-        assert_eq!(j.get("connections_aborted").u64(), 10, "{mode}");
-        let verdict = j.get("verdict").str();
+        assert_eq!(j["connections_established"].u64(), 0, "{mode}");
+        assert_eq!(j["connections_aborted"].u64(), 10, "{mode}");
+        let verdict = j["verdict"].str();
         assert!(verdict.contains("nothing was tested"), "{mode}: {verdict}");
     }
 }
@@ -720,12 +715,12 @@ fn connections_never_attempted_fail_the_run() {
     ]);
     assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
     let j = run.json();
-    let attempted = j.get("connections_attempted").u64();
-    let never = j.get("connections_never_attempted").u64();
-    assert!(j.get("messages").u64() > 0);
+    let attempted = j["connections_attempted"].u64();
+    let never = j["connections_never_attempted"].u64();
+    assert!(j["messages"].u64() > 0);
     assert!(attempted < 200, "attempted {attempted}");
     assert_eq!(attempted + never, 1000, "{}", run.stdout);
-    assert!(j.get("verdict").str().contains("never established"));
+    assert!(j["verdict"].str().contains("never established"));
 }
 
 /// Proves a slow server is told apart from a stalled one: against a server
@@ -754,10 +749,10 @@ fn slow_echo_at_the_end_is_unfinished_not_stalled() {
     ]);
     run.assert_ok();
     let j = run.json();
-    assert_eq!(j.get("stalled").u64(), 0, "{}", run.stdout);
-    assert_eq!(j.get("unfinished").u64(), 1, "{}", run.stdout);
-    assert!(j.get("messages").u64() >= 1);
-    let story = j.get("first_unfinished").str();
+    assert_eq!(j["stalled"].u64(), 0, "{}", run.stdout);
+    assert_eq!(j["unfinished"].u64(), 1, "{}", run.stdout);
+    assert!(j["messages"].u64() >= 1);
+    let story = j["first_unfinished"].str();
     assert!(story.contains("still echoing"), "{story}");
     assert!(!run.stdout.contains("no echo byte"), "{}", run.stdout);
 }
@@ -787,8 +782,8 @@ fn urgent_bytes_are_verified_in_the_stream() {
     ]);
     run.assert_ok();
     let j = run.json();
-    assert_eq!(j.get("messages").u64(), 400);
-    assert_eq!(j.get("verification_errors").u64(), 0);
+    assert_eq!(j["messages"].u64(), 400);
+    assert_eq!(j["verification_errors"].u64(), 0);
     assert!(run.took < Duration::from_secs(5), "took {:?}", run.took);
 }
 
@@ -836,7 +831,7 @@ fn source_addrs_spread_connections() {
         "--json",
     ]);
     run.assert_ok();
-    assert_eq!(run.json().get("messages").u64(), 80);
+    assert_eq!(run.json()["messages"].u64(), 80);
     let peers: HashSet<IpAddr> = server
         .peers
         .lock()
@@ -879,206 +874,127 @@ fn help_lists_every_flag() {
     }
 }
 
-/// Just enough JSON to read the report back, and to prove it is valid JSON.
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    /// `null`.
-    Null,
-    /// `true` / `false`.
-    Bool(bool),
-    /// Any number.
-    Num(f64),
-    /// A string.
-    Str(String),
-    /// An array.
-    Arr(Vec<Json>),
-    /// An object, keys in order.
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    /// Parses a whole document.
-    fn parse(text: &str) -> Result<Json, String> {
-        let mut p = Parser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let value = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing text at {}", p.i));
-        }
-        Ok(value)
-    }
-
-    /// The member `key` of an object (panics if absent).
-    fn get(&self, key: &str) -> &Json {
-        match self {
-            Json::Obj(members) => members
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v)
-                .unwrap_or_else(|| panic!("no key {key}")),
-            other => panic!("{other:?} is not an object"),
-        }
-    }
-
+/// Reading the report's values, failing the test with what was there
+/// instead when a value is not what it should be.
+trait Field {
     /// A number.
-    fn f64(&self) -> f64 {
-        match self {
-            Json::Num(n) => *n,
-            other => panic!("{other:?} is not a number"),
-        }
-    }
-
+    fn f64(&self) -> f64;
     /// A non-negative whole number.
-    fn u64(&self) -> u64 {
-        let n = self.f64();
-        assert!(n >= 0.0 && n.fract() == 0.0, "{n} is not a count");
-        n as u64
-    }
-
+    fn u64(&self) -> u64;
     /// A string.
+    fn str(&self) -> &str;
+}
+
+impl Field for Json {
+    #[track_caller]
+    fn f64(&self) -> f64 {
+        self.as_f64()
+            .unwrap_or_else(|| panic!("{self} is not a number"))
+    }
+
+    #[track_caller]
+    fn u64(&self) -> u64 {
+        self.as_u64()
+            .unwrap_or_else(|| panic!("{self} is not a count"))
+    }
+
+    #[track_caller]
     fn str(&self) -> &str {
-        match self {
-            Json::Str(s) => s,
-            other => panic!("{other:?} is not a string"),
-        }
+        self.as_str()
+            .unwrap_or_else(|| panic!("{self} is not a string"))
     }
 }
 
-/// A recursive-descent JSON parser over bytes.
-struct Parser<'a> {
-    /// The document.
-    s: &'a [u8],
-    /// The read position.
-    i: usize,
+/// Proves output files are checked before any connection is made: an
+/// unwritable `--hlog` or `--plot` path is one line naming the flag and
+/// the path, exit status 2, and the server never sees a connect; so is a
+/// percentile above 100 (a usage error).
+#[test]
+fn unwritable_outputs_and_bad_percentiles_fail_before_connecting() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let nowhere = std::env::temp_dir()
+        .join("echoloop-stress-no-such-dir")
+        .join("x");
+    let nowhere = nowhere.to_string_lossy();
+    for (args, says) in [
+        (&["--hlog", &nowhere][..], "--hlog"),
+        (&["--plot", &nowhere], "--plot"),
+        (&["--percentiles", "50,101"], "--percentiles"),
+        (&["--percentiles", "0"], "--percentiles"),
+    ] {
+        let mut argv = vec!["--addr", &addr, "-n", "10"];
+        argv.extend_from_slice(args);
+        let run = stress(&argv);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+    assert!(server.peers.lock().expect("peers").is_empty());
 }
 
-impl Parser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
+/// Proves the open loop reports the uncorrected latency beside the
+/// corrected one, and that the gap is what coordinated omission hides:
+/// against a server that stalls once for 500 ms, the latency from each
+/// message's schedule has a p99 of 300 ms or more, while the latency from
+/// each actual send (wrk2's `-U`) stays far below it — only the few
+/// messages in flight when the stall began waited it out. Connect time and
+/// time to first byte are reported once per connection.
+#[test]
+fn open_loop_reports_uncorrected_latency_apart() {
+    let server = serve(Behaviour::StallOnceAfter(64 * 100));
+    let addr = server.addr.to_string();
+    let run = stress(&[
+        "--addr", &addr, "-c", "4", "-s", "64", "--rate", "200", "-d", "2", "--json",
+    ]);
+    run.assert_ok();
+    let j = run.json();
+    let corrected = j["latency_us"]["p99"].f64();
+    let uncorrected = j["latency_uncorrected_us"]["p99"].f64();
+    assert!(corrected >= 300_000.0, "corrected p99 {corrected} µs");
+    assert!(uncorrected < 100_000.0, "uncorrected p99 {uncorrected} µs");
+    assert_eq!(
+        j["latency_uncorrected_us"]["count"].u64(),
+        j["messages"].u64()
+    );
+    assert_eq!(j["connect_latency_us"]["count"].u64(), 4);
+    assert_eq!(j["first_byte_us"]["count"].u64(), 4);
+    assert!(
+        run.stdout.contains("\"rtt-uncorrected\": \"HISTF"),
+        "{}",
+        run.stdout
+    );
 
-    fn eat(&mut self, lit: &str) -> bool {
-        if self.s[self.i..].starts_with(lit.as_bytes()) {
-            self.i += lit.len();
-            true
-        } else {
-            false
-        }
-    }
+    // The closed loop has one round trip: no uncorrected series.
+    let run = stress(&["--addr", &addr, "-c", "2", "-n", "20", "--json"]);
+    run.assert_ok();
+    assert!(run.json()["latency_uncorrected_us"].is_null());
+}
 
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        let Some(&c) = self.s.get(self.i) else {
-            return Err("unexpected end".into());
-        };
-        match c {
-            b'n' if self.eat("null") => Ok(Json::Null),
-            b't' if self.eat("true") => Ok(Json::Bool(true)),
-            b'f' if self.eat("false") => Ok(Json::Bool(false)),
-            b'"' => self.string().map(Json::Str),
-            b'[' => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.eat("]") {
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    if self.eat("]") {
-                        return Ok(Json::Arr(items));
-                    }
-                    if !self.eat(",") {
-                        return Err(format!("expected , or ] at {}", self.i));
-                    }
-                }
-            }
-            b'{' => {
-                self.i += 1;
-                let mut members = Vec::new();
-                self.ws();
-                if self.eat("}") {
-                    return Ok(Json::Obj(members));
-                }
-                loop {
-                    self.ws();
-                    let key = self.string()?;
-                    self.ws();
-                    if !self.eat(":") {
-                        return Err(format!("expected : at {}", self.i));
-                    }
-                    members.push((key, self.value()?));
-                    self.ws();
-                    if self.eat("}") {
-                        return Ok(Json::Obj(members));
-                    }
-                    if !self.eat(",") {
-                        return Err(format!("expected , or }} at {}", self.i));
-                    }
-                }
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = self.i;
-                while self.i < self.s.len()
-                    && matches!(
-                        self.s[self.i],
-                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-                    )
-                {
-                    self.i += 1;
-                }
-                let text =
-                    std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-                text.parse()
-                    .map(Json::Num)
-                    .map_err(|_| format!("bad number {text}"))
-            }
-            _ => Err(format!("unexpected {:?} at {}", c as char, self.i)),
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        if !self.eat("\"") {
-            return Err(format!("expected a string at {}", self.i));
-        }
-        let mut out = Vec::new();
-        loop {
-            let Some(&c) = self.s.get(self.i) else {
-                return Err("unterminated string".into());
-            };
-            self.i += 1;
-            match c {
-                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                b'\\' => {
-                    let e = *self.s.get(self.i).ok_or("bad escape")?;
-                    self.i += 1;
-                    match e {
-                        b'"' | b'\\' | b'/' => out.push(e),
-                        b'n' => out.push(b'\n'),
-                        b'r' => out.push(b'\r'),
-                        b't' => out.push(b'\t'),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'u' => {
-                            let hex = self.s.get(self.i..self.i + 4).ok_or("short \\u")?;
-                            let hex = std::str::from_utf8(hex).map_err(|e| e.to_string())?;
-                            let code = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
-                            self.i += 4;
-                            let ch = char::from_u32(code).ok_or("bad \\u code")?;
-                            out.extend_from_slice(ch.to_string().as_bytes());
-                        }
-                        _ => return Err(format!("bad escape \\{}", e as char)),
-                    }
-                }
-                c if c < 0x20 => return Err("control character in string".into()),
-                c => out.push(c),
-            }
-        }
-    }
+/// Proves `--percentiles` picks what the report shows, in text and JSON.
+#[test]
+fn percentiles_flag_picks_the_columns() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let args = [
+        "--addr",
+        &addr,
+        "-c",
+        "2",
+        "-n",
+        "200",
+        "--percentiles",
+        "50,99.99",
+    ];
+    let run = stress(&args);
+    run.assert_ok();
+    assert!(run.stdout.contains("latency:      p50 "), "{}", run.stdout);
+    assert!(run.stdout.contains(" p99.99 "), "{}", run.stdout);
+    assert!(!run.stdout.contains(" p90 "), "{}", run.stdout);
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let j = stress(&json_args).json();
+    assert!(j["latency_us"]["p99_99"].f64() > 0.0);
+    assert!(j["latency_us"]["p90"].is_null());
 }

@@ -1,13 +1,16 @@
 //! Command-line flags, their defaults, and the checks that need more than one flag.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use echoloop::units::{Bounds, MAX_DURATION};
+use serde::{Deserialize, Serialize};
 
 /// What the connections do once they are up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Send messages and verify their echoes, for --duration or --messages.
     Load,
@@ -40,8 +43,18 @@ impl Mode {
 /// stalls); 2 for bad flags or a setup error. Ctrl-C stops the run and still
 /// prints the report so far.
 #[derive(Debug, Parser)]
-#[command(name = "echoloop-stress", version, about, long_about)]
+#[command(
+    name = "echoloop-stress",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// Instead of a run: combine reports, or chart benchmark results.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Echo server to connect to (host:port; the first resolved address is used).
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub addr: String,
@@ -79,7 +92,10 @@ pub struct Args {
 
     /// Local source addresses to bind client sockets to, round robin: a range
     /// (127.0.0.1-127.0.0.8), a list (127.0.0.1,127.0.0.2) or one address.
-    /// Each address brings its own ~28 K ephemeral ports. Default: the OS picks.
+    /// Each address brings its own ~28 K ephemeral ports. Default: against
+    /// an IPv4 loopback server on Linux, 127.0.0.1-127.0.0.16 (so that one
+    /// run's TIME_WAIT sockets do not starve the next of ports); otherwise
+    /// the OS picks.
     #[arg(long, value_parser = parse_source_addrs)]
     pub source_addrs: Option<SourceAddrs>,
 
@@ -122,6 +138,112 @@ pub struct Args {
     /// connection ping-pong), at the price of a whole core per loop.
     #[arg(long)]
     pub busy_poll: bool,
+
+    /// Write an HdrHistogram interval log here: one histogram per
+    /// --interval and series, tagged rtt, rtt-uncorrected (open loop),
+    /// connect and first-byte; V2-deflate encoded, values in ns, the max
+    /// column in ms. HistogramLogAnalyzer and HistogramLogProcessor read it.
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+
+    /// Seconds per histogram of the interval log and per point of the plot.
+    #[arg(long, default_value = "1", value_parser = parse_interval)]
+    pub interval: Duration,
+
+    /// Which latency percentiles the report shows, comma-separated, each
+    /// above 0 and at most 100.
+    #[arg(long, default_value = "50,90,99,99.9", value_parser = parse_percentiles)]
+    pub percentiles: Percentiles,
+
+    /// Draw msgs/s and latency (p50, p99, p99.9, max) over time, one point
+    /// per --interval, as an SVG picture here.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// Wait until this Unix time (seconds, fractions allowed) before the
+    /// first connect, so that clients on several machines begin together.
+    /// A time in the past starts at once.
+    #[arg(long, value_name = "UNIX_TIME", value_parser = parse_start_at)]
+    pub start_at: Option<f64>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Combine the --json reports of runs made at the same time (several
+    /// processes or machines) into the one exact result: counts, bytes and
+    /// failures summed, histograms added, throughput over the wall-clock
+    /// window from the first start to the last end.
+    Merge(MergeArgs),
+    /// Draw the benchmark's results file (bench/results.json) as SVG
+    /// charts: epoll vs poll(2) as idle connections grow, and the
+    /// techniques side by side.
+    Chart(ChartArgs),
+}
+
+/// `echoloop-stress merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The `--json` reports to merge (at least one).
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    /// Print the merged report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Which latency percentiles the report shows.
+    #[arg(long, default_value = "50,90,99,99.9", value_parser = parse_percentiles)]
+    pub percentiles: Percentiles,
+}
+
+/// `echoloop-stress chart`.
+#[derive(Debug, clap::Args)]
+pub struct ChartArgs {
+    /// The benchmark's results file.
+    #[arg(value_name = "RESULTS.json")]
+    pub results: PathBuf,
+    /// The folder to write the charts to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `--percentiles`: each a percentile above 0 and at most 100, in order given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Percentiles(pub Vec<f64>);
+
+/// Parses `50,90,99.9`.
+fn parse_percentiles(text: &str) -> Result<Percentiles, String> {
+    let mut list = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let p: f64 = item
+            .parse()
+            .map_err(|_| format!("`{item}` is not a number"))?;
+        if !(p > 0.0 && p <= 100.0) {
+            return Err(format!("`{item}`: a percentile is above 0 and at most 100"));
+        }
+        list.push(p);
+    }
+    if list.is_empty() {
+        return Err("no percentile given".into());
+    }
+    Ok(Percentiles(list))
+}
+
+/// `--interval`: from 1 ms to a year.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    DURATION.parse(text)
+}
+
+/// `--start-at`: a Unix time in seconds, from 0 up to the year 2500.
+fn parse_start_at(text: &str) -> Result<f64, String> {
+    let t: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if t.is_finite() && (0.0..=16_725_225_600.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!("`{text}`: a Unix time from 0 up to the year 2500"))
+    }
 }
 
 /// Source addresses given with `--source-addrs`.
@@ -298,5 +420,15 @@ mod tests {
         assert_eq!(args.messages, Some(100));
         assert!(Args::try_parse_from(["x", "--duration", "1", "--messages", "1"]).is_err());
         assert!(Args::try_parse_from(["x", "--connections", "0"]).is_err());
+    }
+
+    #[test]
+    fn percentiles_parse() {
+        let Percentiles(p) = parse_percentiles("50, 99.9,99.99").expect("list");
+        assert_eq!(p, vec![50.0, 99.9, 99.99]);
+        for bad in ["101", "0", "-1", "x", "", "NaN"] {
+            assert!(parse_percentiles(bad).is_err(), "{bad}");
+        }
+        assert!(parse_percentiles("100").is_ok());
     }
 }

@@ -212,6 +212,9 @@ pub struct Slot {
     /// When an echo byte last arrived, or the wait for one began (ns since
     /// the epoch): the stall watchdog's reference for this connection.
     pub last_progress: u64,
+    /// Until the first echoed byte arrives: when the wait for it began (the
+    /// handshake, or idle mode's end of hold); 0 once it came.
+    pub first_byte_from: u64,
 }
 
 impl Slot {
@@ -233,7 +236,25 @@ impl Slot {
             connect_started: 0,
             rate_origin: 0,
             last_progress: 0,
+            first_byte_from: 0,
         }
+    }
+
+    /// Readies the slot for connection number `index`, whose stream starts
+    /// at `start` of the payload and which is to echo `quota` messages; its
+    /// connect starts at `now`.
+    pub fn reset(&mut self, index: u64, start: usize, quota: u64, now: u64) {
+        self.index = index;
+        self.start = start;
+        self.quota = quota;
+        self.issued = 0;
+        self.done = 0;
+        self.sent = 0;
+        self.received = 0;
+        self.timer_armed = false;
+        self.writable = true;
+        self.connect_started = now;
+        self.first_byte_from = 0;
     }
 
     /// Messages sent (or about to be) whose echo has not fully arrived.

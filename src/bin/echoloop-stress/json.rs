@@ -1,0 +1,392 @@
+//! The machine-readable report: one JSON object, written with serde from
+//! [`JsonReport`]. Its field names are a contract (scripts, the benchmark
+//! and the tests read them): add fields, never rename one.
+//!
+//! Every histogram is in it in full, as HdrHistogram's V2-deflate encoding
+//! in base64 (the payload of an interval log line), so that reports of
+//! runs made at the same time can be added up later (`merge`) exactly.
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::cli::Mode;
+use crate::conn::FailReason;
+use crate::record::{Recorder, Series};
+use crate::report::{at_percentile, new_histogram, percentile_key, us, Report};
+
+/// One value per connect failure reason, named as the reports name them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ByReason<T> {
+    /// `ECONNREFUSED`.
+    pub refused: T,
+    /// No answer within `--connect-timeout`.
+    pub timeout: T,
+    /// Ephemeral ports or local addresses exhausted.
+    #[serde(rename = "addr-not-available")]
+    pub addr_not_available: T,
+    /// The handshake was reset or aborted.
+    pub reset: T,
+    /// Anything else.
+    pub other: T,
+}
+
+impl<T: Clone> ByReason<T> {
+    /// From an array indexed by [`FailReason::index`].
+    fn from_array(values: &[T; 5]) -> Self {
+        let at = |r: FailReason| values[r.index()].clone();
+        ByReason {
+            refused: at(FailReason::Refused),
+            timeout: at(FailReason::Timeout),
+            addr_not_available: at(FailReason::AddrNotAvailable),
+            reset: at(FailReason::Reset),
+            other: at(FailReason::Other),
+        }
+    }
+}
+
+/// A histogram's percentiles in microseconds: `{"p50": 12.3, …, "max": …,
+/// "mean": …, "count": n}`.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// (label, µs) for each quantile shown, in order.
+    pub quantiles: Vec<(String, f64)>,
+    /// Largest value, µs.
+    pub max: f64,
+    /// Mean, µs.
+    pub mean: f64,
+    /// Number of samples.
+    pub count: u64,
+}
+
+impl Summary {
+    /// The `percentiles` of `h`, or `None` (JSON `null`) with no samples.
+    pub fn of(h: &Histogram<u64>, percentiles: &[f64]) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        Some(Summary {
+            quantiles: percentiles
+                .iter()
+                .map(|&p| (percentile_key(p), us(at_percentile(h, p))))
+                .collect(),
+            max: us(h.max()),
+            mean: h.mean() / 1000.0,
+            count: h.len(),
+        })
+    }
+}
+
+impl Serialize for Summary {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.quantiles.len() + 3))?;
+        for (name, value) in &self.quantiles {
+            map.serialize_entry(name, &rounded(*value))?;
+        }
+        map.serialize_entry("max", &rounded(self.max))?;
+        map.serialize_entry("mean", &rounded(self.mean))?;
+        map.serialize_entry("count", &self.count)?;
+        map.end()
+    }
+}
+
+/// A float to three decimals, or `None` (JSON `null`: JSON has no NaN or
+/// infinity).
+fn rounded(v: f64) -> Option<f64> {
+    v.is_finite().then(|| (v * 1000.0).round() / 1000.0)
+}
+
+/// The report as JSON, field by field in the order it is printed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JsonReport {
+    /// What the connections did.
+    pub mode: Mode,
+    /// The server's address.
+    pub addr: String,
+    /// `--connections`.
+    pub connections: u64,
+    /// `--message-size`.
+    pub message_size: u64,
+    /// `--pipeline`.
+    pub pipeline: u64,
+    /// `--threads` (after clamping to the connection count).
+    pub threads: u64,
+    /// `--rate`, if open loop.
+    pub rate_per_connection: Option<f64>,
+    /// `--messages`, if given.
+    pub messages_requested: Option<u64>,
+    /// The run length (or hold time), if timed.
+    pub duration_secs: Option<f64>,
+    /// `--max-failures`.
+    pub max_failures: u64,
+    /// The soft open-file limit after raising it (Unix).
+    pub fd_limit: Option<u64>,
+    /// Whether Ctrl-C cut the run short.
+    pub interrupted: bool,
+    /// Wall time of the run.
+    pub elapsed_secs: Option<f64>,
+    /// `connect` calls made.
+    pub connections_attempted: u64,
+    /// Connects that completed the handshake.
+    pub connections_established: u64,
+    /// Connects that failed, all reasons.
+    pub connections_failed: u64,
+    /// Connects that failed, by reason.
+    pub failed_by_reason: ByReason<u64>,
+    /// Connects still in progress when the run ended.
+    pub connections_aborted: u64,
+    /// Connections never attempted (load and idle mode).
+    pub connections_never_attempted: u64,
+    /// Connections the server closed or reset too early.
+    pub unexpected_closes: u64,
+    /// Of those, the ones closed before any echo.
+    pub closed_before_echo: u64,
+    /// Connections with no echo byte for `--echo-timeout` while owed one.
+    pub stalled: u64,
+    /// Connections still echoing when the drain ended.
+    pub unfinished: u64,
+    /// Connections that echoed a wrong byte.
+    pub verification_errors: u64,
+    /// Messages echoed and verified.
+    pub messages: u64,
+    /// Bytes echoed and verified.
+    pub bytes: u64,
+    /// Messages per second of wall time.
+    pub msgs_per_sec: Option<f64>,
+    /// MiB per second of wall time.
+    pub mib_per_sec: Option<f64>,
+    /// Round-trip latency percentiles (µs; open loop: from each scheduled
+    /// send), `null` with no samples.
+    #[serde(skip_deserializing)]
+    pub latency_us: Option<Summary>,
+    /// Connect time percentiles (µs), `null` with no samples.
+    #[serde(skip_deserializing)]
+    pub connect_latency_us: Option<Summary>,
+    /// Open loop: round trip from each actual send (µs), `null` otherwise.
+    #[serde(skip_deserializing)]
+    pub latency_uncorrected_us: Option<Summary>,
+    /// Established to first echoed byte, per connection (µs).
+    #[serde(skip_deserializing)]
+    pub first_byte_us: Option<Summary>,
+    /// Churn mode: cycles completed.
+    pub churn_cycles: u64,
+    /// Churn mode: cycles per second.
+    pub connections_per_sec: Option<f64>,
+    /// Idle mode: connections open when the hold ended.
+    pub idle_held: u64,
+    /// Idle mode: of those, the ones whose final echo verified.
+    pub idle_survived: u64,
+    /// First failed connect of each reason.
+    pub first_failed_by_reason: ByReason<Option<String>>,
+    /// First unexpected close.
+    pub first_unexpected_close: Option<String>,
+    /// First stalled connection.
+    pub first_stall: Option<String>,
+    /// First connection still echoing when the drain ended.
+    pub first_unfinished: Option<String>,
+    /// First wrong byte.
+    pub first_verification_error: Option<String>,
+    /// What `--max-failures` is compared with.
+    pub failures: u64,
+    /// Why the run failed, or `null`.
+    pub verdict: Option<String>,
+    /// The exit status.
+    pub exit_code: i32,
+    /// What a failure means and what to do (ephemeral ports), or `null`.
+    #[serde(skip_deserializing)]
+    pub advice: Option<String>,
+    /// When the run began, seconds since the Unix epoch.
+    pub started_unix: f64,
+    /// When it ended.
+    pub ended_unix: f64,
+    /// How many runs this report adds up.
+    pub merged_runs: u64,
+    /// Every series' histogram in full (base64 of V2-deflate), by tag;
+    /// `null` for a series not recorded.
+    pub histograms: Histograms,
+}
+
+/// The encoded histograms, one field per [`Series`] tag.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Histograms {
+    /// [`Series::Rtt`].
+    pub rtt: Option<String>,
+    /// [`Series::RttUncorrected`].
+    #[serde(rename = "rtt-uncorrected")]
+    pub rtt_uncorrected: Option<String>,
+    /// [`Series::Connect`].
+    pub connect: Option<String>,
+    /// [`Series::FirstByte`].
+    #[serde(rename = "first-byte")]
+    pub first_byte: Option<String>,
+}
+
+impl Histograms {
+    /// The slot of `series`.
+    fn get_mut(&mut self, series: Series) -> &mut Option<String> {
+        match series {
+            Series::Rtt => &mut self.rtt,
+            Series::RttUncorrected => &mut self.rtt_uncorrected,
+            Series::Connect => &mut self.connect,
+            Series::FirstByte => &mut self.first_byte,
+        }
+    }
+
+    /// Encodes `rec`; `series` says which ones were recorded.
+    fn of(rec: &Recorder, series: &[Series]) -> Self {
+        let mut out = Histograms::default();
+        for &s in series {
+            *out.get_mut(s) = encode(rec.get(s)).ok();
+        }
+        out
+    }
+
+    /// Decodes every series present into a recorder; the error names the
+    /// series and what is wrong with it.
+    pub fn decode(&self) -> Result<Recorder, String> {
+        let mut rec = Recorder::new();
+        let mut copy = self.clone();
+        for series in Series::ALL {
+            if let Some(text) = copy.get_mut(series).take() {
+                let h = decode(&text).map_err(|e| format!("histograms.{}: {e}", series.tag()))?;
+                rec.hists[series.index()]
+                    .add(&h)
+                    .map_err(|e| format!("histograms.{}: {e:?}", series.tag()))?;
+            }
+        }
+        Ok(rec)
+    }
+}
+
+/// `h` as base64 of its V2-deflate encoding (`HISTF…`).
+pub fn encode(h: &Histogram<u64>) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .map_err(|e| format!("encode a histogram: {e:?}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The histogram `text` encodes (base64 of V2 or V2-deflate).
+pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("not an HdrHistogram encoding: {e:?}"))?;
+    let mut ours = new_histogram();
+    ours.add(&h)
+        .map_err(|e| format!("values out of range: {e:?}"))?;
+    Ok(ours)
+}
+
+impl JsonReport {
+    /// The JSON form of `report`.
+    pub fn of(report: &Report) -> Self {
+        let s = &report.setup;
+        let c = &report.counts;
+        let samples = &report.samples;
+        let pcts = &report.percentiles;
+        JsonReport {
+            mode: s.mode,
+            addr: s.addr.clone(),
+            connections: s.connections,
+            message_size: s.message_size,
+            pipeline: s.pipeline,
+            threads: s.threads,
+            rate_per_connection: s.rate.and_then(rounded),
+            messages_requested: s.messages,
+            duration_secs: s.duration.and_then(|d| rounded(d.as_secs_f64())),
+            max_failures: s.max_failures,
+            fd_limit: s.fd_limit,
+            interrupted: report.interrupted,
+            elapsed_secs: rounded(report.secs()),
+            connections_attempted: c.attempted,
+            connections_established: c.established,
+            connections_failed: c.failed_total(),
+            failed_by_reason: ByReason::from_array(&c.failed),
+            connections_aborted: c.aborted,
+            connections_never_attempted: c.never_attempted,
+            unexpected_closes: c.unexpected_closes,
+            closed_before_echo: c.closed_before_echo,
+            stalled: c.stalled,
+            unfinished: c.unfinished,
+            verification_errors: c.verification_errors,
+            messages: c.messages,
+            bytes: c.bytes,
+            msgs_per_sec: rounded(report.msgs_per_sec()),
+            mib_per_sec: rounded(report.mib_per_sec()),
+            latency_us: Summary::of(report.rec.get(Series::Rtt), pcts),
+            connect_latency_us: Summary::of(report.rec.get(Series::Connect), pcts),
+            latency_uncorrected_us: s
+                .rate
+                .and_then(|_| Summary::of(report.rec.get(Series::RttUncorrected), pcts)),
+            first_byte_us: Summary::of(report.rec.get(Series::FirstByte), pcts),
+            churn_cycles: c.cycles,
+            connections_per_sec: report.connections_per_sec().and_then(rounded),
+            idle_held: c.idle_held,
+            idle_survived: c.idle_survived,
+            first_failed_by_reason: ByReason::from_array(&samples.failed),
+            first_unexpected_close: samples.unexpected.clone(),
+            first_stall: samples.stalled.clone(),
+            first_unfinished: samples.unfinished.clone(),
+            first_verification_error: samples.verification.clone(),
+            failures: c.failures(s.mode),
+            verdict: report.verdict(),
+            exit_code: report.exit_code(),
+            advice: report.advice(),
+            started_unix: report.started_unix,
+            ended_unix: report.started_unix + report.elapsed.as_secs_f64(),
+            merged_runs: report.merged_runs,
+            histograms: Histograms::of(&report.rec, &report.setup.series()),
+        }
+    }
+}
+
+impl Report {
+    /// The machine-readable report: one JSON object, pretty-printed (one
+    /// `"key": value` per line at the top level).
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(&JsonReport::of(self))
+            .unwrap_or_else(|e| format!("{{\"error\": \"serialize the report: {e}\"}}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strings are escaped by serde; floats keep three decimals; a float
+    /// JSON cannot hold becomes null.
+    #[test]
+    fn histograms_round_trip() {
+        let mut h = new_histogram();
+        for v in [1, 13_200, 3_000_000_000] {
+            h.record(v).expect("in range");
+        }
+        let text = encode(&h).expect("encode");
+        assert!(text.starts_with("HISTF"), "{text}");
+        assert_eq!(decode(&text).expect("decode"), h);
+        assert!(decode(&text[..text.len() / 2]).is_err());
+        assert!(decode("not base64!").is_err());
+    }
+
+    #[test]
+    fn values_are_valid_json() {
+        assert_eq!(rounded(1.23456), Some(1.235));
+        assert_eq!(rounded(f64::NAN), None);
+        let text = serde_json::to_string(&ByReason {
+            refused: Some("a\"b\\c\nd\u{1}".to_string()),
+            ..ByReason::default()
+        })
+        .expect("serialize");
+        assert_eq!(
+            text,
+            "{\"refused\":\"a\\\"b\\\\c\\nd\\u0001\",\"timeout\":null,\
+             \"addr-not-available\":null,\"reset\":null,\"other\":null}"
+        );
+    }
+}

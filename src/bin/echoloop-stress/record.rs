@@ -1,0 +1,156 @@
+//! What is timed, series by series, and the run's timeline: one set of
+//! histograms per `--interval`, gathered from every loop, handed to the
+//! interval log and the plot once every loop has moved past it.
+//!
+//! A loop records into its own [`Recorder`] and, every publish tick and at
+//! each interval boundary, adds it into the shared [`Timeline`] under the
+//! interval it belongs to (and into the run's total) and starts afresh: so
+//! a loop's recorder only ever holds one interval, and no value is
+//! recorded twice.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use crate::report::new_histogram;
+
+/// A latency series: what it measures, and its tag in the interval log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Series {
+    /// Round trip of each message, from its scheduled send time in the
+    /// open loop (coordinated omission corrected), else from its send.
+    Rtt,
+    /// Open loop only: round trip from the message's actual send.
+    RttUncorrected,
+    /// `connect` to established, per connection.
+    Connect,
+    /// Established to the first echoed byte, per connection (idle mode:
+    /// from the end of the hold).
+    FirstByte,
+}
+
+impl Series {
+    /// Every series, in report order.
+    pub const ALL: [Series; 4] = [
+        Series::Rtt,
+        Series::RttUncorrected,
+        Series::Connect,
+        Series::FirstByte,
+    ];
+
+    /// Position in [`Series::ALL`] and in a [`Recorder`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The tag in the interval log and the key in the JSON `histograms`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Series::Rtt => "rtt",
+            Series::RttUncorrected => "rtt-uncorrected",
+            Series::Connect => "connect",
+            Series::FirstByte => "first-byte",
+        }
+    }
+}
+
+/// One histogram per series (nanoseconds).
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    /// By [`Series::index`].
+    pub hists: [Histogram<u64>; 4],
+}
+
+impl Recorder {
+    /// Empty histograms.
+    pub fn new() -> Self {
+        Recorder {
+            hists: [
+                new_histogram(),
+                new_histogram(),
+                new_histogram(),
+                new_histogram(),
+            ],
+        }
+    }
+
+    /// Records `ns` (at least 1) in `series`.
+    pub fn record(&mut self, series: Series, ns: u64) {
+        self.hists[series.index()].saturating_record(ns.max(1));
+    }
+
+    /// The histogram of `series`.
+    pub fn get(&self, series: Series) -> &Histogram<u64> {
+        &self.hists[series.index()]
+    }
+
+    /// Adds `other` into these histograms (same bounds: cannot fail).
+    pub fn add(&mut self, other: &Recorder) {
+        for (mine, theirs) in self.hists.iter_mut().zip(&other.hists) {
+            let _ = mine.add(theirs);
+        }
+    }
+
+    /// Whether nothing was recorded in any series.
+    pub fn is_empty(&self) -> bool {
+        self.hists.iter().all(Histogram::is_empty)
+    }
+
+    /// Empties every series.
+    pub fn reset(&mut self) {
+        for h in &mut self.hists {
+            h.reset();
+        }
+    }
+}
+
+/// Every loop's recordings, by interval, until each interval is complete.
+#[derive(Debug)]
+pub struct Timeline {
+    /// The whole run so far: the status line's p99 and the final report.
+    pub total: Recorder,
+    /// Intervals some loop may still add to, by number (time / interval).
+    pending: BTreeMap<u64, Recorder>,
+    /// Per loop: the interval it records into now; `u64::MAX` once it ended.
+    progress: Vec<u64>,
+}
+
+impl Timeline {
+    /// Nothing recorded, for `loops` loops.
+    pub fn new(loops: usize) -> Self {
+        Timeline {
+            total: Recorder::new(),
+            pending: BTreeMap::new(),
+            progress: vec![0; loops],
+        }
+    }
+
+    /// Adds loop `id`'s recordings of interval `interval` (and empties
+    /// them); the loop now records into interval `next` (`u64::MAX`: it
+    /// ended).
+    pub fn publish(&mut self, id: usize, interval: u64, rec: &mut Recorder, next: u64) {
+        if !rec.is_empty() {
+            self.total.add(rec);
+            self.pending
+                .entry(interval)
+                .or_insert_with(Recorder::new)
+                .add(rec);
+            rec.reset();
+        }
+        self.progress[id] = next;
+    }
+
+    /// Removes and returns the intervals no loop can add to any more, in
+    /// order; with `all`, every interval (the run is over).
+    pub fn take_complete(&mut self, all: bool) -> Vec<(u64, Recorder)> {
+        let done_below = if all {
+            u64::MAX
+        } else {
+            self.progress.iter().copied().min().unwrap_or(u64::MAX)
+        };
+        let keep = self.pending.split_off(&done_below);
+        std::mem::replace(&mut self.pending, keep)
+            .into_iter()
+            .collect()
+    }
+}

@@ -1,0 +1,350 @@
+//! One run: the loops on their threads, Ctrl-C, the status line while they
+//! run, and the report once they are done.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use mio::{Poll, Waker};
+
+use crate::cli::Args;
+use crate::counts::{Counts, Samples};
+use crate::intervals::{hlog_comments, Intervals};
+use crate::live::{show_status, Live};
+use crate::plan::Plan;
+use crate::plot;
+use crate::report::{Report, Setup};
+use crate::worker::{Outcome, Shared, Worker, WAKER};
+
+/// Exit status for bad flags or a setup failure.
+pub const EXIT_SETUP: i32 = crate::usage::EXIT_USAGE as i32;
+
+/// The loops of a run before they start, with what the main thread keeps.
+struct Loops {
+    /// The loops, one per thread.
+    workers: Vec<Worker>,
+    /// Each loop's waker, for Ctrl-C.
+    wakers: Vec<Waker>,
+    /// Each loop's live counters, for the status line.
+    lives: Vec<Arc<Live>>,
+}
+
+/// What every loop handed back, added up.
+struct Totals {
+    /// The counts.
+    counts: Counts,
+    /// The first error of each kind.
+    samples: Samples,
+    /// Whether Ctrl-C ended a loop.
+    interrupted: bool,
+}
+
+/// Runs the loops, shows the status line, prints the report; returns the
+/// exit status.
+pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
+    let mut outputs = match Outputs::open(args) {
+        Ok(outputs) => outputs,
+        Err(message) => {
+            eprintln!("echoloop-stress: {message}");
+            return EXIT_SETUP;
+        }
+    };
+    let setup = make_setup(args, &plan, fd_limit);
+    wait_for_start(args.start_at);
+    let plan = Arc::new(plan);
+    let shared = Arc::new(Shared::new(plan.threads as usize));
+    let (epoch, started_unix) = (Instant::now(), unix_now());
+    let loops = match make_loops(&plan, &shared, epoch) {
+        Ok(loops) => loops,
+        Err(message) => {
+            eprintln!("echoloop-stress: {message}");
+            return EXIT_SETUP;
+        }
+    };
+    on_ctrl_c(&shared, loops.wakers);
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut handles = Vec::new();
+    for worker in loops.workers {
+        match spawn(worker, done_tx.clone()) {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                eprintln!("echoloop-stress: spawn a loop thread: {e}");
+                shared.stop.store(true, Ordering::SeqCst);
+                return EXIT_SETUP;
+            }
+        }
+    }
+    drop(done_tx);
+    let mut intervals = Intervals::new(plan.interval_ns, setup.series());
+    let watched = Watch {
+        done: &done_rx,
+        handles,
+        lives: &loops.lives,
+        shared: &shared,
+        epoch,
+        started_unix,
+    };
+    let (totals, crashed) = outputs.watch(watched, &setup, &mut intervals);
+    let report = assemble(args, setup, &shared, totals, epoch.elapsed(), started_unix);
+    let plotted = outputs.plot(&report.setup, &intervals);
+    print(args, &report);
+    if crashed {
+        eprintln!("echoloop-stress: a loop thread panicked; the report is incomplete");
+        return EXIT_SETUP;
+    }
+    if !plotted {
+        return EXIT_SETUP;
+    }
+    report.exit_code()
+}
+
+/// The seconds since the Unix epoch now.
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `--start-at`: sleeps until that Unix time (at once if it is past).
+fn wait_for_start(start_at: Option<f64>) {
+    let Some(at) = start_at else { return };
+    let wait = at - unix_now();
+    if wait > 0.0 {
+        eprintln!("echoloop-stress: waiting {wait:.3} s for --start-at {at}");
+        thread::sleep(Duration::from_secs_f64(wait));
+    }
+}
+
+/// A run in progress, as the main thread watches it.
+struct Watch<'a> {
+    /// One message per loop that ends.
+    done: &'a mpsc::Receiver<()>,
+    /// The loop threads.
+    handles: Vec<JoinHandle<Outcome>>,
+    /// Each loop's live counters.
+    lives: &'a [Arc<Live>],
+    /// What the loops share.
+    shared: &'a Shared,
+    /// Time zero of the run.
+    epoch: Instant,
+    /// The same instant, in seconds since the Unix epoch.
+    started_unix: f64,
+}
+
+/// Where `--hlog` and `--plot` go, opened (and so proved writable) before
+/// any connection is made.
+struct Outputs {
+    /// `--hlog`: its path and the open file.
+    hlog: Option<(PathBuf, BufWriter<File>)>,
+    /// `--plot`: its path (created empty at start).
+    plot: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Creates the output files; the error names the flag, the path and the
+    /// OS's words.
+    fn open(args: &Args) -> Result<Outputs, String> {
+        let create = |flag: &str, path: &PathBuf| {
+            File::create(path).map_err(|e| format!("{flag} {}: create: {e}", path.display()))
+        };
+        let hlog = match &args.hlog {
+            Some(path) => Some((path.clone(), BufWriter::new(create("--hlog", path)?))),
+            None => None,
+        };
+        if let Some(path) = &args.plot {
+            create("--plot", path)?;
+        }
+        Ok(Outputs {
+            hlog,
+            plot: args.plot.clone(),
+        })
+    }
+
+    /// Shows the status line and writes the interval log while the loops
+    /// run; then joins them (see [`join`]).
+    fn watch(&mut self, w: Watch<'_>, setup: &Setup, intervals: &mut Intervals) -> (Totals, bool) {
+        let mut serializer = V2DeflateSerializer::new();
+        let mut log = None;
+        if let Some((path, file)) = self.hlog.as_mut() {
+            let mut builder = IntervalLogWriterBuilder::new();
+            for comment in hlog_comments(setup) {
+                builder.add_comment(&comment);
+            }
+            let start = UNIX_EPOCH + Duration::from_secs_f64(w.started_unix);
+            builder
+                .with_start_time(start)
+                .with_base_time(start)
+                .with_max_value_divisor(1e6);
+            match builder.begin_log_with(file, &mut serializer) {
+                Ok(writer) => log = Some(writer),
+                Err(e) => intervals.failed = Some(format!("{}: write: {e}", path.display())),
+            }
+        }
+        let running = w.handles.len();
+        show_status(w.done, running, w.lives, w.shared, w.epoch, &mut || {
+            intervals.drain(w.shared, None, log.as_mut());
+        });
+        let joined = join(w.handles);
+        let end_ns = u64::try_from(w.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        intervals.drain(w.shared, Some(end_ns), log.as_mut());
+        drop(log);
+        if let Some((path, file)) = self.hlog.as_mut() {
+            if let Err(e) = file.flush() {
+                intervals.failed.get_or_insert(format!("flush: {e}"));
+            }
+            if let Some(why) = &intervals.failed {
+                eprintln!("echoloop-stress: --hlog {}: {why}", path.display());
+            }
+        }
+        joined
+    }
+
+    /// Draws `--plot`, if asked; false if that failed (said on stderr).
+    fn plot(&self, setup: &Setup, intervals: &Intervals) -> bool {
+        let Some(path) = &self.plot else { return true };
+        match plot::draw(path, setup, &intervals.points) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("echoloop-stress: --plot {}: {e}", path.display());
+                false
+            }
+        }
+    }
+}
+
+/// One poll, waker and live counters per loop.
+fn make_loops(plan: &Arc<Plan>, shared: &Arc<Shared>, epoch: Instant) -> Result<Loops, String> {
+    let mut loops = Loops {
+        workers: Vec::new(),
+        wakers: Vec::new(),
+        lives: Vec::new(),
+    };
+    for id in 0..plan.threads {
+        let poll = Poll::new().map_err(|e| format!("create poll: {e}"))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(|e| format!("create waker: {e}"))?;
+        loops.wakers.push(waker);
+        let live = Arc::new(Live::default());
+        loops.lives.push(Arc::clone(&live));
+        loops.workers.push(Worker::new(
+            id,
+            Arc::clone(plan),
+            Arc::clone(shared),
+            live,
+            poll,
+            epoch,
+        ));
+    }
+    Ok(loops)
+}
+
+/// Ctrl-C: ask every loop to stop (they then report); a second one quits.
+fn on_ctrl_c(shared: &Arc<Shared>, wakers: Vec<Waker>) {
+    let shared = Arc::clone(shared);
+    if let Err(e) = ctrlc::set_handler(move || {
+        if shared.stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        for waker in &wakers {
+            let _ = waker.wake();
+        }
+    }) {
+        eprintln!("echoloop-stress: warning: no Ctrl-C handler: {e}");
+    }
+}
+
+/// Starts `worker` on its own thread; it says so on `done` when it ends.
+fn spawn(worker: Worker, done: mpsc::Sender<()>) -> io::Result<JoinHandle<Outcome>> {
+    thread::Builder::new()
+        .name("echoloop-stress-loop".into())
+        .spawn(move || {
+            let outcome = worker.run();
+            let _ = done.send(());
+            outcome
+        })
+}
+
+/// Waits for every loop and adds up what they hand back; also says
+/// whether a loop thread panicked.
+fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
+    let mut totals = Totals {
+        counts: Counts::default(),
+        samples: Samples::default(),
+        interrupted: false,
+    };
+    let mut crashed = false;
+    for handle in handles {
+        match handle.join() {
+            Ok(outcome) => {
+                totals.counts.add(&outcome.counts);
+                totals.samples.add(outcome.samples);
+                totals.interrupted |= outcome.interrupted;
+            }
+            Err(_) => crashed = true,
+        }
+    }
+    (totals, crashed)
+}
+
+/// The settings of the run, as the report repeats them.
+fn make_setup(args: &Args, plan: &Plan, fd_limit: Option<u64>) -> Setup {
+    Setup {
+        mode: plan.mode,
+        addr: plan.addr.to_string(),
+        connections: plan.connections,
+        message_size: plan.message_size,
+        pipeline: plan.pipeline,
+        threads: plan.threads,
+        rate: args.rate,
+        messages: args.messages,
+        duration: args.run_length(),
+        max_failures: args.max_failures,
+        fd_limit,
+    }
+}
+
+/// The report of a finished run.
+fn assemble(
+    args: &Args,
+    setup: Setup,
+    shared: &Shared,
+    totals: Totals,
+    elapsed: Duration,
+    started_unix: f64,
+) -> Report {
+    let rec = shared
+        .timeline
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .total
+        .clone();
+    Report {
+        setup,
+        counts: totals.counts,
+        samples: totals.samples,
+        rec,
+        percentiles: args.percentiles.0.clone(),
+        elapsed,
+        started_unix,
+        interrupted: totals.interrupted,
+        merged_runs: 1,
+    }
+}
+
+/// Prints the report on stdout, as text or JSON.
+fn print(args: &Args, report: &Report) {
+    let text = if args.json {
+        report.json()
+    } else {
+        report.text()
+    };
+    let mut stdout = io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}") {
+        eprintln!("echoloop-stress: write the report: {e}");
+    }
+}

@@ -1,0 +1,268 @@
+//! The distributed recipe, tested on one machine: N `echoloop-stress --json
+//! --start-at T` processes against one server, then one `merge` of their
+//! reports — and what `merge` refuses.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value as Json;
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_echoloop-stress");
+
+/// Longest any one process may take.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A thread-per-connection echo server on 127.0.0.1:0 (anyone's RFC 862
+/// server, not ours); its threads end with the test process.
+fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local_addr");
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let _ = stream.set_nodelay(true);
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A directory for this test's files under the target directory.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).expect("create the scratch directory");
+    dir
+}
+
+/// Starts `echoloop-stress args`.
+fn spawn(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn echoloop-stress")
+}
+
+/// Waits for `child` (at most [`LIMIT`], else kills it and fails).
+fn finish(child: Child) -> Output {
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(out) => out.expect("wait for echoloop-stress"),
+        Err(_) => {
+            let _ = Command::new("kill").arg(id.to_string()).status();
+            panic!("echoloop-stress still running after {LIMIT:?}");
+        }
+    }
+}
+
+/// Runs `echoloop-stress args` to completion.
+fn stress(args: &[&str]) -> Output {
+    finish(spawn(args))
+}
+
+/// Parses a `--json` report.
+fn json(out: &Output) -> Json {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A count of a report.
+#[track_caller]
+fn count(j: &Json, key: &str) -> u64 {
+    j[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a count in {j}"))
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+}
+
+/// Writes `text` to `dir/name`, returning the path as a string.
+fn file(dir: &Path, name: &str, text: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write a report");
+    path.to_string_lossy().into_owned()
+}
+
+/// Proves the distributed recipe: four client processes started together
+/// with `--start-at` (each begins within a tenth of a second of T), against
+/// one server, merge into exactly the sum of their own reports — counts,
+/// bytes and connections summed, the latency histogram's count the sum of
+/// theirs, its p99 within the range of theirs (a percentile of the whole
+/// lies between those of its parts) — with throughput over the window from
+/// the first start to the last end.
+#[test]
+fn four_clients_merge_into_the_sum_of_their_reports() {
+    let addr = echo_server().to_string();
+    let dir = scratch("stress-merge-recipe");
+    let at = format!("{:.3}", unix_now() + 1.0);
+    let children: Vec<Child> = ["2", "3", "5", "7"]
+        .iter()
+        .map(|c| {
+            spawn(&[
+                "--addr",
+                &addr,
+                "-c",
+                c,
+                "-d",
+                "1",
+                "--json",
+                "--start-at",
+                &at,
+            ])
+        })
+        .collect();
+    let mut paths = Vec::new();
+    let mut parts = Vec::new();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = finish(child);
+        assert!(out.status.success(), "client {i}: {out:?}");
+        paths.push(file(&dir, &format!("{i}.json"), &out.stdout));
+        parts.push(json(&out));
+    }
+    let t: f64 = at.parse().expect("T");
+    for p in &parts {
+        let started = p["started_unix"].as_f64().expect("started_unix");
+        assert!(
+            (t..t + 0.1).contains(&started),
+            "started at {started}, T = {t}"
+        );
+    }
+    let mut args = vec!["merge", "--json"];
+    args.extend(paths.iter().map(String::as_str));
+    let merged = stress(&args);
+    assert!(merged.status.success(), "{merged:?}");
+    assert_sum_of(&parts, &json(&merged));
+
+    // The text form says how many runs it merged.
+    args.remove(1);
+    let text = stress(&args);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("4 runs merged"), "{text}");
+}
+
+/// Asserts merged report `m` is exactly the sum of `parts`: counts summed,
+/// histograms added, throughput over the first start to the last end.
+#[track_caller]
+fn assert_sum_of(parts: &[Json], m: &Json) {
+    for key in [
+        "messages",
+        "bytes",
+        "connections",
+        "connections_attempted",
+        "connections_established",
+        "verification_errors",
+        "failures",
+    ] {
+        let sum: u64 = parts.iter().map(|p| count(p, key)).sum();
+        assert_eq!(count(m, key), sum, "{key}");
+    }
+    assert_eq!(count(m, "connections"), 17);
+    assert_eq!(count(m, "merged_runs"), 4);
+    let latency_count: u64 = parts.iter().map(|p| count(&p["latency_us"], "count")).sum();
+    assert_eq!(count(&m["latency_us"], "count"), latency_count);
+    let p99s: Vec<f64> = parts
+        .iter()
+        .map(|p| p["latency_us"]["p99"].as_f64().expect("p99"))
+        .collect();
+    let p99 = m["latency_us"]["p99"].as_f64().expect("p99");
+    let (low, high) = p99s
+        .iter()
+        .fold((f64::MAX, 0f64), |(l, h), &v| (l.min(v), h.max(v)));
+    assert!(
+        (low..=high).contains(&p99),
+        "merged p99 {p99} outside the parts' {p99s:?}"
+    );
+    let time = |p: &Json, key: &str| p[key].as_f64().expect("a time");
+    let start = parts
+        .iter()
+        .map(|p| time(p, "started_unix"))
+        .fold(f64::MAX, f64::min);
+    let end = parts
+        .iter()
+        .map(|p| time(p, "ended_unix"))
+        .fold(0.0, f64::max);
+    let rate = count(m, "messages") as f64 / (end - start);
+    let got = m["msgs_per_sec"].as_f64().expect("msgs_per_sec");
+    assert!(
+        (got - rate).abs() <= rate * 0.01 + 1.0,
+        "msgs/s {got}, window says {rate}"
+    );
+}
+
+/// Proves `merge` refuses what cannot be added up, with one line naming the
+/// file and what is wrong, and exit status 2: runs of another mode or
+/// message size (naming the mismatch), a truncated report (saying where it
+/// broke), a corrupted histogram (naming it) and a missing file.
+#[test]
+fn merge_refuses_what_does_not_add_up() {
+    let addr = echo_server().to_string();
+    let dir = scratch("stress-merge-refusals");
+    let base = stress(&["--addr", &addr, "-c", "2", "-n", "200", "--json"]);
+    assert!(base.status.success(), "{base:?}");
+    let good = file(&dir, "good.json", &base.stdout);
+    let churn = stress(&[
+        "--addr", &addr, "-m", "churn", "-c", "2", "-n", "20", "--json",
+    ]);
+    let churn = file(&dir, "churn.json", &churn.stdout);
+    let big = stress(&[
+        "--addr", &addr, "-c", "2", "-n", "200", "-s", "64", "--json",
+    ]);
+    let big = file(&dir, "size.json", &big.stdout);
+    let half = file(
+        &dir,
+        "truncated.json",
+        &base.stdout[..base.stdout.len() / 2],
+    );
+    let text = String::from_utf8_lossy(&base.stdout);
+    let rtt = json(&base)["histograms"]["rtt"]
+        .as_str()
+        .expect("rtt")
+        .to_string();
+    let broken = text.replace(&rtt, &format!("{}AAAA", &rtt[..rtt.len() / 2]));
+    let broken = file(&dir, "corrupted.json", broken.as_bytes());
+    let missing = dir.join("missing.json").to_string_lossy().into_owned();
+    for (other, says) in [
+        (&churn, vec!["--mode churn", "--mode load"]),
+        (&big, vec!["--message-size 64", "--message-size 512"]),
+        (&half, vec!["truncated.json", "line", "column"]),
+        (&broken, vec!["corrupted.json", "histograms.rtt"]),
+        (&missing, vec!["missing.json", "read"]),
+    ] {
+        let out = stress(&["merge", &good, other]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{other}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{other}: {stderr}");
+        for word in says {
+            assert!(stderr.contains(word), "{other}: no {word:?} in {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
