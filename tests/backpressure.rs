@@ -1,12 +1,12 @@
 //! Back-pressure: a peer that does not read cannot make the server hold
 //! more than `--max-pending` bytes for it; its own writes block instead.
 
-mod common;
+pub mod support;
 
 use std::io::Read;
 use std::thread;
 
-use common::*;
+use support::*;
 
 /// A writer thread pushes 32 MiB while the reader waits. The server's
 /// pending output fills to exactly the cap and stays there (the writer

@@ -1,12 +1,12 @@
 //! The binary's command line: flags with defaults, and start-up errors that
 //! name what failed.
 
-mod common;
+pub mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 /// `--help` lists every flag with its default, so an operator never has to
 /// read the source to learn one.

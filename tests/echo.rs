@@ -1,14 +1,14 @@
 //! Echo semantics (RFC 862): every byte back, in order, binary-safe, for one
 //! client or a thousand, until the client closes.
 
-mod common;
+pub mod support;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 /// Sizes from 1 byte to 16 MiB — around the 64 KiB read buffer and pending
 /// cap, and far past what socket buffers hold — come back byte-exact,

@@ -13,7 +13,7 @@
 //! target directory) once before the first test. It is a no-op when they are
 //! up to date.
 
-mod common;
+pub mod support;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -124,7 +124,7 @@ fn minimal_loop_serves_concurrent_clients() {
 fn minimal_loop_survives_a_client_that_reads_late() {
     let server = Server::start("minimal_loop", &[]);
     let slow = connect(server.addr);
-    let payload = Arc::new(common::payload(7, BIG));
+    let payload = Arc::new(support::payload(7, BIG));
 
     let (progress_tx, progress_rx) = mpsc::channel::<usize>();
     let writer = {
@@ -351,7 +351,7 @@ fn conditional_accept_refuses_beyond_max_clients() {
     server.wait_for_stderr("1 clients already served (--max-clients)");
     expect_close_after_half_close(first);
     // The worker gives its slot back just after its FIN: try until served.
-    common::wait_until("a client served after the first left", || {
+    support::wait_until("a client served after the first left", || {
         connect_from([127, 0, 0, 1], server.addr)
             .map(|mut c| ping(&mut c, 2))
             .unwrap_or(false)
@@ -474,7 +474,7 @@ fn io_uring_loop_loses_nothing_when_the_buffer_ring_runs_dry() {
             let addr = server.addr;
             thread::spawn(move || {
                 let stream = connect(addr);
-                stream_exact(&stream, &common::payload(900 + i, 256 * 1024));
+                stream_exact(&stream, &support::payload(900 + i, 256 * 1024));
                 expect_close_after_half_close(stream);
             })
         })
@@ -483,7 +483,7 @@ fn io_uring_loop_loses_nothing_when_the_buffer_ring_runs_dry() {
         c.join()
             .expect("a client failed (its panic message is above)");
     }
-    common::wait_until("io_uring_loop to log ENOBUFS", || {
+    support::wait_until("io_uring_loop to log ENOBUFS", || {
         server_stderr(&server).contains("ENOBUFS")
     });
 }
@@ -502,13 +502,13 @@ fn io_uring_loop_resumes_partial_sends() {
     };
     let stream = connect(server.addr);
     for round in 0..8 {
-        stream_exact(&stream, &common::payload(round, 16 << 20));
+        stream_exact(&stream, &support::payload(round, 16 << 20));
         if server_stderr(&server).contains("partial send") {
             break;
         }
     }
     expect_close_after_half_close(stream);
-    common::wait_until("io_uring_loop to log a partial send", || {
+    support::wait_until("io_uring_loop to log a partial send", || {
         server_stderr(&server).contains("partial send")
     });
 }
@@ -718,7 +718,7 @@ fn echo_every_size(addr: SocketAddr) {
         16 << 20,
     ];
     for (i, len) in sizes.into_iter().enumerate() {
-        stream_exact(&stream, &common::payload(i as u64 + 1, len));
+        stream_exact(&stream, &support::payload(i as u64 + 1, len));
     }
     expect_close_after_half_close(stream);
 }
@@ -749,7 +749,7 @@ fn stream_exact(stream: &TcpStream, data: &[u8]) {
 #[cfg(any(target_os = "linux", windows))]
 fn half_close_then_read(addr: SocketAddr) {
     let stream = connect(addr);
-    let data = common::payload(42, 300 * 1024);
+    let data = support::payload(42, 300 * 1024);
     let mut writer = &stream;
     writer.write_all(&data).expect("write 300 KiB");
     stream.shutdown(Shutdown::Write).expect("shutdown(Write)");
@@ -777,7 +777,7 @@ fn hundred_clients(addr: SocketAddr) {
         .enumerate()
         .map(|(i, s)| {
             thread::spawn(move || {
-                stream_exact(&s, &common::payload(500 + i as u64, 64 * 1024));
+                stream_exact(&s, &support::payload(500 + i as u64, 64 * 1024));
                 expect_close_after_half_close(s);
             })
         })
@@ -801,7 +801,7 @@ fn reset_among_others(addr: SocketAddr) {
                 let mut s = connect(addr);
                 round_trips(&mut s, 700 + i);
                 start.wait();
-                stream_exact(&s, &common::payload(800 + i, 2 << 20));
+                stream_exact(&s, &support::payload(800 + i, 2 << 20));
                 expect_close_after_half_close(s);
             })
         })
@@ -809,7 +809,7 @@ fn reset_among_others(addr: SocketAddr) {
 
     let mut victim = connect(addr);
     victim
-        .write_all(&common::payload(1, 256 * 1024))
+        .write_all(&support::payload(1, 256 * 1024))
         .expect("write to the server");
     let mut b = [0u8; 1];
     victim.read_exact(&mut b).expect("the echo has started");
@@ -833,7 +833,7 @@ fn reset_among_others(addr: SocketAddr) {
 #[cfg(any(target_os = "linux", windows))]
 fn late_reader_and_another(addr: SocketAddr) {
     let slow = connect(addr);
-    let payload = Arc::new(common::payload(7, BIG));
+    let payload = Arc::new(support::payload(7, BIG));
     let (progress_tx, progress_rx) = mpsc::channel::<usize>();
     let writer = {
         let mut stream = slow.try_clone().expect("try_clone");
@@ -907,7 +907,7 @@ fn round_trips(stream: &mut TcpStream, seed: u64) {
         .into_iter()
         .enumerate()
     {
-        messages.push(common::payload(seed * 31 + i as u64, len));
+        messages.push(support::payload(seed * 31 + i as u64, len));
     }
     for msg in messages {
         stream.write_all(&msg).expect("write a message");
@@ -922,7 +922,7 @@ fn round_trips(stream: &mut TcpStream, seed: u64) {
 /// Streams 4 MiB from one thread while another reads the echo, so that the
 /// server meets full socket buffers (partial writes) and has to resume.
 fn stream_big(stream: &TcpStream, seed: u64) {
-    let data = Arc::new(common::payload(seed, BIG));
+    let data = Arc::new(support::payload(seed, BIG));
     let reader = {
         let mut stream = stream.try_clone().expect("try_clone");
         thread::spawn(move || {
@@ -979,8 +979,8 @@ const ECHO_SIZES: [usize; 7] = [1, 2, 1460, 64 * 1024, 64 * 1024 + 3, 1024 * 102
 fn echo_sizes_then_half_close(addr: SocketAddr) {
     for (i, len) in ECHO_SIZES.into_iter().enumerate() {
         let stream = connect(addr);
-        let data = common::payload(500 + i as u64, len);
-        let got = common::echo_all(&stream, &data);
+        let data = support::payload(500 + i as u64, len);
+        let got = support::echo_all(&stream, &data);
         assert_same(&got, &data, &format!("{len} bytes, then half-close"));
     }
     half_close_before_reading(addr);
@@ -1006,7 +1006,7 @@ fn half_close_before_reading(addr: SocketAddr) {
         stream
             .set_write_timeout(Some(STEP_TIMEOUT))
             .expect("timeout");
-        let data = common::payload(700 + i as u64, len);
+        let data = support::payload(700 + i as u64, len);
         stream.write_all(&data).expect("write before reading");
         stream.shutdown(Shutdown::Write).expect("shutdown(Write)");
         let got = read_to_eof(&stream);
@@ -1029,8 +1029,8 @@ fn run_light_sessions(addr: SocketAddr, n: usize) {
 fn light_session(addr: SocketAddr, seed: u64) {
     let mut stream = connect(addr);
     round_trips(&mut stream, seed);
-    let data = common::payload(seed, 256 * 1024);
-    let got = common::echo_all(&stream, &data);
+    let data = support::payload(seed, 256 * 1024);
+    let got = support::echo_all(&stream, &data);
     assert_same(&got, &data, "256 KiB, then half-close");
 }
 
@@ -1207,7 +1207,7 @@ impl Server {
     /// Waits (bounded) until the process has written `needle` on stderr.
     fn wait_for_stderr(&mut self, needle: &str) {
         let stderr = Arc::clone(&self.stderr);
-        common::wait_until(&format!("{:?} on stderr of {}", needle, self.name), || {
+        support::wait_until(&format!("{:?} on stderr of {}", needle, self.name), || {
             stderr
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

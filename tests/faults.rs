@@ -11,8 +11,7 @@
 //! it skipped, and under CI on Linux as root a skip is a failure. The
 //! scenarios run one at a time ([`support::serial`]).
 
-mod common;
-mod support;
+pub mod support;
 
 /// Off Linux there are no network namespaces to build the lab from.
 #[cfg(not(target_os = "linux"))]
@@ -25,8 +24,8 @@ fn fault_lab_needs_linux() {
 mod lab {
     use std::time::{Duration, Instant};
 
-    use crate::common::Binary;
     use crate::support::netns::{Lab, StressRun};
+    use crate::support::Binary;
     use crate::support::*;
     use crate::{assert_accounted, stop_server};
 
@@ -286,9 +285,9 @@ mod lab {
 mod vanish {
     use std::time::{Duration, Instant};
 
-    use crate::common::Binary;
     use crate::stop_server;
     use crate::support::netns::{Lab, Stress};
+    use crate::support::Binary;
     use crate::support::*;
 
     /// Longest any wait here may take.
@@ -488,7 +487,7 @@ mod vanish {
 /// counters line.
 #[cfg(target_os = "linux")]
 #[track_caller]
-fn stop_server(server: &mut common::Binary) -> String {
+fn stop_server(server: &mut support::Binary) -> String {
     server.signal(libc::SIGTERM);
     let last = server.wait_for_line("stopped:");
     assert_eq!(server.wait_exit(), Some(0), "{last}");

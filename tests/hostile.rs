@@ -8,8 +8,7 @@
 //! The scenarios run one at a time ([`support::serial`]): each one loads a
 //! 2-core machine by itself.
 
-mod common;
-mod support;
+pub mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,7 +17,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use support::fleet::Fleet;
 use support::*;
 

@@ -1,11 +1,11 @@
 //! Limits: the connection cap, the idle timeout, and descriptor exhaustion.
 
-mod common;
+pub mod support;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 /// Over `--max-connections`, a new client is accepted and closed at once —
 /// it reads end of stream (or a reset) promptly instead of hanging — and is

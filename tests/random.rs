@@ -17,12 +17,10 @@
 //! same interleaving. Without `ECHOLOOP_SEED` the seed comes from the clock,
 //! so every run explores new cases.
 
-mod common;
-mod support;
+pub mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
 use support::fleet::Fleet;
 use support::*;
 

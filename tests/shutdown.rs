@@ -1,13 +1,13 @@
 //! Graceful shutdown: stop accepting, deliver every echo already owed,
 //! close, exit 0 — and give up after the grace period.
 
-mod common;
+pub mod support;
 
 #[cfg(target_os = "linux")]
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 /// Shutdown while a client that is not reading is owed a full pending
 /// buffer: the server reads nothing more, delivers exactly what it had read

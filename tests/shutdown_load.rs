@@ -9,15 +9,13 @@
 
 #![cfg(unix)]
 
-mod common;
-mod support;
+pub mod support;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use support::fleet::Fleet;
 use support::*;
 

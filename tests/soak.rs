@@ -12,16 +12,13 @@
 //! ECHOLOOP_SOAK_SECS=1800 cargo test --release --test soak -- --nocapture
 //! ```
 
-mod common;
-mod support;
+pub mod support;
 
 #[cfg(target_os = "linux")]
 use std::process::{Child, Command, Stdio};
 #[cfg(target_os = "linux")]
 use std::time::{Duration, Instant};
 
-#[cfg(target_os = "linux")]
-use common::*;
 #[cfg(target_os = "linux")]
 use support::*;
 

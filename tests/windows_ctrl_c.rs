@@ -12,14 +12,14 @@
 
 #![cfg(windows)]
 
-mod common;
+pub mod support;
 
 use std::io::Write;
 use std::os::windows::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 /// `CreateProcess` flag: the child gets a new console instead of ours.
 const CREATE_NEW_CONSOLE: u32 = 0x0000_0010;

@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{linger_zero, stream_bytes, Rng};
-use crate::common::TIMEOUT;
+use super::{linger_zero, stream_bytes, Rng, TIMEOUT};
 
 /// Reads or writes one peer may do per turn before the others get theirs.
 const OPS_PER_TURN: usize = 4;

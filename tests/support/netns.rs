@@ -26,7 +26,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::Binary;
+use super::Binary;
 
 /// Prefix of every namespace a lab creates.
 const PREFIX: &str = "echoloop-";

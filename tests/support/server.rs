@@ -1,11 +1,9 @@
-//! Helpers shared by the integration tests: start a server on 127.0.0.1:0
-//! (in-process or the real binary), connect, echo, and wait on conditions
-//! with deadlines instead of sleeping.
+//! The server under test: in-process on a thread ([`TestServer`]), or the
+//! real `echoloop` binary as a child process ([`Binary`]), whose log lines
+//! (stats lines among them) the test reads.
 
-#![allow(dead_code)] // each test file uses a different subset
-
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
@@ -13,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use echoloop::{Config, Handle, Server, Stats};
 
-/// How long any single wait in a test may take before it fails.
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+use super::{assert_same, read_until_closed, wait_until, TIMEOUT};
 
 /// A server running on its own thread, shut down when dropped.
 pub struct TestServer {
@@ -69,100 +66,6 @@ impl Drop for TestServer {
         if let Some(thread) = self.thread.take() {
             let _ = self.handle.shutdown();
             let _ = thread.join();
-        }
-    }
-}
-
-/// Connects with read and write timeouts, so a hung server fails the test
-/// instead of hanging it.
-#[track_caller]
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect to test server");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-    stream
-}
-
-/// Polls `cond` until it holds, failing after [`TIMEOUT`]. The deadline is
-/// the synchronisation; the short nap between checks only saves CPU.
-#[track_caller]
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Deterministic, non-repeating-looking bytes (all 256 values, NULs
-/// included) for connection `seed`.
-pub fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            // xorshift64*
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
-}
-
-/// Sends `data` from a writer thread while this thread reads, then
-/// half-closes; asserts the echo is byte-exact and followed by end of stream.
-#[track_caller]
-pub fn assert_echo(stream: &TcpStream, data: &[u8]) {
-    let got = echo_all(stream, data);
-    assert_same(&got, data);
-}
-
-/// Sends `data` (writer thread), shuts down the write side, and returns
-/// everything read until end of stream.
-pub fn echo_all(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
-    let mut writer = stream.try_clone().unwrap();
-    let owned = data.to_vec();
-    let sender = thread::spawn(move || {
-        writer.write_all(&owned).expect("write to server");
-        writer.shutdown(Shutdown::Write).expect("shutdown(Write)");
-    });
-    let mut got = Vec::with_capacity(data.len());
-    (&*stream).read_to_end(&mut got).expect("read echo");
-    sender.join().expect("writer thread");
-    got
-}
-
-/// Asserts two byte strings are equal, reporting the first difference
-/// instead of dumping megabytes.
-#[track_caller]
-pub fn assert_same(got: &[u8], want: &[u8]) {
-    if got != want {
-        let first = got.iter().zip(want).position(|(a, b)| a != b);
-        panic!(
-            "echo differs: got {} bytes, want {}; first differing byte at {:?}",
-            got.len(),
-            want.len(),
-            first
-        );
-    }
-}
-
-/// Reads until end of stream or an error (a reset counts as the end);
-/// returns what arrived.
-pub fn read_until_closed(stream: &TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        match (&*stream).read(&mut buf) {
-            Ok(0) => return got,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
-            {
-                panic!("server did not close within {TIMEOUT:?}")
-            }
-            Err(_) => return got,
         }
     }
 }
@@ -308,20 +211,33 @@ pub fn stat_field(line: &str, key: &str) -> u64 {
         .expect("numeric stat")
 }
 
-/// Writes `data` on a clone of `stream` from a new thread; returns the
-/// thread, which yields how many bytes it wrote before an error (if any).
-pub fn spawn_writer(stream: &TcpStream, data: Vec<u8>) -> JoinHandle<usize> {
-    let mut writer = stream.try_clone().unwrap();
-    thread::spawn(move || {
-        let mut sent = 0;
-        for chunk in data.chunks(16 * 1024) {
-            if writer.write_all(chunk).is_err() {
-                break;
-            }
-            sent += chunk.len();
+/// Waits (up to `limit`) for a `stats:` line of a binary started with
+/// `--stats-interval` that satisfies `pred`, and returns it.
+#[track_caller]
+pub fn wait_for_stats(
+    server: &mut Binary,
+    what: &str,
+    limit: Duration,
+    mut pred: impl FnMut(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        // Each wait_for_line is bounded by TIMEOUT; stats lines come far
+        // more often than that.
+        let line = server.wait_for_line("stats:");
+        if pred(&line) {
+            return line;
         }
-        sent
-    })
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}; last: {line}"
+        );
+    }
+}
+
+/// `key=value` of a stats line, as with [`stat_field`].
+pub fn stat(line: &str, key: &str) -> u64 {
+    stat_field(line, key)
 }
 
 /// The real binary as a command whose open-file limit, soft and hard, is
@@ -345,15 +261,4 @@ pub fn echoloop_with_fd_limit(limit: u64) -> Command {
         });
     }
     cmd
-}
-
-/// utime + stime of a process, in clock ticks (1/100 s), from /proc.
-#[cfg(target_os = "linux")]
-pub fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields overall, the 12th and 13th after it.
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
