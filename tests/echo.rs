@@ -30,7 +30,7 @@ fn echoes_every_size_byte_exact() {
     ];
     let mut total = 0;
     for (i, &size) in sizes.iter().enumerate() {
-        let data = payload(i as u64, size);
+        let data = payload(i, size);
         let stream = connect(server.addr);
         assert_echo(&stream, &data);
         total += size as u64;

@@ -469,7 +469,7 @@ fn io_uring_loop_loses_nothing_when_the_buffer_ring_runs_dry() {
     let Some(server) = io_uring_server(&args) else {
         return;
     };
-    let clients: Vec<_> = (0..20u64)
+    let clients: Vec<_> = (0..20usize)
         .map(|i| {
             let addr = server.addr;
             thread::spawn(move || {
@@ -718,7 +718,7 @@ fn echo_every_size(addr: SocketAddr) {
         16 << 20,
     ];
     for (i, len) in sizes.into_iter().enumerate() {
-        stream_exact(&stream, &support::payload(i as u64 + 1, len));
+        stream_exact(&stream, &support::payload(i + 1, len));
     }
     expect_close_after_half_close(stream);
 }
@@ -762,7 +762,7 @@ fn half_close_then_read(addr: SocketAddr) {
 /// thread and half-closes.
 #[cfg(any(target_os = "linux", windows))]
 fn hundred_clients(addr: SocketAddr) {
-    let streams: Vec<TcpStream> = (0..100u64)
+    let streams: Vec<TcpStream> = (0..100usize)
         .map(|i| {
             let mut s = connect(addr);
             s.write_all(&[i as u8]).expect("write the first byte");
@@ -777,7 +777,7 @@ fn hundred_clients(addr: SocketAddr) {
         .enumerate()
         .map(|(i, s)| {
             thread::spawn(move || {
-                stream_exact(&s, &support::payload(500 + i as u64, 64 * 1024));
+                stream_exact(&s, &support::payload(500 + i, 64 * 1024));
                 expect_close_after_half_close(s);
             })
         })
@@ -794,7 +794,7 @@ fn hundred_clients(addr: SocketAddr) {
 #[cfg(any(target_os = "linux", windows))]
 fn reset_among_others(addr: SocketAddr) {
     let start = Arc::new(std::sync::Barrier::new(9));
-    let others: Vec<_> = (0..8u64)
+    let others: Vec<_> = (0..8usize)
         .map(|i| {
             let start = Arc::clone(&start);
             thread::spawn(move || {
@@ -869,7 +869,7 @@ fn late_reader_and_another(addr: SocketAddr) {
 /// `n` clients at once, each running `full_session`, all joined.
 fn run_concurrent_sessions(addr: SocketAddr, n: usize) {
     let clients: Vec<_> = (0..n)
-        .map(|i| thread::spawn(move || full_session(addr, i as u64 + 100)))
+        .map(|i| thread::spawn(move || full_session(addr, i + 100)))
         .collect();
     for (i, c) in clients.into_iter().enumerate() {
         c.join()
@@ -878,7 +878,7 @@ fn run_concurrent_sessions(addr: SocketAddr, n: usize) {
 }
 
 /// One client's whole life: round trips, a 4 MiB stream, half-close, close.
-fn full_session(addr: SocketAddr, seed: u64) {
+fn full_session(addr: SocketAddr, seed: usize) {
     let mut stream = connect(addr);
     round_trips(&mut stream, seed);
     stream_big(&stream, seed);
@@ -899,7 +899,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Messages of growing size (1 byte to 64 KiB), binary (every byte value,
 /// NULs, CR/LF), each written and then read back exactly.
-fn round_trips(stream: &mut TcpStream, seed: u64) {
+fn round_trips(stream: &mut TcpStream, seed: usize) {
     let mut special = vec![0u8, 0, b'\r', b'\n', 0xff, 0x80, 0];
     special.extend(0..=255u8);
     let mut messages = vec![b"x".to_vec(), special];
@@ -907,7 +907,7 @@ fn round_trips(stream: &mut TcpStream, seed: u64) {
         .into_iter()
         .enumerate()
     {
-        messages.push(support::payload(seed * 31 + i as u64, len));
+        messages.push(support::payload(seed * 31 + i, len));
     }
     for msg in messages {
         stream.write_all(&msg).expect("write a message");
@@ -921,7 +921,7 @@ fn round_trips(stream: &mut TcpStream, seed: u64) {
 
 /// Streams 4 MiB from one thread while another reads the echo, so that the
 /// server meets full socket buffers (partial writes) and has to resume.
-fn stream_big(stream: &TcpStream, seed: u64) {
+fn stream_big(stream: &TcpStream, seed: usize) {
     let data = Arc::new(support::payload(seed, BIG));
     let reader = {
         let mut stream = stream.try_clone().expect("try_clone");
@@ -979,7 +979,7 @@ const ECHO_SIZES: [usize; 7] = [1, 2, 1460, 64 * 1024, 64 * 1024 + 3, 1024 * 102
 fn echo_sizes_then_half_close(addr: SocketAddr) {
     for (i, len) in ECHO_SIZES.into_iter().enumerate() {
         let stream = connect(addr);
-        let data = support::payload(500 + i as u64, len);
+        let data = support::payload(500 + i, len);
         let got = support::echo_all(&stream, &data);
         assert_same(&got, &data, &format!("{len} bytes, then half-close"));
     }
@@ -1006,7 +1006,7 @@ fn half_close_before_reading(addr: SocketAddr) {
         stream
             .set_write_timeout(Some(STEP_TIMEOUT))
             .expect("timeout");
-        let data = support::payload(700 + i as u64, len);
+        let data = support::payload(700 + i, len);
         stream.write_all(&data).expect("write before reading");
         stream.shutdown(Shutdown::Write).expect("shutdown(Write)");
         let got = read_to_eof(&stream);
@@ -1017,7 +1017,7 @@ fn half_close_before_reading(addr: SocketAddr) {
 /// `n` clients at once, each running `light_session`, all joined.
 fn run_light_sessions(addr: SocketAddr, n: usize) {
     let clients: Vec<_> = (0..n)
-        .map(|i| thread::spawn(move || light_session(addr, i as u64 + 300)))
+        .map(|i| thread::spawn(move || light_session(addr, i + 300)))
         .collect();
     for (i, c) in clients.into_iter().enumerate() {
         c.join()
@@ -1026,7 +1026,7 @@ fn run_light_sessions(addr: SocketAddr, n: usize) {
 }
 
 /// Round trips, then 256 KiB streamed and half-closed; echo and close exact.
-fn light_session(addr: SocketAddr, seed: u64) {
+fn light_session(addr: SocketAddr, seed: usize) {
     let mut stream = connect(addr);
     round_trips(&mut stream, seed);
     let data = support::payload(seed, 256 * 1024);

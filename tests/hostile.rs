@@ -700,7 +700,7 @@ fn descriptor_storms_leave_no_descriptor_behind() {
         wait_until("descriptors back to the baseline", || {
             fd_count(pid) == baseline
         });
-        assert_echo(&connect(server.addr), &payload(storm_no as u64, 100_000));
+        assert_echo(&connect(server.addr), &payload(storm_no, 100_000));
         wait_until("descriptors back again", || fd_count(pid) == baseline);
     }
     let elapsed = started.elapsed();

@@ -78,32 +78,14 @@ pub fn stream_bytes(id: usize, offset: u64, len: usize) -> &'static [u8] {
     &pattern()[start..start + len.min(PERIOD)]
 }
 
-/// Whether `got` is exactly bytes `offset..` of client `id`'s stream.
-pub fn stream_matches(id: usize, offset: u64, got: &[u8]) -> bool {
-    let mut at = 0;
-    while at < got.len() {
-        let want = stream_bytes(id, offset + at as u64, got.len() - at);
-        if got[at..at + want.len()] != *want {
-            return false;
-        }
-        at += want.len();
+/// The first `len` bytes of client `id`'s stream, owned: for a payload of
+/// any length (past [`PERIOD`], the stream repeats).
+pub fn payload(id: usize, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        bytes.extend_from_slice(stream_bytes(id, bytes.len() as u64, len - bytes.len()));
     }
-    true
-}
-
-/// Deterministic, non-repeating-looking bytes (all 256 values, NULs
-/// included) for connection `seed`.
-pub fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            // xorshift64*
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
+    bytes
 }
 
 /// Connects with read and write timeouts, so a hung server fails the test
