@@ -166,8 +166,11 @@ fn grace_warning_says_what_is_owed() {
     let stuck = connect(server.addr);
     let writer = spawn_writer(&stuck, payload(10, 8 << 20));
     server.wait_for_line("pending_bytes=65536");
-    let chatter = spawn_writer(&chatty, vec![b'z'; 1 << 20]);
     server.signal(libc::SIGTERM);
+    // The burst once the server has stopped reading: what it read before
+    // the signal, it has echoed and the client has taken.
+    server.wait_for_line("shutting down");
+    let chatter = spawn_writer(&chatty, payload(11, 1 << 20));
     let warning = server.wait_for_line("shutdown grace over");
     assert!(
         warning.contains("closing 1 connection: 1 still owed output (65536 bytes held here, "),
