@@ -21,17 +21,17 @@ fn slow_reader_gets_everything_while_pending_stays_at_cap() {
     let data = payload(11, TOTAL);
     let writer = spawn_writer(&stream, data.clone());
 
-    wait_until("pending output to reach the cap", || {
-        server.stats().pending_bytes == CAP as u64
+    wait_until("pending output to reach the cap", TIMEOUT, || {
+        server.handle.stats().pending_bytes == CAP as u64
     });
     // While nobody reads, the pending output never passes the cap, and the
     // server has read far less than was offered: the writer is blocked.
     for _ in 0..50 {
-        let stats = server.stats();
+        let stats = server.handle.stats();
         assert!(stats.pending_bytes <= CAP as u64, "{stats}");
         thread::sleep(std::time::Duration::from_millis(2));
     }
-    let stats = server.stats();
+    let stats = server.handle.stats();
     assert!(
         stats.bytes_in < TOTAL as u64,
         "server read everything without a reader: {stats}"
@@ -45,7 +45,7 @@ fn slow_reader_gets_everything_while_pending_stays_at_cap() {
     (&stream).take(TOTAL as u64).read_to_end(&mut got).unwrap();
     assert_eq!(writer.join().unwrap(), TOTAL);
     assert_same(&got, &data);
-    wait_until("pending output to drain", || {
-        server.stats().pending_bytes == 0
+    wait_until("pending output to drain", TIMEOUT, || {
+        server.handle.stats().pending_bytes == 0
     });
 }

@@ -12,10 +12,7 @@ use support::*;
 /// read the source to learn one.
 #[test]
 fn help_lists_every_flag_with_defaults() {
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = Command::new(ECHOLOOP).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
@@ -54,7 +51,7 @@ fn help_lists_every_flag_with_defaults() {
 fn bind_error_names_the_address_and_exits_non_zero() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+    let out = Command::new(ECHOLOOP)
         .args(["--listen", &addr])
         .env("RUST_LOG", "off")
         .output()
@@ -73,10 +70,7 @@ fn bind_error_names_the_address_and_exits_non_zero() {
 /// two hours, if it probes at all.
 #[test]
 fn help_states_the_keepalive_default() {
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = Command::new(ECHOLOOP).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     let flag = help
         .split("--tcp-keepalive")
@@ -93,7 +87,7 @@ fn help_states_the_keepalive_default() {
 #[test]
 fn absurd_tcp_keepalive_is_a_usage_error() {
     for bad in ["0", "1", "2.5", "65001", "18446744073709551616", "soon"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        let out = Command::new(ECHOLOOP)
             .args(["--listen", "127.0.0.1:0", "--tcp-keepalive", bad])
             .output()
             .unwrap();
@@ -130,7 +124,7 @@ fn library_rejects_an_absurd_keepalive_at_bind() {
 /// A malformed address is rejected with a usage error, not a panic.
 #[test]
 fn bad_address_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+    let out = Command::new(ECHOLOOP)
         .args(["--listen", "not-an-address"])
         .output()
         .unwrap();
@@ -177,7 +171,7 @@ fn absurd_values_are_refused_with_one_line() {
         ("--read-buffer", "18446744073709551615"),
         ("--backlog", "0"),
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        let mut child = Command::new(ECHOLOOP)
             .args(["--listen", "127.0.0.1:0", flag, value])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -241,9 +235,7 @@ fn bind_refuses_what_the_flags_refuse() {
 /// loopback address), echoing there.
 #[test]
 fn listen_resolves_host_names() {
-    let server = Binary::start_with(
-        Command::new(env!("CARGO_BIN_EXE_echoloop")).args(["--listen", "localhost:0"]),
-    );
+    let server = Binary::start_with(Command::new(ECHOLOOP).args(["--listen", "localhost:0"]));
     assert!(server.addr.ip().is_loopback(), "{}", server.addr);
     assert_echo(&connect(server.addr), b"resolved");
 }

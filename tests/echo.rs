@@ -55,8 +55,8 @@ fn thousand_concurrent_clients_interleave() {
     const ROUNDS: usize = 5;
     let server = TestServer::start(|_| {});
     let clients: Vec<_> = (0..CLIENTS).map(|_| connect(server.addr)).collect();
-    wait_until("all clients accepted", || {
-        server.stats().active == CLIENTS as u64
+    wait_until("all clients accepted", TIMEOUT, || {
+        server.handle.stats().active == CLIENTS as u64
     });
 
     // Four threads, each driving a quarter of the clients round-robin.
@@ -82,9 +82,11 @@ fn thousand_concurrent_clients_interleave() {
             });
         }
     });
-    assert_eq!(server.stats().peak_active, CLIENTS as u64);
+    assert_eq!(server.handle.stats().peak_active, CLIENTS as u64);
     drop(clients);
-    wait_until("all connections closed", || server.stats().active == 0);
+    wait_until("all connections closed", TIMEOUT, || {
+        server.handle.stats().active == 0
+    });
     let stats = server.stop();
     assert_eq!(stats.accepted, CLIENTS as u64);
     assert_eq!(stats.closed_by_peer + stats.errored, CLIENTS as u64);
@@ -103,8 +105,10 @@ fn half_close_echoes_everything_then_closes() {
     stream.shutdown(Shutdown::Write).unwrap();
     let got = read_until_closed(&stream);
     assert_same(&got, &data);
-    wait_until("clean close counted", || server.stats().closed_by_peer == 1);
-    assert_eq!(server.stats().active, 0);
+    wait_until("clean close counted", TIMEOUT, || {
+        server.handle.stats().closed_by_peer == 1
+    });
+    assert_eq!(server.handle.stats().active, 0);
 }
 
 /// A client that resets mid-stream (SO_LINGER 0 with echo unread) closes
@@ -122,8 +126,8 @@ fn reset_mid_stream_closes_only_that_connection() {
     let data = payload(3, 1 << 20);
     let victim_std: std::net::TcpStream = victim.try_clone().unwrap().into();
     let writer = spawn_writer(&victim_std, data);
-    wait_until("the server to read from the victim", || {
-        server.stats().bytes_in >= 64 * 1024
+    wait_until("the server to read from the victim", TIMEOUT, || {
+        server.handle.stats().bytes_in >= 64 * 1024
     });
     victim.set_linger(Some(Duration::ZERO)).unwrap();
     victim.shutdown(Shutdown::Both).ok();
@@ -131,10 +135,10 @@ fn reset_mid_stream_closes_only_that_connection() {
     drop(victim);
     let _ = writer.join();
 
-    wait_until("the reset connection to close", || {
-        server.stats().active == 1
+    wait_until("the reset connection to close", TIMEOUT, || {
+        server.handle.stats().active == 1
     });
-    let stats = server.stats();
+    let stats = server.handle.stats();
     assert_eq!(stats.errored + stats.closed_by_peer, 1, "{stats}");
     assert_echo(&bystander, &payload(4, 100_000));
 }
@@ -158,8 +162,8 @@ fn streaming_client_does_not_starve_others() {
         }
         total
     });
-    wait_until("the flood to be under way", || {
-        server.stats().bytes_out > 8 << 20
+    wait_until("the flood to be under way", TIMEOUT, || {
+        server.handle.stats().bytes_out > 8 << 20
     });
 
     let ping = connect(server.addr);
@@ -172,7 +176,7 @@ fn streaming_client_does_not_starve_others() {
         assert_eq!(got, msg);
     }
     let elapsed = started.elapsed();
-    assert!(server.stats().bytes_out > 8 << 20);
+    assert!(server.handle.stats().bytes_out > 8 << 20);
     flood.shutdown(Shutdown::Both).ok();
     let _ = writer.join();
     let _ = reader.join();
@@ -227,6 +231,6 @@ fn urgent_byte_is_echoed_in_the_stream() {
         assert_eq!(&got, b"BBBB!CCCC", "round {round}");
     }
     drop(stream);
-    wait_until("closed", || server.stats().active == 0);
-    assert_eq!(server.stats().bytes_out, 20 * 9);
+    wait_until("closed", TIMEOUT, || server.handle.stats().active == 0);
+    assert_eq!(server.handle.stats().bytes_out, 20 * 9);
 }

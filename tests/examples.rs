@@ -351,11 +351,15 @@ fn conditional_accept_refuses_beyond_max_clients() {
     server.wait_for_stderr("1 clients already served (--max-clients)");
     expect_close_after_half_close(first);
     // The worker gives its slot back just after its FIN: try until served.
-    support::wait_until("a client served after the first left", || {
-        connect_from([127, 0, 0, 1], server.addr)
-            .map(|mut c| ping(&mut c, 2))
-            .unwrap_or(false)
-    });
+    support::wait_until(
+        "a client served after the first left",
+        support::TIMEOUT,
+        || {
+            connect_from([127, 0, 0, 1], server.addr)
+                .map(|mut c| ping(&mut c, 2))
+                .unwrap_or(false)
+        },
+    );
 }
 
 /// conditional_accept rejects a malformed `--deny` or `--max-clients` with
@@ -483,7 +487,7 @@ fn io_uring_loop_loses_nothing_when_the_buffer_ring_runs_dry() {
         c.join()
             .expect("a client failed (its panic message is above)");
     }
-    support::wait_until("io_uring_loop to log ENOBUFS", || {
+    support::wait_until("io_uring_loop to log ENOBUFS", support::TIMEOUT, || {
         server_stderr(&server).contains("ENOBUFS")
     });
 }
@@ -508,9 +512,11 @@ fn io_uring_loop_resumes_partial_sends() {
         }
     }
     expect_close_after_half_close(stream);
-    support::wait_until("io_uring_loop to log a partial send", || {
-        server_stderr(&server).contains("partial send")
-    });
+    support::wait_until(
+        "io_uring_loop to log a partial send",
+        support::TIMEOUT,
+        || server_stderr(&server).contains("partial send"),
+    );
 }
 
 /// A bad io_uring_loop flag is one line on stderr and a non-zero exit.
@@ -1207,12 +1213,16 @@ impl Server {
     /// Waits (bounded) until the process has written `needle` on stderr.
     fn wait_for_stderr(&mut self, needle: &str) {
         let stderr = Arc::clone(&self.stderr);
-        support::wait_until(&format!("{:?} on stderr of {}", needle, self.name), || {
-            stderr
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(needle)
-        });
+        support::wait_until(
+            &format!("{:?} on stderr of {}", needle, self.name),
+            support::TIMEOUT,
+            || {
+                stderr
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(needle)
+            },
+        );
     }
 
     /// Waits (bounded) for the process to exit on its own; returns its status.

@@ -25,23 +25,12 @@ mod lab {
     use std::time::{Duration, Instant};
 
     use crate::support::netns::{Lab, StressRun};
-    use crate::support::Binary;
     use crate::support::*;
     use crate::{assert_accounted, stop_server};
 
     /// Longest a stress run in these scenarios may take before it is
     /// killed and the test fails.
     const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-    /// The lab for test `what`, or `None` (skip, with a line saying why).
-    fn lab(what: &str) -> Option<Lab> {
-        Lab::new(what)
-    }
-
-    /// `--addr` of a server.
-    fn addr_of(server: &Binary) -> String {
-        server.addr.to_string()
-    }
 
     /// A run that passed with nothing lost, failed or stalled.
     #[track_caller]
@@ -78,11 +67,11 @@ mod lab {
     #[test]
     fn ten_percent_loss_both_ways_loses_no_byte() {
         let _serial = serial();
-        let Some(lab) = lab("ten_percent_loss_both_ways_loses_no_byte") else {
+        let Some(lab) = Lab::new("ten_percent_loss_both_ways_loses_no_byte") else {
             return;
         };
         let mut server = lab.server(&["--stats-interval", "0.2"]);
-        let addr = addr_of(&server);
+        let addr = server.addr.to_string();
         let many = |secs: &str| {
             vec![
                 "--addr",
@@ -198,11 +187,11 @@ mod lab {
     fn partition_then_heal_resumes_or_fails_honestly() {
         const PARTITION: Duration = Duration::from_secs(4);
         let _serial = serial();
-        let Some(lab) = lab("partition_then_heal_resumes_or_fails_honestly") else {
+        let Some(lab) = Lab::new("partition_then_heal_resumes_or_fails_honestly") else {
             return;
         };
         let mut server = lab.server(&["--stats-interval", "0.2"]);
-        let addr = addr_of(&server);
+        let addr = server.addr.to_string();
         let args = |timeout: &'static str| {
             [
                 "--addr",
@@ -739,14 +728,14 @@ mod link {
             ms("p90"),
             ms("p99"),
             ms("max"),
-            run.reason("failed_by_reason", "timeout"),
+            run.f64("failed_by_reason.timeout") as u64,
             run.u64("messages"),
             run.took,
         );
         assert!(run.status.success(), "{}", run.describe());
         assert_eq!(established + failed, CONNS, "{}", run.describe());
         assert!(failed >= 1, "no connect needed a third retransmission");
-        assert_eq!(run.reason("failed_by_reason", "timeout"), failed);
+        assert_eq!(run.f64("failed_by_reason.timeout") as u64, failed);
         assert!(dropped >= CONNS / 5, "only {dropped} SYNs dropped");
         assert!(ms("p50") < 500.0, "p50 {} ms", ms("p50"));
         assert!(

@@ -131,7 +131,7 @@ fn slow_readers_bound_memory_and_do_not_starve_others() {
         thread::spawn(move || {
             let mut fleet = Fleet::new();
             for id in 0..SLOW {
-                let p = fleet.connect(addr, id);
+                let p = fleet.connect(addr, id, None);
                 let peer = &mut fleet.peers[p];
                 peer.send_limit = Some(EACH);
                 peer.fin_after_send = true;
@@ -241,7 +241,7 @@ fn slow_readers_bound_memory_and_do_not_starve_others() {
         thread::spawn(move || {
             let mut fleet = Fleet::new();
             for id in 0..SLOW {
-                let p = fleet.connect_with(addr, 1000 + id, Some(64 * 1024));
+                let p = fleet.connect(addr, 1000 + id, Some(64 * 1024));
                 fleet.peers[p].send_limit = None;
                 fleet.peers[p].read_allowance = 0;
             }
@@ -400,7 +400,7 @@ fn slowloris_hoarders_are_closed_on_time_and_counted() {
     let mut fleet = Fleet::new();
     for wave in 0..WAVES {
         for i in 0..HOARDERS / WAVES {
-            fleet.connect(addr, wave * HOARDERS / WAVES + i); // sends nothing
+            fleet.connect(addr, wave * HOARDERS / WAVES + i, None); // sends nothing
         }
         // Pacing between waves, not a sync point.
         let next = Instant::now() + Duration::from_millis(300);
@@ -427,10 +427,14 @@ fn slowloris_hoarders_are_closed_on_time_and_counted() {
         .collect();
     lives.sort_unstable();
     let (first, last) = (lives[0], lives[lives.len() - 1]);
-    wait_until("all hoarders counted", || {
-        server.stats().timed_out == HOARDERS as u64
+    wait_until("all hoarders counted", TIMEOUT, || {
+        server.handle.stats().timed_out == HOARDERS as u64
     });
-    assert_eq!(server.stats().active, 1, "the chatty client was closed");
+    assert_eq!(
+        server.handle.stats().active,
+        1,
+        "the chatty client was closed"
+    );
     drop(chatty);
     let stats = server.stop();
     eprintln!(
@@ -468,10 +472,10 @@ fn slowloris_without_timeout_held_and_capacity_still_served() {
     let addr = server.addr;
     let mut fleet = Fleet::new();
     for id in 0..HOARDERS {
-        fleet.connect(addr, id);
+        fleet.connect(addr, id, None);
     }
-    wait_until("the hoarders accepted", || {
-        server.stats().active == HOARDERS as u64
+    wait_until("the hoarders accepted", TIMEOUT, || {
+        server.handle.stats().active == HOARDERS as u64
     });
 
     let started = Instant::now();
@@ -487,19 +491,23 @@ fn slowloris_without_timeout_held_and_capacity_still_served() {
         })
         .collect();
     let fresh_time = started.elapsed();
-    wait_until("the server full", || server.stats().active == MAX as u64);
+    wait_until("the server full", TIMEOUT, || {
+        server.handle.stats().active == MAX as u64
+    });
 
     let over = connect(addr);
     let refused_at = Instant::now();
     assert!(read_until_closed(&over).is_empty());
     let refusal = refused_at.elapsed();
-    wait_until("the refusal counted", || server.stats().refused == 1);
+    wait_until("the refusal counted", TIMEOUT, || {
+        server.handle.stats().refused == 1
+    });
 
     // The hoarders are still held after 2 s — longer than the other test's
     // idle timeout — and each now speaks, and is answered.
     let speak_at = fleet.peers[0].connected_at + Duration::from_secs(2);
     fleet.run_until("2 s of hoarding", TIMEOUT, |_| Instant::now() >= speak_at); // pacing
-    assert_eq!(server.stats().active, MAX as u64);
+    assert_eq!(server.handle.stats().active, MAX as u64);
     let held_for = fleet.peers[0].connected_at.elapsed();
     fleet.peers.iter_mut().for_each(|p| p.send_limit = Some(1));
     fleet.run_until("every hoarder's echo", TIMEOUT, |f| {
@@ -512,13 +520,15 @@ fn slowloris_without_timeout_held_and_capacity_still_served() {
             p.describe()
         );
     }
-    let stats = server.stats();
+    let stats = server.handle.stats();
     assert_eq!(stats.active, MAX as u64, "{stats}");
     assert_eq!(stats.timed_out, 0, "{stats}");
 
     drop(fleet);
     drop(fresh);
-    wait_until("everyone gone", || server.stats().active == 0);
+    wait_until("everyone gone", TIMEOUT, || {
+        server.handle.stats().active == 0
+    });
     let stats = server.stop();
     eprintln!(
         "slowloris without timeout: {HOARDERS} held for {held_for:?} and all echoed; {FRESH} fresh \
@@ -551,8 +561,8 @@ fn connection_flood_is_refused_promptly_with_exact_counters() {
     let addr = server.addr;
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let steady = well_behaved(addr, 0..STEADY, Arc::clone(&phase));
-    wait_until("the steady clients", || {
-        server.stats().active == STEADY as u64
+    wait_until("the steady clients", TIMEOUT, || {
+        server.handle.stats().active == STEADY as u64
     });
 
     phase.store(HOSTILE, Ordering::SeqCst);
@@ -570,7 +580,7 @@ fn connection_flood_is_refused_promptly_with_exact_counters() {
                     counted = now;
                 };
                 for i in 0..FLOOD / THREADS {
-                    fleet.connect(addr, 10_000 + t * FLOOD + i);
+                    fleet.connect(addr, 10_000 + t * FLOOD + i, None);
                     fleet.turn(Duration::ZERO); // notice refusals as they come
                     count(&fleet);
                 }
@@ -587,10 +597,10 @@ fn connection_flood_is_refused_promptly_with_exact_counters() {
         .map(|f| f.join().expect("flooder"))
         .collect();
     let flood_time = started.elapsed();
-    wait_until("refusals counted", || {
-        server.stats().refused == REFUSED as u64
+    wait_until("refusals counted", TIMEOUT, || {
+        server.handle.stats().refused == REFUSED as u64
     });
-    let during = server.stats();
+    let during = server.handle.stats();
 
     // The admitted flood clients are real: each echoes a byte.
     let mut admitted = 0;
@@ -622,7 +632,9 @@ fn connection_flood_is_refused_promptly_with_exact_counters() {
     let (samples, _) = steady.join().expect("steady clients served throughout");
     let flood_latency = latency_in(&samples, HOSTILE);
     drop(fleets);
-    wait_until("everyone gone", || server.stats().active == 0);
+    wait_until("everyone gone", TIMEOUT, || {
+        server.handle.stats().active == 0
+    });
     let stats = server.stop();
     let refusal = Latency::of(&mut refusal_times);
     eprintln!(
@@ -685,7 +697,7 @@ fn descriptor_storms_leave_no_descriptor_behind() {
     let mut held = Duration::ZERO;
     for storm_no in 0..STORMS {
         let storm: Vec<TcpStream> = (0..STORM).map(|_| connect(server.addr)).collect();
-        wait_until("the server out of descriptors", || {
+        wait_until("the server out of descriptors", TIMEOUT, || {
             fd_count(pid) >= FD_LIMIT as usize
         });
         // The measurement window at exhaustion (not a sync point).
@@ -697,11 +709,13 @@ fn descriptor_storms_leave_no_descriptor_behind() {
         held += hold.elapsed();
         assert_echo(&storm[0], b"admitted before the limit");
         drop(storm);
-        wait_until("descriptors back to the baseline", || {
+        wait_until("descriptors back to the baseline", TIMEOUT, || {
             fd_count(pid) == baseline
         });
         assert_echo(&connect(server.addr), &payload(storm_no, 100_000));
-        wait_until("descriptors back again", || fd_count(pid) == baseline);
+        wait_until("descriptors back again", TIMEOUT, || {
+            fd_count(pid) == baseline
+        });
     }
     let elapsed = started.elapsed();
     let cpu = cpu_ticks(pid) - cpu_before;
@@ -857,8 +871,10 @@ fn resets_and_aborts_leave_the_loop_serving() {
 
     // Wave 1: send-then-reset, half-close-and-vanish, connect-and-reset.
     let mut fleet = Fleet::new();
-    let senders: Vec<usize> = (0..GROUP).map(|i| fleet.connect(addr, i)).collect();
-    let vanishers: Vec<usize> = (0..GROUP).map(|i| fleet.connect(addr, GROUP + i)).collect();
+    let senders: Vec<usize> = (0..GROUP).map(|i| fleet.connect(addr, i, None)).collect();
+    let vanishers: Vec<usize> = (0..GROUP)
+        .map(|i| fleet.connect(addr, GROUP + i, None))
+        .collect();
     for &i in &senders {
         fleet.peers[i].send_limit = Some(100 * 1024);
         fleet.peers[i].read_allowance = 0;
@@ -878,7 +894,7 @@ fn resets_and_aborts_leave_the_loop_serving() {
         fleet.drop_peer(i); // unread echo: the kernel sends RST
     }
     for i in 0..GROUP {
-        let p = fleet.connect(addr, 2 * GROUP + i);
+        let p = fleet.connect(addr, 2 * GROUP + i, None);
         fleet.reset(p);
     }
     let wave1 = wait_for_stats(&mut server, "wave 1 cleaned up", TIMEOUT, |l| {
@@ -894,7 +910,7 @@ fn resets_and_aborts_leave_the_loop_serving() {
         thread::spawn(move || {
             let mut fleet = Fleet::new();
             for i in 0..GROUP {
-                let p = fleet.connect(addr, 3 * GROUP + i);
+                let p = fleet.connect(addr, 3 * GROUP + i, None);
                 fleet.peers[p].send_limit = Some(64 << 20);
                 fleet.peers[p].read_allowance = 0;
             }

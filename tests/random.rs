@@ -192,7 +192,7 @@ fn run_round(seed: u64) -> (u64, u64, usize) {
     let mut fleet = Fleet::new();
     fleet.tick = Duration::from_millis(1); // the read pacing's resolution
     for (id, s) in scripts.iter().enumerate() {
-        let p = fleet.connect(server.addr, id);
+        let p = fleet.connect(server.addr, id, None);
         let peer = &mut fleet.peers[p];
         peer.write_size = s.write_size;
         peer.read_size = s.read_size;
@@ -261,7 +261,9 @@ fn run_round(seed: u64) -> (u64, u64, usize) {
         sent += p.sent;
         received += p.received;
     }
-    wait_until("every connection closed", || server.stats().active == 0);
+    wait_until("every connection closed", TIMEOUT, || {
+        server.handle.stats().active == 0
+    });
     let stats = server.stop();
     eprintln!(
         "random: seed {seed}: max_pending {max_pending} read_buffer {read_buffer} \

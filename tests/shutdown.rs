@@ -24,8 +24,8 @@ fn shutdown_flushes_what_was_read() {
     let stream = connect(server.addr);
     let data = payload(5, 8 << 20);
     let writer = spawn_writer(&stream, data.clone());
-    wait_until("pending output at the cap", || {
-        server.stats().pending_bytes == CAP as u64
+    wait_until("pending output at the cap", TIMEOUT, || {
+        server.handle.stats().pending_bytes == CAP as u64
     });
 
     let started = Instant::now();
@@ -68,7 +68,9 @@ fn shutdown_gives_up_after_grace() {
     let server = TestServer::start(|c| c.shutdown_grace = grace);
     let stream = connect(server.addr);
     let writer = spawn_writer(&stream, payload(6, 8 << 20));
-    wait_until("pending output", || server.stats().pending_bytes > 0);
+    wait_until("pending output", TIMEOUT, || {
+        server.handle.stats().pending_bytes > 0
+    });
     let started = Instant::now();
     let stats = server.stop();
     let took = started.elapsed();
@@ -146,8 +148,8 @@ fn shutdown_does_not_wait_for_peers_owed_nothing() {
     }
     let last = server.wait_for_line("stopped:");
     assert_eq!(server.wait_exit(), Some(0));
-    assert_eq!(stat_field(&last, "shut_down"), 100, "{last}");
-    assert_eq!(stat_field(&last, "pending_bytes"), 0, "{last}");
+    assert_eq!(stat(&last, "shut_down"), 100, "{last}");
+    assert_eq!(stat(&last, "pending_bytes"), 0, "{last}");
     drop(clients);
 }
 
@@ -208,7 +210,7 @@ fn sighup_shuts_down_gracefully() {
 #[test]
 fn sighup_ignored_at_start_stays_ignored() {
     use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    let mut cmd = std::process::Command::new(ECHOLOOP);
     // SAFETY: signal(2) is async-signal-safe; nothing else runs in the child.
     unsafe {
         cmd.pre_exec(|| {

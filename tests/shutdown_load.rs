@@ -62,7 +62,7 @@ fn clients(
         let total = mix.fast + mix.stalled + mix.hostages;
         for id in 0..total {
             let buffers = (id >= mix.fast).then_some(64 * 1024);
-            let p = fleet.connect_with(addr, id, buffers);
+            let p = fleet.connect(addr, id, buffers);
             let peer = &mut fleet.peers[p];
             // The fast readers wait for STREAM.
             peer.send_limit = if id < mix.fast { Some(0) } else { None };
@@ -149,7 +149,7 @@ fn sigterm_with_1000_clients_mid_stream_echoes_every_byte_read() {
         },
     );
     phase.store(STREAM, Ordering::SeqCst);
-    wait_long("every client mid-stream", Duration::from_secs(60), || {
+    wait_until("every client mid-stream", Duration::from_secs(60), || {
         mid_stream.load(Ordering::SeqCst) == clients_n
     });
     let owed = wait_for_stats(&mut server, "the state at the signal", TIMEOUT, |_| true);
@@ -225,7 +225,7 @@ fn sigterm_grace_period_closes_hostages_and_exits_zero() {
         stat(l, "active") == total as u64 && stat(l, "pending_bytes") >= mix.hostages as u64 * CAP
     });
     phase.store(STREAM, Ordering::SeqCst);
-    wait_long("every reader mid-stream", Duration::from_secs(60), || {
+    wait_until("every reader mid-stream", Duration::from_secs(60), || {
         mid_stream.load(Ordering::SeqCst) == mix.fast
     });
     let held = wait_for_stats(&mut server, "the state at the signal", TIMEOUT, |_| true);

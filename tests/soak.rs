@@ -22,10 +22,6 @@ use std::time::{Duration, Instant};
 #[cfg(target_os = "linux")]
 use support::*;
 
-/// The stress client.
-#[cfg(target_os = "linux")]
-const STRESS: &str = env!("CARGO_BIN_EXE_echoloop-stress");
-
 /// Soak length unless `ECHOLOOP_SOAK_SECS` says otherwise.
 #[cfg(target_os = "linux")]
 const DEFAULT_SECS: f64 = 40.0;

@@ -79,7 +79,7 @@ fn send_ctrl_c_helper() {
 #[track_caller]
 fn start_in_new_console(args: &[&str]) -> Binary {
     Binary::start_with(
-        Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        Command::new(ECHOLOOP)
             .args(args)
             .creation_flags(CREATE_NEW_CONSOLE),
     )

@@ -50,7 +50,7 @@ impl Rng {
 /// offset. A lost, duplicated, reordered or cross-wired chunk therefore
 /// shows up as a mismatch (unless it is displaced by an exact multiple of
 /// the period, a megabyte).
-pub const PERIOD: usize = 1_048_573;
+const PERIOD: usize = 1_048_573;
 
 /// The pattern, twice over, so that any window of up to `PERIOD` bytes is
 /// one contiguous slice: sending and checking cost a memcpy/memcmp, not a

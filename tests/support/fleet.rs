@@ -51,8 +51,6 @@ pub struct Peer {
     pub write_size: (usize, usize),
     /// Size of each read, drawn from this range.
     pub read_size: (usize, usize),
-    /// Close the socket once the server's end of stream is read.
-    pub close_on_eof: bool,
     /// Draws the sizes.
     rng: Rng,
     /// The write side is shut down.
@@ -76,7 +74,7 @@ impl Peer {
     }
 
     /// Bytes sent and not (yet) echoed back.
-    pub fn in_flight(&self) -> u64 {
+    fn in_flight(&self) -> u64 {
         self.sent - self.received
     }
 
@@ -131,17 +129,12 @@ impl Fleet {
 
     /// Connects a peer sending stream `id` (a blocking connect, then
     /// non-blocking I/O); it reads and writes without limit until told
-    /// otherwise. Returns its index.
+    /// otherwise. With `buffers`, the socket's send and receive buffers are
+    /// fixed at that many bytes (which turns off the kernel's autotuning):
+    /// that keeps what a hostile client parks in kernel memory small and
+    /// known. Returns its index.
     #[track_caller]
-    pub fn connect(&mut self, addr: SocketAddr, id: usize) -> usize {
-        self.connect_with(addr, id, None)
-    }
-
-    /// Like [`Fleet::connect`], with the socket's send and receive buffers
-    /// fixed at `buffers` bytes (which turns off the kernel's autotuning):
-    /// keeps what a hostile client parks in kernel memory small and known.
-    #[track_caller]
-    pub fn connect_with(&mut self, addr: SocketAddr, id: usize, buffers: Option<usize>) -> usize {
+    pub fn connect(&mut self, addr: SocketAddr, id: usize, buffers: Option<usize>) -> usize {
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),
             socket2::Type::STREAM,
@@ -179,7 +172,6 @@ impl Fleet {
             window: u64::MAX,
             write_size: (64 * 1024, 64 * 1024),
             read_size: (64 * 1024, 64 * 1024),
-            close_on_eof: true,
             rng: Rng::new(id as u64 ^ 0x5EED),
             fin_sent: false,
             eof_at: None,
@@ -259,17 +251,6 @@ impl Fleet {
     /// Closes peer `i` the ordinary way (FIN, or RST if input is unread).
     pub fn drop_peer(&mut self, i: usize) {
         self.peers[i].stream = None;
-    }
-
-    /// Shuts down the write side of peer `i`.
-    pub fn half_close(&mut self, i: usize) {
-        let peer = &mut self.peers[i];
-        if let (Some(stream), false) = (&peer.stream, peer.fin_sent) {
-            if let Err(e) = stream.shutdown(Shutdown::Write) {
-                peer.error.get_or_insert(e.kind());
-            }
-            peer.fin_sent = true;
-        }
     }
 
     /// Writes, then reads, for peer `i` within its limits and the per-turn
@@ -357,7 +338,7 @@ impl Fleet {
                 }
             }
         }
-        if !(peer.eof_at.is_some() && peer.close_on_eof) {
+        if peer.eof_at.is_none() {
             peer.stream = Some(stream);
         }
         left

@@ -34,25 +34,18 @@ use std::time::{Duration, Instant};
 /// How long any single wait in a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Polls `cond` until it holds, failing after [`TIMEOUT`]. The deadline is
-/// the synchronisation; the short nap between checks only saves CPU.
+/// Polls `cond` until it holds, failing after `limit` ([`TIMEOUT`] for
+/// most waits). The deadline is the synchronisation; the short nap between
+/// checks only saves CPU.
 #[track_caller]
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Waits for `cond` with a deadline of `limit` (for the waits that are
-/// longer than the common [`TIMEOUT`]); the nap only saves CPU.
-#[track_caller]
-pub fn wait_long(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit.max(TIMEOUT);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -26,16 +26,10 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::Binary;
+use super::{Binary, ECHOLOOP, STRESS};
 
 /// Prefix of every namespace a lab creates.
 const PREFIX: &str = "echoloop-";
-
-/// The server binary under test.
-pub const ECHOLOOP: &str = env!("CARGO_BIN_EXE_echoloop");
-
-/// The stress client.
-pub const STRESS: &str = env!("CARGO_BIN_EXE_echoloop-stress");
 
 /// The nftables table every fault goes into: one `input` chain, accept by
 /// default, and named counters the rules may bump.
@@ -428,12 +422,6 @@ impl StressRun {
         let v = super::json_field(scope, key);
         v.parse()
             .unwrap_or_else(|_| panic!("{path} = {v:?} is not a number"))
-    }
-
-    /// A count by reason: `reason("failed_by_reason", "timeout")`.
-    #[track_caller]
-    pub fn reason(&self, object: &str, reason: &str) -> u64 {
-        self.f64(&format!("{object}.{reason}")) as u64
     }
 
     /// The exit code and the whole output, for assertion messages.

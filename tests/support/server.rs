@@ -13,12 +13,16 @@ use echoloop::{Config, Handle, Server, Stats};
 
 use super::{assert_same, read_until_closed, wait_until, TIMEOUT};
 
+/// The server binary under test.
+pub const ECHOLOOP: &str = env!("CARGO_BIN_EXE_echoloop");
+
 /// A server running on its own thread, shut down when dropped.
 pub struct TestServer {
     /// The first listen address.
     pub addr: SocketAddr,
     /// Every listen address.
     pub addrs: Vec<SocketAddr>,
+    /// Its counters, and its shutdown.
     pub handle: Handle,
     thread: Option<JoinHandle<io::Result<Stats>>>,
 }
@@ -44,16 +48,12 @@ impl TestServer {
         }
     }
 
-    pub fn stats(&self) -> Stats {
-        self.handle.stats()
-    }
-
     /// Asks for a graceful shutdown and returns the final counters.
     #[track_caller]
     pub fn stop(mut self) -> Stats {
         self.handle.shutdown().expect("wake the loop");
         let thread = self.thread.take().unwrap();
-        wait_until("server thread to finish", || thread.is_finished());
+        wait_until("server thread to finish", TIMEOUT, || thread.is_finished());
         thread
             .join()
             .expect("server thread panicked")
@@ -85,7 +85,7 @@ impl Binary {
     /// `RUST_LOG=info`) and waits for its "listening on" line.
     #[track_caller]
     pub fn start(args: &[&str]) -> Binary {
-        Self::start_with(Command::new(env!("CARGO_BIN_EXE_echoloop")).args(args))
+        Self::start_with(Command::new(ECHOLOOP).args(args))
     }
 
     /// Like [`Binary::start`] with a prepared command (e.g. with a lower
@@ -165,8 +165,8 @@ impl Binary {
         let _ = writer.join();
         let last = self.wait_for_line("stopped:");
         assert_eq!(self.wait_exit(), Some(0));
-        assert_eq!(stat_field(&last, "bytes_out"), got.len() as u64, "{last}");
-        assert_eq!(stat_field(&last, "bytes_in"), got.len() as u64, "{last}");
+        assert_eq!(stat(&last, "bytes_out"), got.len() as u64, "{last}");
+        assert_eq!(stat(&last, "bytes_in"), got.len() as u64, "{last}");
         assert_same(&got, &sent[..got.len()]);
     }
 
@@ -202,7 +202,7 @@ fn read_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
 
 /// Parses `key=value` from a stats log line.
 #[track_caller]
-pub fn stat_field(line: &str, key: &str) -> u64 {
+pub fn stat(line: &str, key: &str) -> u64 {
     let prefix = format!("{key}=");
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&prefix))
@@ -235,18 +235,13 @@ pub fn wait_for_stats(
     }
 }
 
-/// `key=value` of a stats line, as with [`stat_field`].
-pub fn stat(line: &str, key: &str) -> u64 {
-    stat_field(line, key)
-}
-
 /// The real binary as a command whose open-file limit, soft and hard, is
 /// `limit`: the server raises its soft limit to the hard one, so this is
 /// what it gets.
 #[cfg(unix)]
 pub fn echoloop_with_fd_limit(limit: u64) -> Command {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    let mut cmd = Command::new(ECHOLOOP);
     // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
     unsafe {
         cmd.pre_exec(move || {

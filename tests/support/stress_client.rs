@@ -1,5 +1,8 @@
 //! The real `echoloop-stress` and its JSON report.
 
+/// The stress client.
+pub const STRESS: &str = env!("CARGO_BIN_EXE_echoloop-stress");
+
 /// The value of `"key": value` in the JSON report of `echoloop-stress`
 /// (numbers, `null`, `true`/`false`, or a string without its quotes).
 pub fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
