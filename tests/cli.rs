@@ -3,8 +3,8 @@
 
 pub mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use support::*;
 
@@ -12,9 +12,7 @@ use support::*;
 /// read the source to learn one.
 #[test]
 fn help_lists_every_flag_with_defaults() {
-    let out = Command::new(ECHOLOOP).arg("--help").output().unwrap();
-    assert!(out.status.success());
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = help();
     for flag in [
         "--listen",
         "--max-connections",
@@ -51,13 +49,13 @@ fn help_lists_every_flag_with_defaults() {
 fn bind_error_names_the_address_and_exits_non_zero() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(ECHOLOOP)
-        .args(["--listen", &addr])
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap();
+    let out = run_to_exit(
+        Command::new(ECHOLOOP)
+            .args(["--listen", &addr])
+            .env("RUST_LOG", "off"),
+    );
     assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = out.stderr_text();
     assert_eq!(
         stderr.lines().count(),
         1,
@@ -70,8 +68,7 @@ fn bind_error_names_the_address_and_exits_non_zero() {
 /// two hours, if it probes at all.
 #[test]
 fn help_states_the_keepalive_default() {
-    let out = Command::new(ECHOLOOP).arg("--help").output().unwrap();
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = help();
     let flag = help
         .split("--tcp-keepalive")
         .nth(1)
@@ -87,12 +84,9 @@ fn help_states_the_keepalive_default() {
 #[test]
 fn absurd_tcp_keepalive_is_a_usage_error() {
     for bad in ["0", "1", "2.5", "65001", "18446744073709551616", "soon"] {
-        let out = Command::new(ECHOLOOP)
-            .args(["--listen", "127.0.0.1:0", "--tcp-keepalive", bad])
-            .output()
-            .unwrap();
+        let out = echoloop(&["--listen", "127.0.0.1:0", "--tcp-keepalive", bad]);
         assert_eq!(out.status.code(), Some(2), "--tcp-keepalive {bad}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = out.stderr_text();
         let first = stderr.lines().next().unwrap_or_default();
         assert!(
             first.contains(&format!("'{bad}'")) && first.contains("from 2 to 65000"),
@@ -124,12 +118,9 @@ fn library_rejects_an_absurd_keepalive_at_bind() {
 /// A malformed address is rejected with a usage error, not a panic.
 #[test]
 fn bad_address_is_a_usage_error() {
-    let out = Command::new(ECHOLOOP)
-        .args(["--listen", "not-an-address"])
-        .output()
-        .unwrap();
+    let out = echoloop(&["--listen", "not-an-address"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
+    assert!(out.stderr_text().contains("not-an-address"));
 }
 
 /// Several `--listen` flags: the server listens on each (here two loopback
@@ -171,27 +162,11 @@ fn absurd_values_are_refused_with_one_line() {
         ("--read-buffer", "18446744073709551615"),
         ("--backlog", "0"),
     ] {
-        let mut child = Command::new(ECHOLOOP)
-            .args(["--listen", "127.0.0.1:0", flag, value])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{flag} {value} was accepted: the server is running");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        assert_eq!(status.code(), Some(2), "{flag} {value}: {stderr}");
+        // Were the value accepted, the server would run on: run_to_exit
+        // fails when it has not exited within the timeout.
+        let out = echoloop(&["--listen", "127.0.0.1:0", flag, value]);
+        let stderr = out.stderr_text();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{flag} {value}: {stderr}");
         assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
     }
@@ -238,4 +213,18 @@ fn listen_resolves_host_names() {
     let server = Binary::start_with(Command::new(ECHOLOOP).args(["--listen", "localhost:0"]));
     assert!(server.addr.ip().is_loopback(), "{}", server.addr);
     assert_echo(&connect(server.addr), b"resolved");
+}
+
+/// The binary run to its exit with `args`.
+#[track_caller]
+fn echoloop(args: &[&str]) -> Exit {
+    run_to_exit(Command::new(ECHOLOOP).args(args))
+}
+
+/// What `--help` prints (it exits 0).
+#[track_caller]
+fn help() -> String {
+    let out = echoloop(&["--help"]);
+    assert!(out.status.success());
+    out.stdout
 }

@@ -24,9 +24,9 @@ fn fault_lab_needs_linux() {
 mod lab {
     use std::time::{Duration, Instant};
 
-    use crate::support::netns::{Lab, StressRun};
+    use crate::assert_accounted;
+    use crate::support::netns::Lab;
     use crate::support::*;
-    use crate::{assert_accounted, stop_server};
 
     /// Longest a stress run in these scenarios may take before it is
     /// killed and the test fails.
@@ -49,10 +49,10 @@ mod lab {
     /// Stress-client status lines (stderr) that fall in `from..to` of the
     /// run's clock.
     fn lines_between(run: &StressRun, from: Duration, to: Duration) -> Vec<&str> {
-        run.lines
+        run.stderr
             .iter()
-            .filter(|(at, _)| (from..to).contains(at))
-            .map(|(_, l)| l.as_str())
+            .filter(|l| (from..to).contains(&l.at))
+            .map(|l| l.text.as_str())
             .collect()
     }
 
@@ -124,7 +124,7 @@ mod lab {
         wait_for_stats(&mut server, "every connection closed", RUN_LIMIT, |l| {
             stat(l, "active") == 0 && stat(l, "bytes_out") == verified
         });
-        let last = stop_server(&mut server);
+        let last = server.stop();
 
         let established: u64 = runs.iter().map(|r| r.u64("connections_established")).sum();
         let aborted: u64 = runs.iter().map(|r| r.u64("connections_aborted")).sum();
@@ -230,7 +230,7 @@ mod lab {
         wait_for_stats(&mut server, "every connection closed", RUN_LIMIT, |l| {
             stat(l, "active") == 0 && stat(l, "accepted") == 20
         });
-        let last = stop_server(&mut server);
+        let last = server.stop();
 
         let during = lines_between(&patient, cut_at + Duration::from_secs(1), healed_at);
         let stall = patient.f64("latency_us.max") / 1e6;
@@ -242,7 +242,7 @@ mod lab {
             patient.status.code(),
             hasty.status.code(),
             hasty.u64("stalled"),
-            json_field(&hasty.report, "first_stall"),
+            hasty.field("first_stall"),
         );
         assert_clean(&patient);
         assert!(
@@ -274,8 +274,7 @@ mod lab {
 mod vanish {
     use std::time::{Duration, Instant};
 
-    use crate::stop_server;
-    use crate::support::netns::{Lab, Stress};
+    use crate::support::netns::Lab;
     use crate::support::Binary;
     use crate::support::*;
 
@@ -394,7 +393,7 @@ mod vanish {
             retransmitting >= 5 && probing >= 5,
             "{retransmitting} retransmitting, {probing} probing: {sockets:#?}"
         );
-        let last = stop_server(&mut server);
+        let last = server.stop();
         assert_eq!(stat(&last, "vanished"), 20, "{last}");
     }
 
@@ -457,7 +456,7 @@ mod vanish {
         let mut line = line;
         let cut = Instant::now() - took;
         while cut.elapsed() < Duration::from_secs(6) {
-            line = server.wait_for_line("stats:"); // the observation window
+            line = server.stderr.wait_for("stats:"); // the observation window
             assert_eq!(stat(&line, "active"), 20, "{line}");
         }
         eprintln!(
@@ -472,24 +471,13 @@ mod vanish {
     }
 }
 
-/// Stops a server (SIGTERM), asserts it exits 0, returns its final
-/// counters line.
-#[cfg(target_os = "linux")]
-#[track_caller]
-fn stop_server(server: &mut support::Binary) -> String {
-    server.signal(libc::SIGTERM);
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0), "{last}");
-    last
-}
-
 #[cfg(target_os = "linux")]
 mod link {
     use std::time::Duration;
 
+    use crate::assert_accounted;
     use crate::support::netns::Lab;
     use crate::support::*;
-    use crate::{assert_accounted, stop_server};
 
     /// Longest any run or wait here may take.
     const LIMIT: Duration = Duration::from_secs(60);
@@ -546,7 +534,7 @@ mod link {
         let fds_after = fd_count(pid);
         let marked = lab.counter("marked");
         let rejected = lab.counter("rejected");
-        let last = stop_server(&mut server);
+        let last = server.stop();
         let failed = run.u64("unexpected_closes") + run.u64("stalled");
         eprintln!(
             "resets: {marked} of {CONNS} connections marked, {rejected} packets answered with a \
@@ -628,7 +616,7 @@ mod link {
             stat(l, "accepted") == CONNS + 1 && stat(l, "active") == 0
         });
         let run = load.finish(LIMIT);
-        let last = stop_server(&mut server);
+        let last = server.stop();
         let bound_kib = baseline_kib + CONNS * (CAP + SLACK) / 1024;
         eprintln!(
             "slow link: 1 Mbit/s to {CONNS} clients: {} bytes verified at {:.3} MiB/s, latency \
@@ -716,7 +704,7 @@ mod link {
         let line = wait_for_stats(&mut server, "every connection closed", LIMIT, |l| {
             stat(l, "active") == 0 && stat(l, "accepted") >= established
         });
-        stop_server(&mut server);
+        server.stop();
         let failed = run.u64("connections_failed");
         let ms = |q: &str| run.f64(&format!("connect_latency_us.{q}")) / 1e3;
         eprintln!(

@@ -187,7 +187,7 @@ fn slow_readers_bound_memory_and_do_not_starve_others() {
     let mut peak_kib = rss_kib(pid);
     let mut peak_pending = 0;
     while window.elapsed() < Duration::from_secs(3) {
-        let line = server.wait_for_line("stats:");
+        let line = server.stderr.wait_for("stats:");
         peak_pending = peak_pending.max(stat(&line, "pending_bytes"));
         peak_kib = peak_kib.max(rss_kib(pid));
     }
@@ -264,7 +264,7 @@ fn slow_readers_bound_memory_and_do_not_starve_others() {
     );
     let mut second_peak_kib = rss_kib(pid);
     for _ in 0..10 {
-        server.wait_for_line("stats:"); // ~1 s of samples
+        server.stderr.wait_for("stats:"); // ~1 s of samples
         second_peak_kib = second_peak_kib.max(rss_kib(pid));
     }
     release.store(true, Ordering::SeqCst);
@@ -275,9 +275,7 @@ fn slow_readers_bound_memory_and_do_not_starve_others() {
     wait_for_stats(&mut server, "the second burst gone", TIMEOUT, |l| {
         stat(l, "active") == 0 && stat(l, "pending_bytes") == 0
     });
-    server.signal(libc::SIGTERM);
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0));
+    let last = server.stop();
 
     let hostile = latency_in(&samples, HOSTILE);
     let draining = latency_in(&samples, DRAIN);
@@ -721,7 +719,7 @@ fn descriptor_storms_leave_no_descriptor_behind() {
     let cpu = cpu_ticks(pid) - cpu_before;
     // Every log line of the episode: the accept warnings are rate-limited.
     let (warnings, last) = warnings_until_stopped(&mut server, "pausing accepts");
-    assert_eq!(server.wait_exit(), Some(0));
+    assert_eq!(server.wait_exit().code(), Some(0));
     let share = cpu as f64 / (elapsed.as_secs_f64() * 100.0);
     eprintln!(
         "descriptor storms: {STORMS} × {STORM} clients at a {FD_LIMIT}-descriptor limit; \
@@ -754,7 +752,7 @@ fn warnings_until_stopped(server: &mut Binary, needle: &str) -> (Vec<String>, St
     server.signal(libc::SIGTERM);
     let mut warnings = Vec::new();
     loop {
-        let line = server.wait_for_line(""); // the next line, whatever it is
+        let line = server.stderr.wait_for(""); // the next line, whatever it is
         if line.contains("stopped:") {
             return (warnings, line);
         }
@@ -941,9 +939,7 @@ fn resets_and_aborts_leave_the_loop_serving() {
         stat(l, "active") == 0
     });
     let fds_after = fd_count(pid);
-    server.signal(libc::SIGTERM);
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0));
+    let last = server.stop();
     let bystander_latency = latency_in(&samples, HOSTILE);
     eprintln!(
         "resets: after wave 1: {wave1}\nresets: at the cap: {full}\nresets: after wave 2: {wave2}\n\

@@ -121,7 +121,7 @@ fn emfile_storm_neither_spins_nor_exits() {
     let mut server = Binary::start_with(&mut cmd);
 
     let storm: Vec<_> = (0..200).map(|_| connect(server.addr)).collect();
-    server.wait_for_line("pausing accepts");
+    server.stderr.wait_for("pausing accepts");
     let cpu_before = cpu_ticks(server.child.id());
     let window = Instant::now();
     // One second of storm: the measurement window, not a sync point.
@@ -156,13 +156,16 @@ fn emfile_storm_neither_spins_nor_exits() {
 #[test]
 fn low_fd_limit_is_warned_about() {
     let server = Binary::start_with(&mut echoloop_with_fd_limit(100));
-    let warning = server
-        .seen
+    let seen = &server.stderr.seen;
+    let warning = seen
         .iter()
-        .find(|l| l.contains("WARN"))
-        .unwrap_or_else(|| panic!("no warning before listening: {:?}", server.seen));
+        .find(|l| l.text.contains("WARN"))
+        .unwrap_or_else(|| panic!("no warning before listening: {seen:?}"));
     assert!(
-        warning.contains("open-file limit (100) leaves --max-connections at 36"),
-        "{warning}"
+        warning
+            .text
+            .contains("open-file limit (100) leaves --max-connections at 36"),
+        "{}",
+        warning.text
     );
 }

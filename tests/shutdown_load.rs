@@ -157,10 +157,10 @@ fn sigterm_with_1000_clients_mid_stream_echoes_every_byte_read() {
 
     server.signal(libc::SIGTERM);
     let signalled = Instant::now();
-    server.wait_for_line("shutting down");
+    server.stderr.wait_for("shutting down");
     phase.store(RESUME, Ordering::SeqCst);
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0));
+    let last = server.stderr.wait_for("stopped:");
+    assert_eq!(server.wait_exit().code(), Some(0));
     let took = signalled.elapsed();
     let fleet = fleet.join().expect("clients");
 
@@ -232,10 +232,10 @@ fn sigterm_grace_period_closes_hostages_and_exits_zero() {
 
     server.signal(libc::SIGTERM);
     let signalled = Instant::now();
-    server.wait_for_line("shutting down");
-    let gave_up = server.wait_for_line("shutdown grace over");
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0));
+    server.stderr.wait_for("shutting down");
+    let gave_up = server.stderr.wait_for("shutdown grace over");
+    let last = server.stderr.wait_for("stopped:");
+    assert_eq!(server.wait_exit().code(), Some(0));
     let took = signalled.elapsed();
     phase.store(DRAIN, Ordering::SeqCst);
     let fleet = fleet.join().expect("clients");

@@ -3,6 +3,8 @@
 //!
 //! - [`server`]: the server under test — in-process ([`TestServer`]) or the
 //!   real binary ([`Binary`]) — and its `key=value` stats lines;
+//! - [`process`]: programs run as child processes, their output read line
+//!   by line;
 //! - [`bytes`]: connecting, each client's verifiable byte stream, and the
 //!   checks on what comes back;
 //! - [`measure`]: facts about a process from `/proc`, and round-trip
@@ -19,11 +21,13 @@ pub mod fleet;
 pub mod measure;
 #[cfg(target_os = "linux")]
 pub mod netns;
+pub mod process;
 pub mod server;
 pub mod stress_client;
 
 pub use bytes::*;
 pub use measure::*;
+pub use process::*;
 pub use server::*;
 pub use stress_client::*;
 

@@ -2,16 +2,15 @@
 //! real `echoloop` binary as a child process ([`Binary`]), whose log lines
 //! (stats lines among them) the test reads.
 
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use echoloop::{Config, Handle, Server, Stats};
 
-use super::{assert_same, read_until_closed, wait_until, TIMEOUT};
+use super::{assert_same, read_until_closed, wait_until, Binary, Process, TIMEOUT};
 
 /// The server binary under test.
 pub const ECHOLOOP: &str = env!("CARGO_BIN_EXE_echoloop");
@@ -70,81 +69,35 @@ impl Drop for TestServer {
     }
 }
 
-/// The real `echoloop` binary, started on 127.0.0.1:0 with `args`; stderr
-/// (the log) is read line by line on a thread.
-pub struct Binary {
-    pub child: Child,
-    pub addr: SocketAddr,
-    /// Every log line read so far, in order (what a wait skipped included).
-    pub seen: Vec<String>,
-    lines: mpsc::Receiver<String>,
-}
-
 impl Binary {
-    /// Starts the binary with `args` (plus `--listen 127.0.0.1:0` and
-    /// `RUST_LOG=info`) and waits for its "listening on" line.
+    /// Starts the real `echoloop` with `args` (plus `--listen 127.0.0.1:0`
+    /// and `RUST_LOG=info`) and waits for its "listening on" log line.
     #[track_caller]
     pub fn start(args: &[&str]) -> Binary {
         Self::start_with(Command::new(ECHOLOOP).args(args))
     }
 
     /// Like [`Binary::start`] with a prepared command (e.g. with a lower
-    /// open-file limit).
+    /// open-file limit, or in a network namespace).
     #[track_caller]
     pub fn start_with(cmd: &mut Command) -> Binary {
-        let mut child = cmd
+        let cmd = cmd
             .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn echoloop");
-        let lines = read_lines(child.stderr.take().unwrap());
-        let mut binary = Binary {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            seen: Vec::new(),
-            lines,
-        };
-        let line = binary.wait_for_line("listening on");
-        let addr = line.rsplit("listening on ").next().unwrap().trim();
-        binary.addr = addr.parse().expect("address in the listening line");
-        binary
+            .env("RUST_LOG", "info");
+        let mut process = Process::spawn("echoloop", cmd);
+        let line = process.stderr.wait_for("listening on");
+        Binary::listening(process, &line)
     }
 
-    /// Waits for a log line containing `needle` and returns it.
+    /// Stops it with SIGTERM (once: a second would exit at once, with
+    /// 130), asserts it exits 0, and returns its final counters line.
+    #[cfg(unix)]
     #[track_caller]
-    pub fn wait_for_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no log line containing {needle:?} within {TIMEOUT:?}"),
-            }
-        }
-    }
-
-    /// Waits for the process to exit and returns its exit code.
-    #[track_caller]
-    pub fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "echoloop did not exit within {TIMEOUT:?}"
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
+    pub fn stop(&mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let last = self.stderr.wait_for("stopped:");
+        assert_eq!(self.wait_exit().code(), Some(0), "{last}");
+        last
     }
 
     /// After a shutdown signal, with `stream` a client that had not been
@@ -159,45 +112,16 @@ impl Binary {
         writer: JoinHandle<usize>,
         sent: &[u8],
     ) {
-        self.wait_for_line("shutting down");
+        self.stderr.wait_for("shutting down");
         let got = read_until_closed(&stream);
         drop(stream);
         let _ = writer.join();
-        let last = self.wait_for_line("stopped:");
-        assert_eq!(self.wait_exit(), Some(0));
+        let last = self.stderr.wait_for("stopped:");
+        assert_eq!(self.wait_exit().code(), Some(0));
         assert_eq!(stat(&last, "bytes_out"), got.len() as u64, "{last}");
         assert_eq!(stat(&last, "bytes_in"), got.len() as u64, "{last}");
         assert_same(&got, &sent[..got.len()]);
     }
-
-    /// Sends a signal (Unix) to the process.
-    #[cfg(unix)]
-    pub fn signal(&self, signal: i32) {
-        let pid = self.child.id() as i32;
-        // SAFETY: kill(2) with a pid we spawned and still own (not reaped).
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill");
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            eprintln!("  [echoloop] {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Parses `key=value` from a stats log line.
@@ -224,7 +148,7 @@ pub fn wait_for_stats(
     loop {
         // Each wait_for_line is bounded by TIMEOUT; stats lines come far
         // more often than that.
-        let line = server.wait_for_line("stats:");
+        let line = server.stderr.wait_for("stats:");
         if pred(&line) {
             return line;
         }
