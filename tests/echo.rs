@@ -10,31 +10,13 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// Sizes from 1 byte to 16 MiB — around the 64 KiB read buffer and pending
-/// cap, and far past what socket buffers hold — come back byte-exact,
-/// NUL bytes included, and the server counts them all.
+/// Sizes from 1 byte to 16 MiB ([`ECHO_SIZES`]) — around the 64 KiB read
+/// buffer and pending cap, and far past what socket buffers hold — come
+/// back byte-exact, NUL bytes included, and the server counts them all.
 #[test]
 fn echoes_every_size_byte_exact() {
     let server = TestServer::start(|_| {});
-    let sizes = [
-        1,
-        2,
-        255,
-        4096,
-        65_535,
-        65_536,
-        65_537,
-        300_000,
-        1 << 20,
-        16 << 20,
-    ];
-    let mut total = 0;
-    for (i, &size) in sizes.iter().enumerate() {
-        let data = payload(i, size);
-        let stream = connect(server.addr);
-        assert_echo(&stream, &data);
-        total += size as u64;
-    }
+    let mut total = echo_each_size(server.addr);
     let zeros = vec![0u8; 100_000];
     assert_echo(&connect(server.addr), &zeros);
     total += zeros.len() as u64;
@@ -42,7 +24,7 @@ fn echoes_every_size_byte_exact() {
     let stats = server.stop();
     assert_eq!(stats.bytes_in, total);
     assert_eq!(stats.bytes_out, total);
-    assert_eq!(stats.closed_by_peer, sizes.len() as u64 + 1);
+    assert_eq!(stats.closed_by_peer, ECHO_SIZES.len() as u64 + 1);
     assert_eq!(stats.errored, 0);
     assert_eq!(stats.pending_bytes, 0);
 }

@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use socket2::{Domain, SockRef, Socket, Type};
+
 use super::TIMEOUT;
 
 /// xorshift64* — small, seeded, good enough to pick sizes and timings.
@@ -92,33 +94,105 @@ pub fn payload(id: usize, len: usize) -> Vec<u8> {
 /// instead of hanging it.
 #[track_caller]
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect to test server");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-    stream
+    connect_with(addr, |_| Ok(())).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
 }
 
-/// Sends `data` from a writer thread while this thread reads, then
-/// half-closes; asserts the echo is byte-exact and followed by end of stream.
+/// Connects from a socket that `setup` prepared for what must be set
+/// before the handshake (a source address bound, a receive buffer's size),
+/// with read and write timeouts. A blocking connect: on loopback it ends at
+/// once, established or refused (a non-blocking one would report a
+/// connection that the server accepts and closes at once as an error).
+pub fn connect_with(
+    addr: SocketAddr,
+    setup: impl FnOnce(&Socket) -> io::Result<()>,
+) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    setup(&socket)?;
+    socket.connect(&addr.into())?;
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    Ok(stream)
+}
+
+/// Writes `msg`, then reads as many bytes back: they must be `msg` (for a
+/// message the socket buffers hold).
 #[track_caller]
-pub fn assert_echo(stream: &TcpStream, data: &[u8]) {
-    let got = echo_all(stream, data);
+pub fn round_trip(stream: &TcpStream, msg: &[u8]) {
+    let mut stream = stream;
+    stream
+        .write_all(msg)
+        .unwrap_or_else(|e| panic!("write {} bytes: {e}", msg.len()));
+    let mut got = vec![0u8; msg.len()];
+    stream
+        .read_exact(&mut got)
+        .unwrap_or_else(|e| panic!("read back {} bytes: {e}", msg.len()));
+    assert_same(&got, msg);
+}
+
+/// Writes `data` from a writer thread while this thread reads as many
+/// bytes back (any size: the server meets full socket buffers and must
+/// resume); they must be `data`. The connection stays open.
+#[track_caller]
+pub fn stream_through(stream: &TcpStream, data: &[u8]) {
+    let writer = spawn_writer(stream, data.to_vec());
+    let mut got = vec![0u8; data.len()];
+    (&*stream)
+        .read_exact(&mut got)
+        .unwrap_or_else(|e| panic!("read back {} bytes: {e}", data.len()));
+    let sent = writer.join().expect("writer thread");
+    assert_eq!(sent, data.len(), "the writer stopped early");
     assert_same(&got, data);
 }
 
-/// Sends `data` (writer thread), shuts down the write side, and returns
-/// everything read until end of stream.
-pub fn echo_all(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
-    let mut writer = stream.try_clone().unwrap();
+/// Sends `data` from a writer thread while this thread reads, then
+/// half-closes; asserts the echo is byte-exact and followed by end of
+/// stream.
+#[track_caller]
+pub fn assert_echo(stream: &TcpStream, data: &[u8]) {
+    let mut writer = stream.try_clone().expect("try_clone");
     let owned = data.to_vec();
     let sender = thread::spawn(move || {
         writer.write_all(&owned).expect("write to server");
         writer.shutdown(Shutdown::Write).expect("shutdown(Write)");
     });
-    let mut got = Vec::with_capacity(data.len());
-    (&*stream).read_to_end(&mut got).expect("read echo");
+    let got = read_to_eof(stream);
     sender.join().expect("writer thread");
-    got
+    assert_same(&got, data);
+}
+
+/// The sizes of the byte-exact echo checks, 1 byte to 16 MiB: either side
+/// of a TCP segment, of the examples' 16 KiB buffers and of the server's
+/// 64 KiB read buffer and pending cap, and far past what socket buffers
+/// hold.
+pub const ECHO_SIZES: [usize; 16] = [
+    1,
+    2,
+    100,
+    255,
+    1460,
+    4096,
+    16 * 1024 - 1,
+    16 * 1024,
+    16 * 1024 + 1,
+    64 * 1024 - 1,
+    64 * 1024,
+    64 * 1024 + 1,
+    64 * 1024 + 3,
+    300_000,
+    1 << 20,
+    16 << 20,
+];
+
+/// For each of [`ECHO_SIZES`], one connection: the payload written and the
+/// write side shut down at once, the echo read back meanwhile; it must be
+/// byte-exact and followed by the server's close. Returns the bytes sent.
+#[track_caller]
+pub fn echo_each_size(addr: SocketAddr) -> u64 {
+    for (i, len) in ECHO_SIZES.into_iter().enumerate() {
+        assert_echo(&connect(addr), &payload(i, len));
+    }
+    ECHO_SIZES.iter().sum::<usize>() as u64
 }
 
 /// Asserts two byte strings are equal, reporting the first difference
@@ -136,22 +210,46 @@ pub fn assert_same(got: &[u8], want: &[u8]) {
     }
 }
 
-/// Reads until end of stream or an error (a reset counts as the end);
-/// returns what arrived.
+/// Reads until end of stream; a reset, or no end of stream within the
+/// read timeout, fails the test. Returns what arrived.
+#[track_caller]
+pub fn read_to_eof(stream: &TcpStream) -> Vec<u8> {
+    let (got, end) = read_until_end(stream);
+    if let Err(e) = end {
+        panic!(
+            "waiting for the server to close (after {} bytes): {e}",
+            got.len()
+        );
+    }
+    got
+}
+
+/// Reads until end of stream or a reset (which counts as the end); no end
+/// within the read timeout fails the test. Returns what arrived.
+#[track_caller]
 pub fn read_until_closed(stream: &TcpStream) -> Vec<u8> {
+    let (got, end) = read_until_end(stream);
+    if let Err(e) = end {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            panic!("server did not close within {TIMEOUT:?}");
+        }
+    }
+    got
+}
+
+/// What arrived until end of stream or the first error (which it returns).
+fn read_until_end(stream: &TcpStream) -> (Vec<u8>, io::Result<()>) {
     let mut got = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         match (&*stream).read(&mut buf) {
-            Ok(0) => return got,
+            Ok(0) => return (got, Ok(())),
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
-            {
-                panic!("server did not close within {TIMEOUT:?}")
-            }
-            Err(_) => return got,
+            Err(e) => return (got, Err(e)),
         }
     }
 }
@@ -159,7 +257,7 @@ pub fn read_until_closed(stream: &TcpStream) -> Vec<u8> {
 /// Writes `data` on a clone of `stream` from a new thread; returns the
 /// thread, which yields how many bytes it wrote before an error (if any).
 pub fn spawn_writer(stream: &TcpStream, data: Vec<u8>) -> JoinHandle<usize> {
-    let mut writer = stream.try_clone().unwrap();
+    let mut writer = stream.try_clone().expect("try_clone");
     thread::spawn(move || {
         let mut sent = 0;
         for chunk in data.chunks(16 * 1024) {
@@ -176,9 +274,9 @@ pub fn spawn_writer(stream: &TcpStream, data: Vec<u8>) -> JoinHandle<usize> {
 /// (and discards whatever is unsent or unread).
 pub fn linger_zero<'s, S>(stream: &'s S)
 where
-    socket2::SockRef<'s>: From<&'s S>,
+    SockRef<'s>: From<&'s S>,
 {
-    socket2::SockRef::from(stream)
+    SockRef::from(stream)
         .set_linger(Some(Duration::ZERO))
         .expect("SO_LINGER 0");
 }
