@@ -5,6 +5,7 @@ pub mod support;
 
 use std::io::Read;
 use std::thread;
+use std::time::Duration;
 
 use support::*;
 
@@ -26,10 +27,11 @@ fn slow_reader_gets_everything_while_pending_stays_at_cap() {
     });
     // While nobody reads, the pending output never passes the cap, and the
     // server has read far less than was offered: the writer is blocked.
+    // (An observation window of 50 samples, 2 ms apart: not a sync point.)
     for _ in 0..50 {
         let stats = server.handle.stats();
         assert!(stats.pending_bytes <= CAP as u64, "{stats}");
-        thread::sleep(std::time::Duration::from_millis(2));
+        thread::sleep(Duration::from_millis(2));
     }
     let stats = server.handle.stats();
     assert!(
