@@ -80,6 +80,36 @@ fn latency_in(samples: &[(u8, Duration)], phase: u8) -> Latency {
     Latency::of(&mut rtts)
 }
 
+/// Non-readers on a thread of their own: a client for each of `ids` (with
+/// socket buffers of `buffers` bytes, if given) that sends up to
+/// `send_limit` bytes (`None`: without end) and never reads, until
+/// `release`; then each resets its connection. Returns their fleet.
+#[cfg(target_os = "linux")]
+fn non_readers_until_reset(
+    addr: SocketAddr,
+    ids: std::ops::Range<usize>,
+    buffers: Option<usize>,
+    send_limit: Option<u64>,
+    release: &Arc<AtomicBool>,
+) -> JoinHandle<Fleet> {
+    let release = Arc::clone(release);
+    thread::spawn(move || {
+        let mut fleet = Fleet::new();
+        for id in ids {
+            let p = fleet.connect(addr, id, buffers);
+            fleet.peers[p].send_limit = send_limit;
+            fleet.peers[p].read_allowance = 0;
+        }
+        fleet.run_until("the go to reset", Duration::from_secs(60), |_| {
+            release.load(Ordering::SeqCst)
+        });
+        for i in 0..fleet.peers.len() {
+            fleet.reset(i);
+        }
+        fleet
+    })
+}
+
 /// Scenario 1, slow readers and non-readers.
 #[cfg(target_os = "linux")]
 mod slow_readers {
@@ -283,28 +313,9 @@ mod slow_readers {
     /// backlog piles up in the server quickly), its RSS sampled for ~1 s at
     /// the cap, then each reset.
     fn second_burst(server: &mut Binary, figures: &mut Figures) -> Fleet {
-        let addr = server.addr;
         let release = Arc::new(AtomicBool::new(false));
-        let second = {
-            let release = Arc::clone(&release);
-            thread::spawn(move || {
-                let mut fleet = Fleet::new();
-                for id in 0..SLOW {
-                    let p = fleet.connect(addr, 1000 + id, Some(64 * 1024));
-                    fleet.peers[p].send_limit = None;
-                    fleet.peers[p].read_allowance = 0;
-                }
-                fleet.run_until(
-                    "the end of the second burst",
-                    Duration::from_secs(60),
-                    |_| release.load(Ordering::SeqCst),
-                );
-                for i in 0..SLOW {
-                    fleet.reset(i);
-                }
-                fleet
-            })
-        };
+        let ids = 1000..1000 + SLOW;
+        let second = non_readers_until_reset(server.addr, ids, Some(64 * 1024), None, &release);
         wait_for_stats(
             server,
             "the second burst at the cap",
@@ -1052,26 +1063,9 @@ mod resets {
     /// to the bystander alone, nothing pending. Returns the wave's clients,
     /// the stats line at the cap and the one after.
     fn wave_2(server: &mut Binary) -> (Fleet, String, String) {
-        let addr = server.addr;
         let stop = Arc::new(AtomicBool::new(false));
-        let streamers = {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || {
-                let mut fleet = Fleet::new();
-                for i in 0..GROUP {
-                    let p = fleet.connect(addr, 3 * GROUP + i, None);
-                    fleet.peers[p].send_limit = Some(64 << 20);
-                    fleet.peers[p].read_allowance = 0;
-                }
-                fleet.run_until("the go to reset", Duration::from_secs(60), |_| {
-                    stop.load(Ordering::SeqCst)
-                });
-                for i in 0..GROUP {
-                    fleet.reset(i);
-                }
-                fleet
-            })
-        };
+        let ids = 3 * GROUP..4 * GROUP;
+        let streamers = non_readers_until_reset(server.addr, ids, None, Some(64 << 20), &stop);
         let at_cap = wait_for_stats(
             server,
             "pending output at the cap",
