@@ -2,13 +2,13 @@
 //! portable form of `WSAAccept`'s condition function: accept, judge the
 //! peer's address, close at once whoever is refused, count why.
 
-mod common;
+pub mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::*;
 use echoloop::Stats;
+use support::*;
 
 /// A client connected from the loopback address `ip` (127.0.0.0/8 is all
 /// loopback on Linux and Windows).
@@ -68,7 +68,9 @@ fn deny_refuses_its_range_only() {
     let server = TestServer::start(|c| c.deny = vec!["127.0.0.2/32".parse().unwrap()]);
     assert_refused(&connect_from("127.0.0.2", server.addr));
     assert_echo(&connect_from("127.0.0.1", server.addr), b"welcome");
-    wait_until("both counted", || attempted(&server.stats()) == 2);
+    wait_until("both counted", TIMEOUT, || {
+        attempted(&server.handle.stats()) == 2
+    });
     let stats = server.stop();
     assert_eq!((stats.accepted, stats.refused_denied), (1, 1));
 }
@@ -80,7 +82,9 @@ fn allow_admits_only_its_range() {
     let server = TestServer::start(|c| c.allow = vec!["127.0.0.1/32".parse().unwrap()]);
     assert_refused(&connect_from("127.0.0.3", server.addr));
     assert_echo(&connect_from("127.0.0.1", server.addr), b"allowed");
-    wait_until("both counted", || attempted(&server.stats()) == 2);
+    wait_until("both counted", TIMEOUT, || {
+        attempted(&server.handle.stats()) == 2
+    });
     let stats = server.stop();
     assert_eq!((stats.accepted, stats.refused_denied), (1, 1));
 }
@@ -99,7 +103,9 @@ fn deny_wins_over_allow() {
     assert_refused(&connect_from("127.0.0.2", server.addr));
     assert_echo(&connect_from("127.0.0.1", server.addr), b"allowed");
     assert_echo(&connect_from("127.0.0.3", server.addr), b"allowed too");
-    wait_until("all counted", || attempted(&server.stats()) == 4);
+    wait_until("all counted", TIMEOUT, || {
+        attempted(&server.handle.stats()) == 4
+    });
     let stats = server.stop();
     assert_eq!((stats.accepted, stats.refused_denied), (2, 2));
 }
@@ -123,9 +129,13 @@ fn max_per_source_refuses_the_sixth() {
     assert_echo(&connect_from("127.0.0.5", server.addr), b"another address");
     let mut five = five;
     assert_echo(&five.pop().unwrap(), b"one leaves");
-    wait_until("its slot freed", || server.stats().active == 4);
+    wait_until("its slot freed", TIMEOUT, || {
+        server.handle.stats().active == 4
+    });
     assert_echo(&connect_from("127.0.0.4", server.addr), b"room again");
-    wait_until("all counted", || attempted(&server.stats()) == 8);
+    wait_until("all counted", TIMEOUT, || {
+        attempted(&server.handle.stats()) == 8
+    });
     let stats = server.stop();
     assert_eq!((stats.accepted, stats.refused_per_source), (7, 1));
 }
@@ -155,10 +165,10 @@ fn accepted_plus_refused_is_every_attempt() {
     assert_refused(&connect_from("127.0.0.1", server.addr)); // max-connections first
     assert_refused(&connect_from("127.0.0.9", server.addr)); // denied
     drop(held.pop());
-    server.wait_for_line(" active=2 "); // the 127.0.0.2 client's close seen
+    server.stderr.wait_for(" active=2 "); // the 127.0.0.2 client's close seen
     assert_refused(&connect_from("127.0.0.1", server.addr)); // per source
-    let line = server.wait_for_line("refused_per_source=1");
-    assert_eq!(stat_field(&line, "accepted"), 3, "{line}");
-    assert_eq!(stat_field(&line, "refused"), 1, "{line}");
-    assert_eq!(stat_field(&line, "refused_denied"), 1, "{line}");
+    let line = server.stderr.wait_for("refused_per_source=1");
+    assert_eq!(stat(&line, "accepted"), 3, "{line}");
+    assert_eq!(stat(&line, "refused"), 1, "{line}");
+    assert_eq!(stat(&line, "refused_denied"), 1, "{line}");
 }

@@ -1,12 +1,13 @@
 //! Back-pressure: a peer that does not read cannot make the server hold
 //! more than `--max-pending` bytes for it; its own writes block instead.
 
-mod common;
+pub mod support;
 
 use std::io::Read;
 use std::thread;
+use std::time::Duration;
 
-use common::*;
+use support::*;
 
 /// A writer thread pushes 32 MiB while the reader waits. The server's
 /// pending output fills to exactly the cap and stays there (the writer
@@ -21,17 +22,18 @@ fn slow_reader_gets_everything_while_pending_stays_at_cap() {
     let data = payload(11, TOTAL);
     let writer = spawn_writer(&stream, data.clone());
 
-    wait_until("pending output to reach the cap", || {
-        server.stats().pending_bytes == CAP as u64
+    wait_until("pending output to reach the cap", TIMEOUT, || {
+        server.handle.stats().pending_bytes == CAP as u64
     });
     // While nobody reads, the pending output never passes the cap, and the
     // server has read far less than was offered: the writer is blocked.
+    // (An observation window of 50 samples, 2 ms apart: not a sync point.)
     for _ in 0..50 {
-        let stats = server.stats();
+        let stats = server.handle.stats();
         assert!(stats.pending_bytes <= CAP as u64, "{stats}");
-        thread::sleep(std::time::Duration::from_millis(2));
+        thread::sleep(Duration::from_millis(2));
     }
-    let stats = server.stats();
+    let stats = server.handle.stats();
     assert!(
         stats.bytes_in < TOTAL as u64,
         "server read everything without a reader: {stats}"
@@ -45,7 +47,7 @@ fn slow_reader_gets_everything_while_pending_stays_at_cap() {
     (&stream).take(TOTAL as u64).read_to_end(&mut got).unwrap();
     assert_eq!(writer.join().unwrap(), TOTAL);
     assert_same(&got, &data);
-    wait_until("pending output to drain", || {
-        server.stats().pending_bytes == 0
+    wait_until("pending output to drain", TIMEOUT, || {
+        server.handle.stats().pending_bytes == 0
     });
 }

@@ -1,23 +1,18 @@
 //! The binary's command line: flags with defaults, and start-up errors that
 //! name what failed.
 
-mod common;
+pub mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::*;
+use support::*;
 
 /// `--help` lists every flag with its default, so an operator never has to
 /// read the source to learn one.
 #[test]
 fn help_lists_every_flag_with_defaults() {
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = help();
     for flag in [
         "--listen",
         "--max-connections",
@@ -62,13 +57,13 @@ fn help_lists_every_flag_with_defaults() {
 fn bind_error_names_the_address_and_exits_non_zero() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-        .args(["--listen", &addr])
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap();
+    let out = run_to_exit(
+        Command::new(ECHOLOOP)
+            .args(["--listen", &addr])
+            .env("RUST_LOG", "off"),
+    );
     assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = out.stderr_text();
     assert_eq!(
         stderr.lines().count(),
         1,
@@ -81,11 +76,7 @@ fn bind_error_names_the_address_and_exits_non_zero() {
 /// two hours, if it probes at all.
 #[test]
 fn help_states_the_keepalive_default() {
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = help();
     let flag = help
         .split("--tcp-keepalive")
         .nth(1)
@@ -101,12 +92,9 @@ fn help_states_the_keepalive_default() {
 #[test]
 fn absurd_tcp_keepalive_is_a_usage_error() {
     for bad in ["0", "1", "2.5", "65001", "18446744073709551616", "soon"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-            .args(["--listen", "127.0.0.1:0", "--tcp-keepalive", bad])
-            .output()
-            .unwrap();
+        let out = echoloop(&["--listen", "127.0.0.1:0", "--tcp-keepalive", bad]);
         assert_eq!(out.status.code(), Some(2), "--tcp-keepalive {bad}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = out.stderr_text();
         let first = stderr.lines().next().unwrap_or_default();
         assert!(
             first.contains(&format!("'{bad}'")) && first.contains("from 2 to 65000"),
@@ -138,12 +126,9 @@ fn library_rejects_an_absurd_keepalive_at_bind() {
 /// A malformed address is rejected with a usage error, not a panic.
 #[test]
 fn bad_address_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-        .args(["--listen", "not-an-address"])
-        .output()
-        .unwrap();
+    let out = echoloop(&["--listen", "not-an-address"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
+    assert!(out.stderr_text().contains("not-an-address"));
 }
 
 /// Several `--listen` flags: the server listens on each (here two loopback
@@ -185,27 +170,11 @@ fn absurd_values_are_refused_with_one_line() {
         ("--read-buffer", "18446744073709551615"),
         ("--backlog", "0"),
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-            .args(["--listen", "127.0.0.1:0", flag, value])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{flag} {value} was accepted: the server is running");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        assert_eq!(status.code(), Some(2), "{flag} {value}: {stderr}");
+        // Were the value accepted, the server would run on: run_to_exit
+        // fails when it has not exited within the timeout.
+        let out = echoloop(&["--listen", "127.0.0.1:0", flag, value]);
+        let stderr = out.stderr_text();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{flag} {value}: {stderr}");
         assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
     }
@@ -249,9 +218,7 @@ fn bind_refuses_what_the_flags_refuse() {
 /// loopback address), echoing there.
 #[test]
 fn listen_resolves_host_names() {
-    let server = Binary::start_with(
-        Command::new(env!("CARGO_BIN_EXE_echoloop")).args(["--listen", "localhost:0"]),
-    );
+    let server = Binary::start_with(Command::new(ECHOLOOP).args(["--listen", "localhost:0"]));
     assert!(server.addr.ip().is_loopback(), "{}", server.addr);
     assert_echo(&connect(server.addr), b"resolved");
 }
@@ -262,7 +229,7 @@ fn listen_resolves_host_names() {
 #[test]
 fn flags_come_from_the_environment_and_flags_win() {
     let server = Binary::start_with(
-        Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        Command::new(ECHOLOOP)
             .env("ECHOLOOP_LISTEN", "127.0.0.1:0,127.0.0.1:0")
             .env("ECHOLOOP_MAX_PENDING", "4096")
             .env("ECHOLOOP_UDP", "true"),
@@ -270,19 +237,20 @@ fn flags_come_from_the_environment_and_flags_win() {
     // Binary adds `--listen 127.0.0.1:0`, which wins over the two from the
     // environment: one listener.
     let mut server = server;
-    let udp = server.wait_for_line("udp echo on");
+    let udp = server.stderr.wait_for("udp echo on");
     assert!(udp.contains(&server.addr.to_string()), "{udp}");
     assert_eq!(
         server
+            .stderr
             .seen
             .iter()
-            .filter(|l| l.contains("listening on"))
+            .filter(|l| l.text.contains("listening on"))
             .count(),
         1
     );
     assert_echo(&connect(server.addr), b"configured by the environment");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+    let out = Command::new(ECHOLOOP)
         .env("ECHOLOOP_MAX_PENDING", "lots")
         .output()
         .unwrap();
@@ -303,10 +271,7 @@ fn flags_come_from_the_environment_and_flags_win() {
 #[test]
 fn man_page_and_completions_build() {
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = Command::new(ECHOLOOP).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         String::from_utf8(out.stdout).unwrap()
     };
@@ -340,4 +305,18 @@ fn man_page_and_completions_build() {
             }
         }
     }
+}
+
+/// The binary run to its exit with `args`.
+#[track_caller]
+fn echoloop(args: &[&str]) -> Exit {
+    run_to_exit(Command::new(ECHOLOOP).args(args))
+}
+
+/// What `--help` prints (it exits 0).
+#[track_caller]
+fn help() -> String {
+    let out = echoloop(&["--help"]);
+    assert!(out.status.success());
+    out.stdout
 }

@@ -1,40 +1,22 @@
 //! Echo semantics (RFC 862): every byte back, in order, binary-safe, for one
 //! client or a thousand, until the client closes.
 
-mod common;
+pub mod support;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
-/// Sizes from 1 byte to 16 MiB — around the 64 KiB read buffer and pending
-/// cap, and far past what socket buffers hold — come back byte-exact,
-/// NUL bytes included, and the server counts them all.
+/// Sizes from 1 byte to 16 MiB ([`ECHO_SIZES`]) — around the 64 KiB read
+/// buffer and pending cap, and far past what socket buffers hold — come
+/// back byte-exact, NUL bytes included, and the server counts them all.
 #[test]
 fn echoes_every_size_byte_exact() {
     let server = TestServer::start(|_| {});
-    let sizes = [
-        1,
-        2,
-        255,
-        4096,
-        65_535,
-        65_536,
-        65_537,
-        300_000,
-        1 << 20,
-        16 << 20,
-    ];
-    let mut total = 0;
-    for (i, &size) in sizes.iter().enumerate() {
-        let data = payload(i as u64, size);
-        let stream = connect(server.addr);
-        assert_echo(&stream, &data);
-        total += size as u64;
-    }
+    let mut total = echo_each_size(server.addr);
     let zeros = vec![0u8; 100_000];
     assert_echo(&connect(server.addr), &zeros);
     total += zeros.len() as u64;
@@ -42,7 +24,7 @@ fn echoes_every_size_byte_exact() {
     let stats = server.stop();
     assert_eq!(stats.bytes_in, total);
     assert_eq!(stats.bytes_out, total);
-    assert_eq!(stats.closed_by_peer, sizes.len() as u64 + 1);
+    assert_eq!(stats.closed_by_peer, ECHO_SIZES.len() as u64 + 1);
     assert_eq!(stats.errored, 0);
     assert_eq!(stats.pending_bytes, 0);
 }
@@ -55,8 +37,8 @@ fn thousand_concurrent_clients_interleave() {
     const ROUNDS: usize = 5;
     let server = TestServer::start(|_| {});
     let clients: Vec<_> = (0..CLIENTS).map(|_| connect(server.addr)).collect();
-    wait_until("all clients accepted", || {
-        server.stats().active == CLIENTS as u64
+    wait_until("all clients accepted", TIMEOUT, || {
+        server.handle.stats().active == CLIENTS as u64
     });
 
     // Four threads, each driving a quarter of the clients round-robin.
@@ -82,9 +64,11 @@ fn thousand_concurrent_clients_interleave() {
             });
         }
     });
-    assert_eq!(server.stats().peak_active, CLIENTS as u64);
+    assert_eq!(server.handle.stats().peak_active, CLIENTS as u64);
     drop(clients);
-    wait_until("all connections closed", || server.stats().active == 0);
+    wait_until("all connections closed", TIMEOUT, || {
+        server.handle.stats().active == 0
+    });
     let stats = server.stop();
     assert_eq!(stats.accepted, CLIENTS as u64);
     assert_eq!(stats.closed_by_peer + stats.errored, CLIENTS as u64);
@@ -103,8 +87,10 @@ fn half_close_echoes_everything_then_closes() {
     stream.shutdown(Shutdown::Write).unwrap();
     let got = read_until_closed(&stream);
     assert_same(&got, &data);
-    wait_until("clean close counted", || server.stats().closed_by_peer == 1);
-    assert_eq!(server.stats().active, 0);
+    wait_until("clean close counted", TIMEOUT, || {
+        server.handle.stats().closed_by_peer == 1
+    });
+    assert_eq!(server.handle.stats().active, 0);
 }
 
 /// A client that resets mid-stream (SO_LINGER 0 with echo unread) closes
@@ -122,8 +108,8 @@ fn reset_mid_stream_closes_only_that_connection() {
     let data = payload(3, 1 << 20);
     let victim_std: std::net::TcpStream = victim.try_clone().unwrap().into();
     let writer = spawn_writer(&victim_std, data);
-    wait_until("the server to read from the victim", || {
-        server.stats().bytes_in >= 64 * 1024
+    wait_until("the server to read from the victim", TIMEOUT, || {
+        server.handle.stats().bytes_in >= 64 * 1024
     });
     victim.set_linger(Some(Duration::ZERO)).unwrap();
     victim.shutdown(Shutdown::Both).ok();
@@ -131,10 +117,10 @@ fn reset_mid_stream_closes_only_that_connection() {
     drop(victim);
     let _ = writer.join();
 
-    wait_until("the reset connection to close", || {
-        server.stats().active == 1
+    wait_until("the reset connection to close", TIMEOUT, || {
+        server.handle.stats().active == 1
     });
-    let stats = server.stats();
+    let stats = server.handle.stats();
     assert_eq!(stats.errored + stats.closed_by_peer, 1, "{stats}");
     assert_echo(&bystander, &payload(4, 100_000));
 }
@@ -158,8 +144,8 @@ fn streaming_client_does_not_starve_others() {
         }
         total
     });
-    wait_until("the flood to be under way", || {
-        server.stats().bytes_out > 8 << 20
+    wait_until("the flood to be under way", TIMEOUT, || {
+        server.handle.stats().bytes_out > 8 << 20
     });
 
     let ping = connect(server.addr);
@@ -172,7 +158,7 @@ fn streaming_client_does_not_starve_others() {
         assert_eq!(got, msg);
     }
     let elapsed = started.elapsed();
-    assert!(server.stats().bytes_out > 8 << 20);
+    assert!(server.handle.stats().bytes_out > 8 << 20);
     flood.shutdown(Shutdown::Both).ok();
     let _ = writer.join();
     let _ = reader.join();
@@ -227,6 +213,6 @@ fn urgent_byte_is_echoed_in_the_stream() {
         assert_eq!(&got, b"BBBB!CCCC", "round {round}");
     }
     drop(stream);
-    wait_until("closed", || server.stats().active == 0);
-    assert_eq!(server.stats().bytes_out, 20 * 9);
+    wait_until("closed", TIMEOUT, || server.handle.stats().active == 0);
+    assert_eq!(server.handle.stats().bytes_out, 20 * 9);
 }

@@ -9,10 +9,11 @@
 //!
 //! Linux as root only (namespaces, nftables): elsewhere each test prints why
 //! it skipped, and under CI on Linux as root a skip is a failure. The
-//! scenarios run one at a time ([`support::serial`]).
+//! scenarios run one at a time ([`support::serial`]), each for seconds: a
+//! long one is one test written as named steps (the runs, the figures, a
+//! check per claim) rather than several tests that would each run it again.
 
-mod common;
-mod support;
+pub mod support;
 
 /// Off Linux there are no network namespaces to build the lab from.
 #[cfg(not(target_os = "linux"))]
@@ -23,26 +24,16 @@ fn fault_lab_needs_linux() {
 
 #[cfg(target_os = "linux")]
 mod lab {
+    use std::thread;
     use std::time::{Duration, Instant};
 
-    use crate::common::Binary;
-    use crate::support::netns::{Lab, StressRun};
+    use crate::support::netns::Lab;
     use crate::support::*;
-    use crate::{assert_accounted, stop_server};
+    use crate::{assert_accounted, stress_args};
 
     /// Longest a stress run in these scenarios may take before it is
     /// killed and the test fails.
     const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-    /// The lab for test `what`, or `None` (skip, with a line saying why).
-    fn lab(what: &str) -> Option<Lab> {
-        Lab::new(what)
-    }
-
-    /// `--addr` of a server.
-    fn addr_of(server: &Binary) -> String {
-        server.addr.to_string()
-    }
 
     /// A run that passed with nothing lost, failed or stalled.
     #[track_caller]
@@ -61,129 +52,161 @@ mod lab {
     /// Stress-client status lines (stderr) that fall in `from..to` of the
     /// run's clock.
     fn lines_between(run: &StressRun, from: Duration, to: Duration) -> Vec<&str> {
-        run.lines
+        run.stderr
             .iter()
-            .filter(|(at, _)| (from..to).contains(at))
-            .map(|(_, l)| l.as_str())
+            .filter(|l| (from..to).contains(&l.at))
+            .map(|l| l.text.as_str())
             .collect()
+    }
+
+    /// The runs of the loss scenario, each on a clean link and with loss.
+    struct LossRuns {
+        clean_many: StressRun,
+        clean_stream: StressRun,
+        lossy_many: StressRun,
+        lossy_stream: StressRun,
+        /// Packets the loss rule dropped.
+        dropped: u64,
+    }
+
+    impl LossRuns {
+        fn all(&self) -> [&StressRun; 4] {
+            [
+                &self.clean_many,
+                &self.clean_stream,
+                &self.lossy_many,
+                &self.lossy_stream,
+            ]
+        }
+
+        /// The sum of a number over the four runs.
+        fn sum(&self, key: &str) -> u64 {
+            self.all().iter().map(|r| r.u64(key)).sum()
+        }
     }
 
     /// Scenario 1, random loss: with 10 % of TCP packets dropped in both
     /// directions, 50 connections echoing 16 KiB messages for 6 s, and one
-    /// 16 MiB stream, verify every byte with no failure or stall; the
-    /// loss really happened (the rule's counter), the 50 connections'
-    /// throughput is under half the clean link's but not zero, and the
-    /// server's counters add up
-    /// exactly: `bytes_in` = `bytes_out` = the bytes the clients verified,
-    /// every connection closed by its peer.
+    /// 16 MiB stream, verify every byte with no failure or stall; the loss
+    /// really happened (the rule's counter), the 50 connections' throughput
+    /// is under half the clean link's but not zero, and the server's
+    /// counters add up exactly: `bytes_in` = `bytes_out` = the bytes the
+    /// clients verified, every connection closed by its peer.
     #[test]
     fn ten_percent_loss_both_ways_loses_no_byte() {
         let _serial = serial();
-        let Some(lab) = lab("ten_percent_loss_both_ways_loses_no_byte") else {
+        let Some(lab) = Lab::new("ten_percent_loss_both_ways_loses_no_byte") else {
             return;
         };
         let mut server = lab.server(&["--stats-interval", "0.2"]);
-        let addr = addr_of(&server);
-        let many = |secs: &str| {
-            vec![
-                "--addr",
-                &addr,
-                "-c",
-                "50",
-                "-s",
-                "16384",
-                "-d",
-                secs,
-                // Retransmission timeouts back off (0.2, 0.4, 0.8 s …): a
-                // connection may wait seconds for a repeated loss. Connects
-                // still in progress at the end are aborted, not failed.
-                "--echo-timeout",
-                "30",
-                "--connect-timeout",
-                "30",
-                "--json",
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>()
-        };
-        let stream = [
-            "--addr",
-            &addr,
-            "-c",
-            "1",
-            "-s",
-            "65536",
-            "-k",
-            "16",
-            "-n",
-            "256",
-            "--echo-timeout",
-            "30",
-            "--json",
-        ];
-
-        let clean_many = lab.stress(&many("1"), RUN_LIMIT);
-        let clean_stream = lab.stress(&stream, RUN_LIMIT);
-        lab.loss(10);
-        let lossy_many = lab.stress(&many("6"), RUN_LIMIT);
-        let lossy_stream = lab.stress(&stream, RUN_LIMIT);
-        let dropped = lab.counter("dropped");
-        let runs = [&clean_many, &clean_stream, &lossy_many, &lossy_stream];
-        let verified: u64 = runs.iter().map(|r| r.u64("bytes")).sum();
+        let runs = clean_then_lossy(&lab, &server);
+        let verified = runs.sum("bytes");
         // The clients' last FINs may still be waiting for a retransmission.
         // (The log holds older lines too: wait for one that has it all.)
         wait_for_stats(&mut server, "every connection closed", RUN_LIMIT, |l| {
             stat(l, "active") == 0 && stat(l, "bytes_out") == verified
         });
-        let last = stop_server(&mut server);
+        let last = server.stop();
 
-        let established: u64 = runs.iter().map(|r| r.u64("connections_established")).sum();
-        let aborted: u64 = runs.iter().map(|r| r.u64("connections_aborted")).sum();
+        report_loss(&runs, &last);
+        check_no_byte_lost(&runs);
+        check_loss_slows_the_many(&runs);
+        check_server_counts(&runs, &last);
+    }
+
+    /// The 50-connection run (`secs` long) and the 16 MiB stream, on a
+    /// clean link, then again with 10 % loss both ways.
+    fn clean_then_lossy(lab: &Lab, server: &Binary) -> LossRuns {
+        // Retransmission timeouts back off (0.2, 0.4, 0.8 s …): a connection
+        // may wait seconds for a repeated loss. Connects still in progress
+        // at the end are aborted, not failed.
+        let many = |secs: &str| {
+            let flags = format!("-c 50 -s 16384 -d {secs} --echo-timeout 30 --connect-timeout 30");
+            lab.stress(&stress_args(server, &flags), RUN_LIMIT)
+        };
+        let stream = || {
+            let flags = "-c 1 -s 65536 -k 16 -n 256 --echo-timeout 30";
+            lab.stress(&stress_args(server, flags), RUN_LIMIT)
+        };
+        let (clean_many, clean_stream) = (many("1"), stream());
+        lab.loss(10);
+        let (lossy_many, lossy_stream) = (many("6"), stream());
+        LossRuns {
+            clean_many,
+            clean_stream,
+            lossy_many,
+            lossy_stream,
+            dropped: lab.counter("dropped"),
+        }
+    }
+
+    /// The loss scenario's figures, for `docs/hostile.md`.
+    fn report_loss(runs: &LossRuns, last: &str) {
+        let (many, stream) = (&runs.lossy_many, &runs.lossy_stream);
         eprintln!(
             "loss: 50 × 16 KiB: clean {:.1} MiB/s, 10 % loss {:.1} MiB/s ({} bytes verified, \
              latency p50 {:.0} µs p99 {:.0} µs max {:.0} µs, connect p99 {:.0} µs, run took {:?}); \
              16 MiB stream: clean {:.1} MiB/s, 10 % loss {:.1} MiB/s (max latency {:.0} µs); \
-             {dropped} packets dropped; {last}",
-            clean_many.f64("mib_per_sec"),
-            lossy_many.f64("mib_per_sec"),
-            lossy_many.u64("bytes"),
-            lossy_many.f64("latency_us.p50"),
-            lossy_many.f64("latency_us.p99"),
-            lossy_many.f64("latency_us.max"),
-            lossy_many.f64("connect_latency_us.p99"),
-            lossy_many.took,
-            clean_stream.f64("mib_per_sec"),
-            lossy_stream.f64("mib_per_sec"),
-            lossy_stream.f64("latency_us.max"),
+             {} packets dropped; {last}",
+            runs.clean_many.f64("mib_per_sec"),
+            many.f64("mib_per_sec"),
+            many.u64("bytes"),
+            many.f64("latency_us.p50"),
+            many.f64("latency_us.p99"),
+            many.f64("latency_us.max"),
+            many.f64("connect_latency_us.p99"),
+            many.took,
+            runs.clean_stream.f64("mib_per_sec"),
+            stream.f64("mib_per_sec"),
+            stream.f64("latency_us.max"),
+            runs.dropped,
         );
-        for run in runs {
+    }
+
+    /// Every run verified every byte, with no failure or stall; the loss
+    /// really happened; the lossy stream got all 16 MiB through.
+    fn check_no_byte_lost(runs: &LossRuns) {
+        for run in runs.all() {
             assert_clean(run);
         }
+        let dropped = runs.dropped;
         assert!(dropped > 100, "only {dropped} packets dropped");
-        assert_eq!(lossy_stream.u64("bytes"), 16 << 20);
-        // 50 connections: thousands of packets, so losses that cost a
-        // retransmission timeout are certain. The stream is some 256
-        // packets each way: selective acknowledgements may repair every
-        // loss without a timeout, and its throughput barely drop.
-        let (c, l) = (clean_many.f64("mib_per_sec"), lossy_many.f64("mib_per_sec"));
+        assert_eq!(runs.lossy_stream.u64("bytes"), 16 << 20);
+    }
+
+    /// 50 connections: thousands of packets, so losses that cost a
+    /// retransmission timeout are certain, and their throughput falls under
+    /// half the clean link's (not to zero). The stream is some 256 packets
+    /// each way: selective acknowledgements may repair every loss without a
+    /// timeout, and its throughput barely drop.
+    fn check_loss_slows_the_many(runs: &LossRuns) {
+        let c = runs.clean_many.f64("mib_per_sec");
+        let l = runs.lossy_many.f64("mib_per_sec");
         assert!(
             l > 0.0 && l < c / 2.0,
             "throughput {l} MiB/s with loss, {c} without"
         );
-        assert!(lossy_stream.f64("mib_per_sec") > 0.0);
-        assert!(lossy_many.u64("connections_established") >= 45);
-        assert_eq!(stat(&last, "bytes_in"), verified, "{last}");
-        assert_eq!(stat(&last, "bytes_out"), verified, "{last}");
+        assert!(runs.lossy_stream.f64("mib_per_sec") > 0.0);
+        assert!(runs.lossy_many.u64("connections_established") >= 45);
+    }
+
+    /// The server echoed exactly what the clients verified, and closed
+    /// every connection it accepted by its peer's close.
+    fn check_server_counts(runs: &LossRuns, last: &str) {
+        let verified = runs.sum("bytes");
+        assert_eq!(stat(last, "bytes_in"), verified, "{last}");
+        assert_eq!(stat(last, "bytes_out"), verified, "{last}");
         // A connect the client gave up at the deadline may have completed
         // at the server: accepted, then closed by the client.
-        let accepted = stat(&last, "accepted");
+        let established = runs.sum("connections_established");
+        let aborted = runs.sum("connections_aborted");
+        let accepted = stat(last, "accepted");
         assert!(
             (established..=established + aborted).contains(&accepted),
             "{last}"
         );
-        assert_eq!(stat(&last, "closed_by_peer"), accepted, "{last}");
-        assert_accounted(&last);
+        assert_eq!(stat(last, "closed_by_peer"), accepted, "{last}");
+        assert_accounted(last);
     }
 
     /// Scenario 2, a partition that heals: two stress runs of 10
@@ -192,49 +215,30 @@ mod lab {
     /// partition and the retransmission back-off after it shows the stall —
     /// status lines at 0 msg/s saying how long no echo came, while it lasts;
     /// a latency maximum of at least the partition in the report — then
-    /// resumes, verifies every byte and
-    /// passes; the run with `--echo-timeout` 2 s fails honestly: exit 1, all
-    /// 10 connections counted as stalled. The server accounts for all 20.
+    /// resumes, verifies every byte and passes; the run with
+    /// `--echo-timeout` 2 s fails honestly: exit 1, all 10 connections
+    /// counted as stalled. The server accounts for all 20.
     #[test]
     fn partition_then_heal_resumes_or_fails_honestly() {
         const PARTITION: Duration = Duration::from_secs(4);
         let _serial = serial();
-        let Some(lab) = lab("partition_then_heal_resumes_or_fails_honestly") else {
+        let Some(lab) = Lab::new("partition_then_heal_resumes_or_fails_honestly") else {
             return;
         };
         let mut server = lab.server(&["--stats-interval", "0.2"]);
-        let addr = addr_of(&server);
-        let args = |timeout: &'static str| {
-            [
-                "--addr",
-                &addr,
-                "-c",
-                "10",
-                "-s",
-                "16384",
-                "-k",
-                "2",
-                "--rate",
-                "100",
-                "-d",
-                "12",
-                "--echo-timeout",
-                timeout,
-                "--json",
-            ]
-            .map(String::from)
+        let flags = |timeout: &str| {
+            let flags = format!("-c 10 -s 16384 -k 2 --rate 100 -d 12 --echo-timeout {timeout}");
+            stress_args(&server, &flags)
         };
-        let patient = lab.spawn_stress(&args("12"));
-        let hasty = lab.spawn_stress(&args("2"));
+        let patient = lab.spawn_stress(&flags("12"));
+        let hasty = lab.spawn_stress(&flags("2"));
         wait_for_stats(&mut server, "both runs streaming", RUN_LIMIT, |l| {
             stat(l, "active") == 20 && stat(l, "bytes_in") > 50 << 20
         });
         let rule = lab.partition();
         let cut = Instant::now();
         let cut_at = cut.duration_since(patient.started);
-        while cut.elapsed() < PARTITION {
-            std::thread::sleep(Duration::from_millis(50)); // the partition's length
-        }
+        thread::sleep(PARTITION); // the partition's length: time, not an event
         lab.delete(rule);
         let healed_at = cut_at + cut.elapsed();
         let patient = patient.finish(RUN_LIMIT);
@@ -242,7 +246,7 @@ mod lab {
         wait_for_stats(&mut server, "every connection closed", RUN_LIMIT, |l| {
             stat(l, "active") == 0 && stat(l, "accepted") == 20
         });
-        let last = stop_server(&mut server);
+        let last = server.stop();
 
         let during = lines_between(&patient, cut_at + Duration::from_secs(1), healed_at);
         let stall = patient.f64("latency_us.max") / 1e6;
@@ -254,7 +258,7 @@ mod lab {
             patient.status.code(),
             hasty.status.code(),
             hasty.u64("stalled"),
-            json_field(&hasty.report, "first_stall"),
+            hasty.field("first_stall"),
         );
         assert_clean(&patient);
         assert!(
@@ -284,11 +288,11 @@ mod lab {
 
 #[cfg(target_os = "linux")]
 mod vanish {
+    use std::thread;
     use std::time::{Duration, Instant};
 
-    use crate::common::Binary;
-    use crate::stop_server;
-    use crate::support::netns::{Lab, Stress};
+    use crate::stress_args;
+    use crate::support::netns::Lab;
     use crate::support::*;
 
     /// Longest any wait here may take.
@@ -298,28 +302,11 @@ mod vanish {
     /// messages (so the server always has echo in flight to them) and 10
     /// idle ones (nothing in flight: only keepalive can tell).
     fn vanishing_clients(lab: &Lab, server: &mut Binary, idle_too: bool) -> Vec<Stress> {
-        let addr = server.addr.to_string();
-        let mut clients = vec![lab.spawn_stress(&[
-            "--addr",
-            &addr,
-            "-c",
-            "10",
-            "-s",
-            "16384",
-            "-k",
-            "4",
-            "--rate",
-            "100",
-            "-d",
-            "60",
-            "--echo-timeout",
-            "60",
-            "--json",
-        ])];
+        let streaming = "-c 10 -s 16384 -k 4 --rate 100 -d 60 --echo-timeout 60";
+        let mut clients = vec![lab.spawn_stress(&stress_args(server, streaming))];
         if idle_too {
-            clients.push(lab.spawn_stress(&[
-                "--addr", &addr, "--mode", "idle", "-c", "10", "-d", "60", "--json",
-            ]));
+            let idle = "--mode idle -c 10 -d 60";
+            clients.push(lab.spawn_stress(&stress_args(server, idle)));
         }
         let want = if idle_too { 20 } else { 10 };
         wait_for_stats(server, "the clients connected and streaming", LIMIT, |l| {
@@ -341,7 +328,8 @@ mod vanish {
     }
 
     /// Partitions the lab for good and waits for a stats line where `pred`
-    /// holds; returns it and how long after the partition it came.
+    /// holds; returns it, how long after the partition it came, and the
+    /// server's sockets half a second in.
     fn partition_until(
         lab: &Lab,
         server: &mut Binary,
@@ -350,10 +338,9 @@ mod vanish {
     ) -> (String, Duration, Vec<String>) {
         lab.partition();
         let cut = Instant::now();
-        // Half a second in: what TCP is doing about each connection.
-        while cut.elapsed() < Duration::from_millis(500) {
-            std::thread::sleep(Duration::from_millis(20)); // to the snapshot
-        }
+        // Half a second in (time, not an event): what TCP is doing about
+        // each connection.
+        thread::sleep(Duration::from_millis(500));
         let sockets = server_sockets(lab, server.addr.port());
         let line = wait_for_stats(server, what, LIMIT, pred);
         (line, cut.elapsed(), sockets)
@@ -406,7 +393,7 @@ mod vanish {
             retransmitting >= 5 && probing >= 5,
             "{retransmitting} retransmitting, {probing} probing: {sockets:#?}"
         );
-        let last = stop_server(&mut server);
+        let last = server.stop();
         assert_eq!(stat(&last, "vanished"), 20, "{last}");
     }
 
@@ -469,7 +456,7 @@ mod vanish {
         let mut line = line;
         let cut = Instant::now() - took;
         while cut.elapsed() < Duration::from_secs(6) {
-            line = server.wait_for_line("stats:"); // the observation window
+            line = server.stderr.wait_for("stats:"); // the observation window
             assert_eq!(stat(&line, "active"), 20, "{line}");
         }
         eprintln!(
@@ -484,24 +471,13 @@ mod vanish {
     }
 }
 
-/// Stops a server (SIGTERM), asserts it exits 0, returns its final
-/// counters line.
-#[cfg(target_os = "linux")]
-#[track_caller]
-fn stop_server(server: &mut common::Binary) -> String {
-    server.signal(libc::SIGTERM);
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0), "{last}");
-    last
-}
-
 #[cfg(target_os = "linux")]
 mod link {
     use std::time::Duration;
 
     use crate::support::netns::Lab;
     use crate::support::*;
-    use crate::{assert_accounted, stop_server};
+    use crate::{assert_accounted, stress_args};
 
     /// Longest any run or wait here may take.
     const LIMIT: Duration = Duration::from_secs(60);
@@ -529,28 +505,11 @@ mod link {
         let baseline = fd_count(pid);
         lab.resets(server.addr.port(), 10, 50);
         let total = (CONNS * EACH).to_string();
-        let run = lab.stress(
-            &[
-                "--addr",
-                &server.addr.to_string(),
-                "-c",
-                &CONNS.to_string(),
-                "-s",
-                "1024",
-                "-k",
-                "4",
-                "-n",
-                &total,
-                // Per loop: once the others are done, a client left waiting
-                // for an echo that will never come is declared stalled.
-                "--echo-timeout",
-                "1",
-                "--max-failures",
-                &CONNS.to_string(),
-                "--json",
-            ],
-            LIMIT,
-        );
+        // Per loop: once the others are done, a client left waiting for an
+        // echo that will never come is declared stalled (--echo-timeout 1).
+        let flags =
+            format!("-c {CONNS} -s 1024 -k 4 -n {total} --echo-timeout 1 --max-failures {CONNS}");
+        let run = lab.stress(&stress_args(&server, &flags), LIMIT);
         // (The log holds older lines too: wait for one with every client.)
         let line = wait_for_stats(&mut server, "every connection closed", LIMIT, |l| {
             stat(l, "active") == 0 && stat(l, "accepted") >= CONNS
@@ -558,7 +517,7 @@ mod link {
         let fds_after = fd_count(pid);
         let marked = lab.counter("marked");
         let rejected = lab.counter("rejected");
-        let last = stop_server(&mut server);
+        let last = server.stop();
         let failed = run.u64("unexpected_closes") + run.u64("stalled");
         eprintln!(
             "resets: {marked} of {CONNS} connections marked, {rejected} packets answered with a \
@@ -605,33 +564,16 @@ mod link {
         // The port is known only once the server listens: the link is
         // shaped before any client connects.
         let mut server = lab.server(&["--max-pending", "16384", "--stats-interval", "0.1"]);
-        let addr = server.addr.to_string();
         lab.slow_link(server.addr.port(), "1mbit");
         let pid = server.child.id();
         // Warm up: the loop's read buffer is touched by the first big read.
-        let warm = lab.stress(
-            &[
-                "--addr", &addr, "-c", "1", "-s", "65536", "-n", "1", "--json",
-            ],
-            LIMIT,
-        );
+        let warm = lab.stress(&stress_args(&server, "-c 1 -s 65536 -n 1"), LIMIT);
         assert!(warm.status.success(), "{}", warm.describe());
         let baseline_kib = rss_kib(pid);
-        let load = lab.spawn_stress(&[
-            "--addr",
-            &addr,
-            "-c",
-            "4",
-            "-s",
-            "16384",
-            "-k",
-            "8",
-            "-d",
-            "3",
-            "--echo-timeout",
-            "30",
-            "--json",
-        ]);
+        let load = lab.spawn_stress(&stress_args(
+            &server,
+            "-c 4 -s 16384 -k 8 -d 3 --echo-timeout 30",
+        ));
         let mut peak_pending = 0;
         let mut peak_kib = baseline_kib;
         let line = wait_for_stats(&mut server, "the load done", LIMIT, |l| {
@@ -640,7 +582,7 @@ mod link {
             stat(l, "accepted") == CONNS + 1 && stat(l, "active") == 0
         });
         let run = load.finish(LIMIT);
-        let last = stop_server(&mut server);
+        let last = server.stop();
         let bound_kib = baseline_kib + CONNS * (CAP + SLACK) / 1024;
         eprintln!(
             "slow link: 1 Mbit/s to {CONNS} clients: {} bytes verified at {:.3} MiB/s, latency \
@@ -690,45 +632,20 @@ mod link {
         let Some(lab) = Lab::new("syn_loss_shows_in_connect_times_and_failures") else {
             return;
         };
-        // Absent before Linux 6.5: exponential back-off from the first.
-        let linear = lab
-            .command("cat")
-            .arg("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
-            .output()
-            .ok()
-            .and_then(|out| {
-                String::from_utf8_lossy(&out.stdout)
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-            })
-            .unwrap_or(0);
+        let linear = syn_linear_timeouts(&lab);
         let second_ms = if linear >= 2 { 2000.0 } else { 3000.0 };
         let timeout = format!("{}", (second_ms + 500.0) / 1000.0);
         let mut server = lab.server(&["--stats-interval", "0.1"]);
         lab.syn_loss(30);
-        let run = lab.stress(
-            &[
-                "--addr",
-                &server.addr.to_string(),
-                "-c",
-                &CONNS.to_string(),
-                "-n",
-                &CONNS.to_string(),
-                "--connect-timeout",
-                &timeout,
-                "--max-failures",
-                &CONNS.to_string(),
-                "--json",
-            ],
-            LIMIT,
-        );
+        let flags =
+            format!("-c {CONNS} -n {CONNS} --connect-timeout {timeout} --max-failures {CONNS}");
+        let run = lab.stress(&stress_args(&server, &flags), LIMIT);
         let established = run.u64("connections_established");
         let dropped = lab.counter("dropped");
         let line = wait_for_stats(&mut server, "every connection closed", LIMIT, |l| {
             stat(l, "active") == 0 && stat(l, "accepted") >= established
         });
-        stop_server(&mut server);
+        server.stop();
         let failed = run.u64("connections_failed");
         let ms = |q: &str| run.f64(&format!("connect_latency_us.{q}")) / 1e3;
         eprintln!(
@@ -740,14 +657,14 @@ mod link {
             ms("p90"),
             ms("p99"),
             ms("max"),
-            run.reason("failed_by_reason", "timeout"),
+            run.f64("failed_by_reason.timeout") as u64,
             run.u64("messages"),
             run.took,
         );
         assert!(run.status.success(), "{}", run.describe());
         assert_eq!(established + failed, CONNS, "{}", run.describe());
         assert!(failed >= 1, "no connect needed a third retransmission");
-        assert_eq!(run.reason("failed_by_reason", "timeout"), failed);
+        assert_eq!(run.f64("failed_by_reason.timeout") as u64, failed);
         assert!(dropped >= CONNS / 5, "only {dropped} SYNs dropped");
         assert!(ms("p50") < 500.0, "p50 {} ms", ms("p50"));
         assert!(
@@ -764,6 +681,19 @@ mod link {
         );
         assert_eq!(stat(&line, "accepted"), established, "{line}");
         assert_eq!(stat(&line, "closed_by_peer"), established, "{line}");
+    }
+
+    /// The namespace's `tcp_syn_linear_timeouts`: how many SYN
+    /// retransmissions come 1 s apart before the back-off turns
+    /// exponential. Absent before Linux 6.5 (0: exponential from the
+    /// first).
+    fn syn_linear_timeouts(lab: &Lab) -> u32 {
+        lab.command("cat")
+            .arg("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -783,4 +713,14 @@ fn assert_accounted(line: &str) {
     .map(|k| support::stat(line, k))
     .sum();
     assert_eq!(support::stat(line, "accepted"), closed, "{line}");
+}
+
+/// The command line of a stress run against `server`: `--addr`, `flags`
+/// (split at spaces) and `--json`.
+#[cfg(target_os = "linux")]
+fn stress_args(server: &support::Binary, flags: &str) -> Vec<String> {
+    let mut args = vec!["--addr".to_string(), server.addr.to_string()];
+    args.extend(flags.split_whitespace().map(String::from));
+    args.push("--json".to_string());
+    args
 }

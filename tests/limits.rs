@@ -1,11 +1,11 @@
 //! Limits: the connection cap, the idle timeout, and descriptor exhaustion.
 
-mod common;
+pub mod support;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 /// Over `--max-connections`, a new client is accepted and closed at once —
 /// it reads end of stream (or a reset) promptly instead of hanging — and is
@@ -31,12 +31,14 @@ fn max_connections_refuses_promptly() {
         "refusal took {:?}",
         started.elapsed()
     );
-    wait_until("refusal counted", || server.stats().refused == 1);
-    assert_eq!(server.stats().active, 3);
+    wait_until("refusal counted", TIMEOUT, || {
+        server.handle.stats().refused == 1
+    });
+    assert_eq!(server.handle.stats().active, 3);
 
     // The admitted ones still echo.
     assert_echo(&admitted[0], b"still here");
-    wait_until("slot freed", || server.stats().active == 2);
+    wait_until("slot freed", TIMEOUT, || server.handle.stats().active == 2);
     assert_echo(&connect(server.addr), b"next in line");
     let stats = server.stop();
     assert_eq!(stats.accepted, 4);
@@ -55,7 +57,9 @@ fn idle_timeout_closes_silent_connections_on_time() {
     let started = Instant::now();
     let silent = connect(server.addr);
     let chatty = connect(server.addr);
-    wait_until("both accepted", || server.stats().active == 2);
+    wait_until("both accepted", TIMEOUT, || {
+        server.handle.stats().active == 2
+    });
 
     // The chatty client talks every 50 ms for 3 timeouts' worth of time.
     let chatter = std::thread::spawn(move || {
@@ -92,12 +96,14 @@ fn idle_timeout_closes_silent_connections_on_time() {
 fn without_idle_timeout_silent_connections_stay() {
     let server = TestServer::start(|_| {});
     let silent: Vec<_> = (0..50).map(|_| connect(server.addr)).collect();
-    wait_until("all accepted", || server.stats().active == 50);
+    wait_until("all accepted", TIMEOUT, || {
+        server.handle.stats().active == 50
+    });
     assert_echo(&connect(server.addr), b"served");
     // Counted before its socket closed, so no wait is needed here.
-    assert_eq!(server.stats().closed_by_peer, 1);
-    assert_eq!(server.stats().timed_out, 0);
-    assert_eq!(server.stats().active, 50);
+    assert_eq!(server.handle.stats().closed_by_peer, 1);
+    assert_eq!(server.handle.stats().timed_out, 0);
+    assert_eq!(server.handle.stats().active, 50);
     drop(silent);
 }
 
@@ -115,7 +121,7 @@ fn emfile_storm_neither_spins_nor_exits() {
     let mut server = Binary::start_with(&mut cmd);
 
     let storm: Vec<_> = (0..200).map(|_| connect(server.addr)).collect();
-    server.wait_for_line("pausing accepts");
+    server.stderr.wait_for("pausing accepts");
     let cpu_before = cpu_ticks(server.child.id());
     let window = Instant::now();
     // One second of storm: the measurement window, not a sync point.
@@ -150,13 +156,16 @@ fn emfile_storm_neither_spins_nor_exits() {
 #[test]
 fn low_fd_limit_is_warned_about() {
     let server = Binary::start_with(&mut echoloop_with_fd_limit(100));
-    let warning = server
-        .seen
+    let seen = &server.stderr.seen;
+    let warning = seen
         .iter()
-        .find(|l| l.contains("WARN"))
-        .unwrap_or_else(|| panic!("no warning before listening: {:?}", server.seen));
+        .find(|l| l.text.contains("WARN"))
+        .unwrap_or_else(|| panic!("no warning before listening: {seen:?}"));
     assert!(
-        warning.contains("open-file limit (100) leaves --max-connections at 36"),
-        "{warning}"
+        warning
+            .text
+            .contains("open-file limit (100) leaves --max-connections at 36"),
+        "{}",
+        warning.text
     );
 }

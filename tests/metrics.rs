@@ -3,7 +3,7 @@
 //! shutdown, the HTTP error answers, silent scrapers that cannot starve the
 //! echo, and bad flags.
 
-mod common;
+pub mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,8 +11,8 @@ use std::process::Command;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::*;
 use echoloop::{Config, Handle, Server, Stats};
+use support::*;
 
 /// An in-process server with `--metrics` on 127.0.0.1:0.
 struct Scraped {
@@ -92,13 +92,13 @@ fn series(text: &str, name: &str) -> u64 {
 fn exposed_counters_equal_the_stats() {
     let server = Scraped::start(|c| c.udp = true);
     for i in 0..100 {
-        assert_echo(&connect(server.echo), &payload(i, 1000 + i as usize));
+        assert_echo(&connect(server.echo), &payload(i, 1000 + i));
     }
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(TIMEOUT)).unwrap();
     udp.send_to(b"datagram", server.echo).unwrap();
     udp.recv_from(&mut [0u8; 16]).expect("udp echo");
-    wait_until("every close and the datagram counted", || {
+    wait_until("every close and the datagram counted", TIMEOUT, || {
         let s = server.handle.stats();
         s.closed_by_peer == 100 && s.udp_datagrams_out == 1
     });
@@ -174,11 +174,11 @@ fn healthz_turns_503_when_shutdown_begins() {
     assert_eq!(get(server.metrics, "/healthz"), (200, "ok\n".to_string()));
     let stuck = connect(server.echo);
     let writer = spawn_writer(&stuck, payload(3, 8 << 20));
-    wait_until("output owed to the stuck client", || {
+    wait_until("output owed to the stuck client", TIMEOUT, || {
         server.handle.stats().pending_bytes > 0
     });
     server.handle.shutdown().unwrap();
-    wait_until("/healthz says 503", || {
+    wait_until("/healthz says 503", TIMEOUT, || {
         get(server.metrics, "/healthz").0 == 503
     });
     assert_eq!(get(server.metrics, "/metrics").0, 200);
@@ -270,7 +270,7 @@ fn bad_metrics_and_admission_flags_fail_clearly() {
             "metrics",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        let out = Command::new(ECHOLOOP)
             .args(&args)
             .env("RUST_LOG", "off")
             .output()

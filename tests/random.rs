@@ -1,4 +1,4 @@
-//! Scenario 6 of issue 4: seeded random interleavings. Each round draws a
+//! Seeded random interleavings (scenario 6 of `docs/hostile.md`). Each round draws a
 //! server configuration and a few hundred client scripts from one seed —
 //! write sizes, read pacing, pipelining depth, start delay, and how each
 //! client ends (half-close and read everything, reset at some point, half-
@@ -17,12 +17,10 @@
 //! same interleaving. Without `ECHOLOOP_SEED` the seed comes from the clock,
 //! so every run explores new cases.
 
-mod common;
-mod support;
+pub mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
 use support::fleet::Fleet;
 use support::*;
 
@@ -162,39 +160,97 @@ fn random_interleavings_echo_byte_exact() {
 
 /// One round; returns (bytes sent, echoed bytes verified, connections).
 fn run_round(seed: u64) -> (u64, u64, usize) {
-    let mut rng = Rng::new(seed);
-    // Small caps and buffers make partial reads and writes, pending output
-    // and back-pressure the common case rather than the exception.
-    let max_pending = rng.pick(&[1, 7, 1000, 4096, 65536]);
-    let read_buffer = rng.pick(&[1, 13, 1024, 16384, 65536]);
-    let reads_per_turn = rng.pick(&[1, 2, 16]);
-    let accepts_per_turn = rng.pick(&[1, 8, 128]);
-    // Long enough never to fire; exercises the idle queue's bookkeeping.
-    let idle_timeout = rng.chance(50).then_some(Duration::from_secs(60));
+    let round = Round::draw(seed);
     let server = TestServer::start(|c| {
-        c.idle_timeout = idle_timeout;
-        c.max_pending = max_pending;
-        c.read_buffer = read_buffer;
-        c.reads_per_turn = reads_per_turn;
-        c.accepts_per_turn = accepts_per_turn;
+        c.idle_timeout = round.idle_timeout;
+        c.max_pending = round.max_pending;
+        c.read_buffer = round.read_buffer;
+        c.reads_per_turn = round.reads_per_turn;
+        c.accepts_per_turn = round.accepts_per_turn;
     });
-    let conns = rng.range(50, 300);
-    // The server moves at most min(cap, buffer) bytes per read: bound the
-    // round's bytes by that, so a round takes about a second in debug builds.
-    let chunk = max_pending.min(read_buffer) as u64;
-    let budget = (chunk * 20_000).min(16 << 20);
-    // One round in three has no aborting client, so the server's byte
-    // counts can be checked for exact equality with what was sent.
-    let aborts = rng.range(0, 2) > 0;
-    let scripts: Vec<Script> = (0..conns)
-        .map(|_| script(&mut rng, (budget / conns as u64).max(1), aborts))
-        .collect();
+    let started = Instant::now();
+    let fleet = drive(&round, server.addr);
+    let took = started.elapsed();
+    let seen = check_every_stream(&round, &fleet);
+    wait_until("every connection closed", TIMEOUT, || {
+        server.handle.stats().active == 0
+    });
+    let stats = server.stop();
+    eprintln!(
+        "random: seed {seed}: max_pending {} read_buffer {} reads_per_turn {} accepts_per_turn {} \
+         idle_timeout {:?}: {} clients ({} clean, {} reset or vanished), {} bytes sent, {} echoed \
+         and verified, in {took:?}; {stats}",
+        round.max_pending,
+        round.read_buffer,
+        round.reads_per_turn,
+        round.accepts_per_turn,
+        round.idle_timeout,
+        round.scripts.len(),
+        seen.clean,
+        seen.aborted,
+        seen.sent,
+        seen.received,
+    );
+    check_server_counts(&round, &stats, &seen);
+    (seen.sent, seen.received, round.scripts.len())
+}
 
+/// A round drawn from its seed: the server's configuration and every
+/// client's script.
+#[derive(Debug)]
+struct Round {
+    seed: u64,
+    max_pending: usize,
+    read_buffer: usize,
+    reads_per_turn: usize,
+    accepts_per_turn: usize,
+    idle_timeout: Option<Duration>,
+    scripts: Vec<Script>,
+}
+
+impl Round {
+    fn draw(seed: u64) -> Round {
+        let mut rng = Rng::new(seed);
+        // Small caps and buffers make partial reads and writes, pending
+        // output and back-pressure the common case rather than the exception.
+        let max_pending = rng.pick(&[1, 7, 1000, 4096, 65536]);
+        let read_buffer = rng.pick(&[1, 13, 1024, 16384, 65536]);
+        let reads_per_turn = rng.pick(&[1, 2, 16]);
+        let accepts_per_turn = rng.pick(&[1, 8, 128]);
+        // Long enough never to fire; exercises the idle queue's bookkeeping.
+        let idle_timeout = rng.chance(50).then_some(Duration::from_secs(60));
+        let conns = rng.range(50, 300);
+        // The server moves at most min(cap, buffer) bytes per read: bound
+        // the round's bytes by that, so a round takes about a second in
+        // debug builds.
+        let chunk = max_pending.min(read_buffer) as u64;
+        let budget = (chunk * 20_000).min(16 << 20);
+        // One round in three has no aborting client, so the server's byte
+        // counts can be checked for exact equality with what was sent.
+        let aborts = rng.range(0, 2) > 0;
+        let scripts = (0..conns)
+            .map(|_| script(&mut rng, (budget / conns as u64).max(1), aborts))
+            .collect();
+        Round {
+            seed,
+            max_pending,
+            read_buffer,
+            reads_per_turn,
+            accepts_per_turn,
+            idle_timeout,
+            scripts,
+        }
+    }
+}
+
+/// Connects a client per script and plays the scripts until every client
+/// is closed.
+fn drive(round: &Round, addr: std::net::SocketAddr) -> Fleet {
     let started = Instant::now();
     let mut fleet = Fleet::new();
     fleet.tick = Duration::from_millis(1); // the read pacing's resolution
-    for (id, s) in scripts.iter().enumerate() {
-        let p = fleet.connect(server.addr, id);
+    for (id, s) in round.scripts.iter().enumerate() {
+        let p = fleet.connect(addr, id, None);
         let peer = &mut fleet.peers[p];
         peer.write_size = s.write_size;
         peer.read_size = s.read_size;
@@ -202,51 +258,66 @@ fn run_round(seed: u64) -> (u64, u64, usize) {
         peer.send_limit = Some(0); // until its start time
         peer.read_allowance = 0;
     }
-    let mut next_read = vec![started; conns];
+    let mut next_read = vec![started; round.scripts.len()];
     fleet.run_until(
-        &format!("round with seed {seed} to finish"),
+        &format!("round with seed {} to finish", round.seed),
         Duration::from_secs(60),
         |f| {
             let now = Instant::now();
-            for (i, s) in scripts.iter().enumerate() {
-                let p = &mut f.peers[i];
-                if !p.is_open() {
-                    continue;
-                }
-                if now < started + s.start {
-                    continue;
-                }
-                match s.end {
-                    End::Clean => {
-                        p.send_limit = Some(s.total);
-                        p.fin_after_send = true;
-                    }
-                    End::Reset(at) => p.send_limit = Some(at.max(p.sent).min(s.total)),
-                    End::Vanish(at) => {
-                        p.send_limit = Some(at);
-                        p.fin_after_send = true;
-                    }
-                }
-                if s.burst == u64::MAX {
-                    p.read_allowance = u64::MAX;
-                } else if now >= next_read[i] && p.read_allowance == 0 {
-                    p.read_allowance = s.burst;
-                    next_read[i] = now + s.pause;
-                }
-                match s.end {
-                    End::Reset(at) if p.sent >= at => f.reset(i),
-                    End::Vanish(at) if p.sent >= at && p.fin_sent => f.drop_peer(i),
-                    _ => {}
+            for (i, s) in round.scripts.iter().enumerate() {
+                if f.peers[i].is_open() && now >= started + s.start {
+                    steer(f, i, s, now, &mut next_read[i]);
                 }
             }
             f.open() == 0
         },
     );
-    let took = started.elapsed();
+    fleet
+}
 
-    let (mut sent, mut received, mut clean, mut aborted) = (0, 0, 0u64, 0u64);
-    for (p, s) in fleet.peers.iter().zip(&scripts) {
-        let what = || format!("seed {seed}: {:?}: {}", s, p.describe());
+/// Between turns, sets what client `i`, started, may send and read by its
+/// script `s`, and ends it when the script says.
+fn steer(f: &mut Fleet, i: usize, s: &Script, now: Instant, next_read: &mut Instant) {
+    let p = &mut f.peers[i];
+    match s.end {
+        End::Clean => {
+            p.send_limit = Some(s.total);
+            p.fin_after_send = true;
+        }
+        End::Reset(at) => p.send_limit = Some(at.max(p.sent).min(s.total)),
+        End::Vanish(at) => {
+            p.send_limit = Some(at);
+            p.fin_after_send = true;
+        }
+    }
+    if s.burst == u64::MAX {
+        p.read_allowance = u64::MAX;
+    } else if now >= *next_read && p.read_allowance == 0 {
+        p.read_allowance = s.burst;
+        *next_read = now + s.pause;
+    }
+    match s.end {
+        End::Reset(at) if p.sent >= at => f.reset(i),
+        End::Vanish(at) if p.sent >= at && p.fin_sent => f.drop_peer(i),
+        _ => {}
+    }
+}
+
+/// What the clients of a round sent and saw.
+#[derive(Debug, Default)]
+struct Seen {
+    sent: u64,
+    received: u64,
+    clean: u64,
+    aborted: u64,
+}
+
+/// Every stream's echo is byte-exact: whole, then end of stream, for the
+/// clients that end cleanly; a verified prefix for the others.
+fn check_every_stream(round: &Round, fleet: &Fleet) -> Seen {
+    let mut seen = Seen::default();
+    for (p, s) in fleet.peers.iter().zip(&round.scripts) {
+        let what = || format!("seed {}: {:?}: {}", round.seed, s, p.describe());
         assert!(p.corrupt_at.is_none(), "echo corrupted: {}", what());
         assert!(p.received <= p.sent, "more echoed than sent: {}", what());
         match s.end {
@@ -256,37 +327,36 @@ fn run_round(seed: u64) -> (u64, u64, usize) {
                     "incomplete echo: {}",
                     what()
                 );
-                clean += 1;
+                seen.clean += 1;
             }
-            End::Reset(_) | End::Vanish(_) => aborted += 1,
+            End::Reset(_) | End::Vanish(_) => seen.aborted += 1,
         }
-        sent += p.sent;
-        received += p.received;
+        seen.sent += p.sent;
+        seen.received += p.received;
     }
-    wait_until("every connection closed", || server.stats().active == 0);
-    let stats = server.stop();
-    eprintln!(
-        "random: seed {seed}: max_pending {max_pending} read_buffer {read_buffer} \
-         reads_per_turn {reads_per_turn} accepts_per_turn {accepts_per_turn} idle_timeout \
-         {idle_timeout:?}: {conns} clients \
-         ({clean} clean, {aborted} reset or vanished), {sent} bytes sent, {received} echoed and \
-         verified, in {took:?}; {stats}"
-    );
-    assert_eq!(stats.accepted, conns as u64, "seed {seed}: {stats}");
+    seen
+}
+
+/// The server ends the round with every connection counted as closed by
+/// its peer or errored, nothing pending, and byte counts consistent with
+/// what the clients saw (exactly equal when no client aborted).
+fn check_server_counts(round: &Round, stats: &echoloop::Stats, seen: &Seen) {
+    let (seed, conns) = (round.seed, round.scripts.len() as u64);
+    assert_eq!(stats.accepted, conns, "seed {seed}: {stats}");
     assert_eq!(
         stats.closed_by_peer + stats.errored,
-        conns as u64,
+        conns,
         "seed {seed}: {stats}"
     );
-    assert!(stats.closed_by_peer >= clean, "seed {seed}: {stats}");
+    assert!(stats.closed_by_peer >= seen.clean, "seed {seed}: {stats}");
     assert_eq!(stats.pending_bytes, 0, "seed {seed}: {stats}");
+    let (sent, received) = (seen.sent, seen.received);
     assert!(
         received <= stats.bytes_out && stats.bytes_out <= stats.bytes_in && stats.bytes_in <= sent,
         "seed {seed}: client saw {received} of {sent}; {stats}"
     );
-    if aborted == 0 {
+    if seen.aborted == 0 {
         assert_eq!(stats.bytes_in, sent, "seed {seed}: {stats}");
         assert_eq!(stats.bytes_out, sent, "seed {seed}: {stats}");
     }
-    (sent, received, conns)
 }

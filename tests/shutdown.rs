@@ -1,13 +1,13 @@
 //! Graceful shutdown: stop accepting, deliver every echo already owed,
 //! close, exit 0 — and give up after the grace period.
 
-mod common;
+pub mod support;
 
 #[cfg(target_os = "linux")]
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 /// Shutdown while a client that is not reading is owed a full pending
 /// buffer: the server reads nothing more, delivers exactly what it had read
@@ -24,8 +24,8 @@ fn shutdown_flushes_what_was_read() {
     let stream = connect(server.addr);
     let data = payload(5, 8 << 20);
     let writer = spawn_writer(&stream, data.clone());
-    wait_until("pending output at the cap", || {
-        server.stats().pending_bytes == CAP as u64
+    wait_until("pending output at the cap", TIMEOUT, || {
+        server.handle.stats().pending_bytes == CAP as u64
     });
 
     let started = Instant::now();
@@ -68,7 +68,9 @@ fn shutdown_gives_up_after_grace() {
     let server = TestServer::start(|c| c.shutdown_grace = grace);
     let stream = connect(server.addr);
     let writer = spawn_writer(&stream, payload(6, 8 << 20));
-    wait_until("pending output", || server.stats().pending_bytes > 0);
+    wait_until("pending output", TIMEOUT, || {
+        server.handle.stats().pending_bytes > 0
+    });
     let started = Instant::now();
     let stats = server.stop();
     let took = started.elapsed();
@@ -93,7 +95,7 @@ fn sigterm_flushes_and_exits_zero() {
     let stream = connect(server.addr);
     let data = payload(8, 8 << 20);
     let writer = spawn_writer(&stream, data.clone());
-    server.wait_for_line("pending_bytes=65536");
+    server.stderr.wait_for("pending_bytes=65536");
     server.signal(libc::SIGTERM);
     server.assert_graceful_exit(stream, writer, &data);
 }
@@ -109,12 +111,12 @@ fn second_signal_exits_at_once() {
     // A client that never reads or closes, and is owed output it has not
     // taken, keeps the graceful shutdown waiting (for the whole 60 s
     // grace, were it not for the second signal).
-    server.wait_for_line("pending_bytes=65536");
+    server.stderr.wait_for("pending_bytes=65536");
     server.signal(libc::SIGTERM);
-    server.wait_for_line("shutting down");
+    server.stderr.wait_for("shutting down");
     let started = Instant::now();
     server.signal(libc::SIGTERM);
-    assert_eq!(server.wait_exit(), Some(130));
+    assert_eq!(server.wait_exit().code(), Some(130));
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(stream);
     let _ = writer.join();
@@ -144,10 +146,10 @@ fn shutdown_does_not_wait_for_peers_owed_nothing() {
     for c in &clients {
         assert_eq!((&*c).read(&mut [0u8; 1]).unwrap(), 0);
     }
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0));
-    assert_eq!(stat_field(&last, "shut_down"), 100, "{last}");
-    assert_eq!(stat_field(&last, "pending_bytes"), 0, "{last}");
+    let last = server.stderr.wait_for("stopped:");
+    assert_eq!(server.wait_exit().code(), Some(0));
+    assert_eq!(stat(&last, "shut_down"), 100, "{last}");
+    assert_eq!(stat(&last, "pending_bytes"), 0, "{last}");
     drop(clients);
 }
 
@@ -165,10 +167,13 @@ fn grace_warning_says_what_is_owed() {
     (&chatty).read_exact(&mut [0u8; 5]).unwrap();
     let stuck = connect(server.addr);
     let writer = spawn_writer(&stuck, payload(10, 8 << 20));
-    server.wait_for_line("pending_bytes=65536");
-    let chatter = spawn_writer(&chatty, vec![b'z'; 1 << 20]);
+    server.stderr.wait_for("pending_bytes=65536");
     server.signal(libc::SIGTERM);
-    let warning = server.wait_for_line("shutdown grace over");
+    // The burst once the server has stopped reading: what it read before
+    // the signal, it has echoed and the client has taken.
+    server.stderr.wait_for("shutting down");
+    let chatter = spawn_writer(&chatty, payload(11, 1 << 20));
+    let warning = server.stderr.wait_for("shutdown grace over");
     assert!(
         warning.contains("closing 1 connection: 1 still owed output (65536 bytes held here, "),
         "{warning}"
@@ -180,7 +185,7 @@ fn grace_warning_says_what_is_owed() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no unacknowledged count in {warning}"));
     assert!(unacked > 0, "{warning}");
-    assert_eq!(server.wait_exit(), Some(0));
+    assert_eq!(server.wait_exit().code(), Some(0));
     drop((chatty, stuck));
     let _ = (writer.join(), chatter.join());
 }
@@ -192,8 +197,8 @@ fn sighup_shuts_down_gracefully() {
     let mut server = Binary::start(&[]);
     assert_echo(&connect(server.addr), b"before");
     server.signal(libc::SIGHUP);
-    server.wait_for_line("shutting down");
-    assert_eq!(server.wait_exit(), Some(0));
+    server.stderr.wait_for("shutting down");
+    assert_eq!(server.wait_exit().code(), Some(0));
 }
 
 /// ...unless SIGHUP was ignored when the server started, as `nohup`
@@ -205,7 +210,7 @@ fn sighup_shuts_down_gracefully() {
 #[test]
 fn sighup_ignored_at_start_stays_ignored() {
     use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    let mut cmd = std::process::Command::new(ECHOLOOP);
     // SAFETY: signal(2) is async-signal-safe; nothing else runs in the child.
     unsafe {
         cmd.pre_exec(|| {
@@ -232,5 +237,5 @@ fn sighup_ignored_at_start_stays_ignored() {
     assert_echo(&connect(server.addr), b"serving");
     server.signal(libc::SIGHUP);
     server.signal(libc::SIGTERM);
-    assert_eq!(server.wait_exit(), Some(0));
+    assert_eq!(server.wait_exit().code(), Some(0));
 }

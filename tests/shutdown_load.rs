@@ -1,23 +1,22 @@
-//! Scenario 7 of issue 4: graceful shutdown of the real binary under load.
-//! SIGTERM arrives while 1,000 clients are mid-stream — sending and reading
-//! their echo at once, some stalled with output owed; every byte the server
-//! had read is echoed before it closes, and it exits 0. Clients that never read cannot
-//! hold it past `--shutdown-grace`: it closes them and still exits 0.
+//! Graceful shutdown of the real binary under load (scenario 7 of
+//! `docs/hostile.md`). SIGTERM arrives while 1,000 clients are mid-stream —
+//! sending and reading their echo at once, some stalled with output owed;
+//! every byte the server had read is echoed before it closes, and it exits
+//! 0. Clients that never read cannot hold it past `--shutdown-grace`: it
+//! closes them and still exits 0.
 //!
 //! `tests/shutdown.rs` covers one client; here it is a thousand at once.
 //! Unix only: the scenario is a signal.
 
 #![cfg(unix)]
 
-mod common;
-mod support;
+pub mod support;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::*;
 use support::fleet::Fleet;
 use support::*;
 
@@ -32,6 +31,9 @@ const DRAIN: u8 = 3;
 
 /// How many bytes of echo make a client "mid-stream".
 const MID_STREAM: u64 = 64 * 1024;
+
+/// `--max-pending` (the default): a full pending buffer.
+const CAP: u64 = 64 * 1024;
 
 /// Who the clients are.
 #[derive(Clone, Copy)]
@@ -58,13 +60,13 @@ fn clients(
     mix: Mix,
     phase: Arc<AtomicU8>,
     mid_stream: Arc<AtomicUsize>,
-) -> thread::JoinHandle<Fleet> {
+) -> JoinHandle<Fleet> {
     thread::spawn(move || {
         let mut fleet = Fleet::new();
         let total = mix.fast + mix.stalled + mix.hostages;
         for id in 0..total {
             let buffers = (id >= mix.fast).then_some(64 * 1024);
-            let p = fleet.connect_with(addr, id, buffers);
+            let p = fleet.connect(addr, id, buffers);
             let peer = &mut fleet.peers[p];
             // The fast readers wait for STREAM.
             peer.send_limit = if id < mix.fast { Some(0) } else { None };
@@ -107,6 +109,51 @@ fn clients(
     })
 }
 
+/// The clients of a test, mid-stream: the moment to signal.
+struct MidStream {
+    fleet: JoinHandle<Fleet>,
+    phase: Arc<AtomicU8>,
+    /// From the start of the clients to this moment.
+    ramp: Duration,
+    /// The server's stats line at this moment.
+    line: String,
+}
+
+/// Starts the `mix` of clients against `server` and waits until the server
+/// owes every stalled reader and hostage a full pending buffer, then, once
+/// everyone streams, until every reader has had [`MID_STREAM`] bytes back.
+fn until_mid_stream(server: &mut Binary, mix: Mix) -> MidStream {
+    let phase = Arc::new(AtomicU8::new(FILL));
+    let mid_stream = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let fleet = clients(
+        server.addr,
+        mix,
+        Arc::clone(&phase),
+        Arc::clone(&mid_stream),
+    );
+    let total = (mix.fast + mix.stalled + mix.hostages) as u64;
+    let owed = (mix.stalled + mix.hostages) as u64 * CAP;
+    wait_for_stats(
+        server,
+        "a full buffer owed to each stalled reader and hostage",
+        TIMEOUT,
+        |l| stat(l, "active") == total && stat(l, "pending_bytes") >= owed,
+    );
+    phase.store(STREAM, Ordering::SeqCst);
+    let readers = mix.fast + mix.stalled;
+    wait_until("every reader mid-stream", Duration::from_secs(60), || {
+        mid_stream.load(Ordering::SeqCst) == readers
+    });
+    let line = wait_for_stats(server, "the state at the signal", TIMEOUT, |_| true);
+    MidStream {
+        fleet,
+        phase,
+        ramp: started.elapsed(),
+        line,
+    }
+}
+
 /// SIGTERM while 1,000 clients stream: 750 read at full speed, 250 have
 /// stalled with a full pending buffer owed (≥ 250 × 64 KiB at the signal)
 /// and read again just after it. The server stops reading, delivers every
@@ -117,7 +164,6 @@ fn clients(
 /// by the shutdown.
 #[test]
 fn sigterm_with_1000_clients_mid_stream_echoes_every_byte_read() {
-    const CAP: u64 = 64 * 1024;
     const GRACE_SECS: u64 = 30;
     let mix = Mix {
         fast: 750,
@@ -132,39 +178,16 @@ fn sigterm_with_1000_clients_mid_stream_echoes_every_byte_read() {
         "--stats-interval",
         "0.1",
     ]);
-    let phase = Arc::new(AtomicU8::new(FILL));
-    let mid_stream = Arc::new(AtomicUsize::new(0));
-    let fleet = clients(
-        server.addr,
-        mix,
-        Arc::clone(&phase),
-        Arc::clone(&mid_stream),
-    );
-    let started = Instant::now();
-    wait_for_stats(
-        &mut server,
-        "a full buffer owed to each stalled reader",
-        TIMEOUT,
-        |l| {
-            stat(l, "active") == clients_n as u64
-                && stat(l, "pending_bytes") >= mix.stalled as u64 * CAP
-        },
-    );
-    phase.store(STREAM, Ordering::SeqCst);
-    wait_long("every client mid-stream", Duration::from_secs(60), || {
-        mid_stream.load(Ordering::SeqCst) == clients_n
-    });
-    let owed = wait_for_stats(&mut server, "the state at the signal", TIMEOUT, |_| true);
-    let ramp = started.elapsed();
+    let clients = until_mid_stream(&mut server, mix);
 
     server.signal(libc::SIGTERM);
     let signalled = Instant::now();
-    server.wait_for_line("shutting down");
-    phase.store(RESUME, Ordering::SeqCst);
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0));
+    server.stderr.wait_for("shutting down");
+    clients.phase.store(RESUME, Ordering::SeqCst);
+    let last = server.stderr.wait_for("stopped:");
+    assert_eq!(server.wait_exit().code(), Some(0));
     let took = signalled.elapsed();
-    let fleet = fleet.join().expect("clients");
+    let fleet = clients.fleet.join().expect("clients");
 
     let (mut sent, mut received) = (0, 0);
     for p in &fleet.peers {
@@ -182,9 +205,10 @@ fn sigterm_with_1000_clients_mid_stream_echoes_every_byte_read() {
         received += p.received;
     }
     eprintln!(
-        "shutdown under load: {clients_n} clients mid-stream after {ramp:?}; at the signal: {owed}\n\
+        "shutdown under load: {clients_n} clients mid-stream after {:?}; at the signal: {}\n\
          shutdown under load: exit 0 after {took:?}; clients sent {sent} bytes, received {received} \
-         (all verified); {last}"
+         (all verified); {last}",
+        clients.ramp, clients.line
     );
     assert_eq!(stat(&last, "bytes_out"), received, "{last}");
     assert_eq!(stat(&last, "bytes_in"), received, "{last}");
@@ -205,7 +229,6 @@ fn sigterm_with_1000_clients_mid_stream_echoes_every_byte_read() {
 /// hostages is a byte-exact prefix of what they sent.
 #[test]
 fn sigterm_grace_period_closes_hostages_and_exits_zero() {
-    const CAP: u64 = 64 * 1024;
     let grace = Duration::from_secs(1);
     let mix = Mix {
         fast: 900,
@@ -215,32 +238,17 @@ fn sigterm_grace_period_closes_hostages_and_exits_zero() {
     let total = mix.fast + mix.hostages;
     let _serial = serial();
     let mut server = Binary::start(&["--shutdown-grace", "1", "--stats-interval", "0.1"]);
-    let phase = Arc::new(AtomicU8::new(FILL));
-    let mid_stream = Arc::new(AtomicUsize::new(0));
-    let fleet = clients(
-        server.addr,
-        mix,
-        Arc::clone(&phase),
-        Arc::clone(&mid_stream),
-    );
-    wait_for_stats(&mut server, "hostages owed a full buffer", TIMEOUT, |l| {
-        stat(l, "active") == total as u64 && stat(l, "pending_bytes") >= mix.hostages as u64 * CAP
-    });
-    phase.store(STREAM, Ordering::SeqCst);
-    wait_long("every reader mid-stream", Duration::from_secs(60), || {
-        mid_stream.load(Ordering::SeqCst) == mix.fast
-    });
-    let held = wait_for_stats(&mut server, "the state at the signal", TIMEOUT, |_| true);
+    let clients = until_mid_stream(&mut server, mix);
 
     server.signal(libc::SIGTERM);
     let signalled = Instant::now();
-    server.wait_for_line("shutting down");
-    let gave_up = server.wait_for_line("shutdown grace over");
-    let last = server.wait_for_line("stopped:");
-    assert_eq!(server.wait_exit(), Some(0));
+    server.stderr.wait_for("shutting down");
+    let gave_up = server.stderr.wait_for("shutdown grace over");
+    let last = server.stderr.wait_for("stopped:");
+    assert_eq!(server.wait_exit().code(), Some(0));
     let took = signalled.elapsed();
-    phase.store(DRAIN, Ordering::SeqCst);
-    let fleet = fleet.join().expect("clients");
+    clients.phase.store(DRAIN, Ordering::SeqCst);
+    let fleet = clients.fleet.join().expect("clients");
 
     let (mut readers_got, mut hostages_got, mut hostages_reset) = (0, 0, 0);
     for p in &fleet.peers {
@@ -256,9 +264,10 @@ fn sigterm_grace_period_closes_hostages_and_exits_zero() {
     }
     let (bytes_in, bytes_out) = (stat(&last, "bytes_in"), stat(&last, "bytes_out"));
     eprintln!(
-        "grace expiry: at the signal: {held}\ngrace expiry: {gave_up}\ngrace expiry: exit 0 after \
+        "grace expiry: at the signal: {}\ngrace expiry: {gave_up}\ngrace expiry: exit 0 after \
          {took:?} (grace {grace:?}); readers received {readers_got} bytes, hostages {hostages_got} \
          ({hostages_reset} of them reset); dropped {} bytes; {last}",
+        clients.line,
         bytes_in - bytes_out
     );
     assert!(took >= grace, "exited before the grace period: {took:?}");

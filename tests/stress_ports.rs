@@ -8,8 +8,7 @@
 //! Linux as root only: elsewhere the test says why it skipped, and under CI
 //! on Linux as root a skip is a failure.
 
-mod common;
-mod support;
+pub mod support;
 
 /// Off Linux there are no network namespaces to build the lab from.
 #[cfg(not(target_os = "linux"))]
@@ -70,7 +69,7 @@ mod lab {
             spread.describe()
         );
         assert!(
-            spread.report.contains("\"advice\": null"),
+            spread.stdout.contains("\"advice\": null"),
             "{}",
             spread.describe()
         );
@@ -86,7 +85,7 @@ mod lab {
         args.extend(["--source-addrs", "127.0.0.1", "--json"]);
         let short = lab.stress(&args, LIMIT);
         assert!(
-            short.reason("failed_by_reason", "addr-not-available") >= 20,
+            short.f64("failed_by_reason.addr-not-available") as u64 >= 20,
             "{}",
             short.describe()
         );
@@ -96,9 +95,9 @@ mod lab {
             short.describe()
         );
         for needle in ["ephemeral ports exhausted (TIME_WAIT)", "--source-addrs"] {
-            assert!(short.report.contains(needle), "{}", short.describe());
+            assert!(short.stdout.contains(needle), "{}", short.describe());
             assert!(
-                short.lines.iter().any(|(_, line)| line.contains(needle)),
+                short.stderr.iter().any(|line| line.text.contains(needle)),
                 "no live line says {needle:?}: {}",
                 short.describe()
             );
@@ -107,7 +106,7 @@ mod lab {
         text_args.extend(["--source-addrs", "127.0.0.1"]);
         let text = lab.stress(&text_args, LIMIT);
         assert!(
-            text.report
+            text.stdout
                 .contains("ports:        ephemeral ports exhausted (TIME_WAIT)"),
             "{}",
             text.describe()

@@ -2,15 +2,14 @@
 //! beside TCP on the same port and loop; rate-limited per source; bounded
 //! memory under a spoofed-looking flood; clear errors for bad flags.
 
-mod common;
-mod support;
+pub mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 /// A UDP socket on `ip`, port 0, with a read timeout so a lost echo fails
 /// the test instead of hanging it.
@@ -41,7 +40,7 @@ fn every_size_comes_back_whole_from_the_server_address() {
     let socket = client("127.0.0.1");
     let mut bytes = 0;
     for (i, size) in [0, 1, 1400, 65_507].into_iter().enumerate() {
-        let data = payload(i as u64, size);
+        let data = payload(i, size);
         let (got, from) = round_trip(&socket, server.addr, &data);
         assert_same(&got, &data);
         assert_eq!(
@@ -72,7 +71,7 @@ fn hundred_sockets_each_get_their_own_echoes() {
                 let socket = client("127.0.0.1");
                 for seq in 0..1000u32 {
                     let mut data = [id.to_be_bytes(), seq.to_be_bytes()].concat();
-                    data.extend_from_slice(&payload(u64::from(id), (seq % 97) as usize));
+                    data.extend_from_slice(&payload(id as usize, (seq % 97) as usize));
                     let (got, _) = round_trip(&socket, addr, &data);
                     assert_same(&got, &data);
                 }
@@ -175,8 +174,8 @@ fn rate_limit_holds_back_a_flooder_not_a_bystander() {
         (limit..=3 * limit).contains(&echoed),
         "flooder sent {sent}, got {echoed} back at --udp-rate {RATE}"
     );
-    wait_until("every datagram counted", || {
-        server.stats().udp_datagrams_in == sent + 50
+    wait_until("every datagram counted", TIMEOUT, || {
+        server.handle.stats().udp_datagrams_in == sent + 50
     });
     let stats = server.stop();
     assert_eq!(stats.udp_dropped_rate_limited, sent - echoed);
@@ -209,7 +208,7 @@ fn spoofed_looking_flood_keeps_memory_bounded() {
     let pid = server.child.id();
     let warm = client("127.0.0.1");
     round_trip(&warm, server.addr, b"warm up");
-    let before = support::rss_kib(pid);
+    let before = rss_kib(pid);
     // In bursts the socket's receive buffer holds, each followed by a round
     // trip on the warm socket: its echo comes after every datagram queued
     // before it, so the server has read the whole burst — no datagram is
@@ -222,8 +221,8 @@ fn spoofed_looking_flood_keeps_memory_bounded() {
         }
         round_trip(&warm, server.addr, b"sync");
     }
-    let line = server.wait_for_line("udp_datagrams_in=100501 ");
-    let after = support::rss_kib(pid);
+    let line = server.stderr.wait_for("udp_datagrams_in=100501 ");
+    let after = rss_kib(pid);
     assert!(
         after <= before + 4 * 1024,
         "RSS grew from {before} KiB to {after} KiB under the flood ({line})"
@@ -251,7 +250,9 @@ fn unreachable_sources_do_not_stop_service() {
     let socket = client("127.0.0.1");
     let data = payload(7, 300);
     assert_same(&round_trip(&socket, server.addr, &data).0, &data);
-    wait_until("all 51 received", || server.stats().udp_datagrams_in == 51);
+    wait_until("all 51 received", TIMEOUT, || {
+        server.handle.stats().udp_datagrams_in == 51
+    });
 }
 
 /// Shutdown closes the UDP sockets at once (nothing is owed there): the
@@ -285,7 +286,7 @@ fn shutdown_closes_udp_at_once() {
 /// holds fails start-up with one line naming UDP and the address (exit 1).
 #[test]
 fn bad_udp_flags_and_taken_udp_port_fail_clearly() {
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+    let out = Command::new(ECHOLOOP)
         .args(["--udp", "--udp-rate", "-1", "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();
@@ -305,7 +306,7 @@ fn bad_udp_flags_and_taken_udp_port_fail_clearly() {
         .expect("a port free for both TCP and UDP");
     let addr = taken.local_addr().unwrap().to_string();
     drop(tcp);
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+    let out = Command::new(ECHOLOOP)
         .args(["--udp", "--listen", &addr])
         .env("RUST_LOG", "off")
         .output()

@@ -12,14 +12,14 @@
 
 #![cfg(windows)]
 
-mod common;
+pub mod support;
 
 use std::io::Write;
 use std::os::windows::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 /// `CreateProcess` flag: the child gets a new console instead of ours.
 const CREATE_NEW_CONSOLE: u32 = 0x0000_0010;
@@ -79,7 +79,7 @@ fn send_ctrl_c_helper() {
 #[track_caller]
 fn start_in_new_console(args: &[&str]) -> Binary {
     Binary::start_with(
-        Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        Command::new(ECHOLOOP)
             .args(args)
             .creation_flags(CREATE_NEW_CONSOLE),
     )
@@ -123,7 +123,7 @@ fn ctrl_c_flushes_and_exits_zero() {
     let stream = connect(server.addr);
     let data = payload(8, 8 << 20);
     let writer = spawn_writer(&stream, data.clone());
-    server.wait_for_line("pending_bytes=65536");
+    server.stderr.wait_for("pending_bytes=65536");
     send_ctrl_c(&server);
     server.assert_graceful_exit(stream, writer, &data);
 }
@@ -139,12 +139,12 @@ fn second_ctrl_c_exits_at_once() {
     // waiting (for the whole 60 s grace, were it not for the second signal).
     (&stream).write_all(b"x").ok();
     send_ctrl_c(&server);
-    server.wait_for_line("shutting down");
+    server.stderr.wait_for("shutting down");
     // Timed from before the helper starts, as it takes ~0.1-0.3 s under
     // Wine; still far below the 60 s grace.
     let started = Instant::now();
     send_ctrl_c(&server);
-    assert_eq!(server.wait_exit(), Some(130));
+    assert_eq!(server.wait_exit().code(), Some(130));
     let took = started.elapsed();
     eprintln!("  exited {took:?} after the second Ctrl-C was started");
     assert!(took < Duration::from_secs(10), "took {took:?}");

@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{linger_zero, stream_bytes, Rng};
-use crate::common::TIMEOUT;
+use super::{linger_zero, stream_bytes, Rng, TIMEOUT};
 
 /// Reads or writes one peer may do per turn before the others get theirs.
 const OPS_PER_TURN: usize = 4;
@@ -52,8 +51,6 @@ pub struct Peer {
     pub write_size: (usize, usize),
     /// Size of each read, drawn from this range.
     pub read_size: (usize, usize),
-    /// Close the socket once the server's end of stream is read.
-    pub close_on_eof: bool,
     /// Draws the sizes.
     rng: Rng,
     /// The write side is shut down.
@@ -77,7 +74,7 @@ impl Peer {
     }
 
     /// Bytes sent and not (yet) echoed back.
-    pub fn in_flight(&self) -> u64 {
+    fn in_flight(&self) -> u64 {
         self.sent - self.received
     }
 
@@ -132,17 +129,12 @@ impl Fleet {
 
     /// Connects a peer sending stream `id` (a blocking connect, then
     /// non-blocking I/O); it reads and writes without limit until told
-    /// otherwise. Returns its index.
+    /// otherwise. With `buffers`, the socket's send and receive buffers are
+    /// fixed at that many bytes (which turns off the kernel's autotuning):
+    /// that keeps what a hostile client parks in kernel memory small and
+    /// known. Returns its index.
     #[track_caller]
-    pub fn connect(&mut self, addr: SocketAddr, id: usize) -> usize {
-        self.connect_with(addr, id, None)
-    }
-
-    /// Like [`Fleet::connect`], with the socket's send and receive buffers
-    /// fixed at `buffers` bytes (which turns off the kernel's autotuning):
-    /// keeps what a hostile client parks in kernel memory small and known.
-    #[track_caller]
-    pub fn connect_with(&mut self, addr: SocketAddr, id: usize, buffers: Option<usize>) -> usize {
+    pub fn connect(&mut self, addr: SocketAddr, id: usize, buffers: Option<usize>) -> usize {
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),
             socket2::Type::STREAM,
@@ -180,7 +172,6 @@ impl Fleet {
             window: u64::MAX,
             write_size: (64 * 1024, 64 * 1024),
             read_size: (64 * 1024, 64 * 1024),
-            close_on_eof: true,
             rng: Rng::new(id as u64 ^ 0x5EED),
             fin_sent: false,
             eof_at: None,
@@ -262,105 +253,117 @@ impl Fleet {
         self.peers[i].stream = None;
     }
 
-    /// Shuts down the write side of peer `i`.
-    pub fn half_close(&mut self, i: usize) {
-        let peer = &mut self.peers[i];
-        if let (Some(stream), false) = (&peer.stream, peer.fin_sent) {
-            if let Err(e) = stream.shutdown(Shutdown::Write) {
-                peer.error.get_or_insert(e.kind());
-            }
-            peer.fin_sent = true;
-        }
-    }
-
     /// Writes, then reads, for peer `i` within its limits and the per-turn
     /// budget. Returns whether it stopped with work left.
     fn serve(&mut self, i: usize) -> bool {
-        let mut left = false;
         let peer = &mut self.peers[i];
         // Out of the peer while serving it (put back below unless closed).
         let Some(mut stream) = peer.stream.take() else {
             return false;
         };
+        let mut left = peer.write(&mut stream);
+        peer.fin_when_sent(&stream);
+        match peer.read(&mut stream, &mut self.buf) {
+            Some(more) => left |= more,
+            None => return false, // a reset: nothing more will come; close
+        }
+        if peer.eof_at.is_none() {
+            peer.stream = Some(stream);
+        }
+        left
+    }
+}
 
-        // Write what the limits allow.
+impl Peer {
+    /// Writes what the limits (send limit, window) allow, at most
+    /// [`OPS_PER_TURN`] writes. Returns whether it stopped with more to
+    /// write.
+    fn write(&mut self, stream: &mut TcpStream) -> bool {
         let mut ops = 0;
-        while peer.writable && !peer.fin_sent && peer.eof_at.is_none() && peer.error.is_none() {
-            let limit_left = peer.send_limit.map_or(u64::MAX, |l| l - peer.sent);
-            let window_left = peer.window.saturating_sub(peer.in_flight());
-            let want = peer.rng.range(peer.write_size.0, peer.write_size.1) as u64;
+        while self.writable && !self.fin_sent && self.eof_at.is_none() && self.error.is_none() {
+            let limit_left = self.send_limit.map_or(u64::MAX, |l| l - self.sent);
+            let window_left = self.window.saturating_sub(self.in_flight());
+            let want = self.rng.range(self.write_size.0, self.write_size.1) as u64;
             let n = want.min(limit_left).min(window_left) as usize;
             if n == 0 {
                 break;
             }
             if ops == OPS_PER_TURN {
-                left = true;
-                break;
+                return true;
             }
             ops += 1;
-            match stream.write(stream_bytes(peer.id, peer.sent, n)) {
+            match stream.write(stream_bytes(self.id, self.sent, n)) {
                 Ok(0) => {
-                    peer.error.get_or_insert(io::ErrorKind::WriteZero);
+                    self.error.get_or_insert(io::ErrorKind::WriteZero);
                 }
-                Ok(n) => peer.sent += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => peer.writable = false,
+                Ok(n) => self.sent += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    peer.error.get_or_insert(e.kind());
+                    self.error.get_or_insert(e.kind());
                 }
             }
         }
-        if peer.fin_after_send
-            && !peer.fin_sent
-            && peer.error.is_none()
-            && peer.send_limit == Some(peer.sent)
+        false
+    }
+
+    /// Shuts down the write side once everything is sent, if told to.
+    fn fin_when_sent(&mut self, stream: &TcpStream) {
+        if self.fin_after_send
+            && !self.fin_sent
+            && self.error.is_none()
+            && self.send_limit == Some(self.sent)
         {
             if let Err(e) = stream.shutdown(Shutdown::Write) {
-                peer.error.get_or_insert(e.kind());
+                self.error.get_or_insert(e.kind());
             }
-            peer.fin_sent = true;
+            self.fin_sent = true;
         }
+    }
 
-        // Read what the allowance allows, checking every byte.
+    /// Reads what the allowance allows, at most [`OPS_PER_TURN`] reads,
+    /// checking every byte against the stream it sent. Returns whether it
+    /// stopped with more to read, or `None` after a read error (a reset).
+    fn read(&mut self, stream: &mut TcpStream, buf: &mut [u8]) -> Option<bool> {
         let mut ops = 0;
-        while peer.readable && peer.read_allowance > 0 && peer.eof_at.is_none() {
+        while self.readable && self.read_allowance > 0 && self.eof_at.is_none() {
             if ops == OPS_PER_TURN {
-                left = true;
-                break;
+                return Some(true);
             }
             ops += 1;
-            let want = (peer.rng.range(peer.read_size.0, peer.read_size.1) as u64)
-                .min(peer.read_allowance)
-                .min(self.buf.len() as u64) as usize;
-            match stream.read(&mut self.buf[..want]) {
-                Ok(0) => peer.eof_at = Some(Instant::now()),
-                Ok(n) => {
-                    let got = &self.buf[..n];
-                    if peer.corrupt_at.is_none() {
-                        // Slice equality is a memcmp, even in debug builds;
-                        // find the first difference only when there is one.
-                        let want = stream_bytes(peer.id, peer.received, n);
-                        if got != want {
-                            let at = got.iter().zip(want).position(|(a, b)| a != b);
-                            peer.corrupt_at = Some(peer.received + at.unwrap_or(0) as u64);
-                        }
-                    }
-                    peer.received += n as u64;
-                    if peer.read_allowance != u64::MAX {
-                        peer.read_allowance -= n as u64;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => peer.readable = false,
+            let want = (self.rng.range(self.read_size.0, self.read_size.1) as u64)
+                .min(self.read_allowance)
+                .min(buf.len() as u64) as usize;
+            match stream.read(&mut buf[..want]) {
+                Ok(0) => self.eof_at = Some(Instant::now()),
+                Ok(n) => self.check(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    peer.error.get_or_insert(e.kind());
-                    return false; // a reset: nothing more will come; close
+                    self.error.get_or_insert(e.kind());
+                    return None;
                 }
             }
         }
-        if !(peer.eof_at.is_some() && peer.close_on_eof) {
-            peer.stream = Some(stream);
+        Some(false)
+    }
+
+    /// Takes in `got`, the next bytes of the echo: notes the first that
+    /// differs from what was sent, and counts them against the allowance.
+    fn check(&mut self, got: &[u8]) {
+        let n = got.len() as u64;
+        if self.corrupt_at.is_none() {
+            // Slice equality is a memcmp, even in debug builds; find the
+            // first difference only when there is one.
+            let want = stream_bytes(self.id, self.received, got.len());
+            if got != want {
+                let at = got.iter().zip(want).position(|(a, b)| a != b);
+                self.corrupt_at = Some(self.received + at.unwrap_or(0) as u64);
+            }
         }
-        left
+        self.received += n;
+        if self.read_allowance != u64::MAX {
+            self.read_allowance -= n;
+        }
     }
 }

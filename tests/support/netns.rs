@@ -19,23 +19,14 @@
 //! it goes, so one rule there acts on both directions of every connection.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::Binary;
+use super::{Binary, Stress, StressRun, ECHOLOOP, STRESS};
 
 /// Prefix of every namespace a lab creates.
 const PREFIX: &str = "echoloop-";
-
-/// The server binary under test.
-pub const ECHOLOOP: &str = env!("CARGO_BIN_EXE_echoloop");
-
-/// The stress client.
-pub const STRESS: &str = env!("CARGO_BIN_EXE_echoloop-stress");
 
 /// The nftables table every fault goes into: one `input` chain, accept by
 /// default, and named counters the rules may bump.
@@ -275,43 +266,9 @@ impl Lab {
 
     /// Starts `echoloop-stress` in the namespace with `args`; its report
     /// and status lines are collected as it runs.
+    #[track_caller]
     pub fn spawn_stress<S: AsRef<OsStr>>(&self, args: &[S]) -> Stress {
-        let mut child = self
-            .command(STRESS)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn echoloop-stress in the lab");
-        let mut out = child.stdout.take().expect("stdout pipe");
-        let (done_tx, done) = mpsc::channel();
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = out.read_to_string(&mut text);
-            let _ = done_tx.send(text);
-        });
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let err = child.stderr.take().expect("stderr pipe");
-        let collected = Arc::clone(&lines);
-        let started = Instant::now();
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("  [stress] {line}");
-                let at = started.elapsed();
-                collected
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((at, line));
-            }
-        });
-        Stress {
-            child,
-            done,
-            lines,
-            started,
-        }
+        Stress::spawn(self.command(STRESS).args(args))
     }
 
     /// Runs `echoloop-stress` in the namespace to completion (at most
@@ -345,107 +302,6 @@ impl Drop for Lab {
             .args(["netns", "del", &self.name])
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-/// A running `echoloop-stress`.
-#[derive(Debug)]
-pub struct Stress {
-    child: Child,
-    done: mpsc::Receiver<String>,
-    /// Its stderr lines so far (status lines, warnings), with when each came.
-    pub lines: Arc<Mutex<Vec<(Duration, String)>>>,
-    /// When it was started: the clock of `lines`.
-    pub started: Instant,
-}
-
-impl Stress {
-    /// Waits for it to exit (killing it and failing after `limit`).
-    #[track_caller]
-    pub fn finish(mut self, limit: Duration) -> StressRun {
-        let report = match self.done.recv_timeout(limit) {
-            Ok(text) => text,
-            Err(_) => {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("echoloop-stress still running after {limit:?}");
-            }
-        };
-        let status = self.child.wait().expect("wait for echoloop-stress");
-        let took = self.started.elapsed();
-        let lines = std::mem::take(&mut *self.lines.lock().unwrap_or_else(|p| p.into_inner()));
-        StressRun {
-            status,
-            report,
-            lines,
-            took,
-        }
-    }
-}
-
-impl Drop for Stress {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What one run of `echoloop-stress --json` produced.
-#[derive(Debug)]
-pub struct StressRun {
-    /// Its exit status.
-    pub status: ExitStatus,
-    /// The JSON report (stdout).
-    pub report: String,
-    /// Its stderr lines, with when each came.
-    pub lines: Vec<(Duration, String)>,
-    /// Wall time.
-    pub took: Duration,
-}
-
-impl StressRun {
-    /// A top-level number of the report (`messages`, `bytes`, …).
-    #[track_caller]
-    pub fn u64(&self, key: &str) -> u64 {
-        super::json_u64(&self.report, key)
-    }
-
-    /// A top-level or nested float: `f64("mib_per_sec")`,
-    /// `f64("connect_latency_us.p99")`.
-    #[track_caller]
-    pub fn f64(&self, path: &str) -> f64 {
-        let (scope, key) = match path.split_once('.') {
-            Some((object, key)) => {
-                let start = self
-                    .report
-                    .find(&format!("\"{object}\": {{"))
-                    .unwrap_or_else(|| panic!("no {object} object in\n{}", self.report));
-                let rest = &self.report[start..];
-                (&rest[..rest.find('}').unwrap_or(rest.len())], key)
-            }
-            None => (self.report.as_str(), path),
-        };
-        let v = super::json_field(scope, key);
-        v.parse()
-            .unwrap_or_else(|_| panic!("{path} = {v:?} is not a number"))
-    }
-
-    /// A count by reason: `reason("failed_by_reason", "timeout")`.
-    #[track_caller]
-    pub fn reason(&self, object: &str, reason: &str) -> u64 {
-        self.f64(&format!("{object}.{reason}")) as u64
-    }
-
-    /// The exit code and the whole output, for assertion messages.
-    pub fn describe(&self) -> String {
-        let lines: Vec<&str> = self.lines.iter().map(|(_, l)| l.as_str()).collect();
-        format!(
-            "exit {:?} after {:?}\n{}\n{}",
-            self.status.code(),
-            self.took,
-            self.report,
-            lines.join("\n")
-        )
     }
 }
 
