@@ -161,7 +161,7 @@ fn shutdown_does_not_wait_for_peers_owed_nothing() {
 #[cfg(target_os = "linux")]
 #[test]
 fn grace_warning_says_what_is_owed() {
-    let mut server = Binary::start(&["--shutdown-grace", "0.5", "--stats-interval", "0.05"]);
+    let mut server = Binary::start(&["--shutdown-grace", "2", "--stats-interval", "0.05"]);
     let chatty = connect(server.addr);
     (&chatty).write_all(b"hello").unwrap();
     (&chatty).read_exact(&mut [0u8; 5]).unwrap();

@@ -14,9 +14,10 @@ use crate::sys;
 /// During shutdown, how often connections whose peers keep their side open
 /// are checked for whether everything we sent was acknowledged (which
 /// raises no event) — and how long a peer must have been quiet to be
-/// closed. Short enough that such peers cost the operator no noticeable
-/// wait; long enough that a peer still sending is not cut off with a reset.
-const LINGER_CHECK: Duration = Duration::from_millis(50);
+/// closed. Short against the grace period (5 s by default); long enough
+/// that a peer still sending, if slowly or from a busy machine, is not cut
+/// off with a reset.
+const LINGER_CHECK: Duration = Duration::from_millis(500);
 
 impl EventLoop {
     /// Starts shutdown when asked, and finishes it when everything is flushed
