@@ -200,6 +200,22 @@ def group_members(pgid):
     return pids
 
 
+def wineservers(prefix):
+    """The wineserver of a Wine prefix: it leaves the process group of the
+    program that started it, so it is found by the WINEPREFIX it inherited."""
+    want = f"WINEPREFIX={prefix}".encode()
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and read_text(f"/proc/{d}/comm").startswith("wineserver"):
+            try:
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    if want in f.read().split(b"\0"):
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
 def children_of(pid):
     out = []
     for tid in os.listdir(f"/proc/{pid}/task"):
@@ -249,11 +265,15 @@ class Running:
 
     def cpu(self):
         """Server CPU seconds so far: for a forking server (or Wine), the
-        parent, its reaped children and the live ones."""
+        parent, its reaped children and the live ones; for Wine also its
+        prefix's wineserver."""
         if self.spec.kind not in ("fork", "wine"):
             return cpu_seconds(self.pid)
         total = cpu_seconds(self.pid, with_children=True) or 0.0
-        for pid in group_members(self.proc.pid):
+        others = group_members(self.proc.pid)
+        if self.spec.kind == "wine":
+            others += wineservers(self.spec.env["WINEPREFIX"])
+        for pid in others:
             if pid != self.pid:
                 total += cpu_seconds(pid) or 0.0
         return total
