@@ -29,6 +29,7 @@
 
 #define BUF_SIZE (64 * 1024)
 #define MAX_EVENTS 256
+#define USAGE "usage: epoll_echo IPV4:PORT (e.g. 127.0.0.1:0)\n"
 
 struct conn {
     int fd;
@@ -39,10 +40,7 @@ struct conn {
 
 static char buf[BUF_SIZE];
 
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
+static void die(const char *what) { perror(what); exit(1); }
 
 static void drop(struct conn *c) {
     close(c->fd); /* also removes it from the epoll set */
@@ -124,7 +122,7 @@ static int listen_on(const char *arg) {
     const char *colon = strrchr(arg, ':');
     struct sockaddr_in sa = {.sin_family = AF_INET};
     if (!colon || (size_t)(colon - arg) >= sizeof host) {
-        fprintf(stderr, "usage: epoll_echo IPV4:PORT (e.g. 127.0.0.1:0)\n");
+        fputs(USAGE, stderr);
         exit(2);
     }
     memcpy(host, arg, (size_t)(colon - arg));
@@ -164,10 +162,8 @@ static int accept_all(int ep, int lfd) {
         }
         struct conn *c = calloc(1, sizeof *c);
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET};
-        if (!c) {
-            close(fd);
-            return 1;
-        }
+        if (!c)
+            return close(fd), 1;
         c->fd = fd;
         ev.data.ptr = c;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -177,10 +173,8 @@ static int accept_all(int ep, int lfd) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: epoll_echo IPV4:PORT (e.g. 127.0.0.1:0)\n");
-        return 2;
-    }
+    if (argc != 2)
+        return fputs(USAGE, stderr), 2;
     int lfd = listen_on(argv[1]);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = NULL};

@@ -10,7 +10,8 @@
  * its source. A datagram the socket cannot send now (EAGAIN, ENOBUFS) is
  * dropped and counted: UDP promises nothing, and a queue would be unbounded
  * memory. Errors reported on the socket (an ICMP port unreachable surfacing
- * as ECONNREFUSED) are counted and never stop the service. Prints
+ * as ECONNREFUSED where the system reports it; Linux does not, to an
+ * unconnected socket) are counted and never stop the service. Prints
  * "listening on ADDR" once bound; on SIGTERM or SIGINT prints its counts to
  * stderr and exits 0.
  */
@@ -26,6 +27,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define USAGE "usage: udp_echo IPV4:PORT (e.g. 127.0.0.1:0)\n"
+
 static char buf[65536];
 static volatile sig_atomic_t stop;
 
@@ -34,17 +37,14 @@ static void on_signal(int sig) {
     stop = 1;
 }
 
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
+static void die(const char *what) { perror(what); exit(1); }
 
 static int bind_udp(const char *arg) {
     char host[64];
     const char *colon = strrchr(arg, ':');
     struct sockaddr_in sa = {.sin_family = AF_INET};
     if (!colon || (size_t)(colon - arg) >= sizeof host) {
-        fprintf(stderr, "usage: udp_echo IPV4:PORT (e.g. 127.0.0.1:0)\n");
+        fputs(USAGE, stderr);
         exit(2);
     }
     memcpy(host, arg, (size_t)(colon - arg));
@@ -70,10 +70,8 @@ static int bind_udp(const char *arg) {
 int main(int argc, char **argv) {
     unsigned long long echoed = 0, dropped = 0, errors = 0;
     struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: wakes epoll_wait */
-    if (argc != 2) {
-        fprintf(stderr, "usage: udp_echo IPV4:PORT (e.g. 127.0.0.1:0)\n");
-        return 2;
-    }
+    if (argc != 2)
+        return fputs(USAGE, stderr), 2;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     int fd = bind_udp(argv[1]);
