@@ -6,7 +6,7 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
+pub mod support;
 
 use std::io::Write;
 use std::io::{BufRead, BufReader};
@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use common::{assert_echo, connect, payload, TIMEOUT};
+use support::{assert_echo, connect, payload, TIMEOUT};
 
 /// Compiles `src` into `exe` with `cc`, warnings as errors.
 fn build(cc: &str, src: &Path, exe: &Path) {
@@ -112,7 +112,7 @@ fn epoll_echo_is_byte_exact_from_1_byte_to_16_mib() {
         .into_iter()
         .enumerate()
     {
-        assert_echo(&connect(server.addr), &payload(i as u64, len));
+        assert_echo(&connect(server.addr), &payload(i, len));
     }
 }
 
@@ -124,7 +124,7 @@ fn epoll_echo_serves_100_clients_while_others_reset() {
         return;
     };
     let addr = server.addr;
-    let clients: Vec<_> = (0..100u64)
+    let clients: Vec<_> = (0..100usize)
         .map(|i| thread::spawn(move || assert_echo(&connect(addr), &payload(i, 200_000))))
         .collect();
     for _ in 0..20 {
@@ -156,7 +156,7 @@ fn udp_echo_returns_each_datagram_to_its_source() {
     let one = socket(0);
     let mut buf = vec![0; 70_000];
     for (i, len) in [0, 1, 1400, 65_507].into_iter().enumerate() {
-        let sent = payload(i as u64, len);
+        let sent = payload(i, len);
         one.send_to(&sent, server.addr).expect("send_to");
         let (n, from) = one.recv_from(&mut buf).expect("echo");
         assert_eq!(
@@ -167,11 +167,11 @@ fn udp_echo_returns_each_datagram_to_its_source() {
     }
     let many: Vec<UdpSocket> = (0..100).map(socket).collect();
     for (i, s) in many.iter().enumerate() {
-        s.send_to(&payload(100 + i as u64, 512), server.addr)
+        s.send_to(&payload(100 + i, 512), server.addr)
             .expect("send_to");
     }
     for (i, s) in many.iter().enumerate() {
         let (n, _) = s.recv_from(&mut buf).expect("echo");
-        assert_eq!(&buf[..n], &payload(100 + i as u64, 512)[..], "socket {i}");
+        assert_eq!(&buf[..n], &payload(100 + i, 512)[..], "socket {i}");
     }
 }
