@@ -80,6 +80,7 @@ mod plot;
 mod record;
 mod report;
 mod run;
+mod udp;
 #[path = "../common/usage.rs"]
 mod usage;
 mod worker;
