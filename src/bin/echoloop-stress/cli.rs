@@ -37,9 +37,9 @@ impl Mode {
     }
 }
 
-/// Load generator for TCP echo servers (RFC 862): many connections on mio
-/// readiness loops; every echoed byte is verified and every message's round
-/// trip lands in a latency histogram.
+/// Load generator for TCP and (with --udp) UDP echo servers (RFC 862): many
+/// connections or sockets on mio readiness loops; every echoed byte is
+/// verified and every message's round trip lands in a latency histogram.
 ///
 /// A live status line goes to stderr once a second; the final report goes to
 /// stdout (human-readable, or JSON with --json). Exit status: 0 when every
@@ -64,7 +64,8 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub addr: String,
 
-    /// Concurrent connections (in churn mode: connections in flight at once).
+    /// Concurrent connections (in churn mode: connections in flight at once;
+    /// with --udp: sockets).
     #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub connections: u64,
 
@@ -83,7 +84,8 @@ pub struct Args {
     pub duration: Option<Duration>,
 
     /// Stop after this many echoed messages in total, spread evenly over the
-    /// connections (churn mode: this many connect-echo-close cycles).
+    /// connections (churn mode: this many connect-echo-close cycles; with
+    /// --udp: this many datagrams sent, each then echoed or lost).
     #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: Option<u64>,
 
@@ -135,6 +137,8 @@ pub struct Args {
     /// it before it counts as stalled (checked every quarter of this, at
     /// most every 250 ms); also how long the end of a timed run waits for
     /// echoes in flight (those still arriving then count as unfinished).
+    /// With --udp: how long a datagram has to come back before it counts
+    /// as lost.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub echo_timeout: Duration,
 
