@@ -19,6 +19,10 @@ pub enum Mode {
     Idle,
     /// Connect, echo one message, close, and again, as fast as allowed.
     Churn,
+    /// UDP echo (`--udp`): datagrams instead of a stream. Not a `--mode`
+    /// value: `--udp` picks it, and the reports name it.
+    #[value(skip)]
+    Udp,
 }
 
 impl Mode {
@@ -28,13 +32,14 @@ impl Mode {
             Mode::Load => "load",
             Mode::Idle => "idle",
             Mode::Churn => "churn",
+            Mode::Udp => "udp",
         }
     }
 }
 
-/// Load generator for TCP echo servers (RFC 862): many connections on mio
-/// readiness loops; every echoed byte is verified and every message's round
-/// trip lands in a latency histogram.
+/// Load generator for TCP and (with --udp) UDP echo servers (RFC 862): many
+/// connections or sockets on mio readiness loops; every echoed byte is
+/// verified and every message's round trip lands in a latency histogram.
 ///
 /// A live status line goes to stderr once a second; the final report goes to
 /// stdout (human-readable, or JSON with --json). Exit status: 0 when every
@@ -59,7 +64,8 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub addr: String,
 
-    /// Concurrent connections (in churn mode: connections in flight at once).
+    /// Concurrent connections (in churn mode: connections in flight at once;
+    /// with --udp: sockets).
     #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub connections: u64,
 
@@ -78,7 +84,8 @@ pub struct Args {
     pub duration: Option<Duration>,
 
     /// Stop after this many echoed messages in total, spread evenly over the
-    /// connections (churn mode: this many connect-echo-close cycles).
+    /// connections (churn mode: this many connect-echo-close cycles; with
+    /// --udp: this many datagrams sent, each then echoed or lost).
     #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: Option<u64>,
 
@@ -130,6 +137,8 @@ pub struct Args {
     /// it before it counts as stalled (checked every quarter of this, at
     /// most every 250 ms); also how long the end of a timed run waits for
     /// echoes in flight (those still arriving then count as unfinished).
+    /// With --udp: how long a datagram has to come back before it counts
+    /// as lost.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub echo_timeout: Duration,
 
@@ -165,6 +174,21 @@ pub struct Args {
     /// A time in the past starts at once.
     #[arg(long, value_name = "UNIX_TIME", value_parser = parse_start_at)]
     pub start_at: Option<f64>,
+
+    /// UDP echo (RFC 862 section 2) instead of TCP: --connections sockets,
+    /// each on its own source port, send --message-size datagrams (at most
+    /// 65,507 bytes over IPv4, 65,527 over IPv6), --pipeline in flight per
+    /// socket, closed loop or --rate. Each carries its sequence number and
+    /// socket, and verifiable bytes. Counts sent, echoed, lost (not back
+    /// within --echo-timeout), late, duplicated, reordered and corrupted
+    /// datagrams; --messages counts datagrams sent.
+    #[arg(long)]
+    pub udp: bool,
+
+    /// With --udp: the share of datagrams sent that may be lost (percent,
+    /// 0 to 100) before the run fails. Corruption and duplication always fail it.
+    #[arg(long, value_name = "PERCENT", allow_negative_numbers = true, value_parser = parse_percent)]
+    pub max_loss: Option<f64>,
 }
 
 /// The subcommands.
@@ -226,6 +250,19 @@ fn parse_percentiles(text: &str) -> Result<Percentiles, String> {
         return Err("no percentile given".into());
     }
     Ok(Percentiles(list))
+}
+
+/// `--max-loss`: a percentage from 0 to 100.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let p: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if (0.0..=100.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("`{text}`: a percentage from 0 to 100"))
+    }
 }
 
 /// `--interval`: from 1 ms to a year.
@@ -334,6 +371,44 @@ fn check_range(item: &str, from: u128, to: u128, already: usize) -> Result<(), S
     Ok(())
 }
 
+/// The largest UDP payload over IPv4: 65,535 less the IPv4 and UDP headers.
+pub const UDP_MAX_V4: u64 = 65_507;
+
+/// The largest UDP payload over IPv6 (no jumbograms): 65,535 less the UDP header.
+pub const UDP_MAX_V6: u64 = 65_527;
+
+impl Args {
+    /// The checks `--udp` adds, and the flags that need it or do not apply to it.
+    fn validate_udp(&self, addr: SocketAddr) -> Result<(), String> {
+        if !self.udp {
+            return match self.max_loss {
+                Some(_) => Err("--max-loss applies to --udp".into()),
+                None => Ok(()),
+            };
+        }
+        if self.mode != Mode::Load {
+            return Err(format!(
+                "--udp sends datagrams for --duration or --messages; --mode {} does not apply",
+                self.mode.name()
+            ));
+        }
+        if self.connect_rate.is_some() {
+            return Err("--connect-rate applies to TCP connects, not to --udp".into());
+        }
+        let (max, family) = match addr {
+            SocketAddr::V4(_) => (UDP_MAX_V4, "IPv4"),
+            SocketAddr::V6(_) => (UDP_MAX_V6, "IPv6"),
+        };
+        if self.message_size > max {
+            return Err(format!(
+                "--message-size {}: a UDP datagram carries at most {max} bytes over {family}",
+                self.message_size
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The run length when neither `--duration` nor `--messages` is given.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
@@ -349,6 +424,7 @@ impl Args {
 
     /// Checks the combinations clap cannot express.
     pub fn validate(&self, addr: SocketAddr) -> Result<(), String> {
+        self.validate_udp(addr)?;
         if self.mode == Mode::Idle && self.messages.is_some() {
             return Err(
                 "--mode idle holds connections for --duration; --messages does not apply".into(),

@@ -42,6 +42,68 @@ pub struct Counts {
     pub idle_held: u64,
     /// Idle mode: of those, the ones whose final echo verified.
     pub idle_survived: u64,
+    /// `--udp`: what became of the datagrams (sockets are counted above
+    /// as connections: opened as attempted and established, failures to
+    /// open by reason, a socket error as an unexpected close; echoed
+    /// datagrams as messages and bytes).
+    pub udp: UdpCounts,
+}
+
+/// What became of the datagrams of a `--udp` run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UdpCounts {
+    /// Datagrams the kernel took (`send_to` succeeded).
+    pub sent: u64,
+    /// Datagrams whose echo came back whole and right within
+    /// `--echo-timeout` (the same as `messages`).
+    pub echoed: u64,
+    /// Datagrams not echoed within `--echo-timeout`, counted when it expired.
+    pub lost: u64,
+    /// Echoes of lost datagrams that arrived after all: not echoed.
+    pub late: u64,
+    /// Echoes of a datagram already echoed (or late): the server invented a copy.
+    pub duplicated: u64,
+    /// Echoes that came after the echo of a later datagram of the same
+    /// socket: reported, not a failure (UDP does not promise order).
+    pub reordered: u64,
+    /// Echoes with wrong bytes, a wrong length, another socket's header or
+    /// a sequence never sent.
+    pub corrupted: u64,
+    /// Datagrams from an address other than the server's: not echoes, not
+    /// looked at.
+    pub foreign: u64,
+    /// Receive errors that report an ICMP error for an earlier datagram
+    /// (port unreachable: `ConnectionRefused`, Windows' `WSAECONNRESET`);
+    /// the datagram itself is counted lost when its time is up.
+    pub icmp_errors: u64,
+    /// Datagrams still in flight when the run was interrupted or their
+    /// socket failed: neither echoed nor lost.
+    pub unresolved: u64,
+}
+
+impl UdpCounts {
+    /// Adds another loop's counts to these.
+    pub fn add(&mut self, o: &UdpCounts) {
+        self.sent += o.sent;
+        self.echoed += o.echoed;
+        self.lost += o.lost;
+        self.late += o.late;
+        self.duplicated += o.duplicated;
+        self.reordered += o.reordered;
+        self.corrupted += o.corrupted;
+        self.foreign += o.foreign;
+        self.icmp_errors += o.icmp_errors;
+        self.unresolved += o.unresolved;
+    }
+
+    /// Lost datagrams as a percentage of those sent (0 with none sent).
+    pub fn loss_percent(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            self.lost as f64 * 100.0 / self.sent as f64
+        }
+    }
 }
 
 impl Counts {
@@ -64,6 +126,7 @@ impl Counts {
         self.cycles += other.cycles;
         self.idle_held += other.idle_held;
         self.idle_survived += other.idle_survived;
+        self.udp.add(&other.udp);
     }
 
     /// Failed connects, all reasons.
@@ -75,7 +138,7 @@ impl Counts {
     /// and never-attempted connects (not counted in churn mode).
     pub fn untested(&self, mode: Mode) -> u64 {
         match mode {
-            Mode::Churn => 0,
+            Mode::Churn | Mode::Udp => 0,
             Mode::Load | Mode::Idle => self.aborted + self.never_attempted,
         }
     }
@@ -101,6 +164,35 @@ pub struct Samples {
     pub unfinished: Option<String>,
     /// First wrong byte: connection, stream offset, expected and received.
     pub verification: Option<String>,
+    /// `--udp`: the first datagram of each kind of trouble.
+    pub udp: UdpSamples,
+}
+
+/// The first datagram of each kind of trouble in a `--udp` run: socket,
+/// sequence and what was wrong.
+#[derive(Debug, Default, Clone)]
+pub struct UdpSamples {
+    /// First lost datagram.
+    pub lost: Option<String>,
+    /// First duplicated echo.
+    pub duplicated: Option<String>,
+    /// First reordered echo.
+    pub reordered: Option<String>,
+    /// First corrupted echo.
+    pub corrupted: Option<String>,
+    /// First datagram from another address.
+    pub foreign: Option<String>,
+}
+
+impl UdpSamples {
+    /// Fills the kinds this set lacks from another loop's samples.
+    pub fn add(&mut self, o: UdpSamples) {
+        self.lost = self.lost.take().or(o.lost);
+        self.duplicated = self.duplicated.take().or(o.duplicated);
+        self.reordered = self.reordered.take().or(o.reordered);
+        self.corrupted = self.corrupted.take().or(o.corrupted);
+        self.foreign = self.foreign.take().or(o.foreign);
+    }
 }
 
 impl Samples {
@@ -122,5 +214,6 @@ impl Samples {
         self.stalled = self.stalled.take().or(other.stalled);
         self.unfinished = self.unfinished.take().or(other.unfinished);
         self.verification = self.verification.take().or(other.verification);
+        self.udp.add(other.udp);
     }
 }

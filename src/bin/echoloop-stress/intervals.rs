@@ -151,8 +151,13 @@ pub fn hlog_comments(s: &Setup) -> Vec<String> {
                 |r| format!("open loop at {r} msg/s per connection")
             )
         ),
-        "[Values in ns; tags: rtt (open loop: from the schedule), rtt-uncorrected \
-         (open loop: from the actual send), connect, first-byte]"
-            .to_string(),
+        if s.mode == crate::cli::Mode::Udp {
+            "[Values in ns; tags: rtt (open loop: from the schedule), rtt-uncorrected \
+             (open loop: from the actual send)]"
+        } else {
+            "[Values in ns; tags: rtt (open loop: from the schedule), rtt-uncorrected \
+             (open loop: from the actual send), connect, first-byte]"
+        }
+        .to_string(),
     ]
 }

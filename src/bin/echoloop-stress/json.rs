@@ -157,6 +157,9 @@ pub struct JsonReport {
     pub msgs_per_sec: Option<f64>,
     /// MiB per second of wall time.
     pub mib_per_sec: Option<f64>,
+    /// `--udp`: what became of the datagrams; absent from TCP reports.
+    #[serde(flatten)]
+    pub udp: Option<UdpJson>,
     /// Round-trip latency percentiles (µs; open loop: from each scheduled
     /// send), `null` with no samples.
     #[serde(skip_deserializing)]
@@ -206,6 +209,77 @@ pub struct JsonReport {
     /// Every series' histogram in full (base64 of V2-deflate), by tag;
     /// `null` for a series not recorded.
     pub histograms: Histograms,
+}
+
+/// The datagram counts of a `--udp` report, at the top level of the
+/// object (the benchmark reads these names). Every count is of datagrams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UdpJson {
+    /// Datagrams the kernel took.
+    pub sent: u64,
+    /// Echoed whole and right within `--echo-timeout` (= `messages`).
+    pub echoed: u64,
+    /// Not echoed within `--echo-timeout`.
+    pub lost: u64,
+    /// Of the lost, those whose echo came after all.
+    pub late: u64,
+    /// Echoes of a datagram already echoed.
+    pub duplicated: u64,
+    /// Echoes after a later datagram's echo (not a failure).
+    pub reordered: u64,
+    /// Echoes with wrong bytes or length, another socket's header or a
+    /// sequence never sent.
+    pub corrupted: u64,
+    /// Datagrams from an address other than the server's.
+    pub foreign: u64,
+    /// Receive errors reporting an ICMP error for an earlier datagram.
+    pub icmp_errors: u64,
+    /// In flight when the run was interrupted or the socket failed.
+    pub unresolved: u64,
+    /// `lost` as a percentage of `sent`.
+    pub loss_percent: Option<f64>,
+    /// `--max-loss`.
+    pub max_loss_percent: f64,
+    /// First lost datagram.
+    pub first_lost: Option<String>,
+    /// First duplicated echo.
+    pub first_duplicated: Option<String>,
+    /// First reordered echo.
+    pub first_reordered: Option<String>,
+    /// First corrupted echo.
+    pub first_corrupted: Option<String>,
+    /// First datagram from another address.
+    pub first_foreign: Option<String>,
+}
+
+impl UdpJson {
+    /// The UDP part of `report`, or `None` for a TCP run.
+    fn of(report: &Report) -> Option<Self> {
+        if report.setup.mode != Mode::Udp {
+            return None;
+        }
+        let u = &report.counts.udp;
+        let first = report.samples.udp.clone();
+        Some(UdpJson {
+            sent: u.sent,
+            echoed: u.echoed,
+            lost: u.lost,
+            late: u.late,
+            duplicated: u.duplicated,
+            reordered: u.reordered,
+            corrupted: u.corrupted,
+            foreign: u.foreign,
+            icmp_errors: u.icmp_errors,
+            unresolved: u.unresolved,
+            loss_percent: rounded(u.loss_percent()),
+            max_loss_percent: report.setup.max_loss.unwrap_or(0.0),
+            first_lost: first.lost,
+            first_duplicated: first.duplicated,
+            first_reordered: first.reordered,
+            first_corrupted: first.corrupted,
+            first_foreign: first.foreign,
+        })
+    }
 }
 
 /// The encoded histograms, one field per [`Series`] tag.
@@ -319,6 +393,7 @@ impl JsonReport {
             bytes: c.bytes,
             msgs_per_sec: rounded(report.msgs_per_sec()),
             mib_per_sec: rounded(report.mib_per_sec()),
+            udp: UdpJson::of(report),
             latency_us: Summary::of(report.rec.get(Series::Rtt), pcts),
             connect_latency_us: Summary::of(report.rec.get(Series::Connect), pcts),
             latency_uncorrected_us: s

@@ -35,6 +35,8 @@ pub struct Live {
     pub waiting_since: AtomicU64,
     /// Connects failed for want of a local port (addr-not-available).
     pub ports_short: AtomicU64,
+    /// `--udp`: datagrams lost so far.
+    pub lost: AtomicU64,
 }
 
 impl Live {
@@ -51,9 +53,15 @@ impl Live {
             Ordering::Relaxed,
         );
         self.errors.store(
-            c.failed_total() + c.unexpected_closes + c.stalled + c.verification_errors,
+            c.failed_total()
+                + c.unexpected_closes
+                + c.stalled
+                + c.verification_errors
+                + c.udp.corrupted
+                + c.udp.duplicated,
             Ordering::Relaxed,
         );
+        self.lost.store(c.udp.lost, Ordering::Relaxed);
     }
 }
 
@@ -75,6 +83,8 @@ pub struct LiveTotals {
     pub waiting_since: Option<u64>,
     /// Connects failed for want of a local port.
     pub ports_short: u64,
+    /// `--udp`: datagrams lost.
+    pub lost: u64,
 }
 
 impl LiveTotals {
@@ -88,6 +98,7 @@ impl LiveTotals {
             t.bytes += live.bytes.load(Ordering::Relaxed);
             t.errors += live.errors.load(Ordering::Relaxed);
             t.ports_short += live.ports_short.load(Ordering::Relaxed);
+            t.lost += live.lost.load(Ordering::Relaxed);
             let since = live.waiting_since.load(Ordering::Relaxed);
             if since > 0 {
                 t.waiting_since = Some(t.waiting_since.map_or(since, |t| t.min(since)));
@@ -97,28 +108,41 @@ impl LiveTotals {
     }
 }
 
-/// One status line from two samples `interval` apart.
+/// One status line from two samples `interval` apart (`udp`: of a
+/// `--udp` run, in sockets and datagrams).
 pub fn status_line(
     elapsed: Duration,
     now: LiveTotals,
     before: LiveTotals,
     interval: Duration,
     p99_ns: Option<u64>,
+    udp: bool,
 ) -> String {
     let secs = interval.as_secs_f64().max(1e-9);
     let msgs = (now.messages - before.messages) as f64 / secs;
     let mib = (now.bytes - before.bytes) as f64 / secs / MIB;
     let p99 = p99_ns.map_or_else(|| "-".to_string(), |ns| format!("{:.1} us", us(ns)));
+    let (up, unit) = if udp {
+        (format!("sockets {}", group(now.up)), "datagrams/s")
+    } else {
+        let up = format!(
+            "conns up {} (tried {})",
+            group(now.up),
+            group(now.attempted)
+        );
+        (up, "msg/s")
+    };
     let mut line = format!(
-        "[{:>4.0}s] conns up {} (tried {}) | {} msg/s | {:.1} MiB/s | p99 {} | errors {}",
+        "[{:>4.0}s] {up} | {} {unit} | {:.1} MiB/s | p99 {} | errors {}",
         elapsed.as_secs_f64(),
-        group(now.up),
-        group(now.attempted),
         group(msgs.round() as u64),
         mib,
         p99,
         group(now.errors),
     );
+    if udp {
+        let _ = write!(line, " | lost {}", group(now.lost));
+    }
     // A stall says so, rather than looking like a finished run's 0 msg/s.
     let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
     if let Some(since) = now.waiting_since {
@@ -135,17 +159,19 @@ pub fn status_line(
 
 /// Prints one status line per second to stderr until every loop is done
 /// (`done` receives one message per loop that ends): rewritten in place on
-/// a terminal, one line each otherwise. `on_tick` runs after each line.
+/// a terminal, one line each otherwise. `on_tick` runs after each line;
+/// `udp`: the line of a `--udp` run.
 pub fn show_status(
     done: &mpsc::Receiver<()>,
     mut running: usize,
     lives: &[Arc<Live>],
     shared: &Shared,
     epoch: Instant,
+    udp: bool,
     on_tick: &mut dyn FnMut(),
 ) {
     const TICK: Duration = Duration::from_secs(1);
-    let mut line = StatusWriter::new(epoch);
+    let mut line = StatusWriter::new(epoch, udp);
     let mut next_tick = epoch + TICK;
     while running > 0 {
         match done.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
@@ -179,17 +205,20 @@ struct StatusWriter {
     previous_at: Instant,
     /// Length of the line last written, to pad over it.
     width: usize,
+    /// Whether it is a `--udp` run's line.
+    udp: bool,
 }
 
 impl StatusWriter {
     /// Nothing written yet.
-    fn new(epoch: Instant) -> Self {
+    fn new(epoch: Instant, udp: bool) -> Self {
         StatusWriter {
             epoch,
             tty: io::stderr().is_terminal(),
             previous: LiveTotals::default(),
             previous_at: epoch,
             width: 0,
+            udp,
         }
     }
 
@@ -209,6 +238,7 @@ impl StatusWriter {
             self.previous,
             now - self.previous_at,
             p99,
+            self.udp,
         );
         let mut stderr = io::stderr().lock();
         let _ = if self.tty {
@@ -245,7 +275,16 @@ mod tests {
             waiting_since: since,
             ..LiveTotals::default()
         };
-        let line = |since| status_line(second * 5, waiting(since), waiting(None), second, None);
+        let line = |since| {
+            status_line(
+                second * 5,
+                waiting(since),
+                waiting(None),
+                second,
+                None,
+                false,
+            )
+        };
         assert!(line(Some(1_500_000_000)).ends_with(" | no echo for 3.5 s"));
         assert!(!line(Some(4_500_000_000)).contains("no echo"));
         assert!(!line(None).contains("no echo"));
@@ -259,11 +298,29 @@ mod tests {
             ports_short: 3,
             ..LiveTotals::default()
         };
-        let line = status_line(second, short, LiveTotals::default(), second, None);
+        let line = status_line(second, short, LiveTotals::default(), second, None, false);
         assert!(
             line.contains("ephemeral ports exhausted (TIME_WAIT)"),
             "{line}"
         );
         assert!(line.contains("--source-addrs"), "{line}");
+    }
+
+    /// A `--udp` run's line counts sockets and datagrams, and its losses.
+    #[test]
+    fn udp_status_line_counts_datagrams_and_losses() {
+        let second = Duration::from_secs(1);
+        let now = LiveTotals {
+            up: 50,
+            messages: 1200,
+            lost: 3,
+            ..LiveTotals::default()
+        };
+        let line = status_line(second, now, LiveTotals::default(), second, None, true);
+        assert!(
+            line.starts_with("[   1s] sockets 50 | 1,200 datagrams/s"),
+            "{line}"
+        );
+        assert!(line.ends_with(" | lost 3"), "{line}");
     }
 }

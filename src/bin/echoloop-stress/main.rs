@@ -1,5 +1,5 @@
-//! `echoloop-stress`: a many-connection load generator for TCP echo servers
-//! (RFC 862) that verifies every echoed byte.
+//! `echoloop-stress`: a many-connection load generator for TCP (and, with
+//! `--udp`, UDP) echo servers (RFC 862) that verifies every echoed byte.
 //!
 //! Point it at echoloop, or at any echo server, and it opens `--connections`
 //! sockets, pushes messages through them and reports throughput, latency
@@ -46,6 +46,10 @@
 //! - **Modes.** `load` (default), `idle` (hold N connections open for the
 //!   duration, then check each still echoes) and `churn` (connect, echo one
 //!   message, close, repeat; reports connections per second).
+//! - **UDP.** `--udp` drives UDP sockets on the same loops: datagrams that
+//!   carry their sequence number and socket, a bounded ring of those in
+//!   flight per socket, and every echo sorted into echoed, lost, late,
+//!   duplicated, reordered or corrupted (`udp.rs`).
 //!
 //! - **Latency over time.** Each loop records round trips (corrected and,
 //!   in the open loop, uncorrected), connect times and times to first byte
@@ -80,6 +84,7 @@ mod plot;
 mod record;
 mod report;
 mod run;
+mod udp;
 #[path = "../common/usage.rs"]
 mod usage;
 mod worker;

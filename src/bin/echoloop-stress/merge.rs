@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::MergeArgs;
-use crate::counts::{Counts, Samples};
+use crate::counts::{Counts, Samples, UdpCounts, UdpSamples};
 use crate::json::{ByReason, JsonReport};
 use crate::record::Recorder;
 use crate::report::{Report, Setup};
@@ -154,6 +154,7 @@ fn setup_of(runs: &[Run]) -> Setup {
         duration: first.duration_secs.map(Duration::from_secs_f64),
         max_failures: sum(|j| j.max_failures),
         fd_limit: runs.iter().filter_map(|r| r.json.fd_limit).min(),
+        max_loss: first.udp.as_ref().map(|u| u.max_loss_percent),
     }
 }
 
@@ -176,6 +177,21 @@ fn counts_of(j: &JsonReport) -> Counts {
         cycles: j.churn_cycles,
         idle_held: j.idle_held,
         idle_survived: j.idle_survived,
+        udp: j
+            .udp
+            .as_ref()
+            .map_or_else(UdpCounts::default, |u| UdpCounts {
+                sent: u.sent,
+                echoed: u.echoed,
+                lost: u.lost,
+                late: u.late,
+                duplicated: u.duplicated,
+                reordered: u.reordered,
+                corrupted: u.corrupted,
+                foreign: u.foreign,
+                icmp_errors: u.icmp_errors,
+                unresolved: u.unresolved,
+            }),
     }
 }
 
@@ -194,5 +210,15 @@ fn samples_of(j: &JsonReport) -> Samples {
         stalled: j.first_stall.clone(),
         unfinished: j.first_unfinished.clone(),
         verification: j.first_verification_error.clone(),
+        udp: j
+            .udp
+            .as_ref()
+            .map_or_else(UdpSamples::default, |u| UdpSamples {
+                lost: u.first_lost.clone(),
+                duplicated: u.first_duplicated.clone(),
+                reordered: u.first_reordered.clone(),
+                corrupted: u.first_corrupted.clone(),
+                foreign: u.first_foreign.clone(),
+            }),
     }
 }

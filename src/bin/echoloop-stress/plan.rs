@@ -10,6 +10,11 @@ use crate::payload::Payload;
 /// Most `sent_at` timestamps (connections × pipeline) we allocate: 128 MiB.
 const MAX_IN_FLIGHT: u64 = 16 << 20;
 
+/// `--udp`: most datagrams in flight (connections × pipeline). Each socket
+/// keeps a record of twice its pipeline (see `udp/flow.rs`), 32 bytes each:
+/// at most 128 MiB.
+const UDP_MAX_IN_FLIGHT: u64 = 1 << 20;
+
 /// The run, as every loop needs it; shared read-only.
 #[derive(Debug)]
 pub struct Plan {
@@ -47,6 +52,11 @@ pub struct Plan {
     pub busy_poll: bool,
     /// `--interval`: the length of one histogram of the timeline, in ns.
     pub interval_ns: u64,
+    /// `--udp`: the share of datagrams that may be lost, in percent.
+    pub max_loss: f64,
+    /// `--udp`: the entries of each socket's record of recent datagrams
+    /// (a power of two, at least twice the pipeline).
+    pub udp_window: usize,
 }
 
 /// A duration in whole nanoseconds, saturating.
@@ -88,10 +98,21 @@ impl Plan {
                 "--connections × --pipeline is above {MAX_IN_FLIGHT} messages in flight"
             ));
         }
+        let mode = if args.udp { Mode::Udp } else { args.mode };
+        let udp_window = if args.udp {
+            if args.connections.saturating_mul(args.pipeline) > UDP_MAX_IN_FLIGHT {
+                return Err(format!(
+                    "--connections × --pipeline is above {UDP_MAX_IN_FLIGHT} datagrams in flight"
+                ));
+            }
+            crate::udp::window(args.message_size, args.pipeline)?
+        } else {
+            0
+        };
         let duration = args.run_length();
         Ok(Plan {
             addr,
-            mode: args.mode,
+            mode,
             connections: args.connections,
             threads: args.threads.min(args.connections),
             message_size: args.message_size,
@@ -99,7 +120,7 @@ impl Plan {
             messages: args.messages,
             deadline: match args.mode {
                 Mode::Idle => None,
-                Mode::Load | Mode::Churn => duration.map(nanos),
+                Mode::Load | Mode::Churn | Mode::Udp => duration.map(nanos),
             },
             hold_ns: duration.map_or(0, nanos),
             rate_interval_ns: args.rate.map(interval_ns),
@@ -113,16 +134,19 @@ impl Plan {
             payload: Payload::new(),
             busy_poll: args.busy_poll,
             interval_ns: nanos(args.interval).max(1),
+            max_loss: args.max_loss.unwrap_or(0.0),
+            udp_window,
         })
     }
 
-    /// Messages connection `index` is to echo before closing.
+    /// Messages connection `index` is to echo before closing (`--udp`:
+    /// datagrams socket `index` is to send).
     pub fn quota(&self, index: u64) -> u64 {
         match (self.mode, self.messages) {
-            (Mode::Load, Some(total)) => {
+            (Mode::Load | Mode::Udp, Some(total)) => {
                 total / self.connections + u64::from(index < total % self.connections)
             }
-            (Mode::Load, None) => u64::MAX,
+            (Mode::Load | Mode::Udp, None) => u64::MAX,
             (Mode::Churn | Mode::Idle, _) => 1,
         }
     }

@@ -65,6 +65,8 @@ pub struct Setup {
     pub max_failures: u64,
     /// The soft open-file limit after raising it (Unix), else `None`.
     pub fd_limit: Option<u64>,
+    /// `--udp`: `--max-loss` in percent (0 unless given); `None` for TCP.
+    pub max_loss: Option<f64>,
 }
 
 /// The final report: setup, what was counted, and the histograms.
@@ -93,11 +95,14 @@ pub struct Report {
 
 impl Setup {
     /// The series this run records: the uncorrected round trip only in
-    /// the open loop (in the closed loop it is the round trip).
+    /// the open loop (in the closed loop it is the round trip); with
+    /// `--udp`, no connect and no first byte (there are none).
     pub fn series(&self) -> Vec<Series> {
+        let udp = self.mode == Mode::Udp;
         Series::ALL
             .into_iter()
             .filter(|s| *s != Series::RttUncorrected || self.rate.is_some())
+            .filter(|s| !udp || matches!(s, Series::Rtt | Series::RttUncorrected))
             .collect()
     }
 }
@@ -107,6 +112,9 @@ impl Report {
     pub fn verdict(&self) -> Option<String> {
         let c = &self.counts;
         let mode = self.setup.mode;
+        if mode == Mode::Udp {
+            return self.udp_verdict();
+        }
         if c.verification_errors > 0 {
             return Some(format!(
                 "{} connection(s) echoed bytes that differ from those sent",
@@ -117,6 +125,7 @@ impl Report {
             Mode::Load => (c.messages == 0).then_some("no message was echoed and verified"),
             Mode::Idle => (c.idle_survived == 0).then_some("no connection was held and verified"),
             Mode::Churn => (c.cycles == 0).then_some("no connect-echo-close cycle completed"),
+            Mode::Udp => None, // judged above
         };
         if let Some(nothing) = nothing {
             return Some(format!("{nothing}: nothing was tested"));
@@ -161,9 +170,13 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         self.text_setup(&mut out);
-        self.text_connections(&mut out);
-        self.text_traffic(&mut out);
-        self.text_errors(&mut out);
+        if self.setup.mode == Mode::Udp {
+            self.udp_text(&mut out);
+        } else {
+            self.text_connections(&mut out);
+            self.text_traffic(&mut out);
+            self.text_errors(&mut out);
+        }
         let _ = match self.verdict() {
             None => writeln!(out, "result:       PASS"),
             Some(why) => writeln!(out, "result:       FAIL: {why}"),
@@ -174,13 +187,19 @@ impl Report {
     /// The first line: what was run against what.
     fn text_setup(&self, out: &mut String) {
         let s = &self.setup;
+        let udp = s.mode == Mode::Udp;
+        let (unit, per, what, messages) = if udp {
+            ("datagrams", "socket", "sockets", "datagrams")
+        } else {
+            ("msg", "connection", "connections", "messages")
+        };
         let loop_kind = match s.rate {
-            Some(r) => format!("open loop at {r} msg/s per connection"),
+            Some(r) => format!("open loop at {r} {unit}/s per {per}"),
             None => "closed loop".to_string(),
         };
         let _ = writeln!(
             out,
-            "echoloop-stress: {} mode against {}, {} connections, {} B messages, pipeline {}, {}, {} thread(s){}{}",
+            "echoloop-stress: {} mode against {}, {} {what}, {} B {messages}, pipeline {}, {}, {} thread(s){}{}",
             s.mode.name(),
             s.addr,
             group(s.connections),
@@ -271,7 +290,7 @@ impl Report {
     /// plainly enough: connects failing for want of a local port.
     pub fn advice(&self) -> Option<String> {
         let short = self.counts.failed[FailReason::AddrNotAvailable.index()];
-        (short > 0).then(|| {
+        (short > 0 && self.setup.mode != Mode::Udp).then(|| {
             format!(
                 "ephemeral ports exhausted (TIME_WAIT): {} connect(s) found no free local \
                  port; spread the connections over more source addresses with --source-addrs \
@@ -326,7 +345,7 @@ pub fn at_percentile(h: &Histogram<u64>, p: f64) -> u64 {
 }
 
 /// `p50 12.3 us  p90 …  max …` or `-` with no samples.
-fn percentiles_text(h: &Histogram<u64>, percentiles: &[f64]) -> String {
+pub fn percentiles_text(h: &Histogram<u64>, percentiles: &[f64]) -> String {
     if h.is_empty() {
         return "- (no samples)".to_string();
     }

@@ -13,22 +13,41 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use mio::{Poll, Waker};
 
-use crate::cli::Args;
+use crate::cli::{Args, Mode};
 use crate::counts::{Counts, Samples};
 use crate::intervals::{hlog_comments, Intervals};
 use crate::live::{show_status, Live};
 use crate::plan::Plan;
 use crate::plot;
 use crate::report::{Report, Setup};
+use crate::udp::UdpWorker;
 use crate::worker::{Outcome, Shared, Worker, WAKER};
 
 /// Exit status for bad flags or a setup failure.
 pub const EXIT_SETUP: i32 = crate::usage::EXIT_USAGE as i32;
 
+/// One loop of either kind.
+enum AnyWorker {
+    /// A TCP loop.
+    Tcp(Worker),
+    /// A `--udp` loop.
+    Udp(UdpWorker),
+}
+
+impl AnyWorker {
+    /// Runs the loop to its end.
+    fn run(self) -> Outcome {
+        match self {
+            AnyWorker::Tcp(worker) => worker.run(),
+            AnyWorker::Udp(worker) => worker.run(),
+        }
+    }
+}
+
 /// The loops of a run before they start, with what the main thread keeps.
 struct Loops {
     /// The loops, one per thread.
-    workers: Vec<Worker>,
+    workers: Vec<AnyWorker>,
     /// Each loop's waker, for Ctrl-C.
     wakers: Vec<Waker>,
     /// Each loop's live counters, for the status line.
@@ -187,9 +206,18 @@ impl Outputs {
             }
         }
         let running = w.handles.len();
-        show_status(w.done, running, w.lives, w.shared, w.epoch, &mut || {
-            intervals.drain(w.shared, None, log.as_mut());
-        });
+        let udp = setup.mode == Mode::Udp;
+        show_status(
+            w.done,
+            running,
+            w.lives,
+            w.shared,
+            w.epoch,
+            udp,
+            &mut || {
+                intervals.drain(w.shared, None, log.as_mut());
+            },
+        );
         let joined = join(w.handles);
         let end_ns = u64::try_from(w.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         intervals.drain(w.shared, Some(end_ns), log.as_mut());
@@ -231,14 +259,11 @@ fn make_loops(plan: &Arc<Plan>, shared: &Arc<Shared>, epoch: Instant) -> Result<
         loops.wakers.push(waker);
         let live = Arc::new(Live::default());
         loops.lives.push(Arc::clone(&live));
-        loops.workers.push(Worker::new(
-            id,
-            Arc::clone(plan),
-            Arc::clone(shared),
-            live,
-            poll,
-            epoch,
-        ));
+        let (plan, shared) = (Arc::clone(plan), Arc::clone(shared));
+        loops.workers.push(match plan.mode {
+            Mode::Udp => AnyWorker::Udp(UdpWorker::new(id, plan, shared, live, poll, epoch)),
+            _ => AnyWorker::Tcp(Worker::new(id, plan, shared, live, poll, epoch)),
+        });
     }
     Ok(loops)
 }
@@ -259,7 +284,7 @@ fn on_ctrl_c(shared: &Arc<Shared>, wakers: Vec<Waker>) {
 }
 
 /// Starts `worker` on its own thread; it says so on `done` when it ends.
-fn spawn(worker: Worker, done: mpsc::Sender<()>) -> io::Result<JoinHandle<Outcome>> {
+fn spawn(worker: AnyWorker, done: mpsc::Sender<()>) -> io::Result<JoinHandle<Outcome>> {
     thread::Builder::new()
         .name("echoloop-stress-loop".into())
         .spawn(move || {
@@ -305,6 +330,7 @@ fn make_setup(args: &Args, plan: &Plan, fd_limit: Option<u64>) -> Setup {
         duration: args.run_length(),
         max_failures: args.max_failures,
         fd_limit,
+        max_loss: (plan.mode == Mode::Udp).then_some(plan.max_loss),
     }
 }
 

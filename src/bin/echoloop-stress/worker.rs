@@ -48,6 +48,7 @@ use crate::plan::Plan;
 use crate::record::{Recorder, Timeline};
 
 use self::phase::Phase;
+pub(crate) use self::traffic::LOOKAHEAD_NS;
 
 /// The token of the loop's `mio::Waker` (Ctrl-C); connection slots use
 /// their index, which never gets this high.
@@ -62,7 +63,7 @@ const EVENTS_PER_POLL: usize = 1024;
 
 /// How often a loop folds its latencies into the shared histogram that the
 /// status line reads (and publishes its counters).
-const PUBLISH_EVERY_NS: u64 = 250_000_000;
+pub(crate) const PUBLISH_EVERY_NS: u64 = 250_000_000;
 
 /// What the loops share with the main thread.
 #[derive(Debug)]

@@ -21,7 +21,7 @@ use crate::record::Series;
 /// send up to 1 ms late and add that to the latency. We wake up to 1 ms
 /// before, send what is due by then, and time an early message from its
 /// real send time (a late one, always from its schedule).
-const LOOKAHEAD_NS: u64 = 1_000_000;
+pub(crate) const LOOKAHEAD_NS: u64 = 1_000_000;
 
 impl Worker {
     /// Open loop: pumps every connection whose next send time has come.

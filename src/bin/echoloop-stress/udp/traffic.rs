@@ -1,0 +1,275 @@
+//! Datagrams out and back: issuing them (as the pipeline, the quota and,
+//! in the open loop, the schedule allow), sending them with `send_to`
+//! (holding one back while the socket would not take it), and receiving,
+//! checking and sorting their echoes.
+
+use std::cmp::Reverse;
+use std::io;
+use std::net::SocketAddr;
+
+use mio::Token;
+
+use echoloop::rules;
+
+use super::flow::Arrival;
+use super::{Stage, UdpWorker};
+use crate::counts::Samples;
+use crate::record::Series;
+use crate::worker::LOOKAHEAD_NS;
+
+/// Datagrams one socket may receive per turn before the loop serves the
+/// others (it comes back next turn): a flood on one cannot starve the rest.
+const RECEIVES_PER_TURN: usize = 256;
+
+/// `send_to` attempts in a row that may report an earlier datagram's ICMP
+/// error (Windows) before the socket counts as failed.
+const PEER_ERRORS_IN_A_ROW: usize = 8;
+
+impl UdpWorker {
+    /// Open loop: pumps every socket whose next send time has come.
+    pub(super) fn fire_rate_timers(&mut self, now: u64) {
+        while let Some(&Reverse((at, s))) = self.rate_timers.peek() {
+            if at > now {
+                break;
+            }
+            self.rate_timers.pop();
+            self.flows[s].timer_armed = false;
+            self.pump(s);
+        }
+    }
+
+    /// Sends socket `s`'s held datagram and issues and sends what else is
+    /// due, until the socket would block or nothing more may go; then
+    /// WRITABLE interest follows whether one is held back.
+    pub(super) fn pump(&mut self, s: usize) {
+        if self.flows[s].done || self.flows[s].socket.is_none() {
+            return;
+        }
+        if self.stage == Stage::Run {
+            let now = self.now();
+            loop {
+                if self.flows[s].unsent {
+                    match self.send_held(s, now) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => {
+                            let message = format!("send_to {}: {e}", self.plan.addr);
+                            return self.fail(s, message);
+                        }
+                    }
+                }
+                if !self.issue(s, now) {
+                    break;
+                }
+            }
+        }
+        let UdpWorker { flows, poll, .. } = self;
+        let flow = &mut flows[s];
+        let held = flow.unsent;
+        if let Some(socket) = flow.socket.as_mut() {
+            let registry = poll.registry();
+            if let Err(e) =
+                rules::update_interest(registry, socket, Token(s), &mut flow.writable, held)
+            {
+                return self.fail(s, format!("reregister: {e}"));
+            }
+        }
+        self.check_done(s);
+    }
+
+    /// Issues socket `s`'s next datagram if the pipeline, its ring, its
+    /// quota and (open loop) its schedule allow; returns whether it did.
+    fn issue(&mut self, s: usize, now: u64) -> bool {
+        let pipeline = self.plan.pipeline;
+        let flow = &mut self.flows[s];
+        if !flow.may_issue(pipeline) {
+            return false;
+        }
+        let stamp = match self.plan.rate_interval_ns {
+            None => now,
+            Some(interval) => {
+                let due = flow
+                    .rate_origin
+                    .saturating_add(flow.next.saturating_mul(interval));
+                if due > now.saturating_add(LOOKAHEAD_NS) {
+                    if !flow.timer_armed {
+                        self.rate_timers.push(Reverse((due - LOOKAHEAD_NS, s)));
+                        flow.timer_armed = true;
+                    }
+                    return false;
+                }
+                // Late (the pipeline was full, or we were busy): timed from
+                // the schedule, so the delay counts against the server.
+                due.min(now)
+            }
+        };
+        flow.issue(stamp);
+        true
+    }
+
+    /// Sends socket `s`'s held datagram: `Ok(false)` if the socket would
+    /// not take it (it stays held).
+    fn send_held(&mut self, s: usize, now: u64) -> io::Result<bool> {
+        let UdpWorker {
+            plan,
+            flows,
+            shape,
+            out,
+            counts,
+            ..
+        } = self;
+        let flow = &mut flows[s];
+        let Some(socket) = flow.socket.as_ref() else {
+            return Ok(false);
+        };
+        let datagram = &mut out[..shape.size];
+        shape.write(
+            &plan.payload,
+            flow.start,
+            flow.index as u32,
+            flow.next - 1,
+            datagram,
+        );
+        let mut peer_errors = 0;
+        loop {
+            match socket.send_to(datagram, plan.addr) {
+                Ok(n) if n == datagram.len() => break,
+                Ok(n) => {
+                    let message = format!("took {n} of the datagram's {} bytes", datagram.len());
+                    return Err(io::Error::other(message));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_peer_error(&e) && peer_errors < PEER_ERRORS_IN_A_ROW => {
+                    counts.udp.icmp_errors += 1;
+                    peer_errors += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        flow.mark_sent(now);
+        counts.udp.sent += 1;
+        Ok(true)
+    }
+
+    /// Receives on socket `s` until `WouldBlock` or the budget (then it is
+    /// served again next turn), sorting every echo.
+    pub(super) fn receive(&mut self, s: usize, turn: u64) {
+        for _ in 0..RECEIVES_PER_TURN {
+            let Some(socket) = self.flows[s].socket.as_ref() else {
+                return;
+            };
+            match socket.recv_from(&mut self.buf) {
+                Ok((n, from)) => self.arrival(s, n, from, turn),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // About an earlier datagram (an ICMP error), not the socket.
+                Err(e) if is_peer_error(&e) => self.counts.udp.icmp_errors += 1,
+                Err(e) => return self.fail(s, format!("recv_from: {e}")),
+            }
+        }
+        if !self.flows[s].queued {
+            self.flows[s].queued = true;
+            self.ready.push(s);
+        }
+    }
+
+    /// Checks the `n`-byte datagram from `from` just received on socket
+    /// `s`: not from the server, or corrupted, it is counted here; else it
+    /// is sorted by [`UdpWorker::sort`].
+    fn arrival(&mut self, s: usize, n: usize, from: SocketAddr, turn: u64) {
+        let flow = &mut self.flows[s];
+        let (c, first) = (&mut self.counts.udp, &mut self.samples.udp);
+        let index = flow.index;
+        if !from_server(from, self.plan.addr) {
+            c.foreign += 1;
+            return Samples::keep(&mut first.foreign, || {
+                format!("socket {index}: a {n}-byte datagram from {from}")
+            });
+        }
+        let (payload, got) = (&self.plan.payload, &self.buf[..n]);
+        match self
+            .shape
+            .check(payload, flow.start, index as u32, flow.sent(), got)
+        {
+            Ok(seq) => self.sort(s, seq, n, turn),
+            Err(wrong) => {
+                c.corrupted += 1;
+                if let Some(seq) = wrong.seq {
+                    flow.take_corrupted(seq);
+                }
+                let why = wrong.why;
+                Samples::keep(&mut first.corrupted, || format!("socket {index}: {why}"));
+            }
+        }
+    }
+
+    /// Sorts a right echo of datagram `seq` (`n` bytes) of socket `s`,
+    /// arrived at `turn`: echoed (and timed; maybe reordered), late or
+    /// duplicated.
+    fn sort(&mut self, s: usize, seq: u64, n: usize, turn: u64) {
+        let (plan, counts, rec) = (&self.plan, &mut self.counts, &mut self.rec);
+        let flow = &mut self.flows[s];
+        let (c, first, index) = (&mut counts.udp, &mut self.samples.udp, flow.index);
+        match flow.take(seq, turn, plan.echo_timeout_ns) {
+            Arrival::Echoed {
+                sent_at,
+                actual,
+                reordered,
+            } => {
+                rec.record(Series::Rtt, turn.saturating_sub(sent_at));
+                if plan.rate_interval_ns.is_some() {
+                    rec.record(Series::RttUncorrected, turn.saturating_sub(actual));
+                }
+                c.echoed += 1;
+                counts.messages += 1;
+                counts.bytes += n as u64;
+                if reordered {
+                    c.reordered += 1;
+                    Samples::keep(&mut first.reordered, || {
+                        format!("socket {index}: datagram {seq} came back after a later one")
+                    });
+                }
+            }
+            Arrival::Late { expired_now } => {
+                if expired_now {
+                    c.lost += 1;
+                    Samples::keep(&mut first.lost, || {
+                        lost_story(index, seq, plan.echo_timeout_ns)
+                    });
+                }
+                c.late += 1;
+            }
+            Arrival::Duplicated => {
+                c.duplicated += 1;
+                Samples::keep(&mut first.duplicated, || {
+                    format!("socket {index}: datagram {seq} came back more than once")
+                });
+            }
+        }
+    }
+}
+
+/// Why datagram `seq` of socket `index` counts as lost.
+pub(super) fn lost_story(index: u64, seq: u64, timeout_ns: u64) -> String {
+    format!(
+        "socket {index}: datagram {seq} not echoed within {:?} (--echo-timeout)",
+        std::time::Duration::from_nanos(timeout_ns)
+    )
+}
+
+/// Whether `from` is the server: its address, or any address on its port
+/// when it was given as the unspecified address.
+fn from_server(from: SocketAddr, server: SocketAddr) -> bool {
+    from == server || (server.ip().is_unspecified() && from.port() == server.port())
+}
+
+/// Whether an error reports what became of an earlier datagram (an ICMP
+/// port unreachable: `ConnectionRefused` on Unix when asked for, Windows'
+/// `WSAECONNRESET` from `recvfrom`), not a problem of the socket.
+fn is_peer_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+    )
+}

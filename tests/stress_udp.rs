@@ -1,0 +1,676 @@
+//! End-to-end tests of `echoloop-stress --udp`.
+//!
+//! Each test runs the real binary against a UDP echo server: one written
+//! here (a thread with a std `UdpSocket` that echoes each datagram to its
+//! source), or a deliberately broken variant of it that drops, duplicates,
+//! swaps, alters or invents datagrams, or the real `echoloop --udp`. All on
+//! 127.0.0.1 (or ::1) with port 0, every run bounded by `--messages` or a
+//! short `--duration`, every wait on a child bounded by a timeout. The
+//! helpers are this file's own.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
+#[cfg(target_os = "linux")]
+use std::net::IpAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_echoloop-stress");
+
+/// Longest any run (or wait for the real server) may take before the test
+/// fails.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// What a test server does with the `i`-th datagram it receives (counted
+/// from 0 over all its clients).
+#[derive(Debug, Clone, Copy)]
+enum Behaviour {
+    /// Echo every datagram to its source (RFC 862 section 2).
+    Echo,
+    /// Drop datagram `i` when `i % n == n - 1`: one in `n`.
+    DropEvery(u64),
+    /// Drop only datagram `k`.
+    DropAt(u64),
+    /// Echo datagram `i` twice when `i % n == 10`.
+    DuplicateEvery(u64),
+    /// Hold datagram `k` back and echo it after datagram `k + 1`.
+    SwapAt(u64),
+    /// Flip one bit of byte `byte` of datagram `k`.
+    FlipAt {
+        /// Which datagram.
+        k: u64,
+        /// Which byte of it.
+        byte: usize,
+    },
+    /// Echo datagram `k` one byte short.
+    TruncateAt(u64),
+    /// After datagram `k`, send a copy of it whose header claims sequence
+    /// 1,000,000: a datagram the client never sent.
+    InventAfter(u64),
+    /// Echo every datagram from a second socket (another port) instead.
+    FromElsewhere,
+}
+
+/// A running test server.
+struct UdpServer {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// Every source address (IP and port) it received from.
+    peers: Arc<Mutex<HashSet<SocketAddr>>>,
+}
+
+impl UdpServer {
+    /// The distinct source IPs seen (used where sources can be spread).
+    #[cfg(target_os = "linux")]
+    fn ips(&self) -> HashSet<IpAddr> {
+        self.peers
+            .lock()
+            .expect("peers")
+            .iter()
+            .map(|p| p.ip())
+            .collect()
+    }
+}
+
+/// Receive buffer of the test servers: room for every datagram the tests
+/// have in flight (up to 4 × 64 KiB), so that the kernel drops none of
+/// them for want of space and every loss counted is the behaviour's.
+const SERVER_RCVBUF: usize = 4 << 20;
+
+/// Starts a UDP echo server on `ip`, port 0, behaving as asked; `None` if
+/// `ip` cannot be bound. Its thread is detached and ends with the process.
+fn try_serve(ip: &str, behaviour: Behaviour) -> Option<UdpServer> {
+    let socket = UdpSocket::bind((ip, 0)).ok()?;
+    // Best effort: the OS may cap it (Linux: net.core.rmem_max).
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(SERVER_RCVBUF);
+    let addr = socket.local_addr().expect("local_addr");
+    let other = UdpSocket::bind((ip, 0)).expect("bind a second socket");
+    let peers = Arc::new(Mutex::new(HashSet::new()));
+    let seen = Arc::clone(&peers);
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut held: Option<(Vec<u8>, SocketAddr)> = None;
+        let mut i = 0u64;
+        loop {
+            let (n, from) = match socket.recv_from(&mut buf) {
+                Ok(got) => got,
+                // Windows: an ICMP error for an earlier echo; go on.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => continue,
+                Err(_) => return,
+            };
+            seen.lock().expect("peers").insert(from);
+            let out = if let Behaviour::FromElsewhere = behaviour {
+                &other
+            } else {
+                &socket
+            };
+            answer(out, behaviour, i, &mut buf[..n], from, &mut held);
+            i += 1;
+        }
+    });
+    Some(UdpServer { addr, peers })
+}
+
+/// [`try_serve`] on 127.0.0.1, which always binds.
+fn serve(behaviour: Behaviour) -> UdpServer {
+    try_serve("127.0.0.1", behaviour).expect("bind 127.0.0.1:0")
+}
+
+/// Echoes (or not) datagram `i`, `data` from `to`, as `behaviour` says.
+fn answer(
+    socket: &UdpSocket,
+    behaviour: Behaviour,
+    i: u64,
+    data: &mut [u8],
+    to: SocketAddr,
+    held: &mut Option<(Vec<u8>, SocketAddr)>,
+) {
+    let send = |bytes: &[u8]| {
+        let _ = socket.send_to(bytes, to);
+    };
+    match behaviour {
+        Behaviour::Echo | Behaviour::FromElsewhere => send(data),
+        Behaviour::DropEvery(n) if i % n == n - 1 => {}
+        Behaviour::DropAt(k) if i == k => {}
+        Behaviour::DuplicateEvery(n) if i % n == 10 => {
+            send(data);
+            send(data);
+        }
+        Behaviour::SwapAt(k) if i == k => *held = Some((data.to_vec(), to)),
+        Behaviour::SwapAt(k) if i == k + 1 => {
+            send(data);
+            if let Some((bytes, dst)) = held.take() {
+                let _ = socket.send_to(&bytes, dst);
+            }
+        }
+        Behaviour::FlipAt { k, byte } if i == k => {
+            data[byte] ^= 0x10;
+            send(data);
+        }
+        Behaviour::TruncateAt(k) if i == k => send(&data[..data.len() - 1]),
+        Behaviour::InventAfter(k) if i == k => {
+            send(data);
+            let mut fake = data.to_vec();
+            fake[..8].copy_from_slice(&1_000_000u64.to_le_bytes());
+            send(&fake);
+        }
+        _ => send(data),
+    }
+}
+
+/// What one run of the binary produced.
+struct Run {
+    /// Its exit status.
+    status: ExitStatus,
+    /// The report.
+    stdout: String,
+    /// Status lines and warnings.
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit status, showing the output if it differs.
+    #[track_caller]
+    fn assert_exit(&self, code: i32) {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "{}{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+
+    /// The `--json` report, parsed.
+    #[track_caller]
+    fn json(&self) -> Json {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs `echoloop-stress` with `args`, failing if it runs past [`RUN_LIMIT`].
+fn stress(args: &[&str]) -> Run {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn echoloop-stress");
+    let mut out = child.stdout.take().expect("stdout pipe");
+    let mut err = child.stderr.take().expect("stderr pipe");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    let stderr = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    // stdout closes when the process exits: that is the sync point.
+    let Ok(stdout) = rx.recv_timeout(RUN_LIMIT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("echoloop-stress {args:?} still running after {RUN_LIMIT:?}");
+    };
+    let status = child.wait().expect("wait for echoloop-stress");
+    let stderr = stderr.join().expect("stderr reader");
+    Run {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// `stress` with `--udp --addr ADDR --json` and `args`, parsed.
+fn udp_json(server: SocketAddr, args: &[&str]) -> (Run, Json) {
+    let addr = server.to_string();
+    let mut argv = vec!["--udp", "--addr", &addr, "--json"];
+    argv.extend_from_slice(args);
+    let run = stress(&argv);
+    let json = run.json();
+    (run, json)
+}
+
+/// Reading the report's values, failing with what was there instead.
+trait Field {
+    /// A non-negative whole number.
+    fn u64(&self) -> u64;
+    /// A number.
+    fn f64(&self) -> f64;
+    /// A string.
+    fn str(&self) -> &str;
+}
+
+impl Field for Json {
+    #[track_caller]
+    fn u64(&self) -> u64 {
+        self.as_u64()
+            .unwrap_or_else(|| panic!("{self} is not a count"))
+    }
+
+    #[track_caller]
+    fn f64(&self) -> f64 {
+        self.as_f64()
+            .unwrap_or_else(|| panic!("{self} is not a number"))
+    }
+
+    #[track_caller]
+    fn str(&self) -> &str {
+        self.as_str()
+            .unwrap_or_else(|| panic!("{self} is not a string"))
+    }
+}
+
+/// The datagram counts of a report: sent, echoed, lost, duplicated,
+/// reordered, corrupted.
+fn counts(j: &Json) -> [u64; 6] {
+    [
+        "sent",
+        "echoed",
+        "lost",
+        "duplicated",
+        "reordered",
+        "corrupted",
+    ]
+    .map(|k| j[k].u64())
+}
+
+/// Proves the core promise against a correct server: 20 sockets, each on
+/// its own source port, 4 datagrams in flight each, over two loops, send
+/// exactly the 2,000 datagrams asked for, all echoed and verified, nothing
+/// lost, duplicated, reordered or corrupted; the JSON names it all, with a
+/// latency sample per datagram, and the verdict is PASS.
+#[test]
+fn correct_server_passes_with_every_datagram_verified() {
+    let server = serve(Behaviour::Echo);
+    let (run, j) = udp_json(
+        server.addr,
+        &["-c", "20", "-k", "4", "-s", "100", "-n", "2000", "-t", "2"],
+    );
+    run.assert_exit(0);
+    assert_eq!(counts(&j), [2000, 2000, 0, 0, 0, 0], "{}", run.stdout);
+    assert_eq!(j["mode"].str(), "udp");
+    assert_eq!(j["messages"].u64(), 2000);
+    assert_eq!(j["bytes"].u64(), 200_000);
+    assert_eq!(j["latency_us"]["count"].u64(), 2000);
+    assert!(j["latency_us"]["p99"].f64() >= j["latency_us"]["p50"].f64());
+    assert!(j["verdict"].is_null());
+    assert_eq!(j["exit_code"].u64(), 0);
+    assert_eq!(j["connections_established"].u64(), 20);
+    assert_eq!(server.peers.lock().expect("peers").len(), 20);
+}
+
+/// Proves the text report of a passing run says PASS and names the counts.
+#[test]
+fn text_report_says_pass() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let run = stress(&["--udp", "--addr", &addr, "-c", "2", "-n", "100"]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout.contains("100 sent, 100 echoed"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("result:       PASS"), "{}", run.stdout);
+}
+
+/// The real `echoloop` binary with `args` and `--listen 127.0.0.1:0`,
+/// killed when dropped.
+struct Echoloop {
+    /// The process.
+    child: Child,
+    /// Where its UDP echo listens.
+    udp: SocketAddr,
+}
+
+impl Echoloop {
+    /// Starts it and waits (bounded) for its "udp echo on" log line.
+    fn start(args: &[&str]) -> Echoloop {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn echoloop");
+        let stderr = child.stderr.take().expect("stderr pipe");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("udp echo on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(RUN_LIMIT)
+            .expect("echoloop says where its UDP echo is");
+        let udp = addr.parse().expect("an address in the log line");
+        Echoloop { child, udp }
+    }
+}
+
+impl Drop for Echoloop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Proves the stress client and the real server agree: `echoloop --udp
+/// --udp-rate 0` echoes a timed run of 10 sockets × 1,400-byte datagrams,
+/// 4 in flight each, with nothing lost, duplicated or corrupted; the
+/// drain after the deadline leaves nothing unresolved.
+///
+/// The 40 datagrams in flight fit the server socket's default receive
+/// buffer (212,992 bytes on Linux). More may not: a server slower than
+/// its clients (a debug build on a busy machine) then has datagrams
+/// dropped by its kernel, and they are rightly counted lost.
+#[test]
+fn real_server_passes() {
+    let server = Echoloop::start(&["--udp", "--udp-rate", "0"]);
+    let (run, j) = udp_json(
+        server.udp,
+        &["-c", "10", "-s", "1400", "-k", "4", "-d", "1"],
+    );
+    run.assert_exit(0);
+    let [sent, echoed, lost, duplicated, _, corrupted] = counts(&j);
+    assert!(sent > 0);
+    assert_eq!((echoed, lost, duplicated, corrupted), (sent, 0, 0, 0));
+    assert_eq!(j["unresolved"].u64(), 0);
+    assert_eq!(j["latency_us"]["count"].u64(), echoed);
+}
+
+/// Proves a dropped datagram is caught: a server that drops only its
+/// 11th datagram makes that one lost (named in the report) and the run
+/// fail with the default `--max-loss` of 0, every other one echoed.
+#[test]
+fn dropped_datagram_is_lost_and_fails() {
+    let server = serve(Behaviour::DropAt(10));
+    let (run, j) = udp_json(
+        server.addr,
+        &["-c", "1", "-n", "100", "--echo-timeout", "0.3"],
+    );
+    run.assert_exit(1);
+    assert_eq!(counts(&j), [100, 99, 1, 0, 0, 0]);
+    assert!(
+        j["first_lost"].str().contains("datagram 10 "),
+        "{}",
+        j["first_lost"]
+    );
+    assert!(j["verdict"].str().contains("lost"), "{}", j["verdict"]);
+}
+
+/// Proves `--max-loss`: a server dropping 1 % of datagrams (exactly 20 of
+/// 2,000) fails the run by default and passes it with `--max-loss 2`;
+/// both times the 20 are counted lost.
+#[test]
+fn max_loss_tolerates_what_it_says() {
+    let server = serve(Behaviour::DropEvery(100));
+    let args = ["-c", "4", "-k", "8", "-n", "2000", "--echo-timeout", "0.3"];
+    let (run, j) = udp_json(server.addr, &args);
+    run.assert_exit(1);
+    assert_eq!(counts(&j), [2000, 1980, 20, 0, 0, 0]);
+    assert!(
+        j["verdict"].str().contains("--max-loss 0"),
+        "{}",
+        j["verdict"]
+    );
+
+    let server = serve(Behaviour::DropEvery(100));
+    let mut tolerant = args.to_vec();
+    tolerant.extend(["--max-loss", "2"]);
+    let (run, j) = udp_json(server.addr, &tolerant);
+    run.assert_exit(0);
+    assert_eq!(counts(&j), [2000, 1980, 20, 0, 0, 0]);
+    assert_eq!(j["loss_percent"].f64(), 1.0);
+    assert_eq!(j["max_loss_percent"].f64(), 2.0);
+}
+
+/// Proves duplication is caught and always fails: a server that echoes
+/// every 50th datagram twice gives 10 duplicates in 500, although every
+/// datagram was echoed.
+#[test]
+fn duplicated_datagrams_fail() {
+    let server = serve(Behaviour::DuplicateEvery(50));
+    let (run, j) = udp_json(server.addr, &["-c", "1", "-k", "4", "-n", "500"]);
+    run.assert_exit(1);
+    assert_eq!(counts(&j), [500, 500, 0, 10, 0, 0]);
+    assert!(
+        j["verdict"].str().contains("more than once"),
+        "{}",
+        j["verdict"]
+    );
+    assert!(j["first_duplicated"].str().contains("datagram 10 "));
+}
+
+/// Proves reordering is reported and is not a failure: a server that
+/// swaps two datagrams gives one reordered echo, and the run passes.
+#[test]
+fn reordered_datagrams_are_reported_not_failed() {
+    let server = serve(Behaviour::SwapAt(20));
+    let (run, j) = udp_json(server.addr, &["-c", "1", "-k", "4", "-n", "200"]);
+    run.assert_exit(0);
+    assert_eq!(counts(&j), [200, 200, 0, 0, 1, 0]);
+    assert!(j["first_reordered"].str().contains("datagram 20 "));
+    assert!(j["verdict"].is_null());
+}
+
+/// Proves corruption is caught and always fails, in its three forms: a
+/// flipped byte, a datagram cut one byte short (each named as its
+/// datagram, which then counts as come back, not lost), and a datagram
+/// with a sequence never sent.
+#[test]
+fn corrupted_datagrams_fail() {
+    for (behaviour, echoed, says) in [
+        (
+            Behaviour::FlipAt { k: 30, byte: 40 },
+            99,
+            "datagram 30: byte 40 expected",
+        ),
+        (
+            Behaviour::TruncateAt(30),
+            99,
+            "datagram 30: 99 bytes, sent 100",
+        ),
+        (
+            Behaviour::InventAfter(30),
+            100,
+            "sequence 1000000 was never sent",
+        ),
+    ] {
+        let server = serve(behaviour);
+        let (run, j) = udp_json(server.addr, &["-c", "1", "-s", "100", "-n", "100"]);
+        run.assert_exit(1);
+        assert_eq!(counts(&j), [100, echoed, 0, 0, 0, 1], "{behaviour:?}");
+        let first = j["first_corrupted"].str();
+        assert!(first.contains(says), "{behaviour:?}: {first}");
+        assert!(j["verdict"].str().contains("corrupted"), "{}", j["verdict"]);
+    }
+}
+
+/// Proves an answer from another address is no echo: a server that
+/// answers from a second port gets every datagram counted as from
+/// elsewhere and lost, and the run fails.
+#[test]
+fn answers_from_another_address_are_not_echoes() {
+    let server = serve(Behaviour::FromElsewhere);
+    let (run, j) = udp_json(
+        server.addr,
+        &["-c", "1", "-n", "3", "--echo-timeout", "0.2"],
+    );
+    run.assert_exit(1);
+    assert_eq!(counts(&j), [3, 0, 3, 0, 0, 0]);
+    assert_eq!(j["foreign"].u64(), 3);
+}
+
+/// Proves the largest IPv4 datagram, 65,507 bytes, goes out and comes back
+/// whole, and a size of 1 works too (the sequence cut to one byte).
+#[test]
+fn smallest_and_largest_datagrams() {
+    let server = serve(Behaviour::Echo);
+    for size in ["65507", "1"] {
+        let (run, j) = udp_json(server.addr, &["-c", "2", "-k", "2", "-s", size, "-n", "40"]);
+        run.assert_exit(0);
+        assert_eq!(counts(&j), [40, 40, 0, 0, 0, 0], "size {size}");
+    }
+}
+
+/// Proves IPv6: the largest IPv6 datagram, 65,527 bytes, against a server
+/// on ::1. Skips, saying so, where ::1 cannot be bound.
+#[test]
+fn ipv6_largest_datagrams() {
+    let Some(server) = try_serve("::1", Behaviour::Echo) else {
+        eprintln!("SKIPPED ipv6_largest_datagrams: cannot bind [::1]:0 on this machine");
+        return;
+    };
+    let (run, j) = udp_json(
+        server.addr,
+        &["-c", "2", "-k", "2", "-s", "65527", "-n", "20"],
+    );
+    run.assert_exit(0);
+    assert_eq!(counts(&j), [20, 20, 0, 0, 0, 0]);
+}
+
+/// Proves the open loop sends on its schedule and reports the latency
+/// from each actual send beside the corrected one: 2 sockets at 200/s for
+/// a second are about 400 datagrams.
+#[test]
+fn open_loop_sends_on_schedule() {
+    let server = serve(Behaviour::Echo);
+    let (run, j) = udp_json(server.addr, &["-c", "2", "--rate", "200", "-d", "1"]);
+    run.assert_exit(0);
+    let [sent, echoed, ..] = counts(&j);
+    assert!((330..=420).contains(&sent), "{sent} sent, expected ~400");
+    assert_eq!(echoed, sent);
+    assert_eq!(j["latency_uncorrected_us"]["count"].u64(), echoed);
+}
+
+/// Proves bad input is one line and exit status 2, before any datagram:
+/// a datagram too large for IPv4 (or IPv6), a loss percentage out of
+/// range, `--max-loss` without `--udp`, `--udp` with another mode.
+#[test]
+fn bad_flags_are_one_line() {
+    for args in [
+        &["--message-size", "70000", "--udp"][..],
+        &["--udp", "--message-size", "65508"],
+        &["--udp", "--addr", "[::1]:7", "--message-size", "65528"],
+        &["--udp", "--max-loss", "-1"],
+        &["--udp", "--max-loss", "101"],
+        &["--max-loss", "5"],
+        &["--udp", "--mode", "idle"],
+    ] {
+        let run = stress(args);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.trim().lines().count(),
+            1,
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+    }
+}
+
+/// Proves `--source-addrs` spreads the sockets over the given addresses,
+/// and that against a loopback server the default spreads them over
+/// 127.0.0.1–127.0.0.16, as for TCP (Linux routes all of 127.0.0.0/8 to
+/// the loopback).
+#[cfg(target_os = "linux")]
+#[test]
+fn sockets_spread_over_source_addresses() {
+    let server = serve(Behaviour::Echo);
+    let (run, _) = udp_json(
+        server.addr,
+        &[
+            "-c",
+            "8",
+            "-n",
+            "80",
+            "--source-addrs",
+            "127.0.0.1-127.0.0.4",
+        ],
+    );
+    run.assert_exit(0);
+    let want: HashSet<IpAddr> = (1..=4).map(|i| IpAddr::from([127, 0, 0, i])).collect();
+    assert_eq!(server.ips(), want);
+    assert_eq!(server.peers.lock().expect("peers").len(), 8);
+
+    let server = serve(Behaviour::Echo);
+    let (run, _) = udp_json(server.addr, &["-c", "16", "-n", "160"]);
+    run.assert_exit(0);
+    let want: HashSet<IpAddr> = (1..=16).map(|i| IpAddr::from([127, 0, 0, i])).collect();
+    assert_eq!(server.ips(), want);
+}
+
+/// Proves `--hlog` and `--plot` work for UDP: the interval log has round
+/// trips (tag rtt) and no connect or first-byte series, whose histograms
+/// together count every echoed datagram; the plot is an SVG picture.
+#[test]
+fn interval_log_and_plot() {
+    let server = serve(Behaviour::Echo);
+    let dir = std::env::temp_dir().join(format!("stress-udp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    let (hlog, svg) = (dir.join("run.hlog"), dir.join("run.svg"));
+    let (hlog_s, svg_s) = (hlog.to_string_lossy(), svg.to_string_lossy());
+    let (run, j) = udp_json(
+        server.addr,
+        &["-c", "2", "-n", "300", "--hlog", &hlog_s, "--plot", &svg_s],
+    );
+    run.assert_exit(0);
+    assert_eq!(j["echoed"].u64(), 300);
+    let log = std::fs::read_to_string(&hlog).expect("read the interval log");
+    assert!(log.lines().any(|l| l.starts_with("Tag=rtt,")), "{log}");
+    assert!(!log.contains("Tag=connect,") && !log.contains("Tag=first-byte,"));
+    let picture = std::fs::read_to_string(&svg).expect("read the plot");
+    assert!(picture.contains("<svg"), "not an SVG picture");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Proves two UDP reports merge into their sum: datagram counts added.
+#[test]
+fn reports_merge() {
+    let server = serve(Behaviour::Echo);
+    let dir = std::env::temp_dir().join(format!("stress-udp-merge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    let mut paths = Vec::new();
+    for (i, n) in ["100", "50"].into_iter().enumerate() {
+        let (run, _) = udp_json(server.addr, &["-c", "2", "-n", n]);
+        run.assert_exit(0);
+        let path = dir.join(format!("{i}.json"));
+        std::fs::write(&path, &run.stdout).expect("write a report");
+        paths.push(path.to_string_lossy().into_owned());
+    }
+    let run = stress(&["merge", "--json", &paths[0], &paths[1]]);
+    run.assert_exit(0);
+    let j = run.json();
+    assert_eq!(counts(&j), [150, 150, 0, 0, 0, 0]);
+    assert_eq!(j["mode"].str(), "udp");
+    assert_eq!(j["latency_us"]["count"].u64(), 150);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Proves `--help` documents the UDP flags.
+#[test]
+fn help_lists_the_udp_flags() {
+    let run = stress(&["--help"]);
+    run.assert_exit(0);
+    for flag in ["--udp", "--max-loss"] {
+        assert!(run.stdout.contains(flag), "--help lacks {flag}");
+    }
+}
