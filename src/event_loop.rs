@@ -289,6 +289,7 @@ impl EventLoop {
                 .udp
                 .iter()
                 .any(|u| u.ready && u.wake_at().is_none())
+            || self.metrics.as_ref().is_some_and(|m| m.ready)
         {
             return Some(Duration::ZERO);
         }

@@ -272,7 +272,10 @@ fn bind_address(
         }
         tries += 1;
         match UdpSocket::bind(addr) {
-            Ok(udp) => return Ok((socket, addr, Some(udp))),
+            Ok(udp) => {
+                enlarge_udp_buffers(&udp);
+                return Ok((socket, addr, Some(udp)));
+            }
             Err(e)
                 if e.kind() == io::ErrorKind::AddrInUse
                     && want.port() == 0
@@ -296,6 +299,28 @@ fn bind_metrics(poll: &Poll, want: SocketAddr) -> io::Result<(TcpListener, Socke
         )
         .map_err(|e| context(&format!("register metrics {addr}"), e))?;
     Ok((socket, addr))
+}
+
+/// The receive and send buffers asked for on each UDP socket.
+///
+/// UDP has no flow control: what arrives while the buffer is full is
+/// dropped by the kernel before we see it. The default (about 208 KiB on
+/// Linux) holds fewer than a hundred 1,400-byte datagrams, so 50 clients
+/// with 8 in flight each overflow it the moment they start. 4 MiB holds a
+/// few thousand; the kernel caps the request at its own limit
+/// (`net.core.rmem_max`/`wmem_max` on Linux), silently.
+const UDP_BUFFER: usize = 4 << 20;
+
+/// Asks for [`UDP_BUFFER`]-sized socket buffers; best effort (a smaller
+/// buffer only means earlier drops, which are counted by the kernel).
+fn enlarge_udp_buffers(udp: &UdpSocket) {
+    let socket = socket2::SockRef::from(udp);
+    if let Err(e) = socket.set_recv_buffer_size(UDP_BUFFER) {
+        debug!("udp: SO_RCVBUF {UDP_BUFFER}: {e}");
+    }
+    if let Err(e) = socket.set_send_buffer_size(UDP_BUFFER) {
+        debug!("udp: SO_SNDBUF {UDP_BUFFER}: {e}");
+    }
 }
 
 /// Creates a non-blocking listening socket with our own backlog.
