@@ -49,8 +49,9 @@ pub struct Counts {
     pub udp: UdpCounts,
 }
 
-/// What became of the datagrams of a `--udp` run.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What became of the datagrams of a `--udp` run; in the JSON report each
+/// is a top-level field of this name (the benchmark reads them).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UdpCounts {
     /// Datagrams the kernel took (`send_to` succeeded).
     pub sent: u64,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::cli::Mode;
 use crate::conn::FailReason;
+use crate::counts::UdpCounts;
 use crate::record::{Recorder, Series};
 use crate::report::{at_percentile, new_histogram, percentile_key, us, Report};
 
@@ -215,27 +216,9 @@ pub struct JsonReport {
 /// object (the benchmark reads these names). Every count is of datagrams.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UdpJson {
-    /// Datagrams the kernel took.
-    pub sent: u64,
-    /// Echoed whole and right within `--echo-timeout` (= `messages`).
-    pub echoed: u64,
-    /// Not echoed within `--echo-timeout`.
-    pub lost: u64,
-    /// Of the lost, those whose echo came after all.
-    pub late: u64,
-    /// Echoes of a datagram already echoed.
-    pub duplicated: u64,
-    /// Echoes after a later datagram's echo (not a failure).
-    pub reordered: u64,
-    /// Echoes with wrong bytes or length, another socket's header or a
-    /// sequence never sent.
-    pub corrupted: u64,
-    /// Datagrams from an address other than the server's.
-    pub foreign: u64,
-    /// Receive errors reporting an ICMP error for an earlier datagram.
-    pub icmp_errors: u64,
-    /// In flight when the run was interrupted or the socket failed.
-    pub unresolved: u64,
+    /// The datagram counts, each a top-level field of the report.
+    #[serde(flatten)]
+    pub counts: UdpCounts,
     /// `lost` as a percentage of `sent`.
     pub loss_percent: Option<f64>,
     /// `--max-loss`.
@@ -261,16 +244,7 @@ impl UdpJson {
         let u = &report.counts.udp;
         let first = report.samples.udp.clone();
         Some(UdpJson {
-            sent: u.sent,
-            echoed: u.echoed,
-            lost: u.lost,
-            late: u.late,
-            duplicated: u.duplicated,
-            reordered: u.reordered,
-            corrupted: u.corrupted,
-            foreign: u.foreign,
-            icmp_errors: u.icmp_errors,
-            unresolved: u.unresolved,
+            counts: *u,
             loss_percent: rounded(u.loss_percent()),
             max_loss_percent: report.setup.max_loss.unwrap_or(0.0),
             first_lost: first.lost,

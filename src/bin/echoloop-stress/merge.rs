@@ -177,21 +177,7 @@ fn counts_of(j: &JsonReport) -> Counts {
         cycles: j.churn_cycles,
         idle_held: j.idle_held,
         idle_survived: j.idle_survived,
-        udp: j
-            .udp
-            .as_ref()
-            .map_or_else(UdpCounts::default, |u| UdpCounts {
-                sent: u.sent,
-                echoed: u.echoed,
-                lost: u.lost,
-                late: u.late,
-                duplicated: u.duplicated,
-                reordered: u.reordered,
-                corrupted: u.corrupted,
-                foreign: u.foreign,
-                icmp_errors: u.icmp_errors,
-                unresolved: u.unresolved,
-            }),
+        udp: j.udp.as_ref().map_or_else(UdpCounts::default, |u| u.counts),
     }
 }
 

@@ -9,6 +9,7 @@
 //! recorded twice.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 
 use hdrhistogram::Histogram;
 
@@ -152,5 +153,77 @@ impl Timeline {
         std::mem::replace(&mut self.pending, keep)
             .into_iter()
             .collect()
+    }
+}
+
+/// One loop's side of the timeline: what it timed since it last published,
+/// the interval that is, and when it publishes for the status line next.
+/// Both kinds of loop (TCP and UDP) keep one.
+#[derive(Debug)]
+pub struct LoopRecording {
+    /// This loop's number in the [`Timeline`].
+    id: usize,
+    /// `--interval`, in ns.
+    interval_ns: u64,
+    /// The interval (time / `--interval`) being recorded into.
+    interval: u64,
+    /// When the status line's figures are next published (ns since the
+    /// epoch): every `publish_every` ns.
+    next_publish: u64,
+    /// How often to publish for the status line.
+    publish_every: u64,
+    /// What was timed since the last publish, all in `interval`.
+    rec: Recorder,
+}
+
+impl LoopRecording {
+    /// Nothing recorded yet, for loop `id`.
+    pub fn new(id: usize, interval_ns: u64, publish_every: u64) -> Self {
+        LoopRecording {
+            id,
+            interval_ns: interval_ns.max(1),
+            interval: 0,
+            next_publish: publish_every,
+            publish_every,
+            rec: Recorder::new(),
+        }
+    }
+
+    /// Records `ns` in `series`.
+    pub fn record(&mut self, series: Series, ns: u64) {
+        self.rec.record(series, ns);
+    }
+
+    /// Publishes what is due at `now`: the past interval at an interval
+    /// boundary, and the interval so far at the publish tick.
+    pub fn tick(&mut self, now: u64, timeline: &Mutex<Timeline>) {
+        let current = now / self.interval_ns;
+        if current != self.interval {
+            self.publish(timeline, current);
+            self.interval = current;
+        }
+        if now >= self.next_publish {
+            self.publish(timeline, self.interval);
+            self.next_publish = now + self.publish_every;
+        }
+    }
+
+    /// Publishes the rest: this loop records no more.
+    pub fn finish(&mut self, timeline: &Mutex<Timeline>) {
+        self.publish(timeline, u64::MAX);
+    }
+
+    /// When [`LoopRecording::tick`] next has something to do.
+    pub fn next_due(&self) -> u64 {
+        let next_interval = self.interval.saturating_add(1);
+        self.next_publish
+            .min(next_interval.saturating_mul(self.interval_ns))
+    }
+
+    /// Adds what was recorded since the last call to the timeline, under
+    /// the current interval; from now on records go into interval `next`.
+    fn publish(&mut self, timeline: &Mutex<Timeline>, next: u64) {
+        let mut timeline = timeline.lock().unwrap_or_else(PoisonError::into_inner);
+        timeline.publish(self.id, self.interval, &mut self.rec, next);
     }
 }

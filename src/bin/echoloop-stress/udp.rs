@@ -36,7 +36,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
@@ -44,7 +44,7 @@ use mio::{Events, Poll};
 use crate::counts::{Counts, Samples};
 use crate::live::Live;
 use crate::plan::Plan;
-use crate::record::Recorder;
+use crate::record::LoopRecording;
 use crate::worker::{Outcome, Shared, PUBLISH_EVERY_NS, WAKER};
 
 use self::datagram::Shape;
@@ -126,12 +126,8 @@ pub struct UdpWorker {
     open: usize,
     /// When the expiry look is next due.
     next_expiry: u64,
-    /// When latencies and counters are next published.
-    next_publish: u64,
-    /// The interval (time / `--interval`) being recorded into.
-    interval: u64,
-    /// What was timed since the last publish, all in `interval`.
-    rec: Recorder,
+    /// What this loop timed, and when it publishes it to the timeline.
+    rec: LoopRecording,
     /// What this loop counted.
     counts: Counts,
     /// First trouble of each kind.
@@ -173,9 +169,7 @@ impl UdpWorker {
             active: 0,
             open: 0,
             next_expiry: 0,
-            next_publish: PUBLISH_EVERY_NS,
-            interval: 0,
-            rec: Recorder::new(),
+            rec: LoopRecording::new(id as usize, plan.interval_ns, PUBLISH_EVERY_NS),
             counts: Counts::default(),
             samples: Samples::default(),
             plan,
@@ -219,7 +213,7 @@ impl UdpWorker {
             self.dispatch(&events);
         }
         self.close_all(interrupted);
-        self.publish_latency(u64::MAX);
+        self.rec.finish(&self.shared.timeline);
         self.publish_counters();
         Outcome {
             counts: self.counts,
@@ -232,7 +226,7 @@ impl UdpWorker {
     fn dispatch(&mut self, events: &Events) {
         // Echoes are timed at the moment the kernel reported them.
         let turn = self.now();
-        self.roll_interval(turn);
+        self.rec.tick(turn, &self.shared.timeline);
         for s in std::mem::take(&mut self.ready) {
             self.flows[s].queued = false;
             self.receive(s, turn);
@@ -252,11 +246,7 @@ impl UdpWorker {
 
     /// The earliest time something is due, for the `poll` timeout.
     fn next_wake(&self, now: u64) -> u64 {
-        let next_interval = self.interval.saturating_add(1);
-        let mut wake = self
-            .next_publish
-            .min(next_interval.saturating_mul(self.plan.interval_ns))
-            .min(self.next_expiry);
+        let mut wake = self.rec.next_due().min(self.next_expiry);
         if let Some(Reverse((at, _))) = self.rate_timers.peek() {
             wake = wake.min(*at);
         }
@@ -270,34 +260,10 @@ impl UdpWorker {
     /// Fires whatever is due: open-loop sends, the expiry look, the
     /// publish tick and the end of the run.
     fn on_timers(&mut self, now: u64) {
-        self.roll_interval(now);
+        self.rec.tick(now, &self.shared.timeline);
         self.fire_rate_timers(now);
         self.expire(now);
-        if now >= self.next_publish {
-            self.publish_latency(self.interval);
-            self.next_publish = now + PUBLISH_EVERY_NS;
-        }
         self.advance_stage(now);
-    }
-
-    /// At an interval boundary: publishes what the past interval recorded.
-    fn roll_interval(&mut self, now: u64) {
-        let current = now / self.plan.interval_ns;
-        if current != self.interval {
-            self.publish_latency(current);
-            self.interval = current;
-        }
-    }
-
-    /// Adds what was recorded since the last call to the shared timeline;
-    /// from now on this loop records into interval `next` (`u64::MAX`: done).
-    fn publish_latency(&mut self, next: u64) {
-        let mut timeline = self
-            .shared
-            .timeline
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        timeline.publish(self.id as usize, self.interval, &mut self.rec, next);
     }
 
     /// Mirrors this loop's counters into its `Live` for the status line.

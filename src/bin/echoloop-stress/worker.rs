@@ -35,7 +35,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
@@ -45,7 +45,7 @@ use crate::conn::{Slot, State};
 use crate::counts::{Counts, Samples};
 use crate::live::Live;
 use crate::plan::Plan;
-use crate::record::{Recorder, Timeline};
+use crate::record::{LoopRecording, Timeline};
 
 use self::phase::Phase;
 pub(crate) use self::traffic::LOOKAHEAD_NS;
@@ -154,12 +154,8 @@ pub struct Worker {
     /// What the watchdog last saw: the oldest `last_progress` among the
     /// connections owed an echo (0 if none), for the status line.
     waiting_since: u64,
-    /// When latencies and counters are next published.
-    next_publish: u64,
-    /// The interval (time / `--interval`) being recorded into.
-    interval: u64,
-    /// What was timed since the last publish, all in `interval`.
-    rec: Recorder,
+    /// What this loop timed, and when it publishes it to the timeline.
+    rec: LoopRecording,
     /// What this loop counted.
     counts: Counts,
     /// First error of each kind.
@@ -210,9 +206,7 @@ impl Worker {
             outstanding: 0,
             next_stall_check: 0,
             waiting_since: 0,
-            next_publish: PUBLISH_EVERY_NS,
-            interval: 0,
-            rec: Recorder::new(),
+            rec: LoopRecording::new(id as usize, plan.interval_ns, PUBLISH_EVERY_NS),
             counts: Counts::default(),
             samples: Samples::default(),
             plan,
@@ -256,7 +250,7 @@ impl Worker {
             }
             self.dispatch(&events);
         }
-        self.publish_latency(u64::MAX);
+        self.rec.finish(&self.shared.timeline);
         self.publish_counters();
         Outcome {
             counts: self.counts,
@@ -269,7 +263,7 @@ impl Worker {
     fn dispatch(&mut self, events: &Events) {
         // Echoes are timed at the moment the kernel reported them.
         let turn = self.now();
-        self.roll_interval(turn);
+        self.rec.tick(turn, &self.shared.timeline);
         for event in events.iter() {
             let token = event.token();
             if token == WAKER || token.0 >= self.slots.len() {
@@ -317,10 +311,7 @@ impl Worker {
 
     /// The earliest time something is due, for the `poll` timeout.
     fn next_wake(&self, now: u64) -> u64 {
-        let next_interval = self.interval.saturating_add(1);
-        let mut wake = self
-            .next_publish
-            .min(next_interval.saturating_mul(self.plan.interval_ns));
+        let mut wake = self.rec.next_due();
         if self.phase == Phase::Run && self.connects_left() {
             wake = wake.min(if self.connect_interval_ns.is_some() {
                 self.next_connect_at
@@ -347,40 +338,14 @@ impl Worker {
     /// Fires whatever is due: connect timeouts, open-loop sends, paced
     /// connects, the publish tick, the stall watchdog and phase changes.
     fn on_timers(&mut self, now: u64) {
-        self.roll_interval(now);
+        self.rec.tick(now, &self.shared.timeline);
         self.expire_connects(now);
         self.fire_rate_timers(now);
         if self.phase == Phase::Run {
             self.start_due_connects(now);
         }
-        if now >= self.next_publish {
-            self.publish_latency(self.interval);
-            self.next_publish = now + PUBLISH_EVERY_NS;
-        }
         self.watch_stalls(now);
         self.advance_phase(now);
-    }
-
-    /// At an interval boundary: publishes what the past interval recorded,
-    /// and records into the one `now` is in from here on.
-    fn roll_interval(&mut self, now: u64) {
-        let current = now / self.plan.interval_ns;
-        if current != self.interval {
-            self.publish_latency(current);
-            self.interval = current;
-        }
-    }
-
-    /// Adds what was recorded since the last call to the shared timeline,
-    /// under the current interval; from now on this loop records into
-    /// interval `next` (`u64::MAX`: it is done).
-    fn publish_latency(&mut self, next: u64) {
-        let mut timeline = self
-            .shared
-            .timeline
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        timeline.publish(self.id as usize, self.interval, &mut self.rec, next);
     }
 
     /// Mirrors this loop's counters into its `Live` for the status line.
