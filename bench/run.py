@@ -69,7 +69,10 @@ class Servers:
         self.udp = []
         if not self.udp_missing:
             udp_ref = None if args.no_reference else reference_spec(ctx, results, "udp", args.udp_reference, "udp_echo")
-            self.udp = [Server("echoloop", [REL / "echoloop", "--udp", "--listen", ANY_PORT])] + (
+            # --udp-rate 0: the load comes from one host, and the default
+            # per-source limit (1,000/s) would drop most of it.
+            echoloop_udp = [REL / "echoloop", "--udp", "--udp-rate", "0", "--listen", ANY_PORT]
+            self.udp = [Server("echoloop", echoloop_udp)] + (
                 [udp_ref] if udp_ref else [])
         if results["settings"]["references"]:
             ctx.say()  # after the reference lines
