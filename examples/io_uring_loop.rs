@@ -27,11 +27,18 @@
 //!   kernel reads it, so it goes back to the ring only when the send has
 //!   completed. No buffer is ever moved or freed while an operation uses it:
 //!   they live in one allocation made at start and freed after the ring.
+//! * **Completions on our schedule** (6.1, `IORING_SETUP_DEFER_TASKRUN`):
+//!   the kernel finishes receives (picks a buffer, copies the data, posts
+//!   the CQE) only inside our `io_uring_enter`, after it has taken the SQEs
+//!   we submit, instead of interrupting the loop whenever data arrives. So
+//!   once we have read the CQ we know exactly which buffers are out.
 //! * **`ENOBUFS`**: when every buffer is out, a multishot receive ends with
-//!   `-ENOBUFS` (the data stays in the socket). The connection waits in a
-//!   queue and its receive is re-armed as buffers come back, one connection
-//!   per returned buffer, oldest first. `--buffers 4` makes that happen
-//!   with a few busy clients.
+//!   `-ENOBUFS` (the data stays in the socket). The kernel picks a buffer
+//!   before it reads, so a receive submitted while the ring is dry fails
+//!   even if its client has sent nothing yet. The connection waits in a
+//!   queue; after each batch of CQEs, as many as there are free buffers are
+//!   re-armed, oldest first. `--buffers 4` makes that happen with a few
+//!   busy clients.
 //! * **Partial sends**: a send may complete with fewer bytes than asked; the
 //!   rest is submitted again. One send in flight per connection keeps the
 //!   echo in order.
@@ -47,13 +54,13 @@
 //!   only after its last operation has completed, because until then the
 //!   kernel may still use its socket and buffers.
 //!
-//! Where the kernel refuses io_uring (older than 6.0, a container's seccomp
+//! Where the kernel refuses io_uring (older than 6.1, a container's seccomp
 //! profile, `kernel.io_uring_disabled`), it prints one line saying so and
 //! exits with status 1; on other systems it says it is Linux only.
 //!
 //! ## When it is the right choice
 //!
-//! Linux 6.0 or later, many connections, and a wish to batch system calls:
+//! Linux 6.1 or later, many connections, and a wish to batch system calls:
 //! one `io_uring_enter` submits and reaps any number of operations. Its
 //! interface is larger than epoll's and still changing, hardened systems
 //! often disable it, and every buffer handed to the kernel is a lifetime to
@@ -115,6 +122,9 @@ mod uring {
     /// At most this many buffers held by one connection (and at most half
     /// the ring): see "Backpressure" in the module doc.
     const MAX_HELD: usize = 8;
+    /// Listen backlog (the kernel caps it at `net.core.somaxconn`, 4096 by
+    /// default): see `listen`.
+    const BACKLOG: i32 = 4096;
     /// How long to wait before accepting again after the process ran out of
     /// descriptors: an accept re-armed at once would fail again at once.
     static ACCEPT_BACKOFF: Timespec = Timespec::new().nsec(100_000_000);
@@ -140,9 +150,7 @@ mod uring {
         bufs.register(&ring)?;
         check_multishot_recv()?;
 
-        // socket + bind + listen, as in accept_one (std's TcpListener).
-        let listener = TcpListener::bind(&addr)
-            .map_err(|e| context(&format!("bind {addr}"), e).to_string())?;
+        let listener = listen(&addr)?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         println!("listening on {local}");
         eprintln!(
@@ -167,8 +175,11 @@ mod uring {
         loop {
             server.submit_queued(ring).map_err(|e| e.to_string())?;
             // io_uring_enter(to_submit, min_complete = 1, GETEVENTS): hand
-            // the kernel what was queued, sleep until one CQE is there.
-            match ring.submit_and_wait(1) {
+            // the kernel what was queued, sleep until one CQE is there. Or,
+            // when wake_starved must count again, only submit: min_complete
+            // = 0, no GETEVENTS.
+            let want = if server.recount { 0 } else { 1 };
+            match ring.submit_and_wait(want) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // The CQ is full and the kernel cannot buffer more: reap first.
@@ -216,11 +227,39 @@ mod uring {
         ))
     }
 
+    /// socket + bind + listen, as in accept_one (std's TcpListener), then
+    /// listen again with a backlog of BACKLOG instead of std's 128: on a
+    /// listening socket, listen(2) only changes the backlog.
+    ///
+    /// The backlog holds the connections the kernel has completed and our
+    /// accept has not taken yet. Under load the accept's turn comes late:
+    /// the kernel runs it after the receives that were ready before it.
+    /// A burst beyond the backlog is not refused: the kernel drops the
+    /// client's last handshake packet, and then its data, while the client
+    /// already counts itself connected. It resends after 0.2 s, 0.4 s,
+    /// 0.8 s..., so its first echo comes seconds late, and once the kernel
+    /// has given up on the half-open connection, the resent data meets a
+    /// reset.
+    fn listen(addr: &str) -> Result<TcpListener, String> {
+        let listener =
+            TcpListener::bind(addr).map_err(|e| context(&format!("bind {addr}"), e).to_string())?;
+        // SAFETY: plain system call on a socket `listener` owns.
+        if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
+            return Err(context("listen", io::Error::last_os_error()).to_string());
+        }
+        Ok(listener)
+    }
+
     /// io_uring_setup, and a probe of the operations we use. Every refusal
     /// is one line starting "io_uring unavailable:".
     fn open_ring() -> Result<IoUring, String> {
         let ring = IoUring::builder()
             .setup_cqsize(CQ_ENTRIES)
+            // Only this thread submits (SINGLE_ISSUER, which DEFER_TASKRUN
+            // requires), and the kernel completes operations only when it
+            // enters io_uring_enter with GETEVENTS: see the module doc.
+            .setup_single_issuer()
+            .setup_defer_taskrun()
             .build(SQ_ENTRIES)
             .map_err(|e| {
                 let why = match e.raw_os_error() {
@@ -234,8 +273,8 @@ mod uring {
                          by a seccomp profile"
                     }
                     Some(libc::EINVAL) => {
-                        "this kernel's io_uring is too old (IORING_SETUP_CQSIZE \
-                         needs 5.5)"
+                        "this kernel's io_uring is too old \
+                         (IORING_SETUP_DEFER_TASKRUN needs 6.1)"
                     }
                     Some(libc::ENOMEM) => {
                         "no memory for the rings (before 5.12 they count \
@@ -463,6 +502,10 @@ mod uring {
         queued: VecDeque<squeue::Entry>,
         /// Connections whose receive ended with ENOBUFS, oldest first.
         starved: VecDeque<usize>,
+        /// `wake_starved` re-armed receives that may take no buffer, and
+        /// connections still wait: the loop submits without sleeping, so
+        /// that it counts the free buffers again at once.
+        recount: bool,
         /// Buffers the kernel handed us (in CQEs) and we have not given
         /// back: once every CQE is read, the ring holds `count - held`.
         held: usize,
@@ -482,6 +525,7 @@ mod uring {
                 max_held,
                 queued: VecDeque::new(),
                 starved: VecDeque::new(),
+                recount: false,
                 held: 0,
                 enobufs: 0,
                 partial_sends: 0,
@@ -741,26 +785,43 @@ mod uring {
             self.bufs.give_back(bid);
         }
 
-        /// After each batch of CQEs (so all buffers the kernel took are
-        /// counted in `held`): re-arm as many starved connections, oldest
-        /// first, as the ring has free buffers. Each had data waiting when
-        /// its receive failed, so each will take one. Re-arming them all at
-        /// every returned buffer would work too, but most would fail again.
+        /// After each batch of CQEs: re-arm as many starved connections,
+        /// oldest first, as the ring has free buffers.
+        ///
+        /// `count - held` is that number because the kernel takes buffers
+        /// only inside io_uring_enter (DEFER_TASKRUN) and we have just read
+        /// every CQE it posted there; and the re-arms are issued when they
+        /// are submitted, before the kernel serves receives armed earlier,
+        /// so they get the free buffers. (Without DEFER_TASKRUN the kernel
+        /// takes buffers while we work, so the count runs high; each extra
+        /// re-arm fails at once with one more ENOBUFS CQE, the CQ fills, and
+        /// the next count is further off still.)
+        ///
+        /// A re-armed receive takes a buffer only if data is waiting. One
+        /// that failed before its client sent anything (a receive armed on
+        /// a new connection while the ring is dry fails at once: the kernel
+        /// picks the buffer before it reads) just waits and takes none. If
+        /// connections are still starved, the loop counts again before it
+        /// sleeps (`recount`); otherwise a free buffer could wait for a CQE
+        /// that never comes, and the client behind it for its echo.
         fn wake_starved(&mut self) {
             let mut free = usize::from(self.bufs.count) - self.held;
+            let mut rearmed = false;
             while free > 0 {
                 let Some(key) = self.starved.pop_front() else {
-                    return;
+                    break;
                 };
                 // The key may have been freed (and even reused) meanwhile.
                 match self.conns.get(key) {
                     Some(c) if c.recv == Recv::Starved && !c.over => {
                         self.arm_recv(key);
                         free -= 1;
+                        rearmed = true;
                     }
                     _ => continue,
                 }
             }
+            self.recount = rearmed && !self.starved.is_empty();
         }
 
         /// After the client's FIN, once all is echoed: shutdown(SHUT_WR).

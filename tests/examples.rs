@@ -475,6 +475,59 @@ fn io_uring_loop_loses_nothing_when_the_buffer_ring_runs_dry() {
     server.stderr.wait_for("ENOBUFS");
 }
 
+/// io_uring_loop re-arms every starved receive, even when one it re-arms
+/// takes no buffer. A ring of 1 buffer is held by a client that sends
+/// without reading (the echo to it is stuck in a full send buffer). An idle
+/// client accepted then fails its first receive with ENOBUFS although it
+/// sent nothing (the kernel picks a buffer before it reads); clients that
+/// send 64 bytes and wait queue behind the idle ones. The holder resets,
+/// its buffer comes back, the idle client re-armed with it takes none: each
+/// waiting client must still get its echo, and then each idle one too.
+#[cfg(target_os = "linux")]
+#[test]
+fn io_uring_loop_wakes_clients_starved_behind_idle_ones() {
+    let args = ["--buffers", "1", "--buffer-size", "65536"];
+    let Some(mut server) = io_uring_server(&args) else {
+        return;
+    };
+    let holder =
+        connect_with(server.addr, |s| s.set_recv_buffer_size(4096)).expect("connect the holder");
+    holder.set_nonblocking(true).expect("non-blocking");
+    // Once the server's send buffer towards the holder is full too, the
+    // buffer stays out; from then on every idle client is starved. The
+    // log counts ENOBUFS at powers of two: 256 is well past the few while
+    // the holder's echo still flowed.
+    let mut idle = Vec::new();
+    wait_until("256 receives starved by the held buffer", TIMEOUT, || {
+        write_until_full(&holder);
+        idle.push(connect(server.addr));
+        assert!(idle.len() < 4000, "the buffer ring never stayed dry");
+        server.stderr.contains("(256 times so far)")
+    });
+    let waiting: Vec<(TcpStream, Vec<u8>)> = (0..256)
+        .map(|i| {
+            let client = connect(server.addr);
+            let msg = payload(2000 + i, 64);
+            (&client).write_all(&msg).expect("write 64 bytes");
+            (client, msg)
+        })
+        .collect();
+    // 256 more: (nearly) all of `waiting` are starved now, behind `idle`.
+    server.stderr.wait_for("(512 times so far)");
+    linger_zero(&holder);
+    drop(holder);
+    for (i, (client, msg)) in waiting.iter().enumerate() {
+        let mut got = vec![0u8; msg.len()];
+        (&*client)
+            .read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("waiting client {i}: no echo: {e}"));
+        assert_same(&got, msg);
+    }
+    for (i, client) in idle.iter().enumerate() {
+        round_trip(client, &payload(i, 64));
+    }
+}
+
 /// io_uring_loop's partial sends: with 1 MiB buffers, some sends come back
 /// short (the socket's send buffer had less room), which the server logs,
 /// and each rest is sent from where it stopped: 16 MiB streams come back
@@ -778,6 +831,21 @@ fn expect_close_after_half_close(stream: TcpStream) {
         "{} unexpected bytes after everything was echoed",
         rest.len()
     );
+}
+
+/// Writes to the non-blocking `stream` until its send buffer is full
+/// (what is written does not matter: it is never read back).
+#[cfg(target_os = "linux")]
+fn write_until_full(stream: &TcpStream) {
+    let chunk = [0u8; 64 * 1024];
+    loop {
+        match (&*stream).write(&chunk) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("write: {e}"),
+        }
+    }
 }
 
 /// Nothing comes back within `wait` (a read timeout, not a sleep); the
