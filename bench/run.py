@@ -266,6 +266,8 @@ def parse_args():
     add("--compare", action="store_true", help="also measure every example server (minimal_loop, select_loop, poll_loop, "
                                                "thread/fork per connection, conditional_accept, io_uring_loop) and "
                                                "echoloop, with syscalls per message when strace exists")
+    add("--only", metavar="NAMES", help="with --compare: only these techniques (comma-separated, e.g. "
+        "io_uring_loop,echoloop), to measure one again")
     add("--wine", action="store_true", help="with --compare: also iocp_loop.exe under Wine (correctness, not speed)")
     add("--compare-cap", type=int, default=10000, help="most connections tried against the thread- and "
                                                        "process-per-client servers (default 10,000)")

@@ -337,7 +337,9 @@ def techniques(ctx, echoloop, ref, wine):
         Server("fork_per_connection", [ex / "fork_per_connection", ANY_PORT], "fork", top=cap),
         Server("io_uring_loop", [ex / "io_uring_loop", ANY_PORT, "--buffers", "4096", "--buffer-size", "4096"]),
     ]
-    return specs + ([wine] if wine else []) + ([ref] if ref else [])
+    specs += ([wine] if wine else []) + ([ref] if ref else [])
+    only = ctx.args.only.split(",") if ctx.args.only else None
+    return [s for s in specs if only is None or s.name in only]
 
 
 def hold_idle(ctx, srv, idle_n):
