@@ -150,8 +150,9 @@ mod slow_readers {
     /// clients get every byte back with a p99 round trip under 50 ms;
     /// (c) once the slow clients read at full speed, each gets all 4 MiB
     /// back, in order, and the server's byte counts match exactly; (d) a
-    /// second burst of 500 non-readers (then reset) peaks within 2 MiB of
-    /// the first: memory left over from a burst is reused, not added to.
+    /// second burst of 500 non-readers (then reset) stays under the same
+    /// bound as the first: memory left over from a burst is reused, not
+    /// added to.
     #[test]
     fn slow_readers_bound_memory_and_do_not_starve_others() {
         let _serial = serial();
@@ -419,17 +420,26 @@ mod slow_readers {
         assert_eq!(stat(totals, "errored"), 0, "{totals}");
     }
 
-    /// (d) The second burst reuses the first one's memory; what reached
-    /// its clients was their own bytes, and its resets are counted and
-    /// leave nothing pending.
+    /// (d) The second burst reuses the first one's memory: it stays under
+    /// the first burst's bound. Memory the first burst kept and did not
+    /// reuse would put it over: what is left after the first burst (at
+    /// least the 31 MiB of pending it peaked at, were none of it reused)
+    /// plus the second's own pending exceeds baseline + 500 × 80 KiB.
+    /// Comparing the two sampled peaks instead would be noise: a sample
+    /// can miss the first burst's top by a few MiB. What reached its
+    /// clients was their own bytes, and its resets are counted and leave
+    /// nothing pending.
     fn check_memory_reused(figures: &Figures, second: &Fleet, last: &str) {
         for p in &second.peers {
             assert!(p.corrupt_at.is_none(), "{}", p.describe());
         }
-        let (second_peak_kib, peak_kib) = (figures.second_peak_kib, figures.peak_kib);
+        let (second_peak_kib, bound_kib) = (figures.second_peak_kib, bound_kib(figures));
         assert!(
-            second_peak_kib <= peak_kib + 2048,
-            "second burst peaked at {second_peak_kib} KiB, the first at {peak_kib} KiB"
+            second_peak_kib < bound_kib,
+            "second burst peaked at {second_peak_kib} KiB, over the bound {bound_kib} KiB \
+             (the first peaked at {} KiB, {} KiB after it)",
+            figures.peak_kib,
+            figures.after_kib
         );
         assert_eq!(stat(last, "errored"), SLOW as u64, "{last}");
         assert_eq!(stat(last, "pending_bytes"), 0, "{last}");
