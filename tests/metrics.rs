@@ -115,27 +115,24 @@ fn exposed_counters_equal_the_stats() {
 /// Prometheus' own checker finds no problem in the exposition (names, HELP
 /// and TYPE lines, counters' `_total`, the limits and, on Linux, the
 /// `process_*` metrics). promtool comes with Debian's `prometheus`
-/// package, which .ci/run installs; without it the test says so and passes
-/// only outside CI. (Unix: promtool is a Linux program, which a Windows
-/// build under Wine cannot start.)
+/// package (see `support::tools` for when it is installed, and when its
+/// absence skips the test). Unix: promtool is a Linux program, which a
+/// Windows build under Wine cannot start.
 #[cfg(unix)]
 #[test]
 fn promtool_finds_no_problem() {
     use std::process::Stdio;
-    let Ok(mut promtool) = Command::new("promtool")
+    let test = "promtool_finds_no_problem";
+    let Some(promtool) = support::tools::program(test, "promtool", "prometheus") else {
+        return;
+    };
+    let mut promtool = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is missing in CI (.ci/run installs Debian's prometheus package)"
-        );
-        eprintln!("skipped: no promtool (apt-get install prometheus)");
-        return;
-    };
+        .expect("promtool check metrics");
     let server = Scraped::start(|c| {
         c.udp = true;
         c.idle_timeout = Some(Duration::from_secs(60));

@@ -4,9 +4,12 @@
 //! Python's own XML parser reads the `--plot` SVG.
 //!
 //! The package is installed with pip into a virtual environment under
-//! `target/` the first time (later runs reuse it). Without Python, venv or
-//! the package index this test says why and skips — except under CI
-//! (`CI` set), where it fails: CI can always run it.
+//! `target/` the first time (later runs reuse it); Python's venv itself,
+//! when missing, and a venv that cannot be made follow the rule of
+//! `support::tools` (installed where it can be; else a failure under CI
+//! and a skip that says why elsewhere).
+
+pub mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -133,17 +136,23 @@ fn make_venv() -> Result<PathBuf, String> {
     }
 }
 
-/// The checker's python, or `None` after saying why not — a failure under
-/// CI, which can always make it.
+/// The checker's python, or `None` after `support::tools`' rule for what
+/// cannot be had.
 fn checker(test: &str) -> Option<PathBuf> {
+    let has_venv = || {
+        Command::new("python3")
+            .args(["-c", "import venv, ensurepip"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !support::tools::available(test, "python3 with venv", "python3-venv", has_venv) {
+        return None;
+    }
     match python() {
         Ok(python) => Some(python),
         Err(why) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: CI must run the HdrHistogram_py check, but: {why}"
-            );
-            eprintln!("{test}: skipped: {why}");
+            support::tools::unavailable(test, &why);
             None
         }
     }

@@ -12,7 +12,9 @@
 //! - [`stress_client`]: the real `echoloop-stress` and its JSON report;
 //! - [`fleet`]: hundreds of non-blocking clients on one thread;
 //! - [`netns`]: the fault lab, a network namespace whose loopback the test
-//!   breaks (Linux).
+//!   breaks (Linux);
+//! - [`tools`]: the programs some tests run besides ours, installed when
+//!   missing, and the rule for one that cannot be had.
 //!
 //! Every wait has a deadline; none is a sleep.
 
@@ -24,6 +26,7 @@ pub mod netns;
 pub mod process;
 pub mod server;
 pub mod stress_client;
+pub mod tools;
 
 pub use bytes::*;
 pub use measure::*;

@@ -10,10 +10,10 @@
 //! lab also deletes namespaces left by test processes that no longer exist
 //! (killed before their `Drop` could run).
 //!
-//! Only Linux, as root, with `ip` (iproute2) and `nft` (nftables), can build
-//! one. Elsewhere [`Lab::new`] prints one line saying why and returns
-//! `None`, and the test skips — except under CI (`CI` set) on Linux as root,
-//! where a lab that cannot be built is a failure: there the tests must run.
+//! Only Linux, as root, with `ip`, `tc` and `ss` (iproute2) and `nft`
+//! (nftables), can build one; the tools are installed when missing, and a
+//! lab that cannot be built follows the rule of [`tools`](super::tools):
+//! under CI a failure, elsewhere a skip that says why.
 //!
 //! Loopback traffic passes the `input` hook once per packet, whichever way
 //! it goes, so one rule there acts on both directions of every connection.
@@ -23,7 +23,15 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{Binary, Stress, StressRun, ECHOLOOP, STRESS};
+use super::{tools, Binary, Stress, StressRun, ECHOLOOP, STRESS};
+
+/// The programs a lab runs, and the Debian packages they come in.
+const TOOLS: [(&str, &str); 4] = [
+    ("ip", "iproute2"),
+    ("tc", "iproute2"),
+    ("ss", "iproute2"),
+    ("nft", "nftables"),
+];
 
 /// Prefix of every namespace a lab creates.
 const PREFIX: &str = "echoloop-";
@@ -50,33 +58,28 @@ pub struct Lab {
 pub struct Rule(u64);
 
 impl Lab {
-    /// Creates a namespace for the test `what`, or explains (one line on
-    /// stderr) why it cannot and returns `None` — unless this is CI on Linux
-    /// as root, where it panics: a skipped fault test there is a failure.
+    /// Creates a namespace for the test `what`, or returns `None` after the
+    /// rule of [`tools`](super::tools) for what cannot be had: a failure
+    /// under CI, elsewhere one line saying why the test skips. The tools
+    /// are installed when missing, where that can be done.
     pub fn new(what: &str) -> Option<Lab> {
+        if !tools::is_root() {
+            tools::unavailable(what, "network namespaces need root");
+            return None;
+        }
+        for (program, package) in TOOLS {
+            tools::program(what, program, package)?;
+        }
         match Self::create() {
             Ok(lab) => Some(lab),
             Err(why) => {
-                let must_run = std::env::var_os("CI").is_some() && is_root();
-                assert!(
-                    !must_run,
-                    "{what}: the fault lab must run in CI (Linux as root), but: {why}"
-                );
-                eprintln!("{what}: skipped: {why}");
+                tools::unavailable(what, &why);
                 None
             }
         }
     }
 
     fn create() -> Result<Lab, String> {
-        if !is_root() {
-            return Err("network namespaces need root".into());
-        }
-        for tool in ["ip", "nft", "tc"] {
-            if !on_path(tool) {
-                return Err(format!("`{tool}` is not installed (iproute2, nftables)"));
-            }
-        }
         remove_stale_namespaces();
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
@@ -303,23 +306,6 @@ impl Drop for Lab {
             .stderr(Stdio::null())
             .status();
     }
-}
-
-/// Whether this process runs as root (network namespaces need it).
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Whether `tool` is an executable in `PATH` (or the usual sbin folders,
-/// which a non-login root shell may lack).
-fn on_path(tool: &str) -> bool {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .any(|dir| std::path::Path::new(dir).join(tool).is_file());
-    found
 }
 
 /// Runs a command to completion; its stdout, or an error with its stderr.
