@@ -211,7 +211,7 @@ mod lab {
 
     /// Scenario 2, a partition that heals: two stress runs of 10
     /// connections each stream through the server when every packet is
-    /// dropped for 4 s. The run whose `--echo-timeout` (12 s) outlasts the
+    /// dropped for 20 s. The run whose `--echo-timeout` (40 s) outlasts the
     /// partition and the retransmission back-off after it shows the stall —
     /// status lines at 0 msg/s saying how long no echo came, while it lasts;
     /// a latency maximum of at least the partition in the report — then
@@ -220,17 +220,17 @@ mod lab {
     /// counted as stalled. The server accounts for all 20.
     #[test]
     fn partition_then_heal_resumes_or_fails_honestly() {
-        const PARTITION: Duration = Duration::from_secs(4);
+        const PARTITION: Duration = Duration::from_secs(20);
         let _serial = serial();
         let Some(lab) = Lab::new("partition_then_heal_resumes_or_fails_honestly") else {
             return;
         };
         let mut server = lab.server(&["--stats-interval", "0.2"]);
         let flags = |timeout: &str| {
-            let flags = format!("-c 10 -s 16384 -k 2 --rate 100 -d 12 --echo-timeout {timeout}");
+            let flags = format!("-c 10 -s 16384 -k 2 --rate 100 -d 35 --echo-timeout {timeout}");
             stress_args(&server, &flags)
         };
-        let patient = lab.spawn_stress(&flags("12"));
+        let patient = lab.spawn_stress(&flags("40"));
         let hasty = lab.spawn_stress(&flags("2"));
         wait_for_stats(&mut server, "both runs streaming", RUN_LIMIT, |l| {
             stat(l, "active") == 20 && stat(l, "bytes_in") > 50 << 20
@@ -251,7 +251,7 @@ mod lab {
         let during = lines_between(&patient, cut_at + Duration::from_secs(1), healed_at);
         let stall = patient.f64("latency_us.max") / 1e6;
         eprintln!(
-            "partition: {PARTITION:?} from {cut_at:?}: patient run (echo timeout 12 s): {} bytes \
+            "partition: {PARTITION:?} from {cut_at:?}: patient run (echo timeout 40 s): {} bytes \
              verified, longest echo {stall:.2} s, exit {:?}; status lines during the partition: \
              {during:?}; hasty run (echo timeout 2 s): exit {:?}, {} stalled, first: {}; {last}",
             patient.u64("bytes"),
