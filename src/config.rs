@@ -33,6 +33,16 @@ pub struct Config {
     /// it drains, so memory is bounded by connections × this, whatever
     /// clients do.
     pub max_pending: usize,
+    /// `SO_SNDBUF` of every accepted connection (set on the listener; they
+    /// inherit it). `None` (the default) leaves the kernel's autotuning,
+    /// the best for throughput. A peer that stops reading can park this
+    /// much in the kernel on top of `max_pending` in the server; under
+    /// autotuning that is up to `tcp_wmem`'s maximum on Linux (4 MiB by
+    /// default), so a few thousand slow readers can fill the kernel's TCP
+    /// memory (`tcp_mem`), past which it drops segments for every
+    /// connection. A fixed size bounds it; the kernel may round it (Linux
+    /// doubles it for its bookkeeping).
+    pub send_buffer: Option<usize>,
     /// Size of the one read buffer the loop owns and lends to every
     /// connection in turn. Large enough for bulk streams (a 4 KiB buffer
     /// makes 16 KiB messages several times slower); it costs memory once,
@@ -103,6 +113,7 @@ impl Default for Config {
                 .expect("DEFAULT_LISTEN is a valid address")],
             max_connections: None,
             max_pending: 64 * 1024,
+            send_buffer: None,
             read_buffer: 64 * 1024,
             idle_timeout: None,
             tcp_keepalive: None,
@@ -144,6 +155,12 @@ impl Config {
     /// one such peer would hold more than most machines should give it.
     pub const MAX_PENDING: Bounds<u64> = Bounds {
         min: 1,
+        max: 1 << 30,
+    };
+    /// `--send-buffer`: below a few KiB the kernel raises it anyway, and
+    /// past 1 GiB it would only let a slow reader park more in the kernel.
+    pub const SEND_BUFFER: Bounds<u64> = Bounds {
+        min: 1024,
         max: 1 << 30,
     };
     /// `--read-buffer`: allocated once at start; past 64 MiB a read is no
@@ -208,6 +225,9 @@ impl Config {
             Some(self.shutdown_grace),
         )?;
         count("max_pending", Self::MAX_PENDING, self.max_pending)?;
+        if let Some(size) = self.send_buffer {
+            count("send_buffer", Self::SEND_BUFFER, size)?;
+        }
         count("read_buffer", Self::READ_BUFFER, self.read_buffer)?;
         count("backlog", Self::BACKLOG, self.backlog as usize)?;
         if let Some(after) = self.tcp_keepalive {

@@ -294,6 +294,11 @@ fn limits(view: &View<'_>) -> Vec<exposition::Limit> {
             c.max_pending as f64,
         ),
         (
+            "send_buffer_bytes",
+            "Kernel send buffer of each connection (--send-buffer); 0: autotuned.",
+            c.send_buffer.map_or(0.0, |n| n as f64),
+        ),
+        (
             "read_buffer_bytes",
             "Size of the loop's read buffer (--read-buffer).",
             c.read_buffer as f64,

@@ -265,7 +265,7 @@ fn bind_address(
     let mut tries = 0;
     loop {
         let named = |e| context(&format!("bind {want}"), e);
-        let socket = listen(want, config.backlog).map_err(named)?;
+        let socket = listen(want, config.backlog, config.send_buffer).map_err(named)?;
         let addr = socket.local_addr().map_err(named)?;
         if !config.udp {
             return Ok((socket, addr, None));
@@ -289,7 +289,7 @@ fn bind_address(
 fn bind_metrics(poll: &Poll, want: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
     const BACKLOG: u32 = 128; // scrapers come a few at a time
     let named = |e| context(&format!("bind metrics {want}"), e);
-    let mut socket = listen(want, BACKLOG).map_err(named)?;
+    let mut socket = listen(want, BACKLOG, None).map_err(named)?;
     let addr = socket.local_addr().map_err(named)?;
     poll.registry()
         .register(
@@ -330,7 +330,7 @@ fn enlarge_udp_buffers(udp: &UdpSocket) {
 /// unanswered and they retry after a second or more) even while the loop
 /// would accept them in microseconds. The kernel caps the value at
 /// `net.core.somaxconn` (4,096 on current Linux).
-fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+fn listen(addr: SocketAddr, backlog: u32, send_buffer: Option<usize>) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // Rebind at once after a restart despite connections in TIME_WAIT. Not
@@ -341,6 +341,11 @@ fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     // like every other byte (RFC 862); without it only recv(MSG_OOB) would
     // see them. Accepted sockets inherit it (Linux, the BSDs, Windows).
     socket.set_out_of_band_inline(true)?;
+    // A fixed send buffer (`Config::send_buffer`), inherited the same way;
+    // setting it turns the kernel's autotuning off for those sockets.
+    if let Some(size) = send_buffer {
+        socket.set_send_buffer_size(size)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     socket.set_nonblocking(true)?;

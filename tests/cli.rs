@@ -166,6 +166,8 @@ fn absurd_values_are_refused_with_one_line() {
         ("--stats-interval", "1e-12"),
         ("--max-pending", "1099511627776"),
         ("--max-pending", "18446744073709551615"),
+        ("--send-buffer", "100"),
+        ("--send-buffer", "1099511627776"),
         ("--read-buffer", "1099511627776"),
         ("--read-buffer", "18446744073709551615"),
         ("--backlog", "0"),
@@ -200,6 +202,10 @@ fn bind_refuses_what_the_flags_refuse() {
             Box::new(|c| c.stats_interval = Some(Duration::ZERO)),
         ),
         ("max_pending", Box::new(|c| c.max_pending = usize::MAX)),
+        (
+            "send_buffer",
+            Box::new(|c| c.send_buffer = Some(usize::MAX)),
+        ),
         ("reads_per_turn", Box::new(|c| c.reads_per_turn = 0)),
     ] {
         let mut config = echoloop::Config {

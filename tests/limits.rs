@@ -169,3 +169,45 @@ fn low_fd_limit_is_warned_about() {
         warning.text
     );
 }
+
+/// `--send-buffer` fixes the kernel send buffer of every accepted
+/// connection, as `ss` (iproute2, not ours) reports it: `tb` in its socket
+/// memory figures is twice the size asked for (Linux doubles `SO_SNDBUF`
+/// for its bookkeeping) and stays there under load, while without the flag
+/// the kernel autotunes it past that.
+#[cfg(target_os = "linux")]
+#[test]
+fn send_buffer_fixes_the_kernel_send_buffer() {
+    let test = "send_buffer_fixes_the_kernel_send_buffer";
+    let Some(ss) = support::tools::program(test, "ss", "iproute2") else {
+        return;
+    };
+    let sndbuf = |send_buffer: Option<usize>| {
+        let server = TestServer::start(|c| c.send_buffer = send_buffer);
+        let client = connect(server.addr);
+        // 4 MiB through, read back: enough for autotuning to grow it.
+        let chunk = vec![7u8; 64 * 1024];
+        let mut back = vec![0u8; chunk.len()];
+        for _ in 0..64 {
+            (&client).write_all(&chunk).unwrap();
+            (&client).read_exact(&mut back).unwrap();
+        }
+        let filter = format!("sport = :{}", server.addr.port());
+        let out = std::process::Command::new(&ss)
+            .args(["-tmnH", "state", "established", &filter])
+            .output()
+            .expect("ss");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let tb = text
+            .split(|c: char| c == ',' || c == '(' || c == ')' || c.is_whitespace())
+            .find_map(|field| field.strip_prefix("tb")?.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no tb in ss output: {text:?}"));
+        server.stop();
+        tb
+    };
+    let fixed = sndbuf(Some(64 * 1024));
+    assert_eq!(fixed, 2 * 64 * 1024, "--send-buffer 65536");
+    let autotuned = sndbuf(None);
+    assert!(autotuned > fixed, "autotuned {autotuned}, fixed {fixed}");
+    eprintln!("send buffer: fixed {fixed} bytes, autotuned {autotuned} bytes after 4 MiB");
+}

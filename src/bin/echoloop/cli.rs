@@ -50,6 +50,15 @@ pub struct Cli {
           value_parser = |s: &str| Config::MAX_PENDING.parse_usize(s))]
     pub max_pending: usize,
 
+    /// Kernel send buffer of each connection (SO_SNDBUF), 1 KiB to 1 GiB.
+    /// A peer that stops reading can hold this much in the kernel besides
+    /// --max-pending in the server. Default: the kernel's autotuning (up to
+    /// 4 MiB per connection on Linux), fastest, but thousands of slow
+    /// readers can then exhaust the kernel's TCP memory.
+    #[arg(long, env = "ECHOLOOP_SEND_BUFFER", value_name = "BYTES",
+          value_parser = |s: &str| Config::SEND_BUFFER.parse_usize(s))]
+    pub send_buffer: Option<usize>,
+
     /// Size of the loop's single read buffer (at most 64 MiB).
     #[arg(long, env = "ECHOLOOP_READ_BUFFER", value_name = "BYTES", default_value_t = Config::default().read_buffer,
           value_parser = |s: &str| Config::READ_BUFFER.parse_usize(s))]
@@ -199,6 +208,7 @@ impl Cli {
                 .max_connections
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             max_pending: self.max_pending,
+            send_buffer: self.send_buffer,
             read_buffer: self.read_buffer,
             idle_timeout: self.idle_timeout,
             tcp_keepalive: self.tcp_keepalive,
