@@ -119,6 +119,16 @@ mod slow_readers {
 
     const SLOW: usize = 500;
     const EACH: u64 = 4 << 20;
+    /// The socket buffers of the slow clients and, with `--send-buffer`, of
+    /// the server's side of every connection: fixed, not autotuned. Left
+    /// to autotune, each connection parks up to about 4 MiB in the kernel,
+    /// and 500 of them took this machine's kernel TCP memory to 2 GiB,
+    /// past the `tcp_mem` pressure threshold (1.5 GiB) and near its hard
+    /// limit (2.2 GiB). There the kernel drops segments, and a connection
+    /// can sit in retransmission back-off past any deadline — CI once saw
+    /// two clients stalled for 120 s. What the test proves is about the
+    /// server's memory, and it needs the kernel out of the way.
+    const SOCKET_BUFFERS: usize = 64 * 1024;
     const GOOD: usize = 50;
     const CAP_KIB: u64 = 64;
     const SLACK_KIB: u64 = 16;
@@ -157,7 +167,14 @@ mod slow_readers {
     fn slow_readers_bound_memory_and_do_not_starve_others() {
         let _serial = serial();
         let started = Instant::now();
-        let mut server = Binary::start(&["--max-pending", "65536", "--stats-interval", "0.1"]);
+        let mut server = Binary::start(&[
+            "--max-pending",
+            "65536",
+            "--send-buffer",
+            &SOCKET_BUFFERS.to_string(),
+            "--stats-interval",
+            "0.1",
+        ]);
         let pid = server.child.id();
         let mut figures = Figures {
             baseline_kib: rss_kib(pid),
@@ -218,7 +235,7 @@ mod slow_readers {
         thread::spawn(move || {
             let mut fleet = Fleet::new();
             for id in 0..SLOW {
-                let p = fleet.connect(addr, id, None);
+                let p = fleet.connect(addr, id, Some(SOCKET_BUFFERS));
                 let peer = &mut fleet.peers[p];
                 peer.send_limit = Some(EACH);
                 peer.fin_after_send = true;
