@@ -8,15 +8,14 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value as Json;
+pub mod support;
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_echoloop-stress");
+use support::{Field, Stress, StressRun, STRESS};
 
 /// Longest any run may take before the test kills it and fails.
 const RUN_LIMIT: Duration = Duration::from_secs(30);
@@ -187,87 +186,10 @@ fn closed_port() -> SocketAddr {
     listener.local_addr().expect("local_addr")
 }
 
-/// What one run of the binary produced.
-struct Run {
-    /// Its exit status.
-    status: ExitStatus,
-    /// The report.
-    stdout: String,
-    /// Status lines and warnings.
-    stderr: String,
-    /// Wall time of the run.
-    took: Duration,
-}
-
-impl Run {
-    /// Asserts the run exited 0, showing its output if not.
-    #[track_caller]
-    fn assert_ok(&self) {
-        assert!(
-            self.status.success(),
-            "exit {:?}\n{}{}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-    }
-
-    /// The `--json` report, parsed (panics if it is not valid JSON).
-    fn json(&self) -> Json {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{}", self.stdout))
-    }
-}
-
-/// Runs `echoloop-stress` with `args`, killing it (and failing) if it runs
-/// past [`RUN_LIMIT`].
-fn stress(args: &[&str]) -> Run {
-    let child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn echoloop-stress");
-    wait_with_limit(child)
-}
-
-/// Collects a running `echoloop-stress`'s output until it exits, killing
-/// it (and failing) if that takes longer than [`RUN_LIMIT`].
-fn wait_with_limit(mut child: std::process::Child) -> Run {
-    let started = Instant::now();
-    let mut out = child.stdout.take().expect("stdout pipe");
-    let err = child.stderr.take();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = out.read_to_string(&mut text);
-        let _ = tx.send(text);
-    });
-    let stderr = thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut err) = err {
-            let _ = err.read_to_string(&mut text);
-        }
-        text
-    });
-    // stdout closes when the process exits: that is the sync point.
-    let stdout = match rx.recv_timeout(RUN_LIMIT) {
-        Ok(text) => text,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("echoloop-stress still running after {RUN_LIMIT:?}");
-        }
-    };
-    let status = child.wait().expect("wait for echoloop-stress");
-    let stderr = stderr.join().expect("stderr reader");
-    Run {
-        status,
-        stdout,
-        stderr,
-        took: started.elapsed(),
-    }
+/// Runs `echoloop-stress` with `args` to its exit, killing it (and
+/// failing) if it runs past [`RUN_LIMIT`].
+fn stress(args: &[&str]) -> StressRun {
+    Stress::spawn(Command::new(STRESS).args(args)).finish(RUN_LIMIT)
 }
 
 /// Proves the load mode's core promise against a third-party style server:
@@ -293,7 +215,7 @@ fn load_mode_echoes_exact_count_all_verified() {
         "2",
         "--json",
     ]);
-    run.assert_ok();
+    run.assert_exit(0);
     let j = run.json();
     assert_eq!(j["messages"].u64(), 2000);
     assert_eq!(j["bytes"].u64(), 200_000);
@@ -328,7 +250,7 @@ fn open_loop_rate_sends_on_schedule() {
         "64",
         "--json",
     ]);
-    run.assert_ok();
+    run.assert_exit(0);
     let j = run.json();
     let messages = j["messages"].u64();
     assert!(
@@ -359,7 +281,7 @@ fn churn_mode_counts_cycles() {
         "32",
         "--json",
     ]);
-    run.assert_ok();
+    run.assert_exit(0);
     let j = run.json();
     assert_eq!(j["churn_cycles"].u64(), 200);
     assert_eq!(j["connections_attempted"].u64(), 200);
@@ -387,7 +309,7 @@ fn idle_mode_verifies_every_survivor() {
         "0.3",
         "--json",
     ]);
-    run.assert_ok();
+    run.assert_exit(0);
     let j = run.json();
     assert_eq!(j["idle_held"].u64(), 50);
     assert_eq!(j["idle_survived"].u64(), 50);
@@ -418,7 +340,13 @@ fn flipped_byte_fails_verification() {
         "500",
         "--json",
     ]);
-    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}{}",
+        run.stdout,
+        run.stderr_text()
+    );
     let j = run.json();
     assert_eq!(j["verification_errors"].u64(), 5);
     // Each connection verified its first 10 messages, then hit the flip.
@@ -446,7 +374,13 @@ fn closed_port_counts_refused() {
         "5",
         "--json",
     ]);
-    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}{}",
+        run.stdout,
+        run.stderr_text()
+    );
     let j = run.json();
     assert_eq!(j["connections_attempted"].u64(), 5);
     assert_eq!(j["connections_failed"].u64(), 5);
@@ -463,7 +397,13 @@ fn closed_port_counts_refused() {
         "--max-failures",
         "5",
     ]);
-    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}{}",
+        run.stdout,
+        run.stderr_text()
+    );
     assert!(
         run.stdout.contains("5 failed (refused 5,"),
         "{}",
@@ -497,7 +437,7 @@ fn refusing_server_counted_as_unexpected_closes() {
         "--max-failures",
         "5",
     ]);
-    run.assert_ok();
+    run.assert_exit(0);
     let j = run.json();
     assert_eq!(j["connections_established"].u64(), 10);
     assert_eq!(j["unexpected_closes"].u64(), 5);
@@ -527,7 +467,13 @@ fn close_with_last_bytes_is_an_unexpected_close_not_a_stall() {
         "5",
         "--json",
     ]);
-    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}{}",
+        run.stdout,
+        run.stderr_text()
+    );
     let j = run.json();
     assert_eq!(j["unexpected_closes"].u64(), 4, "{}", run.stdout);
     assert_eq!(j["stalled"].u64(), 0, "{}", run.stdout);
@@ -560,7 +506,12 @@ fn open_loop_latency_counts_from_the_schedule() {
             "--json",
         ])
     };
-    assert!(open.status.success(), "{}{}", open.stdout, open.stderr);
+    assert!(
+        open.status.success(),
+        "{}{}",
+        open.stdout,
+        open.stderr_text()
+    );
     let j = open.json();
     let (p50, p99) = (j["latency_us"]["p50"].f64(), j["latency_us"]["p99"].f64());
     assert!(
@@ -588,7 +539,7 @@ fn open_loop_latency_counts_from_the_schedule() {
         closed.status.success(),
         "{}{}",
         closed.stdout,
-        closed.stderr
+        closed.stderr_text()
     );
     let p99 = closed.json()["latency_us"]["p99"].f64();
     assert!(
@@ -614,7 +565,13 @@ fn silent_server_is_reported_as_stalled() {
         "0.5",
         "--json",
     ]);
-    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}{}",
+        run.stdout,
+        run.stderr_text()
+    );
     let j = run.json();
     assert_eq!(j["stalled"].u64(), 3);
     assert_eq!(j["messages"].u64(), 0);
@@ -638,7 +595,7 @@ fn black_hole_fails_as_untested() {
             Some(1),
             "{mode}: {}{}",
             run.stdout,
-            run.stderr
+            run.stderr_text()
         );
         let j = run.json();
         assert_eq!(j["connections_established"].u64(), 0, "{mode}");
@@ -655,33 +612,19 @@ fn black_hole_fails_as_untested() {
 #[test]
 fn interrupted_black_hole_run_fails() {
     let (addr, _listener, _fill) = black_hole();
-    let mut child = Command::new(BIN)
-        .args([
-            "--addr",
-            &addr.to_string(),
-            "-c",
-            "10",
-            "-d",
-            "60",
-            "--json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn echoloop-stress");
+    let mut run = Stress::spawn(Command::new(STRESS).args([
+        "--addr",
+        &addr.to_string(),
+        "-c",
+        "10",
+        "-d",
+        "60",
+        "--json",
+    ]));
     // The first status line says the loops are running.
-    let err = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
-        let _ = tx.send(lines.next());
-        for _ in lines {} // keep the pipe drained
-    });
-    rx.recv_timeout(RUN_LIMIT).expect("a status line");
-    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let out = wait_with_limit(child);
+    run.process.stderr.wait_for("conns up");
+    run.process.signal(libc::SIGINT);
+    let out = run.finish(RUN_LIMIT);
     assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
     assert!(
         out.stdout.contains("\"interrupted\": true"),
@@ -713,7 +656,13 @@ fn connections_never_attempted_fail_the_run() {
         "1",
         "--json",
     ]);
-    assert_eq!(run.status.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}{}",
+        run.stdout,
+        run.stderr_text()
+    );
     let j = run.json();
     let attempted = j["connections_attempted"].u64();
     let never = j["connections_never_attempted"].u64();
@@ -747,7 +696,7 @@ fn slow_echo_at_the_end_is_unfinished_not_stalled() {
         "1",
         "--json",
     ]);
-    run.assert_ok();
+    run.assert_exit(0);
     let j = run.json();
     assert_eq!(j["stalled"].u64(), 0, "{}", run.stdout);
     assert_eq!(j["unfinished"].u64(), 1, "{}", run.stdout);
@@ -780,7 +729,7 @@ fn urgent_bytes_are_verified_in_the_stream() {
         "5",
         "--json",
     ]);
-    run.assert_ok();
+    run.assert_exit(0);
     let j = run.json();
     assert_eq!(j["messages"].u64(), 400);
     assert_eq!(j["verification_errors"].u64(), 0);
@@ -799,14 +748,23 @@ fn absurd_sizes_and_durations_are_usage_errors() {
         &["--echo-timeout", "1e19"],
     ] {
         let run = stress(args);
-        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", run.stderr);
         assert_eq!(
-            run.stderr.trim().lines().count(),
+            run.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            run.stderr_text()
+        );
+        assert_eq!(
+            run.stderr_text().trim().lines().count(),
             1,
             "{args:?}: {}",
-            run.stderr
+            run.stderr_text()
         );
-        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+        assert!(
+            !run.stderr_text().contains("panicked"),
+            "{args:?}: {}",
+            run.stderr_text()
+        );
     }
 }
 
@@ -830,7 +788,7 @@ fn source_addrs_spread_connections() {
         "127.0.0.1-127.0.0.4",
         "--json",
     ]);
-    run.assert_ok();
+    run.assert_exit(0);
     assert_eq!(run.json()["messages"].u64(), 80);
     let peers: HashSet<IpAddr> = server
         .peers
@@ -874,37 +832,6 @@ fn help_lists_every_flag() {
     }
 }
 
-/// Reading the report's values, failing the test with what was there
-/// instead when a value is not what it should be.
-trait Field {
-    /// A number.
-    fn f64(&self) -> f64;
-    /// A non-negative whole number.
-    fn u64(&self) -> u64;
-    /// A string.
-    fn str(&self) -> &str;
-}
-
-impl Field for Json {
-    #[track_caller]
-    fn f64(&self) -> f64 {
-        self.as_f64()
-            .unwrap_or_else(|| panic!("{self} is not a number"))
-    }
-
-    #[track_caller]
-    fn u64(&self) -> u64 {
-        self.as_u64()
-            .unwrap_or_else(|| panic!("{self} is not a count"))
-    }
-
-    #[track_caller]
-    fn str(&self) -> &str {
-        self.as_str()
-            .unwrap_or_else(|| panic!("{self} is not a string"))
-    }
-}
-
 /// Proves output files are checked before any connection is made: an
 /// unwritable `--hlog` or `--plot` path is one line naming the flag and
 /// the path, exit status 2, and the server never sees a connect; so is a
@@ -926,10 +853,28 @@ fn unwritable_outputs_and_bad_percentiles_fail_before_connecting() {
         let mut argv = vec!["--addr", &addr, "-n", "10"];
         argv.extend_from_slice(args);
         let run = stress(&argv);
-        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", run.stderr);
-        assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
-        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
-        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        assert_eq!(
+            run.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            run.stderr_text()
+        );
+        assert_eq!(
+            run.stderr_text().trim().lines().count(),
+            1,
+            "{}",
+            run.stderr_text()
+        );
+        assert!(
+            run.stderr_text().contains(says),
+            "{args:?}: {}",
+            run.stderr_text()
+        );
+        assert!(
+            !run.stderr_text().contains("panicked"),
+            "{}",
+            run.stderr_text()
+        );
     }
     assert!(server.peers.lock().expect("peers").is_empty());
 }
@@ -948,7 +893,7 @@ fn open_loop_reports_uncorrected_latency_apart() {
     let run = stress(&[
         "--addr", &addr, "-c", "4", "-s", "64", "--rate", "200", "-d", "2", "--json",
     ]);
-    run.assert_ok();
+    run.assert_exit(0);
     let j = run.json();
     let corrected = j["latency_us"]["p99"].f64();
     let uncorrected = j["latency_uncorrected_us"]["p99"].f64();
@@ -968,7 +913,7 @@ fn open_loop_reports_uncorrected_latency_apart() {
 
     // The closed loop has one round trip: no uncorrected series.
     let run = stress(&["--addr", &addr, "-c", "2", "-n", "20", "--json"]);
-    run.assert_ok();
+    run.assert_exit(0);
     assert!(run.json()["latency_uncorrected_us"].is_null());
 }
 
@@ -988,7 +933,7 @@ fn percentiles_flag_picks_the_columns() {
         "50,99.99",
     ];
     let run = stress(&args);
-    run.assert_ok();
+    run.assert_exit(0);
     assert!(run.stdout.contains("latency:      p50 "), "{}", run.stdout);
     assert!(run.stdout.contains(" p99.99 "), "{}", run.stdout);
     assert!(!run.stdout.contains(" p90 "), "{}", run.stdout);

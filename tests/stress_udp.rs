@@ -9,19 +9,18 @@
 //! helpers are this file's own.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read};
 #[cfg(target_os = "linux")]
 use std::net::IpAddr;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use serde_json::Value as Json;
+pub mod support;
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_echoloop-stress");
+use serde_json::Value as Json;
+use support::{Binary, Field, Stress, StressRun, STRESS};
 
 /// Longest any run (or wait for the real server) may take before the test
 /// fails.
@@ -164,112 +163,20 @@ fn answer(
     }
 }
 
-/// What one run of the binary produced.
-struct Run {
-    /// Its exit status.
-    status: ExitStatus,
-    /// The report.
-    stdout: String,
-    /// Status lines and warnings.
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts the exit status, showing the output if it differs.
-    #[track_caller]
-    fn assert_exit(&self, code: i32) {
-        assert_eq!(
-            self.status.code(),
-            Some(code),
-            "{}{}",
-            self.stdout,
-            self.stderr
-        );
-    }
-
-    /// The `--json` report, parsed.
-    #[track_caller]
-    fn json(&self) -> Json {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{}", self.stdout))
-    }
-}
-
-/// Runs `echoloop-stress` with `args`, failing if it runs past [`RUN_LIMIT`].
-fn stress(args: &[&str]) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn echoloop-stress");
-    let mut out = child.stdout.take().expect("stdout pipe");
-    let mut err = child.stderr.take().expect("stderr pipe");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = out.read_to_string(&mut text);
-        let _ = tx.send(text);
-    });
-    let stderr = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = err.read_to_string(&mut text);
-        text
-    });
-    // stdout closes when the process exits: that is the sync point.
-    let Ok(stdout) = rx.recv_timeout(RUN_LIMIT) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("echoloop-stress {args:?} still running after {RUN_LIMIT:?}");
-    };
-    let status = child.wait().expect("wait for echoloop-stress");
-    let stderr = stderr.join().expect("stderr reader");
-    Run {
-        status,
-        stdout,
-        stderr,
-    }
+/// Runs `echoloop-stress` with `args` to its exit, killing it (and
+/// failing) if it runs past [`RUN_LIMIT`].
+fn stress(args: &[&str]) -> StressRun {
+    Stress::spawn(Command::new(STRESS).args(args)).finish(RUN_LIMIT)
 }
 
 /// `stress` with `--udp --addr ADDR --json` and `args`, parsed.
-fn udp_json(server: SocketAddr, args: &[&str]) -> (Run, Json) {
+fn udp_json(server: SocketAddr, args: &[&str]) -> (StressRun, Json) {
     let addr = server.to_string();
     let mut argv = vec!["--udp", "--addr", &addr, "--json"];
     argv.extend_from_slice(args);
     let run = stress(&argv);
     let json = run.json();
     (run, json)
-}
-
-/// Reading the report's values, failing with what was there instead.
-trait Field {
-    /// A non-negative whole number.
-    fn u64(&self) -> u64;
-    /// A number.
-    fn f64(&self) -> f64;
-    /// A string.
-    fn str(&self) -> &str;
-}
-
-impl Field for Json {
-    #[track_caller]
-    fn u64(&self) -> u64 {
-        self.as_u64()
-            .unwrap_or_else(|| panic!("{self} is not a count"))
-    }
-
-    #[track_caller]
-    fn f64(&self) -> f64 {
-        self.as_f64()
-            .unwrap_or_else(|| panic!("{self} is not a number"))
-    }
-
-    #[track_caller]
-    fn str(&self) -> &str {
-        self.as_str()
-            .unwrap_or_else(|| panic!("{self} is not a string"))
-    }
 }
 
 /// The datagram counts of a report: sent, echoed, lost, duplicated,
@@ -326,52 +233,6 @@ fn text_report_says_pass() {
     assert!(run.stdout.contains("result:       PASS"), "{}", run.stdout);
 }
 
-/// The real `echoloop` binary with `args` and `--listen 127.0.0.1:0`,
-/// killed when dropped.
-struct Echoloop {
-    /// The process.
-    child: Child,
-    /// Where its UDP echo listens.
-    udp: SocketAddr,
-}
-
-impl Echoloop {
-    /// Starts it and waits (bounded) for its "udp echo on" log line.
-    fn start(args: &[&str]) -> Echoloop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn echoloop");
-        let stderr = child.stderr.take().expect("stderr pipe");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.split("udp echo on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(RUN_LIMIT)
-            .expect("echoloop says where its UDP echo is");
-        let udp = addr.parse().expect("an address in the log line");
-        Echoloop { child, udp }
-    }
-}
-
-impl Drop for Echoloop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Proves the stress client and the real server agree: `echoloop --udp
 /// --udp-rate 0` echoes a timed run of 10 sockets × 1,400-byte datagrams,
 /// 4 in flight each, with nothing lost, duplicated or corrupted; the
@@ -383,9 +244,10 @@ impl Drop for Echoloop {
 /// dropped by its kernel, and they are rightly counted lost.
 #[test]
 fn real_server_passes() {
-    let server = Echoloop::start(&["--udp", "--udp-rate", "0"]);
+    // With --udp the server's UDP echo is on its TCP address.
+    let server = Binary::start(&["--udp", "--udp-rate", "0"]);
     let (run, j) = udp_json(
-        server.udp,
+        server.addr,
         &["-c", "10", "-s", "1400", "-k", "4", "-d", "1"],
     );
     run.assert_exit(0);
@@ -576,14 +438,23 @@ fn bad_flags_are_one_line() {
         &["--udp", "--mode", "idle"],
     ] {
         let run = stress(args);
-        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", run.stderr);
         assert_eq!(
-            run.stderr.trim().lines().count(),
+            run.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            run.stderr_text()
+        );
+        assert_eq!(
+            run.stderr_text().trim().lines().count(),
             1,
             "{args:?}: {}",
-            run.stderr
+            run.stderr_text()
         );
-        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+        assert!(
+            !run.stderr_text().contains("panicked"),
+            "{args:?}: {}",
+            run.stderr_text()
+        );
     }
 }
 

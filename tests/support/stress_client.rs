@@ -4,6 +4,8 @@ use std::ops::Deref;
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::Value as Json;
+
 use super::{Exit, Process};
 
 /// The stress client.
@@ -84,6 +86,19 @@ impl StressRun {
             .unwrap_or_else(|_| panic!("{path} = {v:?} is not a number"))
     }
 
+    /// The report, parsed (failing, with the output, if it is not JSON).
+    #[track_caller]
+    pub fn json(&self) -> Json {
+        serde_json::from_str(&self.exit.stdout)
+            .unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{}", self.describe()))
+    }
+
+    /// Asserts the exit status, showing the output if it differs.
+    #[track_caller]
+    pub fn assert_exit(&self, code: i32) {
+        assert_eq!(self.status.code(), Some(code), "{}", self.describe());
+    }
+
     /// The exit code and the whole output, for assertion messages.
     pub fn describe(&self) -> String {
         format!(
@@ -114,4 +129,35 @@ fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
     let rest = &json[start..];
     let end = rest.find([',', '\n', '}']).unwrap_or(rest.len());
     rest[..end].trim().trim_matches('"')
+}
+
+/// Reading a parsed report's values, failing the test with what was there
+/// instead when a value is not of the kind asked for.
+pub trait Field {
+    /// A number.
+    fn f64(&self) -> f64;
+    /// A non-negative whole number.
+    fn u64(&self) -> u64;
+    /// A string.
+    fn str(&self) -> &str;
+}
+
+impl Field for Json {
+    #[track_caller]
+    fn f64(&self) -> f64 {
+        self.as_f64()
+            .unwrap_or_else(|| panic!("{self} is not a number"))
+    }
+
+    #[track_caller]
+    fn u64(&self) -> u64 {
+        self.as_u64()
+            .unwrap_or_else(|| panic!("{self} is not a count"))
+    }
+
+    #[track_caller]
+    fn str(&self) -> &str {
+        self.as_str()
+            .unwrap_or_else(|| panic!("{self} is not a string"))
+    }
 }
