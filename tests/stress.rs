@@ -747,24 +747,7 @@ fn absurd_sizes_and_durations_are_usage_errors() {
         &["-d", "0"],
         &["--echo-timeout", "1e19"],
     ] {
-        let run = stress(args);
-        assert_eq!(
-            run.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            run.stderr_text()
-        );
-        assert_eq!(
-            run.stderr_text().trim().lines().count(),
-            1,
-            "{args:?}: {}",
-            run.stderr_text()
-        );
-        assert!(
-            !run.stderr_text().contains("panicked"),
-            "{args:?}: {}",
-            run.stderr_text()
-        );
+        stress(args).assert_usage_error(&format!("{args:?}"));
     }
 }
 
@@ -852,29 +835,8 @@ fn unwritable_outputs_and_bad_percentiles_fail_before_connecting() {
     ] {
         let mut argv = vec!["--addr", &addr, "-n", "10"];
         argv.extend_from_slice(args);
-        let run = stress(&argv);
-        assert_eq!(
-            run.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            run.stderr_text()
-        );
-        assert_eq!(
-            run.stderr_text().trim().lines().count(),
-            1,
-            "{}",
-            run.stderr_text()
-        );
-        assert!(
-            run.stderr_text().contains(says),
-            "{args:?}: {}",
-            run.stderr_text()
-        );
-        assert!(
-            !run.stderr_text().contains("panicked"),
-            "{}",
-            run.stderr_text()
-        );
+        let line = stress(&argv).assert_usage_error(&format!("{args:?}"));
+        assert!(line.contains(says), "{args:?}: {line}");
     }
     assert!(server.peers.lock().expect("peers").is_empty());
 }

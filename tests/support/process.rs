@@ -239,6 +239,17 @@ impl Exit {
         let lines: Vec<&str> = self.stderr.iter().map(|l| l.text.as_str()).collect();
         lines.join("\n")
     }
+
+    /// Asserts a usage error — exit status 2 and one line on stderr, not a
+    /// panic — for `what` (the arguments, in messages); returns the line.
+    #[track_caller]
+    pub fn assert_usage_error(&self, what: &str) -> String {
+        let stderr = self.stderr_text();
+        assert_eq!(self.status.code(), Some(2), "{what}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        stderr
+    }
 }
 
 /// Runs `cmd` to its exit, which must come within [`TIMEOUT`] (for a
