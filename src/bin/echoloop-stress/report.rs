@@ -27,6 +27,15 @@ pub fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
+/// The failed connects (or sockets) by reason: `refused 3, timeout 0, …`.
+pub fn failed_by_reason(c: &Counts) -> String {
+    let reasons: Vec<String> = FailReason::ALL
+        .iter()
+        .map(|r| format!("{} {}", r.name(), group(c.failed[r.index()])))
+        .collect();
+    reasons.join(", ")
+}
+
 /// `1234567` → `1,234,567`: big counts must be readable at a glance.
 pub fn group(n: u64) -> String {
     let digits = n.to_string();
@@ -219,10 +228,6 @@ impl Report {
     /// How the connections went: connects, and how they closed.
     fn text_connections(&self, out: &mut String) {
         let c = &self.counts;
-        let reasons: Vec<String> = FailReason::ALL
-            .iter()
-            .map(|r| format!("{} {}", r.name(), group(c.failed[r.index()])))
-            .collect();
         let _ = writeln!(
             out,
             "connections:  {} attempted, {} established, {} failed ({}), {} still connecting \
@@ -230,7 +235,7 @@ impl Report {
             group(c.attempted),
             group(c.established),
             group(c.failed_total()),
-            reasons.join(", "),
+            failed_by_reason(c),
             group(c.aborted),
             group(c.never_attempted),
         );

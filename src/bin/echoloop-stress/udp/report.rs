@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::conn::FailReason;
 use crate::record::Series;
-use crate::report::{group, percentiles_text, Report};
+use crate::report::{failed_by_reason, group, percentiles_text, Report};
 
 impl Report {
     /// Why a `--udp` run failed, or `None` when it passed. Corruption and
@@ -55,17 +55,13 @@ impl Report {
     pub fn udp_text(&self, out: &mut String) {
         let c = &self.counts;
         let u = &c.udp;
-        let reasons: Vec<String> = FailReason::ALL
-            .iter()
-            .map(|r| format!("{} {}", r.name(), group(c.failed[r.index()])))
-            .collect();
         let _ = writeln!(
             out,
             "sockets:      {} opened of {}, {} failed to open ({}), {} failed later",
             group(c.established),
             group(c.attempted),
             group(c.failed_total()),
-            reasons.join(", "),
+            failed_by_reason(c),
             group(c.unexpected_closes),
         );
         let _ = writeln!(
