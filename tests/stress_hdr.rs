@@ -101,33 +101,18 @@ fn make_venv() -> Result<PathBuf, String> {
     if has_package(&python) {
         return Ok(python);
     }
-    let run = |cmd: &mut Command, what: &str| -> Result<(), String> {
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("{what}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{what}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    };
-    run(
-        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+    support::run_tool(
         "python3 -m venv",
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
     )?;
-    run(
+    support::run_tool(
+        "pip install hdrhistogram",
         Command::new(venv.join("bin").join("pip")).args([
             "install",
             "--quiet",
             "--disable-pip-version-check",
             PACKAGE,
         ]),
-        "pip install hdrhistogram",
     )?;
     if has_package(&python) {
         Ok(python)

@@ -19,11 +19,11 @@
 //! it goes, so one rule there acts on both directions of every connection.
 
 use std::ffi::OsStr;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{tools, Binary, Stress, StressRun, ECHOLOOP, STRESS};
+use super::{run_tool, succeeded, tools, Binary, Stress, StressRun, ECHOLOOP, STRESS};
 
 /// The programs a lab runs, and the Debian packages they come in.
 const TOOLS: [(&str, &str); 4] = [
@@ -105,13 +105,8 @@ impl Lab {
     /// fails. Returns its stdout.
     #[track_caller]
     pub fn exec(&self, program: &str, args: &[&str]) -> String {
-        let out = self
-            .command(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("run {program} in {}: {e}", self.name));
-        check(&format!("{program} {args:?}"), out).unwrap_or_else(|e| panic!("{e}"))
+        let what = format!("{program} {args:?} in {}", self.name);
+        run_tool(&what, self.command(program).args(args)).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn nft_script(&self, script: &str) -> Result<String, String> {
@@ -132,7 +127,7 @@ impl Lab {
         let out = child
             .wait_with_output()
             .map_err(|e| format!("wait for nft: {e}"))?;
-        check("nft -f -", out)
+        succeeded("nft -f -", out)
     }
 
     /// Appends `rule` (nft syntax, e.g. `meta l4proto tcp drop`) to the
@@ -310,24 +305,10 @@ impl Drop for Lab {
 
 /// Runs a command to completion; its stdout, or an error with its stderr.
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    check(&format!("{program} {args:?}"), out)
-}
-
-fn check(what: &str, out: Output) -> Result<String, String> {
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{what}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    run_tool(
+        &format!("{program} {args:?}"),
+        Command::new(program).args(args),
+    )
 }
 
 /// Deletes the namespaces of test processes that are gone: one killed by a

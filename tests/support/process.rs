@@ -252,6 +252,30 @@ impl Exit {
     }
 }
 
+/// A finished helper command's stdout if it succeeded; else an error
+/// naming it (`what`), its status and what it said.
+pub fn succeeded(what: &str, out: std::process::Output) -> Result<String, String> {
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    Err(format!(
+        "{what}: {}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    ))
+}
+
+/// Runs a helper command (a tool the tests use, not a program under test)
+/// to its end with stdin closed: [`succeeded`] of it.
+pub fn run_tool(what: &str, cmd: &mut Command) -> Result<String, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{what}: {e}"))?;
+    succeeded(what, out)
+}
+
 /// Runs `cmd` to its exit, which must come within [`TIMEOUT`] (for a
 /// command that should stop at once: a bad flag, `--help`).
 #[track_caller]

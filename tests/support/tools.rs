@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 
 /// The path of `program`, installing `package` first when it is missing
@@ -122,20 +122,9 @@ fn apt_get_install(package: &str, test: &str) -> Result<(), String> {
 /// Runs apt-get with `args`, non-interactively, waiting up to two minutes
 /// for a lock another apt holds.
 fn apt_get(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("apt-get")
-        .args(["-o", "DPkg::Lock::Timeout=120"])
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["-o", "DPkg::Lock::Timeout=120"])
         .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("apt-get: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "apt-get {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    super::run_tool(&format!("apt-get {}", args.join(" ")), &mut cmd).map(drop)
 }
