@@ -327,13 +327,14 @@ mod slow_readers {
         fleet
     }
 
-    /// A second burst of 500 non-readers (64 KiB socket buffers, so their
+    /// A second burst of 500 non-readers ([`SOCKET_BUFFERS`], so their
     /// backlog piles up in the server quickly), its RSS sampled for ~1 s at
     /// the cap, then each reset.
     fn second_burst(server: &mut Binary, figures: &mut Figures) -> Fleet {
         let release = Arc::new(AtomicBool::new(false));
         let ids = 1000..1000 + SLOW;
-        let second = non_readers_until_reset(server.addr, ids, Some(64 * 1024), None, &release);
+        let second =
+            non_readers_until_reset(server.addr, ids, Some(SOCKET_BUFFERS), None, &release);
         wait_for_stats(
             server,
             "the second burst at the cap",
