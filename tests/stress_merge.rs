@@ -5,14 +5,14 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value as Json;
+pub mod support;
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_echoloop-stress");
+use serde_json::Value as Json;
+use support::{Stress, StressRun, STRESS};
 
 /// Longest any one process may take.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -46,46 +46,14 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// Starts `echoloop-stress args`.
-fn spawn(args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn echoloop-stress")
+fn spawn(args: &[&str]) -> Stress {
+    Stress::spawn(Command::new(STRESS).args(args))
 }
 
-/// Waits for `child` (at most [`LIMIT`], else kills it and fails).
-fn finish(child: Child) -> Output {
-    let id = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(out) => out.expect("wait for echoloop-stress"),
-        Err(_) => {
-            let _ = Command::new("kill").arg(id.to_string()).status();
-            panic!("echoloop-stress still running after {LIMIT:?}");
-        }
-    }
-}
-
-/// Runs `echoloop-stress args` to completion.
-fn stress(args: &[&str]) -> Output {
-    finish(spawn(args))
-}
-
-/// Parses a `--json` report.
-fn json(out: &Output) -> Json {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+/// Runs `echoloop-stress args` to completion (at most [`LIMIT`], else it
+/// is killed and the test fails).
+fn stress(args: &[&str]) -> StressRun {
+    spawn(args).finish(LIMIT)
 }
 
 /// A count of a report.
@@ -123,7 +91,7 @@ fn four_clients_merge_into_the_sum_of_their_reports() {
     let addr = echo_server().to_string();
     let dir = scratch("stress-merge-recipe");
     let at = format!("{:.3}", unix_now() + 1.0);
-    let children: Vec<Child> = ["2", "3", "5", "7"]
+    let children: Vec<Stress> = ["2", "3", "5", "7"]
         .iter()
         .map(|c| {
             spawn(&[
@@ -142,10 +110,10 @@ fn four_clients_merge_into_the_sum_of_their_reports() {
     let mut paths = Vec::new();
     let mut parts = Vec::new();
     for (i, child) in children.into_iter().enumerate() {
-        let out = finish(child);
-        assert!(out.status.success(), "client {i}: {out:?}");
-        paths.push(file(&dir, &format!("{i}.json"), &out.stdout));
-        parts.push(json(&out));
+        let out = child.finish(LIMIT);
+        assert!(out.status.success(), "client {i}: {}", out.describe());
+        paths.push(file(&dir, &format!("{i}.json"), out.stdout.as_bytes()));
+        parts.push(out.json());
     }
     let t: f64 = at.parse().expect("T");
     for p in &parts {
@@ -158,13 +126,12 @@ fn four_clients_merge_into_the_sum_of_their_reports() {
     let mut args = vec!["merge", "--json"];
     args.extend(paths.iter().map(String::as_str));
     let merged = stress(&args);
-    assert!(merged.status.success(), "{merged:?}");
-    assert_sum_of(&parts, &json(&merged));
+    assert!(merged.status.success(), "{}", merged.describe());
+    assert_sum_of(&parts, &merged.json());
 
     // The text form says how many runs it merged.
     args.remove(1);
-    let text = stress(&args);
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = stress(&args).exit.stdout;
     assert!(text.contains("4 runs merged"), "{text}");
 }
 
@@ -226,23 +193,23 @@ fn merge_refuses_what_does_not_add_up() {
     let addr = echo_server().to_string();
     let dir = scratch("stress-merge-refusals");
     let base = stress(&["--addr", &addr, "-c", "2", "-n", "200", "--json"]);
-    assert!(base.status.success(), "{base:?}");
-    let good = file(&dir, "good.json", &base.stdout);
+    assert!(base.status.success(), "{}", base.describe());
+    let good = file(&dir, "good.json", base.stdout.as_bytes());
     let churn = stress(&[
         "--addr", &addr, "-m", "churn", "-c", "2", "-n", "20", "--json",
     ]);
-    let churn = file(&dir, "churn.json", &churn.stdout);
+    let churn = file(&dir, "churn.json", churn.stdout.as_bytes());
     let big = stress(&[
         "--addr", &addr, "-c", "2", "-n", "200", "-s", "64", "--json",
     ]);
-    let big = file(&dir, "size.json", &big.stdout);
+    let big = file(&dir, "size.json", big.stdout.as_bytes());
     let half = file(
         &dir,
         "truncated.json",
-        &base.stdout[..base.stdout.len() / 2],
+        &base.stdout.as_bytes()[..base.stdout.len() / 2],
     );
-    let text = String::from_utf8_lossy(&base.stdout);
-    let rtt = json(&base)["histograms"]["rtt"]
+    let text = &base.stdout;
+    let rtt = base.json()["histograms"]["rtt"]
         .as_str()
         .expect("rtt")
         .to_string();
@@ -256,13 +223,9 @@ fn merge_refuses_what_does_not_add_up() {
         (&broken, vec!["corrupted.json", "histograms.rtt"]),
         (&missing, vec!["missing.json", "read"]),
     ] {
-        let out = stress(&["merge", &good, other]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{other}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{other}: {stderr}");
+        let line = stress(&["merge", &good, other]).assert_usage_error(other);
         for word in says {
-            assert!(stderr.contains(word), "{other}: no {word:?} in {stderr}");
+            assert!(line.contains(word), "{other}: no {word:?} in {line}");
         }
-        assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
