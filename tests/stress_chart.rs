@@ -3,10 +3,11 @@
 //! `bench/run.py` writes it (`backends` and `compare` lists).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_echoloop-stress");
+pub mod support;
+
+use support::{run_to_exit, Exit, STRESS};
 
 /// A results file: two backends at three idle counts, and four techniques
 /// of which one lacks the 1,000-connection case and one has no figures.
@@ -39,16 +40,11 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `echoloop-stress chart results --out out`.
-fn chart(results: &Path, out: &Path) -> Output {
-    Command::new(BIN)
-        .arg("chart")
-        .arg(results)
-        .arg("--out")
-        .arg(out)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run echoloop-stress chart")
+/// Runs `echoloop-stress chart results --out out` to its exit.
+fn chart(results: &Path, out: &Path) -> Exit {
+    let mut cmd = Command::new(STRESS);
+    cmd.arg("chart").arg(results).arg("--out").arg(out);
+    run_to_exit(&mut cmd)
 }
 
 /// Proves `chart` draws both charts from a results file: epoll vs poll(2)
@@ -114,10 +110,7 @@ fn nothing_to_chart_is_an_error() {
     ] {
         let path = dir.join(name);
         std::fs::write(&path, text).expect("write");
-        let out = chart(&path, &dir.join("img"));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(name), "{stderr}");
+        let line = chart(&path, &dir.join("img")).assert_usage_error(name);
+        assert!(line.contains(name), "{line}");
     }
 }

@@ -11,18 +11,17 @@
 
 pub mod support;
 
+use support::{Exit, Process, STRESS};
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_echoloop-stress");
 
 /// The PyPI package that decodes HdrHistogram encodings and logs.
 const PACKAGE: &str = "hdrhistogram";
@@ -168,25 +167,8 @@ fn echo(mut stream: TcpStream) {
 }
 
 /// Runs a command to completion within a minute (killing it otherwise).
-fn run_bounded(cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let id = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(out) => out.expect("wait"),
-        Err(_) => {
-            let _ = Command::new("kill").arg(id.to_string()).status();
-            panic!("{cmd:?} still running after 60 s");
-        }
-    }
+fn run_bounded(cmd: &mut Command) -> Exit {
+    Process::spawn("check", cmd).finish(Duration::from_secs(60))
 }
 
 /// Runs the checker on `files` (report, hlog, svg[, merged, parts…]);
@@ -194,7 +176,7 @@ fn run_bounded(cmd: &mut Command) -> Output {
 fn check(python: &Path, files: &[&Path]) -> Json {
     let checked = run_bounded(Command::new(python).args(["-c", CHECK]).args(files));
     assert!(checked.status.success(), "{checked:?}");
-    serde_json::from_slice(&checked.stdout).expect("the checker's JSON")
+    serde_json::from_str(&checked.stdout).expect("the checker's JSON")
 }
 
 /// Asserts every series the checker read from the interval log and from
@@ -247,7 +229,7 @@ fn hlog_json_and_plot_read_by_other_tools() {
     );
     let addr = echo_server().to_string();
     let out = run_bounded(
-        Command::new(BIN)
+        Command::new(STRESS)
             .args(["--addr", &addr, "-c", "8", "-k", "2"])
             .args([
                 "--rate",
@@ -265,7 +247,7 @@ fn hlog_json_and_plot_read_by_other_tools() {
     );
     assert!(out.status.success(), "{out:?}");
     std::fs::write(&report, &out.stdout).expect("save the report");
-    let j: Json = serde_json::from_slice(&out.stdout).expect("the report is JSON");
+    let j: Json = serde_json::from_str(&out.stdout).expect("the report is JSON");
 
     let c = check(&python, &[&report, &hlog, &svg]);
     assert_series(&j, &c);
@@ -308,7 +290,7 @@ fn merged_histogram_is_the_sum_of_the_parts() {
     let mut parts = Vec::new();
     for (i, size) in ["4", "8", "16"].into_iter().enumerate() {
         let out = run_bounded(
-            Command::new(BIN)
+            Command::new(STRESS)
                 .args([
                     "--addr", &addr, "-c", size, "-n", "3000", "--json", "--hlog",
                 ])
@@ -321,7 +303,7 @@ fn merged_histogram_is_the_sum_of_the_parts() {
         std::fs::write(&path, &out.stdout).expect("save a report");
         parts.push(path);
     }
-    let merged = run_bounded(Command::new(BIN).arg("merge").args(&parts).arg("--json"));
+    let merged = run_bounded(Command::new(STRESS).arg("merge").args(&parts).arg("--json"));
     assert!(merged.status.success(), "{merged:?}");
     let merged_path = dir.join("merged.json");
     std::fs::write(&merged_path, &merged.stdout).expect("save the merged report");
