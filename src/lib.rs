@@ -29,7 +29,8 @@
 //! - `admission.rs` — who may connect: `--allow`, `--deny`,
 //!   `--max-per-source`.
 //! - `udp.rs` (and `udp/batch.rs`, Linux) — UDP echo on the same loop;
-//!   `rate_limit.rs` — its per-source token buckets.
+//!   `rate_limit.rs` — its per-source token buckets; `mmsg.rs` (Linux) —
+//!   many datagrams per system call, shared with the stress client.
 //! - `metrics.rs` (`metrics/`) — the HTTP endpoint for Prometheus and
 //!   health checks, served by the loop.
 //! - `idle.rs` — the idle timer: connections in last-activity order.
@@ -104,6 +105,8 @@ mod event_loop;
 mod idle;
 mod logging;
 mod metrics;
+#[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+pub mod mmsg;
 mod pending;
 mod rate_limit;
 pub mod rules;

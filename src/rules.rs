@@ -37,6 +37,12 @@ use std::io::{self, Write};
 use mio::event::{Event, Source};
 use mio::{Interest, Registry, Token};
 
+/// Bytes to receive a datagram into: more than any UDP payload (65,507 over
+/// IPv4, 65,527 over IPv6). A datagram socket has no short read — a buffer
+/// smaller than the datagram silently cuts it — so the server never
+/// truncates an echo, and the stress client sees an overlong one as such.
+pub const DATAGRAM_MAX: usize = 64 * 1024;
+
 /// Whether a read that returned fewer bytes than asked for proves the socket
 /// is drained, so the read that would only say `WouldBlock` can be skipped;
 /// likewise a write that took fewer bytes than offered proves the send buffer

@@ -41,15 +41,13 @@ use mio::net::UdpSocket;
 
 use crate::logging::Throttle;
 use crate::rate_limit::RateLimiter;
+#[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+use crate::rules::DATAGRAM_MAX;
 use crate::stats::{Counter, Counters};
 
 /// Datagrams one socket may receive per loop turn before the loop moves on
 /// (it comes back next turn): a flood cannot starve the TCP clients.
 const DATAGRAMS_PER_TURN: usize = 256;
-
-/// Receive buffer for one datagram: larger than any UDP payload (65,507
-/// bytes over IPv4, 65,527 over IPv6), so nothing is ever truncated.
-pub(crate) const DATAGRAM_MAX: usize = 64 * 1024;
 
 /// Sources the rate limiter tracks at once: a spoofed-source flood evicts
 /// the stalest, so its memory (about 64 bytes a source) stays fixed.

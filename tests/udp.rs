@@ -86,6 +86,54 @@ fn hundred_sockets_each_get_their_own_echoes() {
     assert_eq!(stats.udp_dropped_would_block + stats.udp_errors, 0);
 }
 
+/// Bursts come back as the datagrams they were: two sockets send
+/// interleaved bursts of one size, a size too large to share a GSO message,
+/// an odd size and empty datagrams, without waiting for echoes, so the
+/// server receives them in batches and sends replies to one source of one
+/// size as one segmented message. Each socket gets exactly its own
+/// datagrams back, each whole and byte-exact, in the order it sent them.
+#[test]
+fn bursts_come_back_as_their_datagrams() {
+    let server = TestServer::start(|c| {
+        c.udp = true;
+        c.udp_rate = 0;
+    });
+    let sockets = [client("127.0.0.1"), client("127.0.0.1")];
+    // Per burst: (socket, size, count), sent in this order.
+    let burst = [
+        (0, 1000, 12),
+        (1, 1000, 6),
+        (0, 1000, 8),
+        (0, 2000, 2),
+        (1, 0, 4),
+        (0, 37, 3),
+        (1, 1400, 9),
+    ];
+    for round in 0..50 {
+        let mut sent: [Vec<Vec<u8>>; 2] = Default::default();
+        for &(s, size, count) in &burst {
+            for _ in 0..count {
+                let data = payload(round * 64 + sent[s].len(), size);
+                sockets[s].send_to(&data, server.addr).expect("send_to");
+                sent[s].push(data);
+            }
+        }
+        let mut buf = vec![0u8; 70_000];
+        for (socket, datagrams) in sockets.iter().zip(&sent) {
+            for want in datagrams {
+                let (n, from) = socket
+                    .recv_from(&mut buf)
+                    .expect("an echo within the timeout");
+                assert_eq!(from, server.addr);
+                assert_same(&buf[..n], want);
+            }
+        }
+    }
+    let stats = server.stop();
+    assert_eq!(stats.udp_datagrams_out, stats.udp_datagrams_in);
+    assert_eq!(stats.udp_dropped_would_block + stats.udp_errors, 0);
+}
+
 /// TCP and UDP share the port and the loop: a TCP stream and UDP round
 /// trips interleave on the same address, each byte-exact.
 #[test]

@@ -1,167 +1,197 @@
-//! Linux: up to [`BATCH`] datagrams per system call each way, with
-//! `recvmmsg(2)` and `sendmmsg(2)`.
+//! Linux: the batched echo — one `recvmmsg` for up to [`BATCH`] datagrams,
+//! one `sendmmsg` to send the admitted ones back, and in it, replies to one
+//! source of one size sharing a GSO message ([`crate::mmsg`] explains both).
 //!
-//! The portable path makes two calls per datagram (`recvfrom`, `sendto`);
-//! here one `recvmmsg` fills up to 32 buffers, each with its sender's
-//! address, and one `sendmmsg` sends the admitted ones straight back to the
-//! addresses they came from, as received (no conversion on the way back).
+//! The replies go straight back to the addresses they came from, as
+//! received (no conversion on the way back), each source's in their order.
 //! A batch shorter than asked for proves the socket drained on epoll
 //! ([`rules::read_proves_drained`]); elsewhere the loop receives again until
 //! `EAGAIN`. A `sendmmsg` that stops at `EAGAIN` drops the rest of the batch
-//! (counted, as on the portable path); one that fails on one datagram skips
-//! it and sends the rest.
-//!
-//! The headers and `iovec`s point into `Batch`'s buffers, so they are built
-//! on the stack for each call rather than kept: `Batch` holds no pointers.
+//! (counted, as on the portable path); one that fails on one message skips
+//! it and sends the rest. A GSO message the kernel refuses turns GSO off
+//! for good, and the rest of the batch goes one datagram per message.
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use super::{is_peer_error, Policy, Udp, DATAGRAMS_PER_TURN, DATAGRAM_MAX};
+use super::{is_peer_error, Policy, Udp, DATAGRAMS_PER_TURN};
+use crate::mmsg::{self, Received, SegmentControl, BATCH};
 use crate::rules;
 use crate::stats::{Counter, Counters};
 
-/// Datagrams per `recvmmsg`/`sendmmsg` call.
-const BATCH: usize = 32;
+/// Largest datagram sent with GSO: one that fits a 1,500-byte path in one
+/// IPv6 packet. The kernel refuses a GSO segment above the path's MTU (and
+/// a refusal turns GSO off); a larger datagram goes alone and may be
+/// fragmented, as without GSO.
+const GSO_MAX_SEGMENT: usize = 1452;
 
-/// The batch's memory: a buffer and an address per datagram.
+// A whole batch fits one GSO message.
+const _: () =
+    assert!(BATCH <= mmsg::GSO_MAX_SEGMENTS && BATCH * GSO_MAX_SEGMENT <= mmsg::GSO_MAX_BYTES);
+
+/// The batch's memory, and whether GSO is still on.
+#[derive(Debug)]
 pub(super) struct Batch {
-    /// `BATCH` buffers of [`DATAGRAM_MAX`] bytes, one after the other.
-    bufs: Vec<u8>,
-    /// Each datagram's source address, as the kernel wrote it.
-    addrs: Vec<libc::sockaddr_storage>,
-    /// Each source address's length.
-    addr_lens: [libc::socklen_t; BATCH],
-    /// Each datagram's length.
-    lens: [usize; BATCH],
+    /// The datagrams of the last `recvmmsg`, replies sent from there.
+    received: Received,
+    /// Whether replies to one source may share a `UDP_SEGMENT` message;
+    /// off for good once the kernel refuses one.
+    gso: bool,
 }
 
-impl std::fmt::Debug for Batch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch").field("datagrams", &BATCH).finish()
-    }
+/// How [`Batch::send_back`] sends a batch: its datagrams in message order,
+/// and each message's run of them.
+struct Plan {
+    /// Datagram indexes, message by message.
+    order: [usize; BATCH],
+    /// Each message's (start in `order`, number of datagrams).
+    spans: [(usize, usize); BATCH],
+    /// Messages in use.
+    messages: usize,
+    /// Datagrams in use.
+    datagrams: usize,
 }
 
 impl Batch {
-    /// Buffers for one batch: 2 MiB, touched only as datagrams fill them.
+    /// Buffers for one batch, GSO on.
     pub(super) fn new() -> Self {
         Batch {
-            bufs: vec![0; BATCH * DATAGRAM_MAX],
-            // SAFETY: all zeros is a valid sockaddr_storage.
-            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
-            addr_lens: [0; BATCH],
-            lens: [0; BATCH],
+            received: Received::new(),
+            gso: true,
         }
     }
 
-    /// One `recvmmsg`: how many datagrams arrived (at least 1), or the error
-    /// (`WouldBlock` when there were none).
-    fn receive(&mut self, fd: i32) -> io::Result<usize> {
-        // SAFETY: zeroed iovec and mmsghdr are valid (null pointers, 0 lengths).
-        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (k, (iov, hdr)) in iov.iter_mut().zip(hdrs.iter_mut()).enumerate() {
-            iov.iov_base = self.bufs[k * DATAGRAM_MAX..].as_mut_ptr().cast();
-            iov.iov_len = DATAGRAM_MAX;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_name = (&mut self.addrs[k] as *mut libc::sockaddr_storage).cast();
-            hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-        }
-        // SAFETY: BATCH headers, each pointing at its own live iovec, buffer
-        // and address storage of the lengths given; all outlive the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
-        for (k, hdr) in hdrs.iter().take(n).enumerate() {
-            self.lens[k] = hdr.msg_len as usize;
-            self.addr_lens[k] = hdr.msg_hdr.msg_namelen;
-        }
-        Ok(n)
-    }
-
-    /// Datagram `k`'s source and length.
-    fn datagram(&self, k: usize) -> (Option<std::net::SocketAddr>, usize) {
-        let mut storage = socket2::SockAddrStorage::zeroed();
-        // SAFETY: sockaddr_storage is a sockaddr type of this platform, and
-        // the kernel wrote `addr_lens[k]` bytes of a valid address into it.
-        let addr = unsafe {
-            *storage.view_as::<libc::sockaddr_storage>() = self.addrs[k];
-            socket2::SockAddr::new(storage, self.addr_lens[k])
-        };
-        (addr.as_socket(), self.lens[k])
-    }
-
-    /// `sendmmsg` of the datagrams whose `keep` is set, each to its source;
-    /// `outcome(k, result)` is told what became of each one sent or not:
-    /// `Ok`, `WouldBlock` (the socket was full: it and the rest are
-    /// dropped), or the error that datagram alone met.
+    /// Sends the datagrams whose `keep` is set back to their sources, with
+    /// as few messages as [`Batch::groups`] allows; `outcome(k, result)` is
+    /// told what became of each datagram: `Ok`, `WouldBlock` (the socket
+    /// was full: it and the rest are dropped), or the error its message met.
     fn send_back(
         &mut self,
         fd: i32,
         keep: &[bool],
         mut outcome: impl FnMut(usize, io::Result<()>),
     ) {
-        // SAFETY: as in `receive`.
+        let plan = self.groups(keep);
+        // SAFETY: zeroed iovecs, headers and control space are valid.
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        let mut which = [0usize; BATCH];
-        let mut m = 0;
-        for k in (0..keep.len()).filter(|&k| keep[k]) {
-            iov[m].iov_base = self.bufs[k * DATAGRAM_MAX..].as_mut_ptr().cast();
-            iov[m].iov_len = self.lens[k];
-            hdrs[m].msg_hdr.msg_iov = &mut iov[m];
-            hdrs[m].msg_hdr.msg_iovlen = 1;
-            hdrs[m].msg_hdr.msg_name = (&mut self.addrs[k] as *mut libc::sockaddr_storage).cast();
-            hdrs[m].msg_hdr.msg_namelen = self.addr_lens[k];
-            which[m] = k;
-            m += 1;
-        }
-        let mut i = 0;
-        while i < m {
-            // SAFETY: headers i..m point at live iovecs, buffers and
-            // addresses filled by `receive`; all outlive the call.
+        let mut control = [SegmentControl::default(); BATCH];
+        self.headers(&plan, &mut iov, &mut hdrs, &mut control);
+        let members = |g: usize| {
+            let (start, count) = plan.spans[g];
+            plan.order[start..start + count].iter().copied()
+        };
+        let mut g = 0;
+        while g < plan.messages {
+            // SAFETY: headers g.. point at live iovecs, buffers, addresses
+            // and control space filled above; all outlive the call.
             let r = unsafe {
                 libc::sendmmsg(
                     fd,
-                    hdrs[i..].as_mut_ptr(),
-                    (m - i) as u32,
+                    hdrs[g..].as_mut_ptr(),
+                    (plan.messages - g) as u32,
                     libc::MSG_DONTWAIT,
                 )
             };
             if r >= 0 {
-                for &k in &which[i..i + r as usize] {
-                    outcome(k, Ok(()));
-                }
-                i += r as usize;
+                (g..g + r as usize)
+                    .flat_map(members)
+                    .for_each(|k| outcome(k, Ok(())));
+                g += r as usize;
                 continue;
             }
             let e = io::Error::last_os_error();
             match e.kind() {
                 io::ErrorKind::Interrupted => {}
                 io::ErrorKind::WouldBlock => {
-                    for &k in &which[i..m] {
-                        outcome(k, Err(io::ErrorKind::WouldBlock.into()));
-                    }
+                    let rest = (g..plan.messages).flat_map(members);
+                    rest.for_each(|k| outcome(k, Err(io::ErrorKind::WouldBlock.into())));
                     return;
                 }
+                _ if plan.spans[g].1 > 1 && mmsg::gso_refused(&e) => {
+                    log::info!("udp: sendmmsg with UDP_SEGMENT: {e}; GSO off, one datagram per message from now on");
+                    self.gso = false;
+                    let mut rest = [false; BATCH];
+                    (g..plan.messages)
+                        .flat_map(members)
+                        .for_each(|k| rest[k] = true);
+                    return self.send_back(fd, &rest[..keep.len()], outcome);
+                }
                 _ => {
-                    outcome(which[i], Err(e)); // this datagram only: skip it
-                    i += 1;
+                    members(g).for_each(|k| outcome(k, Err(io::Error::from(e.kind()))));
+                    g += 1; // this message only: skip it
                 }
             }
         }
+    }
+
+    /// Points one `sendmmsg` header per message of `plan` at its run of
+    /// buffers (in `iov`), its destination and, for more than one datagram,
+    /// a `UDP_SEGMENT` control message (in `control`).
+    fn headers(
+        &mut self,
+        plan: &Plan,
+        iov: &mut [libc::iovec; BATCH],
+        hdrs: &mut [libc::mmsghdr; BATCH],
+        control: &mut [SegmentControl; BATCH],
+    ) {
+        let mut names = [(std::ptr::null_mut(), 0); BATCH];
+        for (i, &k) in plan.order[..plan.datagrams].iter().enumerate() {
+            names[i] = self.received.reply(k, &mut iov[i]);
+        }
+        for (g, &(start, count)) in plan.spans[..plan.messages].iter().enumerate() {
+            let hdr = &mut hdrs[g].msg_hdr;
+            hdr.msg_iov = &mut iov[start];
+            hdr.msg_iovlen = count;
+            (hdr.msg_name, hdr.msg_namelen) = names[start];
+            if count > 1 {
+                let size = self.received.len(plan.order[start]) as u16;
+                mmsg::set_segment_size(hdr, &mut control[g], size);
+            }
+        }
+    }
+
+    /// The messages the kept datagrams go out in: with GSO, the datagrams
+    /// of one source and one size share a message (in their order), which
+    /// the kernel cuts back into those datagrams — one pass down the IP
+    /// stack for the lot. Without it, one message each.
+    fn groups(&self, keep: &[bool]) -> Plan {
+        let r = &self.received;
+        let mut group_of = [usize::MAX; BATCH];
+        let mut heads = [(0usize, 0usize); BATCH]; // first datagram, count
+        let mut messages = 0;
+        for k in (0..keep.len()).filter(|&k| keep[k]) {
+            let len = r.len(k);
+            let fits = |&(first, _): &(usize, usize)| {
+                self.gso
+                    && mmsg::gso_capacity(len) > 1
+                    && len <= GSO_MAX_SEGMENT
+                    && r.len(first) == len
+                    && r.same_source(first, k)
+            };
+            let g = heads[..messages].iter().position(fits).unwrap_or_else(|| {
+                heads[messages] = (k, 0);
+                messages += 1;
+                messages - 1
+            });
+            heads[g].1 += 1;
+            group_of[k] = g;
+        }
+        let mut plan = Plan {
+            order: [0; BATCH],
+            spans: [(0, 0); BATCH],
+            messages,
+            datagrams: 0,
+        };
+        for (g, &(_, count)) in heads[..messages].iter().enumerate() {
+            plan.spans[g] = (plan.datagrams, count);
+            for k in (0..keep.len()).filter(|&k| group_of[k] == g) {
+                plan.order[plan.datagrams] = k;
+                plan.datagrams += 1;
+            }
+        }
+        plan
     }
 }
 
@@ -177,7 +207,7 @@ pub(super) fn serve(
     let fd = udp.socket.as_raw_fd();
     let mut received = 0;
     while received < DATAGRAMS_PER_TURN {
-        let n = match batch.receive(fd) {
+        let n = match batch.received.receive(fd) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 udp.ready = false;
@@ -193,12 +223,12 @@ pub(super) fn serve(
         received += n;
         let mut keep = [false; BATCH];
         let mut dst = [None; BATCH];
+        let mut lens = [0; BATCH];
         for (k, keep) in keep.iter_mut().enumerate().take(n) {
-            let (src, len) = batch.datagram(k);
+            let (src, len) = (batch.received.source(k), batch.received.len(k));
             *keep = src.is_some_and(|src| policy.admit(src, len, counters, now));
-            dst[k] = src;
+            (dst[k], lens[k]) = (src, len);
         }
-        let lens = batch.lens;
         batch.send_back(fd, &keep[..n], |k, result| {
             policy.account_send(result, lens[k], dst[k], counters, now);
         });
@@ -208,4 +238,59 @@ pub(super) fn serve(
         }
     }
     Ok(()) // budget spent: still ready, served again next turn
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    /// A batch as `recvmmsg` leaves it when datagram k came from sender
+    /// `from[k]` (of three sockets) with `lens[k]` bytes, sent in order.
+    fn batch(from: &[usize], lens: &[usize]) -> Batch {
+        let bind = || UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let receiver = bind();
+        let senders = [bind(), bind(), bind()];
+        let to = receiver.local_addr().expect("local_addr");
+        for (&s, &len) in from.iter().zip(lens) {
+            senders[s].send_to(&vec![7; len], to).expect("send_to");
+        }
+        let mut b = Batch::new();
+        // Loopback queues a datagram before send_to returns.
+        let n = b.received.receive(receiver.as_raw_fd()).expect("recvmmsg");
+        assert_eq!(n, from.len());
+        b
+    }
+
+    /// The messages of a plan, as lists of datagram indexes.
+    fn messages(plan: &Plan) -> Vec<Vec<usize>> {
+        let spans = &plan.spans[..plan.messages];
+        spans
+            .iter()
+            .map(|&(s, c)| plan.order[s..s + c].to_vec())
+            .collect()
+    }
+
+    /// Replies to one source with one size share a message, in their
+    /// order; another source, another size, a datagram too large for GSO
+    /// or one not kept each go their own way.
+    #[test]
+    fn one_message_per_source_and_size() {
+        let from = [0, 1, 0, 0, 1, 0, 2, 0];
+        let lens = [100, 100, 100, 100, 100, 50, 2000, 100];
+        let keep = [true, true, true, true, true, true, true, false];
+        let plan = batch(&from, &lens).groups(&keep);
+        assert_eq!(
+            messages(&plan),
+            [vec![0, 2, 3], vec![1, 4], vec![5], vec![6]]
+        );
+    }
+
+    /// Without GSO every datagram is its own message, in batch order.
+    #[test]
+    fn without_gso_one_message_each() {
+        let mut b = batch(&[0, 0, 0], &[100, 100, 100]);
+        b.gso = false;
+        assert_eq!(messages(&b.groups(&[true; 3])), [vec![0], vec![1], vec![2]]);
+    }
 }
