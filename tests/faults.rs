@@ -697,6 +697,51 @@ mod link {
     }
 }
 
+/// UDP where the network refuses what the fast path asks of it.
+#[cfg(target_os = "linux")]
+mod udp {
+    use std::time::Duration;
+
+    use crate::stress_args;
+    use crate::support::netns::Lab;
+    use crate::support::*;
+
+    /// Longest the run may take before it is killed and the test fails.
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    /// Where GSO cannot be used — here a loopback MTU of 1,280, below the
+    /// run's 1,400-byte datagrams — the kernel refuses the first segmented
+    /// send of the server and of the stress client alike (`EMSGSIZE`), and
+    /// both go on with one datagram per message: every datagram comes back,
+    /// none is lost, dropped or an error, and the server says once that
+    /// GSO is off. (Where the calls are not batched — mio's `poll(2)`
+    /// backend — nothing asks for GSO, and the run must pass just the same.)
+    #[test]
+    fn udp_where_gso_is_refused_loses_nothing() {
+        let _serial = serial();
+        let Some(lab) = Lab::new("udp_where_gso_is_refused_loses_nothing") else {
+            return;
+        };
+        lab.exec("ip", &["link", "set", "lo", "mtu", "1280"]);
+        let mut server = lab.server(&["--udp", "--udp-rate", "0"]);
+        let flags = "--udp -c 4 -s 1400 -k 8 -n 4000";
+        let run = lab.stress(&stress_args(&server, flags), LIMIT);
+        assert!(run.status.success(), "{}", run.describe());
+        for (key, want) in [("sent", 4_000), ("echoed", 4_000), ("lost", 0)] {
+            assert_eq!(run.u64(key), want, "{key}: {}", run.describe());
+        }
+        // On mio's poll(2) backend the server's calls are not batched: no GSO to refuse.
+        if cfg!(not(mio_unsupported_force_poll_poll)) {
+            let text = server.stderr.text();
+            assert!(server.stderr.contains("GSO off"), "{text}");
+        }
+        let last = server.stop();
+        assert_eq!(stat(&last, "udp_datagrams_out"), 4_000, "{last}");
+        let lost = stat(&last, "udp_dropped_would_block") + stat(&last, "udp_errors");
+        assert_eq!(lost, 0, "{last}");
+    }
+}
+
 /// Every accepted connection is accounted for exactly once.
 #[cfg(target_os = "linux")]
 #[track_caller]

@@ -2,15 +2,17 @@
 //! readiness technique as the TCP loops (`worker.rs`).
 //!
 //! - Each loop is one `mio::Poll`; every socket is registered READABLE.
-//!   On an event we `recv_from` until `WouldBlock` into one buffer per
-//!   loop (64 KiB: no datagram is ever truncated) — a datagram socket has
-//!   no short read, so there is nothing to shortcut — within a budget per
-//!   socket and turn; a socket the budget stopped is remembered and served
-//!   again next turn without an event (rule 1 of `echoloop::rules`).
-//! - Datagrams go out with `send_to`, built in one send buffer per loop
-//!   from the payload table (`udp/datagram.rs`). A send that would block is
-//!   not dropped — then the loss count would blame the server for our own
-//!   sends — but kept due, and WRITABLE is registered only while one is
+//!   On an event we receive until `WouldBlock` (on Linux's epoll, until a
+//!   short `recvmmsg` batch) into the loop's buffers (64 KiB each: no
+//!   datagram is ever truncated), within a budget per socket and turn; a
+//!   socket the budget stopped is remembered and served again next turn
+//!   without an event (rule 1 of `echoloop::rules`).
+//! - Datagrams are built in one send buffer per loop from the payload table
+//!   (`udp/datagram.rs`), a burst at a time: on Linux's epoll the
+//!   datagrams a socket may send at once go out as one GSO message,
+//!   elsewhere one `send_to` each (`udp/wire.rs`). A send that would block
+//!   is not dropped — then the loss count would blame the server for our
+//!   own sends — but kept due, and WRITABLE is registered only while any is
 //!   held back (rule 3).
 //! - Each socket keeps its datagrams in flight in a bounded ring with their
 //!   send times (`udp/flow.rs`): `--pipeline` in flight, the next sent as
@@ -31,6 +33,7 @@ mod flow;
 mod open;
 mod report;
 mod traffic;
+mod wire;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -49,10 +52,6 @@ use crate::worker::{Outcome, Shared, PUBLISH_EVERY_NS, WAKER};
 
 use self::datagram::Shape;
 use self::flow::Flow;
-
-/// Receive buffer: above the largest UDP payload (65,527 bytes over IPv6),
-/// so a datagram is never cut short, and an overlong echo is seen as such.
-const RECV_BUFFER: usize = 64 * 1024;
 
 /// Events taken from the kernel per `poll`.
 const EVENTS_PER_POLL: usize = 1024;
@@ -109,10 +108,15 @@ pub struct UdpWorker {
     flows: Vec<Flow>,
     /// The datagrams' size and header.
     shape: Shape,
-    /// The loop's one receive buffer.
-    buf: Box<[u8]>,
-    /// The loop's one send buffer, a datagram long.
+    /// Where the loop receives: `None` only while a receive is using it.
+    inbox: Option<wire::Inbox>,
+    /// The loop's one send buffer: a burst of datagrams.
     out: Box<[u8]>,
+    /// Datagrams a socket issues and sends together (`wire::burst`).
+    burst: usize,
+    /// Whether a burst may go as one GSO message: off for good once the
+    /// kernel refuses one (and always off where calls are not batched).
+    gso: bool,
     /// Sockets whose drain the receive budget stopped: served next turn.
     ready: Vec<usize>,
     /// Open loop: (wake time, socket) of sockets waiting for their next
@@ -145,6 +149,7 @@ impl UdpWorker {
         epoch: Instant,
     ) -> Self {
         let threads = plan.threads;
+        let burst = wire::burst(plan.message_size, plan.pipeline);
         let count = (plan.connections - id).div_ceil(threads) as usize;
         let flows = (0..count as u64)
             .map(|i| {
@@ -161,8 +166,10 @@ impl UdpWorker {
             poll,
             flows,
             shape: Shape::new(plan.message_size as usize),
-            buf: vec![0; RECV_BUFFER].into_boxed_slice(),
-            out: vec![0; plan.message_size as usize].into_boxed_slice(),
+            inbox: Some(wire::inbox()),
+            out: vec![0; burst * plan.message_size as usize].into_boxed_slice(),
+            burst,
+            gso: burst > 1,
             ready: Vec::new(),
             rate_timers: BinaryHeap::new(),
             stage: Stage::Run,

@@ -81,9 +81,10 @@ pub struct Flow {
     pub quota: u64,
     /// Sequences issued so far; the next datagram's sequence.
     pub next: u64,
-    /// The last datagram issued has not gone out yet: the socket would not
-    /// take it. It stays due, and goes first when the socket is writable.
-    pub unsent: bool,
+    /// The last datagrams issued that have not gone out yet (sequences
+    /// `next - unsent .. next`): issued to go together, or held back because
+    /// the socket would not take them. They go first, in order.
+    pub unsent: u64,
     /// Datagrams issued and not yet echoed, lost or abandoned.
     pub in_flight: u64,
     /// No datagram below this sequence is in flight: the expiry look starts here.
@@ -127,7 +128,7 @@ impl Flow {
             start,
             quota,
             next: 0,
-            unsent: false,
+            unsent: 0,
             in_flight: 0,
             oldest: 0,
             highest: None,
@@ -143,7 +144,7 @@ impl Flow {
 
     /// Datagrams that went out: sequences `0..sent()`.
     pub fn sent(&self) -> u64 {
-        self.next - u64::from(self.unsent)
+        self.next - self.unsent
     }
 
     /// The ring entry of `seq`.
@@ -170,17 +171,15 @@ impl Flow {
         was
     }
 
-    /// Whether another datagram may be issued: none held back, the quota
-    /// not reached, fewer than `pipeline` in flight and its entry free.
+    /// Whether another datagram may be issued: the quota not reached, fewer
+    /// than `pipeline` in flight (counting those not sent yet) and its
+    /// entry free.
     pub fn may_issue(&mut self, pipeline: u64) -> bool {
         let next = self.next;
-        !self.unsent
-            && next < self.quota
-            && self.in_flight < pipeline
-            && !self.entry(next).in_flight
+        next < self.quota && self.in_flight < pipeline && !self.entry(next).in_flight
     }
 
-    /// Issues the next datagram, due at `sent_at`; it is held until
+    /// Issues the next datagram, due at `sent_at`; it is unsent until
     /// [`Flow::mark_sent`].
     pub fn issue(&mut self, sent_at: u64) {
         let seq = self.next;
@@ -193,24 +192,24 @@ impl Flow {
         self.mark(seq, false);
         self.next += 1;
         self.in_flight += 1;
-        self.unsent = true;
+        self.unsent += 1;
     }
 
-    /// The held datagram went out at `now`.
+    /// The first unsent datagram went out at `now`.
     pub fn mark_sent(&mut self, now: u64) {
-        let seq = self.next - 1;
+        let seq = self.next - self.unsent;
         self.entry(seq).actual = now;
-        self.unsent = false;
+        self.unsent -= 1;
     }
 
-    /// Takes back the held datagram (the run stopped sending).
+    /// Takes back the unsent datagrams (the run stopped sending).
     pub fn unissue(&mut self) {
-        if self.unsent {
+        while self.unsent > 0 {
             self.next -= 1;
             let seq = self.next;
             self.entry(seq).in_flight = false;
             self.in_flight -= 1;
-            self.unsent = false;
+            self.unsent -= 1;
         }
     }
 

@@ -1,7 +1,7 @@
 //! Datagrams out and back: issuing them (as the pipeline, the quota and,
-//! in the open loop, the schedule allow), sending them with `send_to`
-//! (holding one back while the socket would not take it), and receiving,
-//! checking and sorting their echoes.
+//! in the open loop, the schedule allow) and sending them (holding them
+//! back while the socket would not take them; the calls are in `wire.rs`),
+//! and checking and sorting their echoes.
 
 use std::cmp::Reverse;
 use std::io;
@@ -17,14 +17,6 @@ use crate::counts::Samples;
 use crate::record::Series;
 use crate::worker::LOOKAHEAD_NS;
 
-/// Datagrams one socket may receive per turn before the loop serves the
-/// others (it comes back next turn): a flood on one cannot starve the rest.
-const RECEIVES_PER_TURN: usize = 256;
-
-/// `send_to` attempts in a row that may report an earlier datagram's ICMP
-/// error (Windows) before the socket counts as failed.
-const PEER_ERRORS_IN_A_ROW: usize = 8;
-
 impl UdpWorker {
     /// Open loop: pumps every socket whose next send time has come.
     pub(super) fn fire_rate_timers(&mut self, now: u64) {
@@ -38,9 +30,9 @@ impl UdpWorker {
         }
     }
 
-    /// Sends socket `s`'s held datagram and issues and sends what else is
-    /// due, until the socket would block or nothing more may go; then
-    /// WRITABLE interest follows whether one is held back.
+    /// Sends socket `s`'s held datagrams and issues and sends what else is
+    /// due, a burst at a time, until the socket would block or nothing more
+    /// may go; then WRITABLE interest follows whether any is held back.
     pub(super) fn pump(&mut self, s: usize) {
         if self.flows[s].done || self.flows[s].socket.is_none() {
             return;
@@ -48,24 +40,23 @@ impl UdpWorker {
         if self.stage == Stage::Run {
             let now = self.now();
             loop {
-                if self.flows[s].unsent {
-                    match self.send_held(s, now) {
-                        Ok(true) => {}
-                        Ok(false) => break,
-                        Err(e) => {
-                            let message = format!("send_to {}: {e}", self.plan.addr);
-                            return self.fail(s, message);
-                        }
-                    }
-                }
-                if !self.issue(s, now) {
+                while self.flows[s].unsent < self.burst as u64 && self.issue(s, now) {}
+                if self.flows[s].unsent == 0 {
                     break;
+                }
+                match self.send_unsent(s, now) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        let message = format!("send_to {}: {e}", self.plan.addr);
+                        return self.fail(s, message);
+                    }
                 }
             }
         }
         let UdpWorker { flows, poll, .. } = self;
         let flow = &mut flows[s];
-        let held = flow.unsent;
+        let held = flow.unsent > 0;
         if let Some(socket) = flow.socket.as_mut() {
             let registry = poll.registry();
             if let Err(e) =
@@ -107,87 +98,21 @@ impl UdpWorker {
         true
     }
 
-    /// Sends socket `s`'s held datagram: `Ok(false)` if the socket would
-    /// not take it (it stays held).
-    fn send_held(&mut self, s: usize, now: u64) -> io::Result<bool> {
-        let UdpWorker {
-            plan,
-            flows,
-            shape,
-            out,
-            counts,
-            ..
-        } = self;
-        let flow = &mut flows[s];
-        let Some(socket) = flow.socket.as_ref() else {
-            return Ok(false);
-        };
-        let datagram = &mut out[..shape.size];
-        shape.write(
-            &plan.payload,
-            flow.start,
-            flow.index as u32,
-            flow.next - 1,
-            datagram,
-        );
-        let mut peer_errors = 0;
-        loop {
-            match socket.send_to(datagram, plan.addr) {
-                Ok(n) if n == datagram.len() => break,
-                Ok(n) => {
-                    let message = format!("took {n} of the datagram's {} bytes", datagram.len());
-                    return Err(io::Error::other(message));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_peer_error(&e) && peer_errors < PEER_ERRORS_IN_A_ROW => {
-                    counts.udp.icmp_errors += 1;
-                    peer_errors += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        flow.mark_sent(now);
-        counts.udp.sent += 1;
-        Ok(true)
-    }
-
-    /// Receives on socket `s` until `WouldBlock` or the budget (then it is
-    /// served again next turn), sorting every echo.
-    pub(super) fn receive(&mut self, s: usize, turn: u64) {
-        for _ in 0..RECEIVES_PER_TURN {
-            let Some(socket) = self.flows[s].socket.as_ref() else {
-                return;
-            };
-            match socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => self.arrival(s, n, from, turn),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // About an earlier datagram (an ICMP error), not the socket.
-                Err(e) if is_peer_error(&e) => self.counts.udp.icmp_errors += 1,
-                Err(e) => return self.fail(s, format!("recv_from: {e}")),
-            }
-        }
-        if !self.flows[s].queued {
-            self.flows[s].queued = true;
-            self.ready.push(s);
-        }
-    }
-
-    /// Checks the `n`-byte datagram from `from` just received on socket
-    /// `s`: not from the server, or corrupted, it is counted here; else it
-    /// is sorted by [`UdpWorker::sort`].
-    fn arrival(&mut self, s: usize, n: usize, from: SocketAddr, turn: u64) {
+    /// Checks the datagram `got` from `from` just received on socket `s`:
+    /// not from the server, or corrupted, it is counted here; else it is
+    /// sorted by [`UdpWorker::sort`].
+    pub(super) fn arrival(&mut self, s: usize, got: &[u8], from: Option<SocketAddr>, turn: u64) {
         let flow = &mut self.flows[s];
         let (c, first) = (&mut self.counts.udp, &mut self.samples.udp);
-        let index = flow.index;
-        if !from_server(from, self.plan.addr) {
+        let (index, n) = (flow.index, got.len());
+        if !from.is_some_and(|from| from_server(from, self.plan.addr)) {
             c.foreign += 1;
             return Samples::keep(&mut first.foreign, || {
+                let from = from.map_or_else(|| "an unknown address".into(), |f| f.to_string());
                 format!("socket {index}: a {n}-byte datagram from {from}")
             });
         }
-        let (payload, got) = (&self.plan.payload, &self.buf[..n]);
+        let payload = &self.plan.payload;
         match self
             .shape
             .check(payload, flow.start, index as u32, flow.sent(), got)
@@ -267,7 +192,7 @@ fn from_server(from: SocketAddr, server: SocketAddr) -> bool {
 /// Whether an error reports what became of an earlier datagram (an ICMP
 /// port unreachable: `ConnectionRefused` on Unix when asked for, Windows'
 /// `WSAECONNRESET` from `recvfrom`), not a problem of the socket.
-fn is_peer_error(e: &io::Error) -> bool {
+pub(super) fn is_peer_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset

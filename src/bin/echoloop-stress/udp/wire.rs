@@ -1,0 +1,222 @@
+//! The socket calls of a `--udp` loop, with the platform split in one
+//! place: sending a socket's unsent datagrams and receiving its echoes.
+//!
+//! On Linux's epoll the calls are batched as the server's are
+//! ([`echoloop::mmsg`] says how and why): a socket's unsent datagrams — one
+//! size, one destination — go out as one GSO message, and one `recvmmsg`
+//! takes up to 32 echoes, a short batch proving the socket drained. So the
+//! client spends less of its core per datagram than the server it measures,
+//! and can drive a server faster than itself would be. Elsewhere (and under
+//! mio's forced `poll(2)` backend) one `send_to` and one `recv_from` per
+//! datagram, until `WouldBlock`.
+
+use std::io;
+
+use super::traffic::is_peer_error;
+use super::UdpWorker;
+
+/// `send_to` attempts in a row that may report an earlier datagram's ICMP
+/// error (Windows) before the socket counts as failed.
+const PEER_ERRORS_IN_A_ROW: usize = 8;
+
+/// Datagrams one socket may receive per turn before the loop serves the
+/// others (it comes back next turn): a flood on one cannot starve the rest.
+const RECEIVES_PER_TURN: usize = 256;
+
+/// Where a loop receives echoes: a `recvmmsg` batch (boxed: it is a few
+/// hundred bytes of lengths and addresses besides its buffers).
+#[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+pub type Inbox = Box<echoloop::mmsg::Received>;
+/// Where a loop receives echoes: one buffer of
+/// [`echoloop::rules::DATAGRAM_MAX`] bytes.
+#[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+pub type Inbox = Box<[u8]>;
+
+/// A loop's receive memory.
+pub fn inbox() -> Inbox {
+    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    return Box::new(echoloop::mmsg::Received::new());
+    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    return vec![0; echoloop::rules::DATAGRAM_MAX].into_boxed_slice();
+}
+
+/// How many datagrams of `size` bytes a socket issues to send together
+/// (at most its `pipeline`): as many as one GSO message carries.
+#[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+pub fn burst(size: u64, pipeline: u64) -> usize {
+    let most = echoloop::mmsg::gso_capacity(usize::try_from(size).unwrap_or(usize::MAX));
+    most.min(usize::try_from(pipeline).unwrap_or(usize::MAX))
+        .max(1)
+}
+
+/// How many datagrams a socket issues to send together: one at a time.
+#[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+pub fn burst(_size: u64, _pipeline: u64) -> usize {
+    1
+}
+
+impl UdpWorker {
+    /// Sends socket `s`'s unsent datagrams, in order: `Ok(true)` if all went,
+    /// `Ok(false)` if the socket would not take the rest (they stay unsent).
+    pub(super) fn send_unsent(&mut self, s: usize, now: u64) -> io::Result<bool> {
+        let flow = &self.flows[s];
+        let (k, size) = (flow.unsent as usize, self.shape.size);
+        let first = flow.next - flow.unsent;
+        for i in 0..k {
+            let out = &mut self.out[i * size..(i + 1) * size];
+            let (start, index) = (flow.start, flow.index as u32);
+            self.shape
+                .write(&self.plan.payload, start, index, first + i as u64, out);
+        }
+        if k > 1 && self.gso {
+            if let Some(all_went) = self.send_segments(s, k, now)? {
+                return Ok(all_went);
+            }
+        }
+        for i in 0..k {
+            if !self.send_one(s, i)? {
+                return Ok(false);
+            }
+            self.flows[s].mark_sent(now);
+            self.counts.udp.sent += 1;
+        }
+        Ok(true)
+    }
+
+    /// Sends the `k` datagrams in `out` as one GSO message: `Some(true)` if
+    /// they went, `Some(false)` if the socket would not take them, `None` if
+    /// GSO is refused (off from now on: send them one by one).
+    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    fn send_segments(&mut self, s: usize, k: usize, now: u64) -> io::Result<Option<bool>> {
+        use std::os::fd::AsRawFd;
+        let Some(socket) = self.flows[s].socket.as_ref() else {
+            return Ok(Some(false));
+        };
+        let (fd, size) = (socket.as_raw_fd(), self.shape.size);
+        let mut peer_errors = 0;
+        loop {
+            match echoloop::mmsg::send_segments(fd, &self.out[..k * size], size, self.plan.addr) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(false)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if echoloop::mmsg::gso_refused(&e) => {
+                    self.gso = false;
+                    return Ok(None);
+                }
+                Err(e) if is_peer_error(&e) && peer_errors < PEER_ERRORS_IN_A_ROW => {
+                    self.counts.udp.icmp_errors += 1;
+                    peer_errors += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for _ in 0..k {
+            self.flows[s].mark_sent(now);
+        }
+        self.counts.udp.sent += k as u64;
+        Ok(Some(true))
+    }
+
+    /// GSO is never on where the calls are not batched.
+    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    fn send_segments(&mut self, _s: usize, _k: usize, _now: u64) -> io::Result<Option<bool>> {
+        Ok(None)
+    }
+
+    /// `send_to` of datagram `i` of `out`: `Ok(false)` if the socket would
+    /// not take it.
+    fn send_one(&mut self, s: usize, i: usize) -> io::Result<bool> {
+        let Some(socket) = self.flows[s].socket.as_ref() else {
+            return Ok(false);
+        };
+        let size = self.shape.size;
+        let datagram = &self.out[i * size..(i + 1) * size];
+        let mut peer_errors = 0;
+        loop {
+            match socket.send_to(datagram, self.plan.addr) {
+                Ok(n) if n == size => return Ok(true),
+                Ok(n) => {
+                    let message = format!("took {n} of the datagram's {size} bytes");
+                    return Err(io::Error::other(message));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_peer_error(&e) && peer_errors < PEER_ERRORS_IN_A_ROW => {
+                    self.counts.udp.icmp_errors += 1;
+                    peer_errors += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Receives on socket `s` until `WouldBlock` (or a short batch) or the
+    /// budget (then it is served again next turn), sorting every echo.
+    pub(super) fn receive(&mut self, s: usize, turn: u64) {
+        let Some(mut inbox) = self.inbox.take() else {
+            return;
+        };
+        let drained = self.receive_into(&mut inbox, s, turn);
+        self.inbox = Some(inbox);
+        if !drained && !self.flows[s].queued {
+            self.flows[s].queued = true;
+            self.ready.push(s);
+        }
+    }
+
+    /// [`UdpWorker::receive`] with `recvmmsg`: whether the socket drained
+    /// (or failed) before the budget ran out.
+    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    fn receive_into(&mut self, inbox: &mut Inbox, s: usize, turn: u64) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut received = 0;
+        while received < RECEIVES_PER_TURN {
+            let Some(socket) = self.flows[s].socket.as_ref() else {
+                return true;
+            };
+            match inbox.receive(socket.as_raw_fd()) {
+                Ok(n) => {
+                    for k in 0..n {
+                        self.arrival(s, inbox.data(k), inbox.source(k), turn);
+                    }
+                    received += n;
+                    if echoloop::rules::read_proves_drained(n, echoloop::mmsg::BATCH, false) {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // About an earlier datagram (an ICMP error), not the socket.
+                Err(e) if is_peer_error(&e) => self.counts.udp.icmp_errors += 1,
+                Err(e) => {
+                    self.fail(s, format!("recvmmsg: {e}"));
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// [`UdpWorker::receive`] with `recv_from`: whether the socket drained
+    /// (or failed) before the budget ran out.
+    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    fn receive_into(&mut self, inbox: &mut Inbox, s: usize, turn: u64) -> bool {
+        for _ in 0..RECEIVES_PER_TURN {
+            let Some(socket) = self.flows[s].socket.as_ref() else {
+                return true;
+            };
+            match socket.recv_from(inbox) {
+                Ok((n, from)) => self.arrival(s, &inbox[..n], Some(from), turn),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // About an earlier datagram (an ICMP error), not the socket.
+                Err(e) if is_peer_error(&e) => self.counts.udp.icmp_errors += 1,
+                Err(e) => {
+                    self.fail(s, format!("recv_from: {e}"));
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
