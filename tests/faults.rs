@@ -547,7 +547,8 @@ mod link {
     /// Scenario 5, a slow link: the server's side of the link runs at 1
     /// Mbit/s (MTU 1500), its clients' at loopback speed. 4 connections
     /// keep 8 messages of 16 KiB in flight each, far more than the link
-    /// carries, for 3 s. Back-pressure holds the server at its cap: its
+    /// carries, for 3 s; the server's kernel send buffers are fixed
+    /// (`--send-buffer 16384`). Back-pressure holds the server at its cap: its
     /// pending output reaches `--max-pending` (16 KiB) and never exceeds 4
     /// times it, and its RSS stays within the slow-reader test's bound
     /// (baseline + connections × (cap + 16 KiB)); every byte is verified
@@ -563,7 +564,16 @@ mod link {
         };
         // The port is known only once the server listens: the link is
         // shaped before any client connects.
-        let mut server = lab.server(&["--max-pending", "16384", "--stats-interval", "0.1"]);
+        // A fixed kernel send buffer: autotuned, it can grow past the
+        // 0.8 MB the run sends, and the server's own cap is never reached.
+        let mut server = lab.server(&[
+            "--max-pending",
+            "16384",
+            "--send-buffer",
+            "16384",
+            "--stats-interval",
+            "0.1",
+        ]);
         lab.slow_link(server.addr.port(), "1mbit");
         let pid = server.child.id();
         // Warm up: the loop's read buffer is touched by the first big read.
