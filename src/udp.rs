@@ -25,9 +25,10 @@
 //!
 //! On Linux's epoll, datagrams are received and sent in batches (`recvmmsg`
 //! and `sendmmsg`, `udp/batch.rs`): one system call for up to 32 datagrams
-//! each way instead of one per datagram. Elsewhere — and on Linux with mio's
-//! forced `poll(2)` backend, so that CI runs the portable path too — one
-//! `recv_from` and one `send_to` per datagram.
+//! each way instead of one per datagram, and the replies to one source of
+//! one size share one GSO message ([`crate::mmsg`] explains both). Elsewhere
+//! — and on Linux with mio's forced `poll(2)` backend, so that CI runs the
+//! portable path too — one `recv_from` and one `send_to` per datagram.
 
 #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
 mod batch;
