@@ -17,11 +17,14 @@
 //!   loopback, at the receiving socket. The receiver sees the same separate
 //!   datagrams it would have seen one by one.
 //!
-//! GSO is refused where the kernel lacks it (before Linux 4.18), where a
-//! segment exceeds the path's MTU, or where the device cannot checksum it;
-//! [`gso_refused`] names those errors, and a caller that meets one sends
-//! one datagram per message from then on. At most [`GSO_MAX_SEGMENTS`]
-//! datagrams, and [`GSO_MAX_BYTES`] in all, share a message.
+//! GSO came in Linux 4.18, and a kernel without it does not refuse the
+//! control message — it ignores it, and would send a message as *one*
+//! datagram. So it is used only where [`gso_supported`] says the socket
+//! knows `UDP_SEGMENT`. Even then the kernel refuses a message whose segment
+//! exceeds the path's MTU (`EMSGSIZE`, or `EINVAL` on older kernels), or that
+//! a device cannot checksum (`EIO`); [`gso_refused`] names those errors, and
+//! the caller sends that message's datagrams one per message instead.
+//! [`gso_capacity`] says how many datagrams of a size may share a message.
 //!
 //! Everything here works on a raw descriptor and caller-owned memory; the
 //! headers and `iovec`s pointing into that memory are built on the stack for
@@ -36,9 +39,13 @@ use crate::rules::DATAGRAM_MAX;
 /// Datagrams per `recvmmsg` call (and per server `sendmmsg` call).
 pub const BATCH: usize = 32;
 
-/// Most datagrams one GSO message may carry: the kernel's
-/// `UDP_MAX_SEGMENTS` (64 until Linux 6.12, 128 since).
-pub const GSO_MAX_SEGMENTS: usize = 64;
+/// The kernel's `UDP_MAX_SEGMENTS`: most segments one GSO message may have.
+const MAX_SEGMENTS: usize = 64;
+
+/// UDP and IPv6 header bytes. Before Linux 5.16 the kernel checked the
+/// segment limit against the packet's length *with* its headers, so a
+/// message may carry this many bytes less than `MAX_SEGMENTS` segments.
+const HEADERS: usize = 48;
 
 /// Most bytes one GSO message may carry: it is one IP packet until it is
 /// cut, so its UDP payload stays under 64 KiB with IPv6's headers.
@@ -89,13 +96,21 @@ impl Received {
         // SAFETY: zeroed iovec and mmsghdr are valid (null pointers, 0 lengths).
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (k, (iov, hdr)) in iov.iter_mut().zip(hdrs.iter_mut()).enumerate() {
-            iov.iov_base = self.bufs[k * DATAGRAM_MAX..].as_mut_ptr().cast();
-            iov.iov_len = DATAGRAM_MAX;
-            hdr.msg_hdr.msg_iov = iov;
+        // One pointer into each vector, offset per datagram: indexing the
+        // vectors again would re-borrow them and void the pointers taken.
+        let (bufs, addrs) = (self.bufs.as_mut_ptr(), self.addrs.as_mut_ptr());
+        let iovs = iov.as_mut_ptr();
+        for (k, hdr) in hdrs.iter_mut().enumerate() {
+            // SAFETY: k < BATCH: within the arrays and the BATCH buffers.
+            unsafe {
+                let v = &mut *iovs.add(k);
+                v.iov_base = bufs.add(k * DATAGRAM_MAX).cast();
+                v.iov_len = DATAGRAM_MAX;
+                hdr.msg_hdr.msg_iov = iovs.add(k);
+                hdr.msg_hdr.msg_name = addrs.add(k).cast();
+            }
             hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_name = (&mut self.addrs[k] as *mut libc::sockaddr_storage).cast();
-            hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
         }
         // SAFETY: BATCH headers, each pointing at its own live iovec, buffer
         // and address storage of the lengths given; all outlive the call.
@@ -103,7 +118,7 @@ impl Received {
             libc::recvmmsg(
                 fd,
                 hdrs.as_mut_ptr(),
-                BATCH as u32,
+                BATCH as _,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -141,17 +156,27 @@ impl Received {
         addr.as_socket()
     }
 
-    /// Points `iov` at datagram `k`'s bytes, to send it back as received;
-    /// returns its source address (name and length) for the reply's header.
-    pub(crate) fn reply(
+    /// Points `iovs[i]` at datagram `order[i]`'s bytes, for each `i`, to
+    /// send them back as received; returns each one's source address (name
+    /// and length) for the replies' headers.
+    pub(crate) fn replies(
         &mut self,
-        k: usize,
-        iov: &mut libc::iovec,
-    ) -> (*mut libc::c_void, libc::socklen_t) {
-        iov.iov_base = self.bufs[k * DATAGRAM_MAX..].as_mut_ptr().cast();
-        iov.iov_len = self.lens[k];
-        let name = (&mut self.addrs[k] as *mut libc::sockaddr_storage).cast();
-        (name, self.addr_lens[k])
+        order: &[usize],
+        iovs: &mut [libc::iovec],
+    ) -> [(*mut libc::c_void, libc::socklen_t); BATCH] {
+        let mut names = [(std::ptr::null_mut(), 0); BATCH];
+        // As in `receive`: one pointer into each vector.
+        let (bufs, addrs) = (self.bufs.as_mut_ptr(), self.addrs.as_mut_ptr());
+        for ((&k, iov), name) in order.iter().zip(iovs).zip(&mut names) {
+            assert!(k < BATCH, "datagram {k} of a batch of {BATCH}");
+            // SAFETY: k < BATCH: within the buffers and the addresses.
+            unsafe {
+                iov.iov_base = bufs.add(k * DATAGRAM_MAX).cast();
+                *name = (addrs.add(k).cast(), self.addr_lens[k]);
+            }
+            iov.iov_len = self.lens[k];
+        }
+        names
     }
 
     /// Whether datagrams `a` and `b` came from the same address.
@@ -161,10 +186,8 @@ impl Received {
             // SAFETY: the kernel wrote `len` bytes of the address, within
             // the storage's size.
             unsafe {
-                std::slice::from_raw_parts(
-                    (&self.addrs[k] as *const libc::sockaddr_storage).cast::<u8>(),
-                    len,
-                )
+                let start = (&self.addrs[k] as *const libc::sockaddr_storage).cast::<u8>();
+                std::slice::from_raw_parts(start, len)
             }
         };
         bytes(a) == bytes(b)
@@ -180,23 +203,26 @@ pub(crate) type SegmentControl = [u64; 4];
 pub(crate) fn set_segment_size(hdr: &mut libc::msghdr, control: &mut SegmentControl, size: u16) {
     hdr.msg_control = control.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE only computes a length.
-    hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+    hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
     // SAFETY: `control` is 32 bytes, 8-aligned, at least CMSG_SPACE(2), and
     // `hdr` points at it, so the first header and its 2 data bytes lie in it.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(hdr);
         (*cmsg).cmsg_level = libc::SOL_UDP;
         (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
     }
 }
 
 /// Sends `bytes` to `dst` as datagrams of `segment` bytes (the last may be
 /// shorter) in one GSO message: all of them, or none (`WouldBlock` when the
-/// socket has no room). At most [`GSO_MAX_SEGMENTS`] segments and
-/// [`GSO_MAX_BYTES`] bytes.
+/// socket has no room). `InvalidInput` if they are more than
+/// [`gso_capacity`] allows.
 pub fn send_segments(fd: RawFd, bytes: &[u8], segment: usize, dst: SocketAddr) -> io::Result<()> {
+    if segment == 0 || bytes.len().div_ceil(segment) > gso_capacity(segment) {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
     let segment = u16::try_from(segment).map_err(|_| io::ErrorKind::InvalidInput)?;
     let dst = socket2::SockAddr::from(dst);
     let mut iov = libc::iovec {
@@ -220,9 +246,28 @@ pub fn send_segments(fd: RawFd, bytes: &[u8], segment: usize, dst: SocketAddr) -
     Ok(())
 }
 
-/// Whether a send with `UDP_SEGMENT` failed because GSO cannot be used
-/// here (no kernel support, a segment above the path's MTU, a device that
-/// cannot checksum it), not for a reason that would fail a plain send too.
+/// Whether the kernel knows `UDP_SEGMENT` on socket `fd` (Linux 4.18+):
+/// `getsockopt` of it works there, and fails with `ENOPROTOOPT` before.
+pub fn gso_supported(fd: RawFd) -> bool {
+    let mut size: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a live c_int and its length, which is what the option writes.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&mut size as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r == 0
+}
+
+/// Whether a send with `UDP_SEGMENT` failed because that message cannot
+/// go as one GSO message (a segment above the path's MTU, a device that
+/// cannot checksum it, no support after all), not for a reason that would
+/// fail a plain send too: its datagrams may still go one per message.
 pub fn gso_refused(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -230,12 +275,39 @@ pub fn gso_refused(e: &io::Error) -> bool {
     )
 }
 
-/// How many datagrams of `size` bytes may share one GSO message: none of
-/// 0 bytes (a segment size of 0 means "no GSO", so the kernel would send the
-/// lot as *one* empty datagram).
+/// How many datagrams of `size` bytes may share one GSO message: at most
+/// [`GSO_MAX_BYTES`] in all, and the kernel's 64 segments less the headers'
+/// worth older kernels count; none of 0 bytes (a segment size of 0 means "no
+/// GSO", so the kernel would send the lot as *one* empty datagram).
 pub fn gso_capacity(size: usize) -> usize {
-    match size {
-        0 => 1,
-        _ => (GSO_MAX_BYTES / size).clamp(1, GSO_MAX_SEGMENTS),
+    if size == 0 {
+        return 1;
+    }
+    let segments = MAX_SEGMENTS - HEADERS.div_ceil(size).min(MAX_SEGMENTS - 1);
+    (GSO_MAX_BYTES / size).min(segments).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// This kernel (the CI's is 6.x) has GSO, and says so.
+    #[test]
+    fn gso_is_supported_here() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        assert!(gso_supported(socket.as_raw_fd()));
+    }
+
+    /// Empty datagrams never share a message; small ones are capped by the
+    /// segment count (less the headers' worth), large ones by the bytes.
+    #[test]
+    fn capacity_per_size() {
+        assert_eq!(gso_capacity(0), 1);
+        assert_eq!(gso_capacity(1), 16);
+        assert_eq!(gso_capacity(48), 63);
+        assert_eq!(gso_capacity(1000), 63);
+        assert_eq!(gso_capacity(1400), 46);
+        assert_eq!(gso_capacity(40_000), 1);
     }
 }

@@ -88,10 +88,11 @@ fn hundred_sockets_each_get_their_own_echoes() {
 
 /// Bursts come back as the datagrams they were: two sockets send
 /// interleaved bursts of one size, a size too large to share a GSO message,
-/// an odd size and empty datagrams, without waiting for echoes, so the
-/// server receives them in batches and sends replies to one source of one
-/// size as one segmented message. Each socket gets exactly its own
-/// datagrams back, each whole and byte-exact, in the order it sent them.
+/// an odd size, empty datagrams, and one size again after another, without
+/// waiting for echoes, so the server receives them in batches and sends
+/// replies to one source of one size as one segmented message. Each socket
+/// gets exactly its own datagrams back, each whole and byte-exact, in the
+/// order it sent them.
 #[test]
 fn bursts_come_back_as_their_datagrams() {
     let server = TestServer::start(|c| {
@@ -102,12 +103,15 @@ fn bursts_come_back_as_their_datagrams() {
     // Per burst: (socket, size, count), sent in this order.
     let burst = [
         (0, 1000, 12),
+        (0, 50, 1),
+        (0, 1000, 3),
         (1, 1000, 6),
         (0, 1000, 8),
         (0, 2000, 2),
         (1, 0, 4),
         (0, 37, 3),
         (1, 1400, 9),
+        (0, 1000, 5),
     ];
     for round in 0..50 {
         let mut sent: [Vec<Vec<u8>>; 2] = Default::default();

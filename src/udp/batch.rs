@@ -8,36 +8,37 @@
 //! ([`rules::read_proves_drained`]); elsewhere the loop receives again until
 //! `EAGAIN`. A `sendmmsg` that stops at `EAGAIN` drops the rest of the batch
 //! (counted, as on the portable path); one that fails on one message skips
-//! it and sends the rest. A GSO message the kernel refuses turns GSO off
-//! for good, and the rest of the batch goes one datagram per message.
+//! it and sends the rest. A GSO message the kernel refuses goes again one
+//! datagram per message; GSO stays on for the others, so no peer (a path
+//! with a small MTU, a spoofed source) can turn it off for everyone.
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
+use log::info;
+
 use super::{is_peer_error, Policy, Udp, DATAGRAMS_PER_TURN};
+use crate::logging::Throttle;
 use crate::mmsg::{self, Received, SegmentControl, BATCH};
 use crate::rules;
 use crate::stats::{Counter, Counters};
 
 /// Largest datagram sent with GSO: one that fits a 1,500-byte path in one
-/// IPv6 packet. The kernel refuses a GSO segment above the path's MTU (and
-/// a refusal turns GSO off); a larger datagram goes alone and may be
-/// fragmented, as without GSO.
+/// IPv6 packet. The kernel refuses a GSO segment above the path's MTU; a
+/// larger datagram goes alone and may be fragmented, as without GSO.
 const GSO_MAX_SEGMENT: usize = 1452;
 
-// A whole batch fits one GSO message.
-const _: () =
-    assert!(BATCH <= mmsg::GSO_MAX_SEGMENTS && BATCH * GSO_MAX_SEGMENT <= mmsg::GSO_MAX_BYTES);
-
-/// The batch's memory, and whether GSO is still on.
+/// The batch's memory, and whether GSO may be used.
 #[derive(Debug)]
 pub(super) struct Batch {
     /// The datagrams of the last `recvmmsg`, replies sent from there.
     received: Received,
-    /// Whether replies to one source may share a `UDP_SEGMENT` message;
-    /// off for good once the kernel refuses one.
-    gso: bool,
+    /// Whether replies to one source may share a `UDP_SEGMENT` message:
+    /// `None` until the first socket is asked ([`mmsg::gso_supported`]).
+    gso: Option<bool>,
+    /// Rate limit for "GSO refused" lines.
+    refusals: Throttle,
 }
 
 /// How [`Batch::send_back`] sends a batch: its datagrams in message order,
@@ -53,26 +54,32 @@ struct Plan {
     datagrams: usize,
 }
 
+/// What became of one datagram's reply: `Ok`, `WouldBlock` (the socket was
+/// full: it and the rest are dropped), or the error its message met.
+type Outcome<'a> = dyn FnMut(usize, io::Result<()>) + 'a;
+
 impl Batch {
-    /// Buffers for one batch, GSO on.
+    /// Buffers for one batch.
     pub(super) fn new() -> Self {
         Batch {
             received: Received::new(),
-            gso: true,
+            gso: None,
+            refusals: Throttle::default(),
         }
     }
 
     /// Sends the datagrams whose `keep` is set back to their sources, with
-    /// as few messages as [`Batch::groups`] allows; `outcome(k, result)` is
-    /// told what became of each datagram: `Ok`, `WouldBlock` (the socket
-    /// was full: it and the rest are dropped), or the error its message met.
+    /// as few messages as [`Batch::groups`] allows (one each without
+    /// `gso`); `outcome(k, result)` is told what became of each.
     fn send_back(
         &mut self,
         fd: i32,
         keep: &[bool],
-        mut outcome: impl FnMut(usize, io::Result<()>),
+        gso: bool,
+        now: Instant,
+        outcome: &mut Outcome<'_>,
     ) {
-        let plan = self.groups(keep);
+        let plan = self.groups(keep, gso);
         // SAFETY: zeroed iovecs, headers and control space are valid.
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
@@ -90,7 +97,7 @@ impl Batch {
                 libc::sendmmsg(
                     fd,
                     hdrs[g..].as_mut_ptr(),
-                    (plan.messages - g) as u32,
+                    (plan.messages - g) as _,
                     libc::MSG_DONTWAIT,
                 )
             };
@@ -103,26 +110,36 @@ impl Batch {
             }
             let e = io::Error::last_os_error();
             match e.kind() {
-                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => {
                     let rest = (g..plan.messages).flat_map(members);
                     rest.for_each(|k| outcome(k, Err(io::ErrorKind::WouldBlock.into())));
                     return;
                 }
                 _ if plan.spans[g].1 > 1 && mmsg::gso_refused(&e) => {
-                    log::info!("udp: sendmmsg with UDP_SEGMENT: {e}; GSO off, one datagram per message from now on");
-                    self.gso = false;
-                    let mut rest = [false; BATCH];
-                    (g..plan.messages)
-                        .flat_map(members)
-                        .for_each(|k| rest[k] = true);
-                    return self.send_back(fd, &rest[..keep.len()], outcome);
+                    self.refused(&e, plan.order[plan.spans[g].0], now);
+                    let mut alone = [false; BATCH];
+                    members(g).for_each(|k| alone[k] = true);
+                    self.send_back(fd, &alone[..keep.len()], false, now, outcome);
                 }
-                _ => {
-                    members(g).for_each(|k| outcome(k, Err(io::Error::from(e.kind()))));
-                    g += 1; // this message only: skip it
-                }
+                _ => members(g).for_each(|k| outcome(k, Err(io::Error::from(e.kind())))),
             }
+            g += 1; // this message is done with: on to the next
+        }
+    }
+
+    /// A GSO reply to datagram `k`'s source was refused with `e`: said,
+    /// rate-limited. Its datagrams go again one per message.
+    fn refused(&mut self, e: &io::Error, k: usize, now: Instant) {
+        if let Some(missed) = self.refusals.allow(now) {
+            let to = self
+                .received
+                .source(k)
+                .map_or_else(|| "?".into(), |a| a.to_string());
+            info!(
+                "udp: sendmmsg: a GSO reply to {to} refused ({e}); sent one datagram per message \
+                 ({missed} more refused since last said)"
+            );
         }
     }
 
@@ -136,14 +153,14 @@ impl Batch {
         hdrs: &mut [libc::mmsghdr; BATCH],
         control: &mut [SegmentControl; BATCH],
     ) {
-        let mut names = [(std::ptr::null_mut(), 0); BATCH];
-        for (i, &k) in plan.order[..plan.datagrams].iter().enumerate() {
-            names[i] = self.received.reply(k, &mut iov[i]);
-        }
+        let names = self.received.replies(&plan.order[..plan.datagrams], iov);
+        let iovs = iov.as_mut_ptr();
         for (g, &(start, count)) in plan.spans[..plan.messages].iter().enumerate() {
             let hdr = &mut hdrs[g].msg_hdr;
-            hdr.msg_iov = &mut iov[start];
-            hdr.msg_iovlen = count;
+            // SAFETY: start + count <= plan.datagrams <= BATCH: the run lies
+            // in `iov` (a pointer from the whole array, not one element).
+            hdr.msg_iov = unsafe { iovs.add(start) };
+            hdr.msg_iovlen = count as _;
             (hdr.msg_name, hdr.msg_namelen) = names[start];
             if count > 1 {
                 let size = self.received.len(plan.order[start]) as u16;
@@ -152,25 +169,27 @@ impl Batch {
         }
     }
 
-    /// The messages the kept datagrams go out in: with GSO, the datagrams
-    /// of one source and one size share a message (in their order), which
-    /// the kernel cuts back into those datagrams — one pass down the IP
-    /// stack for the lot. Without it, one message each.
-    fn groups(&self, keep: &[bool]) -> Plan {
+    /// The messages the kept datagrams go out in: with `gso`, a datagram
+    /// joins the message of its source's latest datagram if that has its
+    /// size and room ([`mmsg::gso_capacity`]) — never an earlier one, which
+    /// would send it ahead of datagrams it follows. The kernel cuts such a
+    /// message back into those datagrams, after one pass down the IP stack
+    /// for the lot. Without `gso`, one message each.
+    fn groups(&self, keep: &[bool], gso: bool) -> Plan {
         let r = &self.received;
         let mut group_of = [usize::MAX; BATCH];
         let mut heads = [(0usize, 0usize); BATCH]; // first datagram, count
         let mut messages = 0;
         for k in (0..keep.len()).filter(|&k| keep[k]) {
             let len = r.len(k);
-            let fits = |&(first, _): &(usize, usize)| {
-                self.gso
-                    && mmsg::gso_capacity(len) > 1
-                    && len <= GSO_MAX_SEGMENT
+            let latest = (0..messages).rev().find(|&g| r.same_source(heads[g].0, k));
+            let joins = latest.filter(|&g| {
+                let (first, count) = heads[g];
+                gso && len <= GSO_MAX_SEGMENT
                     && r.len(first) == len
-                    && r.same_source(first, k)
-            };
-            let g = heads[..messages].iter().position(fits).unwrap_or_else(|| {
+                    && count < mmsg::gso_capacity(len)
+            });
+            let g = joins.unwrap_or_else(|| {
                 heads[messages] = (k, 0);
                 messages += 1;
                 messages - 1
@@ -205,6 +224,7 @@ pub(super) fn serve(
     now: Instant,
 ) -> io::Result<()> {
     let fd = udp.socket.as_raw_fd();
+    let gso = *batch.gso.get_or_insert_with(|| mmsg::gso_supported(fd));
     let mut received = 0;
     while received < DATAGRAMS_PER_TURN {
         let n = match batch.received.receive(fd) {
@@ -229,7 +249,7 @@ pub(super) fn serve(
             *keep = src.is_some_and(|src| policy.admit(src, len, counters, now));
             (dst[k], lens[k]) = (src, len);
         }
-        batch.send_back(fd, &keep[..n], |k, result| {
+        batch.send_back(fd, &keep[..n], gso, now, &mut |k, result| {
             policy.account_send(result, lens[k], dst[k], counters, now);
         });
         if rules::read_proves_drained(n, BATCH, false) {
@@ -279,18 +299,38 @@ mod tests {
         let from = [0, 1, 0, 0, 1, 0, 2, 0];
         let lens = [100, 100, 100, 100, 100, 50, 2000, 100];
         let keep = [true, true, true, true, true, true, true, false];
-        let plan = batch(&from, &lens).groups(&keep);
+        let plan = batch(&from, &lens).groups(&keep, true);
         assert_eq!(
             messages(&plan),
             [vec![0, 2, 3], vec![1, 4], vec![5], vec![6]]
         );
     }
 
+    /// A datagram never joins a message its source sent before another
+    /// size (or a datagram too large for GSO): that would reorder them.
+    #[test]
+    fn a_later_datagram_never_overtakes() {
+        for lens in [[100, 50, 100], [100, 2000, 100], [100, 0, 100]] {
+            let plan = batch(&[0, 0, 0], &lens).groups(&[true; 3], true);
+            assert_eq!(messages(&plan), [vec![0], vec![1], vec![2]], "{lens:?}");
+        }
+    }
+
+    /// A message holds at most what the kernel takes in one: 16 datagrams
+    /// of 1 byte.
+    #[test]
+    fn a_message_holds_what_the_kernel_takes() {
+        let plan = batch(&[0; 20], &[1; 20]).groups(&[true; 20], true);
+        assert_eq!(
+            messages(&plan),
+            [(0..16).collect::<Vec<_>>(), (16..20).collect()]
+        );
+    }
+
     /// Without GSO every datagram is its own message, in batch order.
     #[test]
     fn without_gso_one_message_each() {
-        let mut b = batch(&[0, 0, 0], &[100, 100, 100]);
-        b.gso = false;
-        assert_eq!(messages(&b.groups(&[true; 3])), [vec![0], vec![1], vec![2]]);
+        let plan = batch(&[0, 0, 0], &[100, 100, 100]).groups(&[true; 3], false);
+        assert_eq!(messages(&plan), [vec![0], vec![1], vec![2]]);
     }
 }
