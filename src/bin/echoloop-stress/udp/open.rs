@@ -117,6 +117,7 @@ impl UdpWorker {
                 flow.rate_origin = now.saturating_add(phase as u64);
             }
         }
+        self.check_gso();
         for s in 0..self.flows.len() {
             self.pump(s);
         }

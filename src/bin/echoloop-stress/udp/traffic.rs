@@ -33,6 +33,9 @@ impl UdpWorker {
     /// Sends socket `s`'s held datagrams and issues and sends what else is
     /// due, a burst at a time, until the socket would block or nothing more
     /// may go; then WRITABLE interest follows whether any is held back.
+    /// Nothing new is issued while some are held: a closed-loop datagram is
+    /// timed from its issue, and the wait for room is our own, not the
+    /// server's.
     pub(super) fn pump(&mut self, s: usize) {
         if self.flows[s].done || self.flows[s].socket.is_none() {
             return;
@@ -40,17 +43,16 @@ impl UdpWorker {
         if self.stage == Stage::Run {
             let now = self.now();
             loop {
-                while self.flows[s].unsent < self.burst as u64 && self.issue(s, now) {}
+                if self.flows[s].unsent == 0 {
+                    while self.flows[s].unsent < self.burst as u64 && self.issue(s, now) {}
+                }
                 if self.flows[s].unsent == 0 {
                     break;
                 }
                 match self.send_unsent(s, now) {
                     Ok(true) => {}
                     Ok(false) => break,
-                    Err(e) => {
-                        let message = format!("send_to {}: {e}", self.plan.addr);
-                        return self.fail(s, message);
-                    }
+                    Err(e) => return self.fail(s, e.to_string()),
                 }
             }
         }

@@ -56,8 +56,25 @@ pub fn burst(_size: u64, _pipeline: u64) -> usize {
 }
 
 impl UdpWorker {
+    /// GSO only where the kernel has it: one that does not would ignore the
+    /// segment size and send a burst as one datagram ([`echoloop::mmsg`]).
+    /// Asked of the loop's first open socket.
+    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    pub(super) fn check_gso(&mut self) {
+        use std::os::fd::AsRawFd;
+        let first = self.flows.iter().find_map(|f| f.socket.as_ref());
+        self.gso = self.gso && first.is_some_and(|s| echoloop::mmsg::gso_supported(s.as_raw_fd()));
+    }
+
+    /// GSO is never on where the calls are not batched.
+    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    pub(super) fn check_gso(&mut self) {
+        self.gso = false;
+    }
+
     /// Sends socket `s`'s unsent datagrams, in order: `Ok(true)` if all went,
     /// `Ok(false)` if the socket would not take the rest (they stay unsent).
+    /// An error names the call that failed.
     pub(super) fn send_unsent(&mut self, s: usize, now: u64) -> io::Result<bool> {
         let flow = &self.flows[s];
         let (k, size) = (flow.unsent as usize, self.shape.size);
@@ -107,7 +124,10 @@ impl UdpWorker {
                     self.counts.udp.icmp_errors += 1;
                     peer_errors += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    let call = format!("sendmsg (UDP_SEGMENT) to {}", self.plan.addr);
+                    return Err(io::Error::new(e.kind(), format!("{call}: {e}")));
+                }
             }
         }
         for _ in 0..k {
@@ -136,7 +156,7 @@ impl UdpWorker {
             match socket.send_to(datagram, self.plan.addr) {
                 Ok(n) if n == size => return Ok(true),
                 Ok(n) => {
-                    let message = format!("took {n} of the datagram's {size} bytes");
+                    let message = format!("send_to {}: took {n} of {size} bytes", self.plan.addr);
                     return Err(io::Error::other(message));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -145,7 +165,10 @@ impl UdpWorker {
                     self.counts.udp.icmp_errors += 1;
                     peer_errors += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    let call = format!("send_to {}", self.plan.addr);
+                    return Err(io::Error::new(e.kind(), format!("{call}: {e}")));
+                }
             }
         }
     }
