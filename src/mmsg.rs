@@ -164,6 +164,12 @@ impl Received {
         order: &[usize],
         iovs: &mut [libc::iovec],
     ) -> [(*mut libc::c_void, libc::socklen_t); BATCH] {
+        assert!(
+            order.len() <= iovs.len(),
+            "{} datagrams, {} iovecs",
+            order.len(),
+            iovs.len()
+        );
         let mut names = [(std::ptr::null_mut(), 0); BATCH];
         // As in `receive`: one pointer into each vector.
         let (bufs, addrs) = (self.bufs.as_mut_ptr(), self.addrs.as_mut_ptr());
@@ -217,10 +223,10 @@ pub(crate) fn set_segment_size(hdr: &mut libc::msghdr, control: &mut SegmentCont
 
 /// Sends `bytes` to `dst` as datagrams of `segment` bytes (the last may be
 /// shorter) in one GSO message: all of them, or none (`WouldBlock` when the
-/// socket has no room). `InvalidInput` if they are more than
+/// socket has no room). `InvalidInput` if there are none, or more than
 /// [`gso_capacity`] allows.
 pub fn send_segments(fd: RawFd, bytes: &[u8], segment: usize, dst: SocketAddr) -> io::Result<()> {
-    if segment == 0 || bytes.len().div_ceil(segment) > gso_capacity(segment) {
+    if segment == 0 || bytes.is_empty() || bytes.len().div_ceil(segment) > gso_capacity(segment) {
         return Err(io::ErrorKind::InvalidInput.into());
     }
     let segment = u16::try_from(segment).map_err(|_| io::ErrorKind::InvalidInput)?;

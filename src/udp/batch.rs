@@ -54,6 +54,29 @@ struct Plan {
     datagrams: usize,
 }
 
+impl Plan {
+    /// The datagrams of messages `from..to`, in order.
+    fn members(&self, from: usize, to: usize) -> impl Iterator<Item = usize> + '_ {
+        let span = |g: usize| self.spans[g].0..self.spans[g].0 + self.spans[g].1;
+        let datagrams = if from < to {
+            span(from).start..span(to - 1).end
+        } else {
+            0..0
+        };
+        self.order[datagrams].iter().copied()
+    }
+
+    /// Tells `outcome` that the datagrams of messages `from..` were dropped:
+    /// the socket was full.
+    fn blocked(&self, from: usize, outcome: &mut Outcome<'_>) {
+        if from < self.messages {
+            let full = || Err(io::ErrorKind::WouldBlock.into());
+            self.members(from, self.messages)
+                .for_each(|k| outcome(k, full()));
+        }
+    }
+}
+
 /// What became of one datagram's reply: `Ok`, `WouldBlock` (the socket was
 /// full: it and the rest are dropped), or the error its message met.
 type Outcome<'a> = dyn FnMut(usize, io::Result<()>) + 'a;
@@ -70,7 +93,8 @@ impl Batch {
 
     /// Sends the datagrams whose `keep` is set back to their sources, with
     /// as few messages as [`Batch::groups`] allows (one each without
-    /// `gso`); `outcome(k, result)` is told what became of each.
+    /// `gso`); `outcome(k, result)` is told what became of each. Returns
+    /// whether the socket was full (the rest were dropped).
     fn send_back(
         &mut self,
         fd: i32,
@@ -78,17 +102,13 @@ impl Batch {
         gso: bool,
         now: Instant,
         outcome: &mut Outcome<'_>,
-    ) {
+    ) -> bool {
         let plan = self.groups(keep, gso);
         // SAFETY: zeroed iovecs, headers and control space are valid.
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         let mut control = [SegmentControl::default(); BATCH];
         self.headers(&plan, &mut iov, &mut hdrs, &mut control);
-        let members = |g: usize| {
-            let (start, count) = plan.spans[g];
-            plan.order[start..start + count].iter().copied()
-        };
         let mut g = 0;
         while g < plan.messages {
             // SAFETY: headers g.. point at live iovecs, buffers, addresses
@@ -101,31 +121,41 @@ impl Batch {
                     libc::MSG_DONTWAIT,
                 )
             };
-            if r >= 0 {
-                (g..g + r as usize)
-                    .flat_map(members)
-                    .for_each(|k| outcome(k, Ok(())));
-                g += r as usize;
+            if r > 0 {
+                let sent = r as usize;
+                plan.members(g, g + sent).for_each(|k| outcome(k, Ok(())));
+                g += sent;
                 continue;
+            }
+            if r == 0 {
+                // Never for a non-empty batch; were it to happen, no spin.
+                plan.blocked(g, outcome);
+                return true;
             }
             let e = io::Error::last_os_error();
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => {
-                    let rest = (g..plan.messages).flat_map(members);
-                    rest.for_each(|k| outcome(k, Err(io::ErrorKind::WouldBlock.into())));
-                    return;
+                    plan.blocked(g, outcome);
+                    return true;
                 }
                 _ if plan.spans[g].1 > 1 && mmsg::gso_refused(&e) => {
                     self.refused(&e, plan.order[plan.spans[g].0], now);
                     let mut alone = [false; BATCH];
-                    members(g).for_each(|k| alone[k] = true);
-                    self.send_back(fd, &alone[..keep.len()], false, now, outcome);
+                    plan.members(g, g + 1).for_each(|k| alone[k] = true);
+                    if self.send_back(fd, &alone[..keep.len()], false, now, outcome) {
+                        plan.blocked(g + 1, outcome);
+                        return true;
+                    }
                 }
-                _ => members(g).for_each(|k| outcome(k, Err(io::Error::from(e.kind())))),
+                _ => {
+                    let failed = || Err(io::Error::from(e.kind()));
+                    plan.members(g, g + 1).for_each(|k| outcome(k, failed()));
+                }
             }
             g += 1; // this message is done with: on to the next
         }
+        false
     }
 
     /// A GSO reply to datagram `k`'s source was refused with `e`: said,
@@ -325,6 +355,22 @@ mod tests {
             messages(&plan),
             [(0..16).collect::<Vec<_>>(), (16..20).collect()]
         );
+    }
+
+    /// A run of messages yields their datagrams in order, and a full
+    /// socket drops exactly the datagrams of the messages not yet sent.
+    #[test]
+    fn members_and_the_dropped_rest() {
+        let plan = batch(&[0, 1, 0, 2], &[100, 100, 100, 100]).groups(&[true; 4], true);
+        assert_eq!(messages(&plan), [vec![0, 2], vec![1], vec![3]]);
+        assert_eq!(plan.members(0, 2).collect::<Vec<_>>(), [0, 2, 1]);
+        assert_eq!(plan.members(2, 2).count(), 0);
+        let mut dropped = Vec::new();
+        plan.blocked(1, &mut |k, r: io::Result<()>| {
+            assert_eq!(r.map_err(|e| e.kind()), Err(io::ErrorKind::WouldBlock));
+            dropped.push(k);
+        });
+        assert_eq!(dropped, [1, 3]);
     }
 
     /// Without GSO every datagram is its own message, in batch order.
