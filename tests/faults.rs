@@ -277,7 +277,7 @@ mod lab {
             after.iter().any(|l| !l.contains("| 0 msg/s |")),
             "no traffic after the heal: {after:?}"
         );
-        assert_eq!(hasty.status.code(), Some(1), "{}", hasty.describe());
+        hasty.assert_exit(1);
         assert_eq!(hasty.u64("stalled"), 10, "{}", hasty.describe());
         assert_eq!(hasty.u64("verification_errors"), 0);
         assert_eq!(stat(&last, "accepted"), 20, "{last}");

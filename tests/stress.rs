@@ -340,13 +340,7 @@ fn flipped_byte_fails_verification() {
         "500",
         "--json",
     ]);
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "{}{}",
-        run.stdout,
-        run.stderr_text()
-    );
+    run.assert_exit(1);
     let j = run.json();
     assert_eq!(j["verification_errors"].u64(), 5);
     // Each connection verified its first 10 messages, then hit the flip.
@@ -374,13 +368,7 @@ fn closed_port_counts_refused() {
         "5",
         "--json",
     ]);
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "{}{}",
-        run.stdout,
-        run.stderr_text()
-    );
+    run.assert_exit(1);
     let j = run.json();
     assert_eq!(j["connections_attempted"].u64(), 5);
     assert_eq!(j["connections_failed"].u64(), 5);
@@ -397,13 +385,7 @@ fn closed_port_counts_refused() {
         "--max-failures",
         "5",
     ]);
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "{}{}",
-        run.stdout,
-        run.stderr_text()
-    );
+    run.assert_exit(1);
     assert!(
         run.stdout.contains("5 failed (refused 5,"),
         "{}",
@@ -467,13 +449,7 @@ fn close_with_last_bytes_is_an_unexpected_close_not_a_stall() {
         "5",
         "--json",
     ]);
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "{}{}",
-        run.stdout,
-        run.stderr_text()
-    );
+    run.assert_exit(1);
     let j = run.json();
     assert_eq!(j["unexpected_closes"].u64(), 4, "{}", run.stdout);
     assert_eq!(j["stalled"].u64(), 0, "{}", run.stdout);
@@ -565,13 +541,7 @@ fn silent_server_is_reported_as_stalled() {
         "0.5",
         "--json",
     ]);
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "{}{}",
-        run.stdout,
-        run.stderr_text()
-    );
+    run.assert_exit(1);
     let j = run.json();
     assert_eq!(j["stalled"].u64(), 3);
     assert_eq!(j["messages"].u64(), 0);
@@ -590,13 +560,7 @@ fn black_hole_fails_as_untested() {
         let run = stress(&[
             "--addr", &addr, "--mode", mode, "-c", "10", "-d", "1", "--json",
         ]);
-        assert_eq!(
-            run.status.code(),
-            Some(1),
-            "{mode}: {}{}",
-            run.stdout,
-            run.stderr_text()
-        );
+        run.assert_exit(1);
         let j = run.json();
         assert_eq!(j["connections_established"].u64(), 0, "{mode}");
         assert_eq!(j["connections_aborted"].u64(), 10, "{mode}");
@@ -625,7 +589,7 @@ fn interrupted_black_hole_run_fails() {
     run.process.stderr.wait_for("conns up");
     run.process.signal(libc::SIGINT);
     let out = run.finish(RUN_LIMIT);
-    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    out.assert_exit(1);
     assert!(
         out.stdout.contains("\"interrupted\": true"),
         "{}",
@@ -656,13 +620,7 @@ fn connections_never_attempted_fail_the_run() {
         "1",
         "--json",
     ]);
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "{}{}",
-        run.stdout,
-        run.stderr_text()
-    );
+    run.assert_exit(1);
     let j = run.json();
     let attempted = j["connections_attempted"].u64();
     let never = j["connections_never_attempted"].u64();
