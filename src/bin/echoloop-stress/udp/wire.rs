@@ -109,26 +109,17 @@ impl UdpWorker {
         let Some(socket) = self.flows[s].socket.as_ref() else {
             return Ok(Some(false));
         };
-        let (fd, size) = (socket.as_raw_fd(), self.shape.size);
-        let mut peer_errors = 0;
-        loop {
-            match echoloop::mmsg::send_segments(fd, &self.out[..k * size], size, self.plan.addr) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(false)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if echoloop::mmsg::gso_refused(&e) => {
-                    self.gso = false;
-                    return Ok(None);
-                }
-                Err(e) if is_peer_error(&e) && peer_errors < PEER_ERRORS_IN_A_ROW => {
-                    self.counts.udp.icmp_errors += 1;
-                    peer_errors += 1;
-                }
-                Err(e) => {
-                    let call = format!("sendmsg (UDP_SEGMENT) to {}", self.plan.addr);
-                    return Err(io::Error::new(e.kind(), format!("{call}: {e}")));
-                }
+        let (fd, size, addr) = (socket.as_raw_fd(), self.shape.size, self.plan.addr);
+        let out = &self.out[..k * size];
+        let send = || echoloop::mmsg::send_segments(fd, out, size, addr);
+        match send_retrying(&mut self.counts.udp.icmp_errors, send) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Some(false)),
+            Err(e) if echoloop::mmsg::gso_refused(&e) => {
+                self.gso = false;
+                return Ok(None);
             }
+            Err(e) => return Err(named(format!("sendmsg (UDP_SEGMENT) to {addr}"), e)),
         }
         for _ in 0..k {
             self.flows[s].mark_sent(now);
@@ -149,28 +140,15 @@ impl UdpWorker {
         let Some(socket) = self.flows[s].socket.as_ref() else {
             return Ok(false);
         };
-        let size = self.shape.size;
+        let (size, addr) = (self.shape.size, self.plan.addr);
         let datagram = &self.out[i * size..(i + 1) * size];
-        let mut peer_errors = 0;
-        loop {
-            match socket.send_to(datagram, self.plan.addr) {
-                Ok(n) if n == size => return Ok(true),
-                Ok(n) => {
-                    let message = format!("send_to {}: took {n} of {size} bytes", self.plan.addr);
-                    return Err(io::Error::other(message));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_peer_error(&e) && peer_errors < PEER_ERRORS_IN_A_ROW => {
-                    self.counts.udp.icmp_errors += 1;
-                    peer_errors += 1;
-                }
-                Err(e) => {
-                    let call = format!("send_to {}", self.plan.addr);
-                    return Err(io::Error::new(e.kind(), format!("{call}: {e}")));
-                }
-            }
-        }
+        let send = || match socket.send_to(datagram, addr) {
+            Ok(n) if n == size => Ok(()),
+            Ok(n) => Err(io::Error::other(format!("took {n} of {size} bytes"))),
+            Err(e) => Err(e),
+        };
+        send_retrying(&mut self.counts.udp.icmp_errors, send)
+            .map_err(|e| named(format!("send_to {addr}"), e))
     }
 
     /// Receives on socket `s` until `WouldBlock` (or a short batch) or the
@@ -187,32 +165,28 @@ impl UdpWorker {
         }
     }
 
-    /// [`UdpWorker::receive`] with `recvmmsg`: whether the socket drained
-    /// (or failed) before the budget ran out.
-    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    /// [`UdpWorker::receive`]'s drain: receives until the socket says it is
+    /// drained (or failed) — then true — or the budget runs out. An error
+    /// about an earlier datagram (an ICMP error) is counted, not fatal, and
+    /// counts against the budget like a datagram.
     fn receive_into(&mut self, inbox: &mut Inbox, s: usize, turn: u64) -> bool {
-        use std::os::fd::AsRawFd;
         let mut received = 0;
         while received < RECEIVES_PER_TURN {
-            let Some(socket) = self.flows[s].socket.as_ref() else {
-                return true;
-            };
-            match inbox.receive(socket.as_raw_fd()) {
-                Ok(n) => {
-                    for k in 0..n {
-                        self.arrival(s, inbox.data(k), inbox.source(k), turn);
-                    }
+            match self.receive_once(inbox, s, turn) {
+                Ok((n, drained)) => {
                     received += n;
-                    if echoloop::rules::read_proves_drained(n, echoloop::mmsg::BATCH, false) {
+                    if drained {
                         return true;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // About an earlier datagram (an ICMP error), not the socket.
-                Err(e) if is_peer_error(&e) => self.counts.udp.icmp_errors += 1,
+                Err(e) if is_peer_error(&e) => {
+                    self.counts.udp.icmp_errors += 1;
+                    received += 1;
+                }
                 Err(e) => {
-                    self.fail(s, format!("recvmmsg: {e}"));
+                    self.fail(s, format!("{RECEIVE_CALL}: {e}"));
                     return true;
                 }
             }
@@ -220,26 +194,84 @@ impl UdpWorker {
         false
     }
 
-    /// [`UdpWorker::receive`] with `recv_from`: whether the socket drained
-    /// (or failed) before the budget ran out.
-    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
-    fn receive_into(&mut self, inbox: &mut Inbox, s: usize, turn: u64) -> bool {
-        for _ in 0..RECEIVES_PER_TURN {
-            let Some(socket) = self.flows[s].socket.as_ref() else {
-                return true;
-            };
-            match socket.recv_from(inbox) {
-                Ok((n, from)) => self.arrival(s, &inbox[..n], Some(from), turn),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // About an earlier datagram (an ICMP error), not the socket.
-                Err(e) if is_peer_error(&e) => self.counts.udp.icmp_errors += 1,
-                Err(e) => {
-                    self.fail(s, format!("recv_from: {e}"));
-                    return true;
-                }
-            }
+    /// One `recvmmsg` on socket `s`, every echo sorted: how many came, and
+    /// whether a short batch proved the socket drained. A closed socket is
+    /// drained.
+    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    fn receive_once(
+        &mut self,
+        inbox: &mut Inbox,
+        s: usize,
+        turn: u64,
+    ) -> io::Result<(usize, bool)> {
+        use std::os::fd::AsRawFd;
+        let Some(socket) = self.flows[s].socket.as_ref() else {
+            return Ok((0, true));
+        };
+        let n = inbox.receive(socket.as_raw_fd())?;
+        for k in 0..n {
+            self.arrival(s, inbox.data(k), inbox.source(k), turn);
         }
-        false
+        Ok((
+            n,
+            echoloop::rules::read_proves_drained(n, echoloop::mmsg::BATCH, false),
+        ))
     }
+
+    /// One `recv_from` on socket `s`, its echo sorted: one came, and only
+    /// `WouldBlock` proves the socket drained. A closed socket is drained.
+    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    fn receive_once(
+        &mut self,
+        inbox: &mut Inbox,
+        s: usize,
+        turn: u64,
+    ) -> io::Result<(usize, bool)> {
+        let Some(socket) = self.flows[s].socket.as_ref() else {
+            return Ok((0, true));
+        };
+        let (n, from) = socket.recv_from(inbox)?;
+        self.arrival(s, &inbox[..n], Some(from), turn);
+        Ok((1, false))
+    }
+}
+
+/// The receive call, for error messages.
+const RECEIVE_CALL: &str = if cfg!(all(
+    target_os = "linux",
+    not(mio_unsupported_force_poll_poll)
+)) {
+    "recvmmsg"
+} else {
+    "recv_from"
+};
+
+/// Makes one send with `send`, as every client send goes: `Ok(true)` when
+/// it went, `Ok(false)` when the socket would not take it; `Interrupted` is
+/// retried, and an error about an earlier datagram (an ICMP error; Windows
+/// reports one on a later send) is counted in `icmp_errors` and retried,
+/// up to [`PEER_ERRORS_IN_A_ROW`] in a row. Any other error is returned as
+/// it came.
+fn send_retrying(
+    icmp_errors: &mut u64,
+    mut send: impl FnMut() -> io::Result<()>,
+) -> io::Result<bool> {
+    let mut peer_errors = 0;
+    loop {
+        match send() {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_peer_error(&e) && peer_errors < PEER_ERRORS_IN_A_ROW => {
+                *icmp_errors += 1;
+                peer_errors += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `e`, its message led by the `call` that failed.
+fn named(call: String, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{call}: {e}"))
 }
