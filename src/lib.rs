@@ -105,7 +105,7 @@ mod event_loop;
 mod idle;
 mod logging;
 mod metrics;
-#[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+#[cfg(linux_batch)]
 pub mod mmsg;
 mod pending;
 mod rate_limit;

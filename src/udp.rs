@@ -30,7 +30,7 @@
 //! — and on Linux with mio's forced `poll(2)` backend, so that CI runs the
 //! portable path too — one `recv_from` and one `send_to` per datagram.
 
-#[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+#[cfg(linux_batch)]
 mod batch;
 
 use std::io;
@@ -42,7 +42,7 @@ use mio::net::UdpSocket;
 
 use crate::logging::Throttle;
 use crate::rate_limit::RateLimiter;
-#[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+#[cfg(not(linux_batch))]
 use crate::rules::DATAGRAM_MAX;
 use crate::stats::{Counter, Counters};
 
@@ -88,10 +88,10 @@ impl Udp {
 #[derive(Debug)]
 pub(crate) struct UdpEcho {
     /// The one datagram buffer of the portable path, [`DATAGRAM_MAX`] bytes.
-    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    #[cfg(not(linux_batch))]
     buf: Vec<u8>,
     /// The receive and send buffers of the batched path.
-    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    #[cfg(linux_batch)]
     batch: batch::Batch,
     /// What may be echoed, and how each outcome is counted.
     policy: Policy,
@@ -131,9 +131,9 @@ impl UdpEcho {
     /// (0: unlimited).
     pub(crate) fn new(rate: u32) -> Self {
         UdpEcho {
-            #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+            #[cfg(not(linux_batch))]
             buf: vec![0; DATAGRAM_MAX],
-            #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+            #[cfg(linux_batch)]
             batch: batch::Batch::new(),
             policy: Policy {
                 limiter: (rate > 0).then(|| RateLimiter::new(rate, RATE_SOURCES)),
@@ -145,9 +145,9 @@ impl UdpEcho {
 
     /// Receives and echoes on `udp` until `WouldBlock` or the budget.
     pub(crate) fn serve(&mut self, udp: &mut Udp, counters: &Counters, now: Instant) {
-        #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+        #[cfg(linux_batch)]
         let result = batch::serve(&mut self.batch, &mut self.policy, udp, counters, now);
-        #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+        #[cfg(not(linux_batch))]
         let result = self.serve_portable(udp, counters, now);
         if let Err(e) = result {
             counters.add(Counter::UdpErrors, 1);
@@ -164,7 +164,7 @@ impl UdpEcho {
 
     /// The portable path: one `recv_from` and one `send_to` per datagram.
     /// Returns an unexpected receive error (the caller rests the socket).
-    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    #[cfg(not(linux_batch))]
     fn serve_portable(
         &mut self,
         udp: &mut Udp,
@@ -244,7 +244,7 @@ impl Policy {
 }
 
 /// `send_to`, retrying `Interrupted`.
-#[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+#[cfg(not(linux_batch))]
 fn send_to(socket: &UdpSocket, data: &[u8], dst: SocketAddr) -> io::Result<usize> {
     loop {
         match socket.send_to(data, dst) {

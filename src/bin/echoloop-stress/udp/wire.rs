@@ -25,24 +25,24 @@ const RECEIVES_PER_TURN: usize = 256;
 
 /// Where a loop receives echoes: a `recvmmsg` batch (boxed: it is a few
 /// hundred bytes of lengths and addresses besides its buffers).
-#[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+#[cfg(linux_batch)]
 pub type Inbox = Box<echoloop::mmsg::Received>;
 /// Where a loop receives echoes: one buffer of
 /// [`echoloop::rules::DATAGRAM_MAX`] bytes.
-#[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+#[cfg(not(linux_batch))]
 pub type Inbox = Box<[u8]>;
 
 /// A loop's receive memory.
 pub fn inbox() -> Inbox {
-    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    #[cfg(linux_batch)]
     return Box::new(echoloop::mmsg::Received::new());
-    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    #[cfg(not(linux_batch))]
     return vec![0; echoloop::rules::DATAGRAM_MAX].into_boxed_slice();
 }
 
 /// How many datagrams of `size` bytes a socket issues to send together
 /// (at most its `pipeline`): as many as one GSO message carries.
-#[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+#[cfg(linux_batch)]
 pub fn burst(size: u64, pipeline: u64) -> usize {
     let most = echoloop::mmsg::gso_capacity(usize::try_from(size).unwrap_or(usize::MAX));
     most.min(usize::try_from(pipeline).unwrap_or(usize::MAX))
@@ -50,7 +50,7 @@ pub fn burst(size: u64, pipeline: u64) -> usize {
 }
 
 /// How many datagrams a socket issues to send together: one at a time.
-#[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+#[cfg(not(linux_batch))]
 pub fn burst(_size: u64, _pipeline: u64) -> usize {
     1
 }
@@ -59,7 +59,7 @@ impl UdpWorker {
     /// GSO only where the kernel has it: one that does not would ignore the
     /// segment size and send a burst as one datagram ([`echoloop::mmsg`]).
     /// Asked of the loop's first open socket.
-    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    #[cfg(linux_batch)]
     pub(super) fn check_gso(&mut self) {
         use std::os::fd::AsRawFd;
         let first = self.flows.iter().find_map(|f| f.socket.as_ref());
@@ -67,7 +67,7 @@ impl UdpWorker {
     }
 
     /// GSO is never on where the calls are not batched.
-    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    #[cfg(not(linux_batch))]
     pub(super) fn check_gso(&mut self) {
         self.gso = false;
     }
@@ -103,7 +103,7 @@ impl UdpWorker {
     /// Sends the `k` datagrams in `out` as one GSO message: `Some(true)` if
     /// they went, `Some(false)` if the socket would not take them, `None` if
     /// GSO is refused (off from now on: send them one by one).
-    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    #[cfg(linux_batch)]
     fn send_segments(&mut self, s: usize, k: usize, now: u64) -> io::Result<Option<bool>> {
         use std::os::fd::AsRawFd;
         let Some(socket) = self.flows[s].socket.as_ref() else {
@@ -129,7 +129,7 @@ impl UdpWorker {
     }
 
     /// GSO is never on where the calls are not batched.
-    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    #[cfg(not(linux_batch))]
     fn send_segments(&mut self, _s: usize, _k: usize, _now: u64) -> io::Result<Option<bool>> {
         Ok(None)
     }
@@ -197,7 +197,7 @@ impl UdpWorker {
     /// One `recvmmsg` on socket `s`, every echo sorted: how many came, and
     /// whether a short batch proved the socket drained. A closed socket is
     /// drained.
-    #[cfg(all(target_os = "linux", not(mio_unsupported_force_poll_poll)))]
+    #[cfg(linux_batch)]
     fn receive_once(
         &mut self,
         inbox: &mut Inbox,
@@ -220,7 +220,7 @@ impl UdpWorker {
 
     /// One `recv_from` on socket `s`, its echo sorted: one came, and only
     /// `WouldBlock` proves the socket drained. A closed socket is drained.
-    #[cfg(not(all(target_os = "linux", not(mio_unsupported_force_poll_poll))))]
+    #[cfg(not(linux_batch))]
     fn receive_once(
         &mut self,
         inbox: &mut Inbox,
@@ -237,10 +237,7 @@ impl UdpWorker {
 }
 
 /// The receive call, for error messages.
-const RECEIVE_CALL: &str = if cfg!(all(
-    target_os = "linux",
-    not(mio_unsupported_force_poll_poll)
-)) {
+const RECEIVE_CALL: &str = if cfg!(linux_batch) {
     "recvmmsg"
 } else {
     "recv_from"
