@@ -26,6 +26,7 @@ use std::io::{self, Read};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
+use crate::logging::context;
 use crate::pending::{BufferPool, Pending};
 use crate::rules::{self, READ_INTEREST};
 use crate::stats::{Counter, Counters};
@@ -202,7 +203,7 @@ impl Connection {
             if !self.fin_sent {
                 self.stream
                     .shutdown(std::net::Shutdown::Write)
-                    .map_err(|e| named("shutdown", e))?;
+                    .map_err(|e| context("shutdown", e))?;
                 self.fin_sent = true;
             }
             let read_any;
@@ -268,7 +269,7 @@ impl Connection {
                     self.short_read_unproven = false;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(named("read", e)),
+                Err(e) => return Err(context("read", e)),
             }
         }
         Ok((false, read_any))
@@ -325,7 +326,7 @@ impl Connection {
             &mut self.write_interest,
             pending,
         )
-        .map_err(|e| named("reregister", e))
+        .map_err(|e| context("reregister", e))
     }
 
     /// Closes the connection, returning its pending output (if any) to the
@@ -343,13 +344,7 @@ impl Connection {
 /// Writes as much of `data` as the socket takes now ([`rules::write_until_full`])
 /// and counts it.
 fn write_some(stream: &TcpStream, data: &[u8], counters: &Counters) -> io::Result<usize> {
-    let n = rules::write_until_full(stream, data).map_err(|e| named("write", e))?;
+    let n = rules::write_until_full(stream, data).map_err(|e| context("write", e))?;
     counters.add(Counter::BytesOut, n as u64);
     Ok(n)
-}
-
-/// Prefixes an error with the call that returned it ("read: Connection
-/// reset by peer"), keeping its kind. Only on the error path.
-fn named(call: &str, err: io::Error) -> io::Error {
-    io::Error::new(err.kind(), format!("{call}: {err}"))
 }

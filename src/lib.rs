@@ -16,11 +16,16 @@
 //!
 //! # Layout
 //!
-//! - `server.rs` — [`Server`] (bind, then run) and [`Handle`] (stop it, read
-//!   its counters); the error policy. Start reading here.
+//! - `server.rs` — [`Server`] (bind, or take listeners bound elsewhere, then
+//!   run) and [`Handle`] (stop it, read its counters); the error policy.
+//!   Start reading here.
 //! - `event_loop.rs` — the loop: the numbered steps of one turn
 //!   (`EventLoop::turn`), serving and closing connections; `accept.rs` and
-//!   `shutdown.rs` beside it take clients in and wind the loop down.
+//!   `shutdown.rs` beside it take clients in and wind the loop down, and
+//!   `part.rs` is what one loop owns alone (its poll, sockets, read buffer,
+//!   the writer of its counters).
+//! - `shared.rs` — what every loop and [`Handle`] share: configuration,
+//!   shutdown flag, each loop's waker, a reader of each loop's counters.
 //! - `rules.rs` — the rules of the readiness technique ([`rules`]), shared
 //!   with the stress client: drain, hints, write interest, the epoll shortcut.
 //! - `connection.rs` — one client: its socket, what we know of its
@@ -37,7 +42,8 @@
 //! - `token.rs` — what each `mio::Token` names.
 //! - `config.rs` — [`Config`]: settings, defaults and bounds; `units.rs` —
 //!   parsing seconds and byte counts ([`units`]).
-//! - `stats.rs` — the counters ([`Stats`]), from one list.
+//! - `stats.rs` — the counters ([`Stats`]), from one list; one slot per
+//!   loop, with one writer.
 //! - `logging.rs` — rate-limited warnings, peer names for debug lines.
 //! - `sys.rs` — the few facts that differ between operating systems, behind
 //!   `cfg` in one place.
@@ -111,6 +117,7 @@ mod pending;
 mod rate_limit;
 pub mod rules;
 mod server;
+mod shared;
 pub mod stats;
 mod sys;
 mod token;
