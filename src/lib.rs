@@ -28,8 +28,11 @@
 //!   shutdown flag, each loop's waker, a reader of each loop's counters.
 //! - `rules.rs` — the rules of the readiness technique ([`rules`]), shared
 //!   with the stress client: drain, hints, write interest, the epoll shortcut.
-//! - `connection.rs` — one client: its socket, what we know of its
+//! - `connection.rs` — one client: its transport, what we know of its
 //!   readiness, the echo. Knows nothing of the loop but a `Registry`.
+//! - `transport.rs` — the seam every connection's bytes pass through
+//!   ([`transport::Transport`]): plain TCP today, and the one place that
+//!   says whether a short read proves the socket drained.
 //! - `pending.rs` — the echo a connection still owes, and the buffer pool.
 //! - `admission.rs` — who may connect: `--allow`, `--deny`,
 //!   `--max-per-source`.
@@ -121,6 +124,7 @@ mod shared;
 pub mod stats;
 mod sys;
 mod token;
+pub mod transport;
 mod udp;
 pub mod units;
 
