@@ -350,8 +350,8 @@ fn with_port(listen: &str, port: u16) -> String {
 }
 
 /// The real binary started with `ECHOLOOP_LISTEN=listen` (and `args`),
-/// once its start-up log is complete; `None` if the port was taken.
-fn start_from_env(listen: &str, args: &[&str]) -> Option<Process> {
+/// once its start-up log is complete; if a port was in use, what it said.
+fn start_from_env(listen: &str, args: &[&str]) -> Result<Process, String> {
     let mut server = Process::spawn(
         "echoloop",
         Command::new(ECHOLOOP)
@@ -363,12 +363,12 @@ fn start_from_env(listen: &str, args: &[&str]) -> Option<Process> {
         server.stderr.contains("admission:") || matches!(server.child.try_wait(), Ok(Some(_)))
     });
     if server.stderr.contains("admission:") {
-        return Some(server);
+        return Ok(server);
     }
     let exit = server.finish(TIMEOUT);
     let stderr = exit.stderr_text();
     assert!(stderr.contains("in use"), "failed to start: {stderr}");
-    None
+    Err(stderr)
 }
 
 /// One datagram to `server` from a fresh socket on `ip` comes back whole.
@@ -397,17 +397,29 @@ fn the_unit_files_dual_stack_listen_serves_both_families() {
         return;
     }
     let listen = unit_file_listen();
-    assert!(listen.contains("0.0.0.0:") && listen.contains("[::]:"), "{listen}");
+    assert!(
+        listen.contains("0.0.0.0:") && listen.contains("[::]:"),
+        "{listen}"
+    );
     for args in [&[][..], &["--udp", "--udp-rate", "0"][..]] {
+        let mut last = String::new();
         let (port, server) = (0..8)
             .find_map(|_| {
                 let port = std::net::TcpListener::bind("0.0.0.0:0")
                     .and_then(|l| l.local_addr())
                     .expect("a free port")
                     .port();
-                start_from_env(&with_port(&listen, port), args).map(|s| (port, s))
+                match start_from_env(&with_port(&listen, port), args) {
+                    Ok(server) => Some((port, server)),
+                    Err(said) => {
+                        last = said;
+                        None
+                    }
+                }
             })
-            .expect("a free port within 8 tries");
+            .unwrap_or_else(|| {
+                panic!("{listen} {args:?}: 8 free ports, all \"in use\" at bind: {last}")
+            });
         for ip in ["127.0.0.1", "::1"] {
             let addr = std::net::SocketAddr::new(ip.parse().unwrap(), port);
             assert_echo(&connect(addr), format!("tcp over {ip} {args:?}").as_bytes());
@@ -434,7 +446,11 @@ fn help_states_ipv6_only_and_the_unfiltered_metrics_port() {
             .join(" ")
     };
     assert!(flag("listen").contains("IPv6-only"), "{}", flag("listen"));
-    assert!(flag("metrics").contains("do NOT apply"), "{}", flag("metrics"));
+    assert!(
+        flag("metrics").contains("do NOT apply"),
+        "{}",
+        flag("metrics")
+    );
     assert!(help.contains("TCP and UDP echo server"), "{help}");
 }
 
@@ -453,12 +469,24 @@ fn environment_errors_name_the_variable() {
         line.contains("'lots' for ECHOLOOP_MAX_CONNECTIONS (--max-connections <N>)"),
         "{line}"
     );
-    let line = run(("ECHOLOOP_MAX_CONNECTIONS", "5"), &["--max-connections", "lots"]);
-    assert!(line.contains("'--max-connections <N>'") && !line.contains("ECHOLOOP"), "{line}");
+    let line = run(
+        ("ECHOLOOP_MAX_CONNECTIONS", "5"),
+        &["--max-connections", "lots"],
+    );
+    assert!(
+        line.contains("'--max-connections <N>'") && !line.contains("ECHOLOOP"),
+        "{line}"
+    );
     let line = run(("ECHOLOOP_UDP", "maybe"), &[]);
-    assert!(line.contains("ECHOLOOP_UDP") && line.contains("yes/no"), "{line}");
+    assert!(
+        line.contains("ECHOLOOP_UDP") && line.contains("yes/no"),
+        "{line}"
+    );
     let line = run(("ECHOLOOP_LISTEN", "127.0.0.1:0, nowhere"), &[]);
-    assert!(line.contains("ECHOLOOP_LISTEN") && line.contains("nowhere"), "{line}");
+    assert!(
+        line.contains("ECHOLOOP_LISTEN") && line.contains("nowhere"),
+        "{line}"
+    );
 }
 
 /// On/off variables take 1/0, yes/no, on/off and true/false in any case:
@@ -482,7 +510,11 @@ fn on_off_variables_take_the_usual_spellings() {
                 .env("ECHOLOOP_NO_NODELAY", value),
         );
         server.stderr.wait_for("admission:");
-        assert_eq!(server.stderr.contains("udp echo on"), on, "ECHOLOOP_UDP={value}");
+        assert_eq!(
+            server.stderr.contains("udp echo on"),
+            on,
+            "ECHOLOOP_UDP={value}"
+        );
         assert_echo(&connect(server.addr), value.as_bytes());
     }
 }
@@ -571,7 +603,12 @@ fn stress_client_closed_stdout_is_one_line_not_a_panic() {
         assert_closed_stdout_reported(&out, &format!("run {extra:?}"));
     }
     let report = Stress::spawn(Command::new(STRESS).args(run).arg("--json")).finish(TIMEOUT);
-    assert_eq!(report.exit.status.code(), Some(0), "{}", report.exit.stderr_text());
+    assert_eq!(
+        report.exit.status.code(),
+        Some(0),
+        "{}",
+        report.exit.stderr_text()
+    );
     let file = std::env::temp_dir().join(format!("echoloop-cli-{}.json", std::process::id()));
     std::fs::write(&file, &report.exit.stdout).unwrap();
     let out = run_with_closed_stdout(Command::new(STRESS).arg("merge").arg(&file));

@@ -20,7 +20,9 @@ pub fn parse_or_exit<P: clap::Parser>(program: &str) -> P {
     match P::try_parse() {
         Ok(parsed) => parsed,
         Err(e) if !e.use_stderr() => {
-            let printed = e.print().and_then(|()| std::io::Write::flush(&mut std::io::stdout()));
+            let printed = e
+                .print()
+                .and_then(|()| std::io::Write::flush(&mut std::io::stdout()));
             match printed {
                 Ok(()) => std::process::exit(e.exit_code()),
                 Err(why) => {
@@ -51,7 +53,10 @@ fn name_the_variable<P: clap::CommandFactory>(
     let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg) else {
         return line.to_string();
     };
-    let Some(long) = shown.strip_prefix("--").and_then(|s| s.split([' ', '=']).next()) else {
+    let Some(long) = shown
+        .strip_prefix("--")
+        .and_then(|s| s.split([' ', '=']).next())
+    else {
         return line.to_string();
     };
     let command = P::command();
