@@ -617,6 +617,7 @@ fn stress_client_closed_stdout_is_one_line_not_a_panic() {
 }
 
 /// `out` failed to write stdout and said so in one line, without a panic.
+#[cfg(unix)]
 #[track_caller]
 fn assert_closed_stdout_reported(out: &Exit, what: &str) {
     let stderr = out.stderr_text();

@@ -41,10 +41,10 @@ pub fn parse_or_exit<P: clap::Parser>(program: &str) -> P {
     }
 }
 
-/// Rewrites clap's "… for '--flag <V>'" as "… for ECHOLOOP_FLAG (--flag
-/// <V>)" when the bad value came from the flag's environment variable: clap
-/// reads the variable exactly when the flag is not on the command line
-/// (`args`), and names only the flag, which the operator never typed.
+/// Rewrites clap's `… for '--flag <V>'` as `… for ECHOLOOP_FLAG (--flag
+/// <V>)` when the bad value came from the flag's environment variable:
+/// clap reads the variable exactly when the flag is not on the command
+/// line (`args`), and names only the flag, which the operator never typed.
 fn name_the_variable<P: clap::CommandFactory>(
     e: &clap::Error,
     line: &str,
