@@ -169,6 +169,7 @@ impl Server {
         if let Some((_, addr)) = &self.part.metrics {
             info!("metrics on http://{addr}/metrics");
         }
+        info!("{}", admission_summary(&self.shared.config));
         let Server { shared, part } = self;
         let mut event_loop = EventLoop::new(part, Arc::clone(&shared));
         while event_loop.turn()? {}
@@ -177,6 +178,32 @@ impl Server {
         info!("stopped: {stats}");
         Ok(stats)
     }
+}
+
+/// The admission rules in force, in one line for the start-up log: a flag
+/// given replaces its `ECHOLOOP_*` variable, so the operator sees here
+/// which of the two was left standing.
+fn admission_summary(config: &Config) -> String {
+    let list = |nets: &[ipnet::IpNet], empty: &str| {
+        if nets.is_empty() {
+            return empty.to_string();
+        }
+        let names: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        names.join(",")
+    };
+    let per_source = config
+        .max_per_source
+        .map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    let metrics = if config.metrics.is_some() {
+        " (not applied to the metrics port)"
+    } else {
+        ""
+    };
+    format!(
+        "admission: allow {}; deny {}; max per source {per_source}{metrics}",
+        list(&config.allow, "all"),
+        list(&config.deny, "none"),
+    )
 }
 
 /// What start-up derives from the configuration before binding anything.
@@ -283,13 +310,6 @@ fn adopt(listener: std::net::TcpListener, addr: SocketAddr, config: &Config) -> 
     })
 }
 
-/// A UDP socket bound on `addr`, with [`UDP_BUFFER`]-sized buffers.
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let udp = UdpSocket::bind(addr)?;
-    enlarge_udp_buffers(&udp);
-    Ok(udp)
-}
-
 /// The metrics endpoint's listener and its address.
 fn bind_metrics(want: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
     const BACKLOG: u32 = 128; // scrapers come a few at a time
@@ -308,6 +328,22 @@ fn bind_metrics(want: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
 /// few thousand; the kernel caps the request at its own limit
 /// (`net.core.rmem_max`/`wmem_max` on Linux), silently.
 const UDP_BUFFER: usize = 4 << 20;
+
+/// A non-blocking UDP socket bound to `addr`, IPv6-only when `addr` is
+/// IPv6 (see [`listen`]), so that it binds beside an IPv4 one on the same
+/// port; with [`UDP_BUFFER`]-sized buffers.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    let udp = UdpSocket::from_std(socket.into());
+    enlarge_udp_buffers(&udp);
+    Ok(udp)
+}
 
 /// Asks for [`UDP_BUFFER`]-sized socket buffers; best effort (a smaller
 /// buffer only means earlier drops, which are counted by the kernel).
@@ -328,6 +364,13 @@ fn enlarge_udp_buffers(udp: &UdpSocket) {
 /// unanswered and they retry after a second or more) even while the loop
 /// would accept them in microseconds. The kernel caps the value at
 /// `net.core.somaxconn` (4,096 on current Linux).
+///
+/// An IPv6 socket is IPv6-only (`IPV6_V6ONLY`), as nginx makes it: with
+/// Linux's default `net.ipv6.bindv6only = 0` a socket on `[::]` would also
+/// take IPv4 (as `::ffff:a.b.c.d`) and hold the IPv4 port, so `0.0.0.0:7`
+/// and `[::]:7` side by side failed with "Address already in use". Each
+/// family is now served by its own `--listen`, on every OS alike (Windows
+/// and the BSDs default to IPv6-only already).
 fn listen(addr: SocketAddr, backlog: u32, send_buffer: Option<usize>) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
@@ -335,6 +378,9 @@ fn listen(addr: SocketAddr, backlog: u32, send_buffer: Option<usize>) -> io::Res
     // on Windows, where SO_REUSEADDR would let another process steal the port.
     #[cfg(not(windows))]
     socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
     inherited_options(&socket, send_buffer)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
