@@ -170,8 +170,9 @@ impl EventLoop {
         //    listeners and UDP sockets are ready.
         self.dispatch();
 
-        // 3. The shared sockets: accept until WouldBlock, echo datagrams
-        //    until WouldBlock — each within a budget per socket per turn.
+        // 3. The sockets every client comes in by: accept until WouldBlock,
+        //    echo datagrams until WouldBlock — each within a budget per
+        //    socket per turn.
         if self.shutdown_deadline.is_none() && self.accept_paused_until.is_none() {
             for i in 0..self.listeners.len() {
                 if self.listeners[i].ready {
