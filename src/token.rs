@@ -13,7 +13,7 @@ use mio::Token;
 pub const MAX_LISTENERS: usize = 256;
 
 /// Most metrics connections open at once: the size of their token range,
-/// and so the metrics endpoint's limit (`crate::metrics` keeps to it).
+/// the metrics endpoint's limit.
 pub(crate) const MAX_METRICS: usize = 64;
 
 /// The waker's token.
