@@ -3,7 +3,7 @@
 use crate::cli::Mode;
 
 /// Everything one loop counts; the loops' counts are added up at the end.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counts {
     /// `connect` calls made.
     pub attempted: u64,
@@ -130,24 +130,98 @@ impl Counts {
         self.udp.add(&other.udp);
     }
 
-    /// Failed connects, all reasons.
-    pub fn failed_total(&self) -> u64 {
-        self.failed.iter().sum()
+    /// Adds a whole report's counts to these, as `merge` does: `Err` names
+    /// the field whose sum would not fit in 64 bits (these are left part
+    /// added).
+    pub fn checked_add(&mut self, other: &Counts) -> Result<(), &'static str> {
+        fn add(mine: &mut u64, theirs: u64, name: &'static str) -> Result<(), &'static str> {
+            *mine = mine.checked_add(theirs).ok_or(name)?;
+            Ok(())
+        }
+        add(
+            &mut self.attempted,
+            other.attempted,
+            "connections_attempted",
+        )?;
+        add(
+            &mut self.established,
+            other.established,
+            "connections_established",
+        )?;
+        for (mine, theirs) in self.failed.iter_mut().zip(other.failed) {
+            add(mine, theirs, "failed_by_reason")?;
+        }
+        add(&mut self.aborted, other.aborted, "connections_aborted")?;
+        add(
+            &mut self.never_attempted,
+            other.never_attempted,
+            "connections_never_attempted",
+        )?;
+        add(&mut self.unfinished, other.unfinished, "unfinished")?;
+        add(
+            &mut self.unexpected_closes,
+            other.unexpected_closes,
+            "unexpected_closes",
+        )?;
+        add(
+            &mut self.closed_before_echo,
+            other.closed_before_echo,
+            "closed_before_echo",
+        )?;
+        add(&mut self.stalled, other.stalled, "stalled")?;
+        add(
+            &mut self.verification_errors,
+            other.verification_errors,
+            "verification_errors",
+        )?;
+        add(&mut self.messages, other.messages, "messages")?;
+        add(&mut self.bytes, other.bytes, "bytes")?;
+        add(&mut self.cycles, other.cycles, "churn_cycles")?;
+        add(&mut self.idle_held, other.idle_held, "idle_held")?;
+        add(
+            &mut self.idle_survived,
+            other.idle_survived,
+            "idle_survived",
+        )?;
+        let (u, o) = (&mut self.udp, &other.udp);
+        add(&mut u.sent, o.sent, "sent")?;
+        add(&mut u.echoed, o.echoed, "echoed")?;
+        add(&mut u.lost, o.lost, "lost")?;
+        add(&mut u.late, o.late, "late")?;
+        add(&mut u.duplicated, o.duplicated, "duplicated")?;
+        add(&mut u.reordered, o.reordered, "reordered")?;
+        add(&mut u.corrupted, o.corrupted, "corrupted")?;
+        add(&mut u.foreign, o.foreign, "foreign")?;
+        add(&mut u.icmp_errors, o.icmp_errors, "icmp_errors")?;
+        add(&mut u.unresolved, o.unresolved, "unresolved")?;
+        Ok(())
     }
 
-    /// Connections the run meant to test and never established: aborted
-    /// and never-attempted connects (not counted in churn mode).
-    pub fn untested(&self, mode: Mode) -> u64 {
-        match mode {
+    /// [`Counts::failures`], or `None` if the sum does not fit in 64 bits
+    /// (only a report made up by hand gets there). Connections never
+    /// established count, except in churn mode (connects in flight at the
+    /// end are its norm) and UDP.
+    pub fn checked_failures(&self, mode: Mode) -> Option<u64> {
+        let untested = match mode {
             Mode::Churn | Mode::Udp => 0,
-            Mode::Load | Mode::Idle => self.aborted + self.never_attempted,
-        }
+            Mode::Load | Mode::Idle => self.aborted.checked_add(self.never_attempted)?,
+        };
+        self.failed
+            .iter()
+            .copied()
+            .chain([self.unexpected_closes, self.stalled, untested])
+            .try_fold(0u64, u64::checked_add)
+    }
+
+    /// Failed connects, all reasons.
+    pub fn failed_total(&self) -> u64 {
+        self.failed.iter().fold(0, |sum, &n| sum.saturating_add(n))
     }
 
     /// What `--max-failures` is compared with: failed connects, unexpected
     /// closes, stalls and connections never established.
     pub fn failures(&self, mode: Mode) -> u64 {
-        self.failed_total() + self.unexpected_closes + self.stalled + self.untested(mode)
+        self.checked_failures(mode).unwrap_or(u64::MAX)
     }
 }
 

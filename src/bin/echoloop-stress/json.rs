@@ -198,6 +198,10 @@ pub struct JsonReport {
     pub verdict: Option<String>,
     /// The exit status.
     pub exit_code: i32,
+    /// The output files that could not be written (`--hlog PATH: …`),
+    /// which make the exit status 2; empty when all were.
+    #[serde(default, skip_deserializing)]
+    pub output_errors: Vec<String>,
     /// What a failure means and what to do (ephemeral ports), or `null`.
     #[serde(skip_deserializing)]
     pub advice: Option<String>,
@@ -257,7 +261,7 @@ impl UdpJson {
 }
 
 /// The encoded histograms, one field per [`Series`] tag.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Histograms {
     /// [`Series::Rtt`].
     pub rtt: Option<String>,
@@ -386,6 +390,7 @@ impl JsonReport {
             failures: c.failures(s.mode),
             verdict: report.verdict(),
             exit_code: report.exit_code(),
+            output_errors: report.output_errors.clone(),
             advice: report.advice(),
             started_unix: report.started_unix,
             ended_unix: report.started_unix + report.elapsed.as_secs_f64(),

@@ -100,7 +100,17 @@ pub struct Report {
     pub interrupted: bool,
     /// How many runs this report adds up (1 for a run of its own).
     pub merged_runs: u64,
+    /// The output files (`--hlog`, `--plot`) that could not be written,
+    /// each `flag path: what failed`: any makes the exit status
+    /// [`EXIT_OUTPUT`], whatever the verdict.
+    pub output_errors: Vec<String>,
 }
+
+/// The exit status when the run ended but an output file could not be
+/// written: the same as for one that could not be created at the start
+/// (a usage or setup failure), so that a script never takes a run whose
+/// files are missing for a complete one.
+pub const EXIT_OUTPUT: i32 = crate::usage::EXIT_USAGE as i32;
 
 impl Setup {
     /// The series this run records: the uncorrected round trip only in
@@ -150,9 +160,14 @@ impl Report {
         None
     }
 
-    /// 0 when the run passed, 1 when it did not.
+    /// 0 when the run passed, 1 when it did not; [`EXIT_OUTPUT`] when an
+    /// output file could not be written.
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.verdict().is_some())
+        if self.output_errors.is_empty() {
+            i32::from(self.verdict().is_some())
+        } else {
+            EXIT_OUTPUT
+        }
     }
 
     /// Echoed messages per second of wall time.
@@ -190,6 +205,12 @@ impl Report {
             None => writeln!(out, "result:       PASS"),
             Some(why) => writeln!(out, "result:       FAIL: {why}"),
         };
+        for error in &self.output_errors {
+            let _ = writeln!(
+                out,
+                "output:       NOT WRITTEN: {error} (exit status {EXIT_OUTPUT})"
+            );
+        }
         out
     }
 
