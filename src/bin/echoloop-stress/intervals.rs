@@ -25,8 +25,8 @@ pub struct Point {
     pub secs: f64,
     /// Messages echoed in it.
     pub messages: u64,
-    /// Round trip p50, p99, p99.9 and max in µs; `None` with no echo.
-    pub latency: Option<[f64; 4]>,
+    /// Round trip at each of [`LATENCY_LINES`] in µs; `None` with no echo.
+    pub latency: Option<[f64; LATENCY_LINES.len()]>,
     /// Open loop: the uncorrected round trip's p99 in µs.
     pub uncorrected_p99: Option<f64>,
 }
@@ -54,6 +54,14 @@ impl Point {
         self.uncorrected_p99 = worse(self.uncorrected_p99, next.uncorrected_p99);
     }
 }
+
+/// The latency lines of the plot: name, and quantile (`None`: the max).
+pub const LATENCY_LINES: [(&str, Option<f64>); 4] = [
+    ("p50", Some(0.5)),
+    ("p99", Some(0.99)),
+    ("p99.9", Some(0.999)),
+    ("max", None),
+];
 
 /// Turns the timeline's complete intervals into log lines and points.
 #[derive(Debug)]
@@ -171,8 +179,7 @@ impl Intervals {
             secs: length as f64 / 1e9,
             messages: rtt.len(),
             latency: (!rtt.is_empty()).then(|| {
-                let at = |q| us(rtt.value_at_quantile(q));
-                [at(0.5), at(0.99), at(0.999), us(rtt.max())]
+                LATENCY_LINES.map(|(_, q)| us(q.map_or(rtt.max(), |q| rtt.value_at_quantile(q))))
             }),
             uncorrected_p99: (!uncorrected.is_empty())
                 .then(|| us(uncorrected.value_at_quantile(0.99))),
@@ -236,7 +243,7 @@ mod tests {
             start: number as f64,
             secs: 1.0,
             messages: 1,
-            latency: Some([latency; 4]),
+            latency: Some([latency; LATENCY_LINES.len()]),
             uncorrected_p99: None,
         }
     }

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{MergeArgs, Mode};
-use crate::counts::{Counts, Samples, UdpCounts, UdpSamples};
-use crate::json::{ByReason, JsonReport};
+use crate::counts::{Counts, Samples};
+use crate::json::{decode_all, JsonReport};
 use crate::record::{Recorder, Series};
 use crate::report::{Report, Setup};
 use crate::run::EXIT_SETUP;
@@ -65,10 +65,7 @@ fn read(path: &Path) -> Result<Run, String> {
     let json: JsonReport = serde_json::from_str(&text)
         .map_err(|e| format!("{name}: not a complete echoloop-stress --json report: {e}"))?;
     check_values(&json).map_err(|e| format!("{name}: {e}"))?;
-    let rec = json
-        .histograms
-        .decode()
-        .map_err(|e| format!("{name}: {e}"))?;
+    let rec = decode_all(&json.histograms).map_err(|e| format!("{name}: {e}"))?;
     let counts = counts_of(&json);
     counts
         .checked_failures(json.mode)
@@ -200,7 +197,7 @@ pub fn merge(paths: &[PathBuf], percentiles: &[f64]) -> Result<Report, String> {
                 .checked_add(run.rec.get(series).len())
                 .ok_or_else(|| format!("{name}: histograms.{}: {TOO_BIG}", series.tag()))?;
         }
-        samples.add(samples_of(&run.json));
+        samples.add(&samples_of(&run.json));
         rec.add(&run.rec);
     }
     let started = runs
@@ -274,53 +271,16 @@ fn setup_of(runs: &[Run]) -> Result<Setup, String> {
     })
 }
 
-/// The counts a report carries.
+/// The counts a report carries, the datagram counts of a UDP one included.
 fn counts_of(j: &JsonReport) -> Counts {
-    let r = &j.failed_by_reason;
-    Counts {
-        attempted: j.connections_attempted,
-        established: j.connections_established,
-        failed: [r.refused, r.timeout, r.addr_not_available, r.reset, r.other],
-        aborted: j.connections_aborted,
-        never_attempted: j.connections_never_attempted,
-        unexpected_closes: j.unexpected_closes,
-        closed_before_echo: j.closed_before_echo,
-        stalled: j.stalled,
-        unfinished: j.unfinished,
-        verification_errors: j.verification_errors,
-        messages: j.messages,
-        bytes: j.bytes,
-        cycles: j.churn_cycles,
-        idle_held: j.idle_held,
-        idle_survived: j.idle_survived,
-        udp: j.udp.as_ref().map_or_else(UdpCounts::default, |u| u.counts),
-    }
+    let mut counts = j.counts.clone();
+    counts.udp = j.udp.as_ref().map(|u| u.counts.clone()).unwrap_or_default();
+    counts
 }
 
 /// The first errors a report carries.
 fn samples_of(j: &JsonReport) -> Samples {
-    let ByReason {
-        refused,
-        timeout,
-        addr_not_available,
-        reset,
-        other,
-    } = j.first_failed_by_reason.clone();
-    Samples {
-        failed: [refused, timeout, addr_not_available, reset, other],
-        unexpected: j.first_unexpected_close.clone(),
-        stalled: j.first_stall.clone(),
-        unfinished: j.first_unfinished.clone(),
-        verification: j.first_verification_error.clone(),
-        udp: j
-            .udp
-            .as_ref()
-            .map_or_else(UdpSamples::default, |u| UdpSamples {
-                lost: u.first_lost.clone(),
-                duplicated: u.first_duplicated.clone(),
-                reordered: u.first_reordered.clone(),
-                corrupted: u.first_corrupted.clone(),
-                foreign: u.first_foreign.clone(),
-            }),
-    }
+    let mut samples = j.samples.clone();
+    samples.udp = j.udp.as_ref().map(|u| u.first.clone()).unwrap_or_default();
+    samples
 }

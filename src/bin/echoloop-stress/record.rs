@@ -13,7 +13,15 @@ use std::sync::{Mutex, PoisonError};
 
 use hdrhistogram::Histogram;
 
-use crate::report::new_histogram;
+use crate::keyed::keyed_array;
+
+/// Latencies are recorded in nanoseconds, from 1 ns up to an hour, to three
+/// significant digits (0.1 % resolution): a 13.2 µs loopback round trip and
+/// a 3-second stall fit the same histogram.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("constant histogram bounds are valid")
+}
 
 /// A latency series: what it measures, and its tag in the interval log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,23 +63,26 @@ impl Series {
     }
 }
 
+keyed_array!(
+    /// One value per latency series, by [`Series::index`]; in JSON an
+    /// object keyed by [`Series::tag`].
+    PerSeries,
+    Series,
+    tag
+);
+
 /// One histogram per series (nanoseconds).
 #[derive(Debug, Clone)]
 pub struct Recorder {
     /// By [`Series::index`].
-    pub hists: [Histogram<u64>; 4],
+    pub hists: PerSeries<Histogram<u64>>,
 }
 
 impl Recorder {
     /// Empty histograms.
     pub fn new() -> Self {
         Recorder {
-            hists: [
-                new_histogram(),
-                new_histogram(),
-                new_histogram(),
-                new_histogram(),
-            ],
+            hists: PerSeries(std::array::from_fn(|_| new_histogram())),
         }
     }
 
@@ -87,7 +98,7 @@ impl Recorder {
 
     /// Adds `other` into these histograms (same bounds: cannot fail).
     pub fn add(&mut self, other: &Recorder) {
-        for (mine, theirs) in self.hists.iter_mut().zip(&other.hists) {
+        for (mine, theirs) in self.hists.iter_mut().zip(other.hists.iter()) {
             let _ = mine.add(theirs);
         }
     }
@@ -99,7 +110,7 @@ impl Recorder {
 
     /// Empties every series.
     pub fn reset(&mut self) {
-        for h in &mut self.hists {
+        for h in self.hists.iter_mut() {
             h.reset();
         }
     }

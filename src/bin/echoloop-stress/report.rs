@@ -11,14 +11,6 @@ use crate::conn::FailReason;
 use crate::counts::{Counts, Samples};
 use crate::record::{Recorder, Series};
 
-/// Latencies are recorded in nanoseconds, from 1 ns up to an hour, to three
-/// significant digits (0.1 % resolution): a 13.2 µs loopback round trip and
-/// a 3-second stall fit the same histogram.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
-        .expect("constant histogram bounds are valid")
-}
-
 /// Bytes in a mebibyte.
 pub const MIB: f64 = 1024.0 * 1024.0;
 
@@ -392,6 +384,62 @@ pub fn percentiles_text(h: &Histogram<u64>, percentiles: &[f64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A finished run of `mode` with `counts`, one second long.
+    fn report(mode: Mode, counts: Counts) -> Report {
+        Report {
+            setup: Setup {
+                mode,
+                addr: "127.0.0.1:7".into(),
+                connections: 1,
+                message_size: 1,
+                pipeline: 1,
+                threads: 1,
+                rate: None,
+                messages: None,
+                duration: None,
+                max_failures: 0,
+                fd_limit: None,
+                max_loss: (mode == Mode::Udp).then_some(0.0),
+            },
+            counts,
+            samples: Samples::default(),
+            rec: Recorder::new(),
+            percentiles: vec![50.0],
+            elapsed: Duration::from_secs(1),
+            started_unix: 0.0,
+            interrupted: false,
+            merged_runs: 1,
+            output_errors: Vec::new(),
+        }
+    }
+
+    /// Every count in the list reaches the text report of some mode (a
+    /// count added to the list and forgotten in the text fails here), and
+    /// the JSON report under its own name; `bytes` is shown as MiB/s.
+    #[test]
+    fn every_count_reaches_the_reports() {
+        let mut counts = Counts::default();
+        let mut next = 1_000_003;
+        let mut names = Vec::new();
+        counts.each_count(&mut |name, value| {
+            *value = next;
+            names.push((name, next));
+            next += 7_919;
+        });
+        let modes = [Mode::Load, Mode::Idle, Mode::Churn, Mode::Udp];
+        let reports: Vec<Report> = modes.map(|m| report(m, counts.clone())).into();
+        let texts: Vec<String> = reports.iter().map(Report::text).collect();
+        let json = reports[3].json();
+        for (name, value) in names {
+            let shown = texts.iter().any(|t| t.contains(&group(value)));
+            assert!(
+                shown || name == "bytes",
+                "{name} ({value}) in no text report"
+            );
+            assert!(json.contains(&value.to_string()), "{name} not in the JSON");
+        }
+    }
 
     #[test]
     fn percentile_labels() {

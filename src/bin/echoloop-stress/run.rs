@@ -342,7 +342,7 @@ fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
         match handle.join() {
             Ok(outcome) => {
                 totals.counts.add(&outcome.counts);
-                totals.samples.add(outcome.samples);
+                totals.samples.add(&outcome.samples);
                 totals.interrupted |= outcome.interrupted;
             }
             Err(_) => crashed = true,
