@@ -79,6 +79,8 @@ mod json;
 mod keyed;
 mod live;
 mod merge;
+#[path = "../common/output.rs"]
+mod output;
 mod payload;
 mod plan;
 mod plot;
