@@ -9,8 +9,10 @@
 //! datagram is dropped and counted: UDP promises nothing, and a queue per
 //! peer would be unbounded memory. Nothing ever waits for WRITABLE.
 //!
-//! Every datagram passes the per-source rate limit first
-//! ([`crate::rate_limit`]); the echo is never larger than the request.
+//! Every datagram passes `--allow`/`--deny` first (the same
+//! [`Rules`](crate::admission) TCP applies at accept; a denied datagram is
+//! dropped and counted as `udp_dropped_denied`), then the per-source rate
+//! limit ([`crate::rate_limit`]); the echo is never larger than the request.
 //!
 //! What each OS reports on the socket:
 //! - Linux and the BSDs do not report ICMP errors (port unreachable) on an
@@ -40,6 +42,7 @@ use std::time::{Duration, Instant};
 use log::warn;
 use mio::net::UdpSocket;
 
+use crate::admission::Rules;
 use crate::logging::Throttle;
 use crate::rate_limit::RateLimiter;
 #[cfg(not(linux_batch))]
@@ -97,14 +100,16 @@ pub(crate) struct UdpEcho {
     policy: Policy,
 }
 
-/// The rate limit, and the counting and warning of what became of each
-/// datagram.
+/// The admission rules and the rate limit, and the counting and warning of
+/// what became of each datagram.
 #[derive(Debug)]
 pub(crate) struct Policy {
+    /// `--allow` and `--deny`: the check TCP makes at accept.
+    rules: Rules,
     /// `--udp-rate`; `None` when unlimited.
     limiter: Option<RateLimiter>,
-    /// Rate limit for "rate-limited" warnings.
-    limited_warnings: Throttle,
+    /// Rate limit for "dropped" warnings (denied, rate-limited).
+    dropped_warnings: Throttle,
     /// Rate limit for error warnings.
     error_warnings: Throttle,
 }
@@ -127,17 +132,18 @@ impl Udp {
 }
 
 impl UdpEcho {
-    /// Shared state for UDP echo at `rate` datagrams per second per source
-    /// (0: unlimited).
-    pub(crate) fn new(rate: u32) -> Self {
+    /// Shared state for UDP echo under `rules`, at `rate` datagrams per
+    /// second per source (0: unlimited).
+    pub(crate) fn new(rules: Rules, rate: u32) -> Self {
         UdpEcho {
             #[cfg(not(linux_batch))]
             buf: vec![0; DATAGRAM_MAX],
             #[cfg(linux_batch)]
             batch: batch::Batch::new(),
             policy: Policy {
+                rules,
                 limiter: (rate > 0).then(|| RateLimiter::new(rate, RATE_SOURCES)),
-                limited_warnings: Throttle::default(),
+                dropped_warnings: Throttle::default(),
                 error_warnings: Throttle::default(),
             },
         }
@@ -193,22 +199,24 @@ impl UdpEcho {
 }
 
 impl Policy {
-    /// Counts a received datagram and checks the rate limit; false if it is
-    /// to be dropped (counted and warned about here).
+    /// Counts a received datagram and checks the rules and the rate limit;
+    /// false if it is to be dropped (counted and warned about here).
     fn admit(&mut self, src: SocketAddr, len: usize, counters: &Counters, now: Instant) -> bool {
         counters.add(Counter::UdpDatagramsIn, 1);
         counters.add(Counter::UdpBytesIn, len as u64);
-        let Some(limiter) = &mut self.limiter else {
+        let limited = |l: &mut RateLimiter| !l.allow(src.ip(), now);
+        let (counter, why) = if !self.rules.permits(src.ip()) {
+            (Counter::UdpDroppedDenied, "--allow/--deny")
+        } else if self.limiter.as_mut().is_some_and(limited) {
+            (Counter::UdpDroppedRateLimited, "over --udp-rate")
+        } else {
             return true;
         };
-        if limiter.allow(src.ip(), now) {
-            return true;
-        }
-        counters.add(Counter::UdpDroppedRateLimited, 1);
-        if let Some(missed) = self.limited_warnings.allow(now) {
+        counters.add(counter, 1);
+        if let Some(missed) = self.dropped_warnings.allow(now) {
             warn!(
-                "udp: dropped a datagram from {}: over --udp-rate; {missed} more dropped \
-                 since last warning",
+                "udp: dropped a datagram from {} ({why}); {missed} more dropped since last \
+                 warning",
                 src.ip()
             );
         }
