@@ -30,10 +30,21 @@
 //! each way instead of one per datagram, and the replies to one source of
 //! one size share one GSO message ([`crate::mmsg`] explains both). Elsewhere
 //! — and on Linux with mio's forced `poll(2)` backend, so that CI runs the
-//! portable path too — one `recv_from` and one `send_to` per datagram.
+//! portable path too — one `recv_from` and one `send_to` per datagram
+//! (`udp/portable.rs`). The two files offer the same functions; the switch
+//! between them (`linux_batch`, named in `build.rs`) is written once, here.
 
 #[cfg(linux_batch)]
 mod batch;
+#[cfg(not(linux_batch))]
+mod portable;
+
+/// This platform's receive-and-echo calls: `batch.rs` and `portable.rs`
+/// offer the same `Buffers` and `serve`.
+#[cfg(linux_batch)]
+use batch as platform;
+#[cfg(not(linux_batch))]
+use portable as platform;
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,8 +56,6 @@ use mio::net::UdpSocket;
 use crate::admission::Rules;
 use crate::logging::Throttle;
 use crate::rate_limit::RateLimiter;
-#[cfg(not(linux_batch))]
-use crate::rules::DATAGRAM_MAX;
 use crate::stats::{Counter, Counters};
 
 /// Datagrams one socket may receive per loop turn before the loop moves on
@@ -90,12 +99,8 @@ impl Udp {
 /// What every UDP socket shares: the receive buffers and the [`Policy`].
 #[derive(Debug)]
 pub(crate) struct UdpEcho {
-    /// The one datagram buffer of the portable path, [`DATAGRAM_MAX`] bytes.
-    #[cfg(not(linux_batch))]
-    buf: Vec<u8>,
-    /// The receive and send buffers of the batched path.
-    #[cfg(linux_batch)]
-    batch: batch::Batch,
+    /// The receive and send buffers of this platform's path.
+    buffers: platform::Buffers,
     /// What may be echoed, and how each outcome is counted.
     policy: Policy,
 }
@@ -136,10 +141,7 @@ impl UdpEcho {
     /// second per source (0: unlimited).
     pub(crate) fn new(rules: Rules, rate: u32) -> Self {
         UdpEcho {
-            #[cfg(not(linux_batch))]
-            buf: vec![0; DATAGRAM_MAX],
-            #[cfg(linux_batch)]
-            batch: batch::Batch::new(),
+            buffers: platform::Buffers::new(),
             policy: Policy {
                 rules,
                 limiter: (rate > 0).then(|| RateLimiter::new(rate, RATE_SOURCES)),
@@ -151,10 +153,7 @@ impl UdpEcho {
 
     /// Receives and echoes on `udp` until `WouldBlock` or the budget.
     pub(crate) fn serve(&mut self, udp: &mut Udp, counters: &Counters, now: Instant) {
-        #[cfg(linux_batch)]
-        let result = batch::serve(&mut self.batch, &mut self.policy, udp, counters, now);
-        #[cfg(not(linux_batch))]
-        let result = self.serve_portable(udp, counters, now);
+        let result = platform::serve(&mut self.buffers, &mut self.policy, udp, counters, now);
         if let Err(e) = result {
             counters.add(Counter::UdpErrors, 1);
             udp.resting_until = Some(now + ERROR_BACKOFF);
@@ -166,35 +165,6 @@ impl UdpEcho {
                 );
             }
         }
-    }
-
-    /// The portable path: one `recv_from` and one `send_to` per datagram.
-    /// Returns an unexpected receive error (the caller rests the socket).
-    #[cfg(not(linux_batch))]
-    fn serve_portable(
-        &mut self,
-        udp: &mut Udp,
-        counters: &Counters,
-        now: Instant,
-    ) -> io::Result<()> {
-        for _ in 0..DATAGRAMS_PER_TURN {
-            match udp.socket.recv_from(&mut self.buf) {
-                Ok((n, src)) => {
-                    if self.policy.admit(src, n, counters, now) {
-                        let sent = send_to(&udp.socket, &self.buf[..n], src).map(drop);
-                        self.policy.account_send(sent, n, Some(src), counters, now);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    udp.ready = false;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_peer_error(&e) => counters.add(Counter::UdpErrors, 1),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(()) // budget spent: still ready, served again next turn
     }
 }
 
@@ -247,17 +217,6 @@ impl Policy {
                     warn!("sendto {dst}: {e} ({missed} more errors since last warning)");
                 }
             }
-        }
-    }
-}
-
-/// `send_to`, retrying `Interrupted`.
-#[cfg(not(linux_batch))]
-fn send_to(socket: &UdpSocket, data: &[u8], dst: SocketAddr) -> io::Result<usize> {
-    loop {
-        match socket.send_to(data, dst) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
         }
     }
 }
