@@ -62,8 +62,9 @@ use crate::stats::{Counter, Counters};
 /// (it comes back next turn): a flood cannot starve the TCP clients.
 const DATAGRAMS_PER_TURN: usize = 256;
 
-/// Sources the rate limiter tracks at once: a spoofed-source flood evicts
-/// the stalest, so its memory (about 64 bytes a source) stays fixed.
+/// Sources the rate limiter tracks at once: a spoofed-source flood replaces
+/// sources whose allowance has refilled, so its memory (about 64 bytes a
+/// source) stays fixed.
 const RATE_SOURCES: usize = 16 * 1024;
 
 /// How long a socket rests after an unexpected receive error, so a

@@ -335,9 +335,13 @@ fn a_mapped_rule_denies_its_ipv4_source() {
 /// start, naming both settings.
 #[test]
 fn max_per_source_without_a_udp_limit_is_refused() {
-    let mut config = echoloop::Config::default();
-    config.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    (config.udp, config.udp_rate, config.max_per_source) = (true, 0, Some(4));
+    let mut config = echoloop::Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        udp: true,
+        udp_rate: 0,
+        max_per_source: Some(4),
+        ..echoloop::Config::default()
+    };
     let err = echoloop::Server::bind(config.clone()).expect_err("refused at start");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     let msg = err.to_string();
@@ -365,8 +369,9 @@ fn loopback_sources_are_told_apart() -> bool {
 
 /// A flood from 100,000 distinct source addresses and ports (each a fresh
 /// socket on its own 127.x.y.z) leaves the server's memory within a fixed
-/// bound: the rate limiter tracks at most 16,384 sources and evicts the
-/// stalest, so the table cannot grow with the flood. Bound: 4 MiB over the
+/// bound: the rate limiter tracks at most 16,384 sources and replaces
+/// those whose allowance has refilled, so the table cannot grow with the
+/// flood. Bound: 4 MiB over the
 /// server's resident size before the flood (the table is about 1.5 MiB;
 /// unbounded, it grows by about 9 MiB here).
 #[cfg(target_os = "linux")]
