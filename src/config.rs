@@ -255,9 +255,8 @@ impl Config {
         if self.udp && self.udp_rate == 0 && self.max_per_source.is_some() {
             // The one rule UDP cannot take: it counts connections.
             return Err(
-                "max_per_source limits TCP connections, which UDP does not have, and \
-                        udp_rate 0 leaves UDP with no per-source limit: set udp_rate (UDP's \
-                        per-source limit) or drop max_per_source"
+                "max_per_source counts TCP connections, and udp_rate 0 leaves UDP with \
+                 no per-source limit: set udp_rate, or drop max_per_source"
                     .into(),
             );
         }
