@@ -78,6 +78,8 @@ mod intervals;
 mod json;
 mod live;
 mod merge;
+#[path = "../common/output.rs"]
+mod output;
 mod payload;
 mod plan;
 mod plot;

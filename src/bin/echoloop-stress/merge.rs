@@ -25,7 +25,9 @@ pub fn run(args: &MergeArgs) -> i32 {
             } else {
                 report.text()
             };
-            println!("{text}");
+            if !crate::output::to_stdout("echoloop-stress", format!("{text}\n").as_bytes()) {
+                return EXIT_SETUP;
+            }
             report.exit_code()
         }
         Err(message) => {

@@ -112,7 +112,9 @@ pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
     let (totals, crashed) = outputs.watch(watched, &setup, &mut intervals);
     let report = assemble(args, setup, &shared, totals, epoch.elapsed(), started_unix);
     let plotted = outputs.plot(&report.setup, &intervals);
-    print(args, &report);
+    if !print(args, &report) {
+        return EXIT_SETUP;
+    }
     if crashed {
         eprintln!("echoloop-stress: a loop thread panicked; the report is incomplete");
         return EXIT_SETUP;
@@ -362,15 +364,13 @@ fn assemble(
     }
 }
 
-/// Prints the report on stdout, as text or JSON.
-fn print(args: &Args, report: &Report) {
+/// Prints the report on stdout, as text or JSON; false (said on stderr)
+/// when stdout would not take it.
+fn print(args: &Args, report: &Report) -> bool {
     let text = if args.json {
         report.json()
     } else {
         report.text()
     };
-    let mut stdout = io::stdout().lock();
-    if let Err(e) = writeln!(stdout, "{text}") {
-        eprintln!("echoloop-stress: write the report: {e}");
-    }
+    crate::output::to_stdout("echoloop-stress", format!("{text}\n").as_bytes())
 }

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use echoloop::Server;
 
 mod cli;
+#[path = "../common/output.rs"]
+mod output;
 #[path = "../common/usage.rs"]
 mod usage;
 
@@ -29,24 +31,25 @@ fn main() -> ExitCode {
 }
 
 /// `--man` or `--completions SHELL`: writes it to stdout, from the same clap
-/// definition that parses the flags.
+/// definition that parses the flags. Rendered into memory first:
+/// `clap_complete::generate` panics on a write error.
 fn generate(cli: &Cli) -> ExitCode {
     use clap::CommandFactory;
     let mut command = Cli::command();
-    let mut out = std::io::stdout().lock();
-    let written = match cli.completions {
-        Some(shell) => {
-            clap_complete::generate(shell, &mut command, "echoloop", &mut out);
-            Ok(())
+    let mut text = Vec::new();
+    match cli.completions {
+        Some(shell) => clap_complete::generate(shell, &mut command, "echoloop", &mut text),
+        None => {
+            if let Err(e) = clap_mangen::Man::new(command).render(&mut text) {
+                eprintln!("echoloop: render the man page: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-        None => clap_mangen::Man::new(command).render(&mut out),
-    };
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echoloop: write to stdout: {e}");
-            ExitCode::FAILURE
-        }
+    }
+    if output::to_stdout("echoloop", &text) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(output::EXIT_OUTPUT)
     }
 }
 
