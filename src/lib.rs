@@ -34,9 +34,10 @@
 //!   ([`transport::Transport`]): plain TCP today, and the one place that
 //!   says whether a short read proves the socket drained.
 //! - `pending.rs` — the echo a connection still owes, and the buffer pool.
-//! - `admission.rs` — who may connect: `--allow`, `--deny`,
-//!   `--max-per-source`.
-//! - `udp.rs` (and `udp/batch.rs`, Linux) — UDP echo on the same loop;
+//! - `admission.rs` — who may be served: `--allow`, `--deny` (TCP and
+//!   UDP), `--max-per-source`.
+//! - `udp.rs` (and `udp/batch.rs` on Linux's epoll, `udp/portable.rs`
+//!   elsewhere) — UDP echo on the same loop;
 //!   `rate_limit.rs` — its per-source token buckets; `mmsg.rs` (Linux) —
 //!   many datagrams per system call, shared with the stress client.
 //! - `metrics.rs` (`metrics/`) — the HTTP endpoint for Prometheus and
