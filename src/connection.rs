@@ -149,6 +149,18 @@ impl<T: Transport> Connection<T> {
         })
     }
 
+    /// The transport (for what the loop counts of it: TLS handshakes).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn stream(&self) -> &T {
+        &self.stream
+    }
+
+    /// The same, mutably.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn stream_mut(&mut self) -> &mut T {
+        &mut self.stream
+    }
+
     /// Bytes owed to the peer and still held here.
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.as_ref().map_or(0, |p| p.len())
@@ -167,7 +179,11 @@ impl<T: Transport> Connection<T> {
     /// acknowledged every byte we wrote. Resets the "sent something" mark.
     pub(crate) fn owes_nothing(&mut self) -> bool {
         let quiet = !std::mem::take(&mut self.heard_since_check);
-        self.fin_sent && quiet && !self.maybe_readable && self.unacknowledged() == Some(0)
+        self.fin_sent
+            && quiet
+            && !self.maybe_readable
+            && !self.stream.wants_write()
+            && self.unacknowledged() == Some(0)
     }
 
     /// Serves one readiness event (or a turn from the loop's read-again
@@ -221,11 +237,18 @@ impl<T: Transport> Connection<T> {
             self.heard_since_check |= read_any;
         }
 
-        // c. Ask for WRITABLE only while output is pending.
+        // c. The peer is done sending and nothing is owed: end our output
+        //    in-band (TLS's close_notify); finished once that went out too.
+        let done = self.read_closed && self.pending.is_none() && {
+            (self.stream.end_output()).map_err(|e| context("close_notify", e))?;
+            !self.stream.wants_write()
+        };
+
+        // d. Ask for WRITABLE only while output is pending.
         self.update_interest(registry, token)?;
 
-        // d. Finished once the peer is done sending and nothing is owed.
-        let status = if self.read_closed && self.pending.is_none() {
+        // e. Finished, or served again, or waiting.
+        let status = if done {
             Status::Finished
         } else if more {
             Status::ReadAgain

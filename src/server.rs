@@ -82,8 +82,9 @@ impl Server {
     /// `bind 127.0.0.1:7878: Address already in use`.
     pub fn bind(config: Config) -> io::Result<Server> {
         let limits = Limits::new(&config)?;
-        let sockets = (config.listen.iter())
-            .map(|&want| bind_address(want, &config))
+        let plain = config.listen.len();
+        let sockets = (config.tcp_listen().enumerate())
+            .map(|(i, want)| bind_address(want, &config, i >= plain))
             .collect::<io::Result<Vec<_>>>()?;
         Server::assemble(config, limits, sockets)
     }
@@ -94,7 +95,8 @@ impl Server {
     /// `config.udp` a UDP socket is bound on each of them. They get the
     /// options accepted clients inherit (urgent data inline,
     /// `config.send_buffer`) and are made non-blocking; `config.backlog`
-    /// does not apply (their backlog was set by `listen`).
+    /// does not apply (their backlog was set by `listen`). `tls_listen`
+    /// addresses are bound here, as [`Server::bind`] binds them.
     pub fn from_listeners(
         mut config: Config,
         listeners: Vec<std::net::TcpListener>,
@@ -104,9 +106,14 @@ impl Server {
             .collect::<io::Result<_>>()
             .map_err(|e| context("local_addr", e))?;
         let limits = Limits::new(&config)?;
-        let sockets = (listeners.into_iter().zip(&config.listen))
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut sockets = (listeners.into_iter().zip(&config.listen))
             .map(|(listener, &addr)| adopt(listener, addr, &config))
             .collect::<io::Result<Vec<_>>>()?;
+        #[cfg(feature = "tls")]
+        for &want in &config.tls_listen {
+            sockets.push(bind_address(want, &config, true)?);
+        }
         Server::assemble(config, limits, sockets)
     }
 
@@ -129,9 +136,17 @@ impl Server {
         })
     }
 
-    /// The addresses actually listened on (port 0 resolved).
+    /// The plain TCP addresses actually listened on (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.part.listeners.iter().map(|l| l.addr).collect()
+        let plain = self.part.listeners.iter().filter(|l| !l.tls);
+        plain.map(|l| l.addr).collect()
+    }
+
+    /// The TLS addresses actually listened on (`Config::tls_listen`, port 0
+    /// resolved).
+    pub fn local_tls_addrs(&self) -> Vec<SocketAddr> {
+        let tls = self.part.listeners.iter().filter(|l| l.tls);
+        tls.map(|l| l.addr).collect()
     }
 
     /// Where the metrics endpoint listens (`Config::metrics`), port 0
@@ -161,7 +176,8 @@ impl Server {
     /// counters.
     pub fn run(self) -> io::Result<Stats> {
         for l in &self.part.listeners {
-            info!("listening on {}", l.addr);
+            let tls = if l.tls { " (TLS)" } else { "" };
+            info!("listening on {}{tls}", l.addr);
         }
         for u in &self.part.udp {
             info!("udp echo on {}", u.addr);
@@ -262,27 +278,33 @@ fn read_buffer(size: usize) -> io::Result<Vec<u8>> {
 const UDP_PORT_TRIES: usize = 8;
 
 /// The TCP listener for `want`, its real address, and with `--udp` the UDP
-/// socket on the same port. With port 0 the UDP port is the one TCP got; if
-/// another program holds it for UDP, both are given up and a fresh port is
-/// tried, [`UDP_PORT_TRIES`] times.
-fn bind_address(want: SocketAddr, config: &Config) -> io::Result<Bound> {
+/// socket on the same port (not for a TLS address, `tls`). With port 0 the
+/// UDP port is the one TCP got; if another program holds it for UDP, both
+/// are given up and a fresh port is tried, [`UDP_PORT_TRIES`] times.
+fn bind_address(want: SocketAddr, config: &Config, tls: bool) -> io::Result<Bound> {
     let mut tries = 0;
     loop {
         let named = |e| context(&format!("bind {want}"), e);
         let tcp = listen(want, config.backlog, config.send_buffer).map_err(named)?;
         let addr = tcp.local_addr().map_err(named)?;
-        if !config.udp {
+        if !config.udp || tls {
             return Ok(Bound {
                 tcp,
                 addr,
                 udp: None,
+                tls,
             });
         }
         tries += 1;
         match bind_udp(addr) {
             Ok(udp) => {
                 let udp = Some(udp);
-                return Ok(Bound { tcp, addr, udp });
+                return Ok(Bound {
+                    tcp,
+                    addr,
+                    udp,
+                    tls,
+                });
             }
             Err(e)
                 if e.kind() == io::ErrorKind::AddrInUse
@@ -307,6 +329,7 @@ fn adopt(listener: std::net::TcpListener, addr: SocketAddr, config: &Config) -> 
         tcp: TcpListener::from_std(listener),
         addr,
         udp,
+        tls: false,
     })
 }
 

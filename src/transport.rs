@@ -25,6 +25,14 @@ use mio::net::TcpStream;
 
 use crate::rules;
 
+/// The transport of the server's connections: with the `tls` feature plain
+/// TCP or TLS by listener ([`crate::tls`]), else plain TCP alone.
+#[cfg(feature = "tls")]
+pub(crate) type ServerStream = crate::tls::Stream;
+/// The transport of the server's connections: plain TCP (no `tls` feature).
+#[cfg(not(feature = "tls"))]
+pub(crate) type ServerStream = TcpStream;
+
 /// A connection's byte stream over a TCP socket (see the module docs).
 ///
 /// Errors follow the socket's: `WouldBlock` when nothing can move now,
@@ -61,8 +69,17 @@ pub trait Transport {
     /// between the socket and its reader must say `false`.
     fn read_proves_drained(&self, n: usize, asked: usize, unproven: bool) -> bool;
 
-    /// Ends our side of the stream (after the last byte we owe). Plain TCP
-    /// sends FIN; TLS would first send its `close_notify`.
+    /// Queues whatever ends the stream in-band, once the last byte we owe
+    /// is handed over: TLS's `close_notify`. The connection closes only when
+    /// [`Transport::wants_write`] then says it went out. Plain TCP has
+    /// nothing to send (closing the socket sends FIN).
+    fn end_output(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Ends our side of the stream (after the last byte we owe) while the
+    /// connection stays open. Plain TCP sends FIN; TLS first sends its
+    /// `close_notify`, and FIN once every record is out.
     fn close_write(&mut self) -> io::Result<()> {
         self.socket().shutdown(std::net::Shutdown::Write)
     }

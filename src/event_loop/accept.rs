@@ -25,7 +25,7 @@ impl EventLoop {
     pub(super) fn accept(&mut self, i: usize) {
         for _ in 0..self.shared.config.accepts_per_turn {
             match self.listeners[i].socket.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                Ok((stream, peer)) => self.admit(stream, peer, self.listeners[i].tls),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.listeners[i].ready = false;
                     return;
@@ -62,8 +62,9 @@ impl EventLoop {
     }
 
     /// Takes an accepted client in, or refuses it: denied by the admission
-    /// rules, the server full, or its source at its limit.
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+    /// rules, the server full, or its source at its limit. Admission comes
+    /// before any TLS: a refused client costs no handshake.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, tls: bool) {
         let refusal = match self.admission.check(peer.ip()) {
             Err(Refusal::Denied) => Some((Counter::RefusedDenied, "--allow/--deny")),
             _ if self.conns.len() >= self.shared.max_connections => {
@@ -87,11 +88,14 @@ impl EventLoop {
             return;
         }
         self.set_options(&stream, peer);
+        let stream = self.transport(stream, tls);
         let counters = &self.counters;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Source::Connection(key).token();
-        match Connection::register(stream, self.poll.registry(), token) {
+        let registered =
+            stream.and_then(|stream| Connection::register(stream, self.poll.registry(), token));
+        match registered {
             Ok(conn) => {
                 entry.insert(conn);
                 self.peers.record(key, peer);
@@ -103,6 +107,9 @@ impl EventLoop {
                     // accepts can take a while, and an early stamp would let
                     // the connection expire early.
                     idle.touch(key, Instant::now());
+                }
+                if tls {
+                    self.handshakes.started(key, Instant::now());
                 }
                 debug!("conn {key}: accepted from {peer}");
             }
