@@ -391,12 +391,12 @@ impl EventLoop {
 
     /// Closes connection `key`, counting and logging why.
     fn close(&mut self, key: usize, why: Close) {
-        let conn = self.conns.remove(key);
+        let mut conn = self.conns.remove(key);
         if let Some(idle) = &mut self.idle {
             idle.remove(key);
         }
-        self.handshakes
-            .closed(key, &conn, matches!(why, Close::Error(_)), &self.counters);
+        let error = matches!(why, Close::Error(_));
+        (self.handshakes).closed(key, &mut conn, error, &self.counters);
         self.admission.closed(key);
         let counters = &self.counters;
         let peer = self.peers.get(key);

@@ -411,14 +411,19 @@ impl Identity {
         })
     }
 
-    /// The SHA-256 fingerprint of the end-entity certificate, as
-    /// `openssl x509 -fingerprint -sha256` prints it (`AB:CD:…`).
+    /// The SHA-256 fingerprint of the end-entity certificate
+    /// ([`fingerprint`]).
     pub fn fingerprint(&self) -> String {
-        let der = self.chain.first().map_or(&[][..], |c| c.as_ref());
-        let digest = ring::digest::digest(&ring::digest::SHA256, der);
-        let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-        hex.join(":")
+        self.chain.first().map_or_else(String::new, fingerprint)
     }
+}
+
+/// The SHA-256 fingerprint of a certificate, as `openssl x509 -fingerprint
+/// -sha256` prints it (`AB:CD:…`).
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    hex.join(":")
 }
 
 /// The names a self-signed certificate should carry for these listen

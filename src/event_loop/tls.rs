@@ -76,19 +76,23 @@ impl Handshakes {
         }
     }
 
-    /// Connection `key` is closing: off the queue and, if an error ended it
-    /// mid-handshake, counted by why.
+    /// Connection `key` is closing: off the queue; a handshake that
+    /// finished in its last serve counted, one that an error ended counted
+    /// by why.
     pub(super) fn closed(
         &mut self,
         key: usize,
-        conn: &Connection<ServerStream>,
+        conn: &mut Connection<ServerStream>,
         error: bool,
         counters: &Counters,
     ) {
-        let Some(queue) = &mut self.queue else {
+        if self.queue.is_none() {
             return;
-        };
-        queue.remove(key);
+        }
+        self.progress(key, conn, counters);
+        if let Some(queue) = &mut self.queue {
+            queue.remove(key);
+        }
         let failure = conn.stream().tls().and_then(TlsStream::handshake_failure);
         if let (true, Some(failure)) = (error, failure) {
             counters.add(failure.counter(), 1);
@@ -143,7 +147,13 @@ impl Handshakes {
     /// No TLS: nothing to count.
     pub(super) fn progress(&mut self, _: usize, _: &mut Connection<ServerStream>, _: &Counters) {}
     /// No TLS: nothing to count.
-    pub(super) fn closed(&mut self, _: usize, _: &Connection<ServerStream>, _: bool, _: &Counters) {
+    pub(super) fn closed(
+        &mut self,
+        _: usize,
+        _: &mut Connection<ServerStream>,
+        _: bool,
+        _: &Counters,
+    ) {
     }
     /// No TLS: no deadline.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
