@@ -676,7 +676,9 @@ mod link {
         assert!(failed >= 1, "no connect needed a third retransmission");
         assert_eq!(run.f64("failed_by_reason.timeout") as u64, failed);
         assert!(dropped >= CONNS / 5, "only {dropped} SYNs dropped");
-        assert!(ms("p50") < 500.0, "p50 {} ms", ms("p50"));
+        // Fast: before the first retransmission (the edge p90's range
+        // starts from), however slowly 400 connects at once are served.
+        assert!(ms("p50") < 900.0, "p50 {} ms", ms("p50"));
         assert!(
             (900.0..second_ms + 500.0).contains(&ms("p90")),
             "p90 {} ms",
