@@ -243,8 +243,9 @@ fn load_mode_echoes_exact_count_all_verified() {
 }
 
 /// Proves the open loop sends on its schedule rather than as fast as it
-/// can: 4 connections at 200 msg/s each for one second is about 800
-/// messages, all verified.
+/// can: 4 connections at 200 msg/s each for one second is at most about
+/// 800 messages, all verified, and a machine too slow for 800 shows its
+/// lag in the latency (`Report::assert_on_schedule`).
 #[test]
 fn open_loop_rate_sends_on_schedule() {
     let server = serve(Behaviour::Echo);
@@ -256,11 +257,7 @@ fn open_loop_rate_sends_on_schedule() {
         .run(RUN_LIMIT);
     run.assert_exit(0);
     let r = run.report();
-    assert!(
-        (700..=850).contains(&r.messages),
-        "{} messages, expected ~800",
-        r.messages
-    );
+    r.assert_on_schedule(r.messages);
     assert_eq!(r.verification_errors, 0);
     assert_eq!(r.rate_per_connection, Some(200.0));
 }

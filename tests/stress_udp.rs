@@ -407,14 +407,15 @@ fn ipv6_largest_datagrams() {
 
 /// Proves the open loop sends on its schedule and reports the latency
 /// from each actual send beside the corrected one: 2 sockets at 200/s for
-/// a second are about 400 datagrams.
+/// a second are at most about 400 datagrams, and a machine too slow for
+/// 400 shows its lag in the latency (`Report::assert_on_schedule`).
 #[test]
 fn open_loop_sends_on_schedule() {
     let server = serve(Behaviour::Echo);
     let (run, j) = udp_json(server.addr, &["-c", "2", "--rate", "200", "-d", "1"]);
     run.assert_exit(0);
     let [sent, echoed, ..] = counts(&j);
-    assert!((330..=420).contains(&sent), "{sent} sent, expected ~400");
+    j.assert_on_schedule(sent);
     assert_eq!(echoed, sent);
     assert_eq!(j.latency_uncorrected().count, echoed);
 }

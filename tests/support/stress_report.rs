@@ -193,6 +193,37 @@ impl Report {
             .unwrap_or_else(|| panic!("not a --udp report: {self:?}"))
     }
 
+    /// Asserts an open-loop run kept its schedule, `count` being what it
+    /// sent (messages, or datagrams): never more than the schedule allows
+    /// (`--rate` × `--connections` × `--duration`, plus 1/16 for the last
+    /// tick), and any shortfall of more than 1/8 shown as lateness — the
+    /// open loop measures each message from when it was due, so a client
+    /// that fell behind (a slow or loaded machine, Wine's timers) reports
+    /// its last messages at least that far behind. What no machine can
+    /// excuse is a shortfall the latency does not show: a schedule that
+    /// runs slow.
+    #[track_caller]
+    pub fn assert_on_schedule(&self, count: u64) {
+        let rate = self.rate_per_connection.expect("an open-loop report");
+        let secs = self.duration_secs.expect("a timed run");
+        let due = rate * self.connections as f64 * secs;
+        let count = count as f64;
+        assert!(
+            count <= due * 17.0 / 16.0,
+            "{count} sent, more than the {due} the schedule allows"
+        );
+        if count < due * 7.0 / 8.0 {
+            // Behind by this much per connection at the end, at the least.
+            let behind_us = (due - count) / self.connections as f64 / rate * 1e6;
+            let late_us = self.latency().max;
+            assert!(
+                late_us >= behind_us / 2.0,
+                "{count} sent of {due} due, yet no message was later than {late_us} µs: \
+                 the schedule itself ran slow ({behind_us} µs behind)"
+            );
+        }
+    }
+
     /// Asserts this mirror holds the whole of `text`, the report it was
     /// parsed from: written back, it is the same JSON, so no field of the
     /// binary's is missing here (or read as another kind of value).
