@@ -18,7 +18,7 @@ use log::{debug, info};
 use mio::Events;
 use slab::Slab;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Rules};
 use crate::connection::{Connection, Hints, Io, Status};
 use crate::idle::IdleQueue;
 use crate::logging::{Peers, Throttle};
@@ -112,12 +112,14 @@ impl EventLoop {
             accept_warnings: Throttle::default(),
             now: Instant::now(),
             peers: Peers::new(),
-            udp_echo: config.udp.then(|| UdpEcho::new(config.udp_rate)),
+            udp_echo: config
+                .udp
+                .then(|| UdpEcho::new(Rules::new(&config.allow, &config.deny), config.udp_rate)),
             admission: Admission::new(&config.allow, &config.deny, config.max_per_source),
             metrics: server
                 .metrics
                 .take()
-                .map(|(listener, addr)| MetricsService::new(listener, addr)),
+                .map(|(listener, addr)| MetricsService::new(listener, addr, config.reads_per_turn)),
             server,
         }
     }
@@ -172,6 +174,9 @@ impl EventLoop {
                 self.serve(key, Hints::default());
             }
         }
+        if self.metrics.as_ref().is_some_and(MetricsService::cut_short) {
+            self.scrape(None);
+        }
 
         // 5. Timers: idle connections, accept back-off, stats; shutdown.
         self.timers();
@@ -203,7 +208,7 @@ impl EventLoop {
                         metrics.ready = true;
                     }
                 }
-                Source::Metrics(key) => self.scrape(key),
+                Source::Metrics(key) => self.scrape(Some(key)),
                 Source::Connection(key) => {
                     // Closed and error flags are hints: serving reads or
                     // writes, and the call itself tells what happened.
@@ -221,9 +226,10 @@ impl EventLoop {
         self.events = events;
     }
 
-    /// Step 2, a metrics connection's event: it is answered from the
-    /// counters as they are now.
-    fn scrape(&mut self, key: usize) {
+    /// Steps 2 and 4, metrics: the connection an event names (`Some`), or
+    /// those a budget cut short in an earlier turn (`None`), answered from
+    /// the counters as they are now.
+    fn scrape(&mut self, key: Option<usize>) {
         let Some(metrics) = &mut self.metrics else {
             return;
         };
@@ -233,7 +239,11 @@ impl EventLoop {
             max_connections: self.server.max_connections,
             shutting_down: self.shutdown_deadline.is_some(),
         };
-        metrics.serve(key, self.server.poll.registry(), &view);
+        let registry = self.server.poll.registry();
+        match key {
+            Some(key) => metrics.serve(key, registry, &view, self.now),
+            None => metrics.serve_again(registry, &view, self.now),
+        }
     }
 
     /// Step 3, UDP: every ready socket receives and echoes within its
@@ -289,7 +299,7 @@ impl EventLoop {
                 .udp
                 .iter()
                 .any(|u| u.ready && u.wake_at().is_none())
-            || self.metrics.as_ref().is_some_and(|m| m.ready)
+            || self.metrics.as_ref().is_some_and(MetricsService::busy)
         {
             return Some(Duration::ZERO);
         }

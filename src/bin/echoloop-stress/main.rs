@@ -76,8 +76,11 @@ mod conn;
 mod counts;
 mod intervals;
 mod json;
+mod keyed;
 mod live;
 mod merge;
+#[path = "../common/output.rs"]
+mod output;
 mod payload;
 mod plan;
 mod plot;
