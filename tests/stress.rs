@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub mod support;
 
-use support::{StressArgs, StressRun};
+use support::{Stress, StressArgs, StressRun};
 
 /// Longest any run may take before the test kills it and fails.
 const RUN_LIMIT: Duration = Duration::from_secs(30);
@@ -765,10 +765,12 @@ fn percentiles_flag_picks_the_columns() {
 #[test]
 fn unwritable_output_files_fail_the_run_and_say_so() {
     let server = serve(Behaviour::Echo);
-    let addr = server.addr.to_string();
     for flag in ["--hlog", "--plot"] {
-        let base = ["--addr", &addr, "-c", "2", "-n", "50", flag, "/dev/full"];
-        let text = Stress::spawn(Command::new(STRESS).args(base)).finish(RUN_LIMIT);
+        let base = StressArgs::to(server.addr)
+            .conns(2)
+            .messages(50)
+            .flag(flag, "/dev/full");
+        let text = base.run(RUN_LIMIT);
         text.assert_exit(2);
         assert!(
             text.stdout.contains("result:       PASS"),
@@ -778,15 +780,15 @@ fn unwritable_output_files_fail_the_run_and_say_so() {
         let said = format!("output:       NOT WRITTEN: {flag} /dev/full");
         assert!(text.stdout.contains(&said), "{}", text.describe());
 
-        let json = Stress::spawn(Command::new(STRESS).args(base).arg("--json")).finish(RUN_LIMIT);
+        let json = base.json().run(RUN_LIMIT);
         json.assert_exit(2);
-        let j = json.json();
-        assert_eq!(j["exit_code"].u64(), 2, "{}", json.describe());
-        assert!(j["verdict"].is_null(), "{}", json.describe());
-        let errors = j["output_errors"].as_array().expect("output_errors");
+        let r = json.report();
+        assert_eq!(r.exit_code, 2, "{}", json.describe());
+        assert!(r.verdict.is_none(), "{}", json.describe());
+        let errors = &r.output_errors;
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
-            errors[0].str().starts_with(&format!("{flag} /dev/full")),
+            errors[0].starts_with(&format!("{flag} /dev/full")),
             "{errors:?}"
         );
     }
@@ -794,14 +796,15 @@ fn unwritable_output_files_fail_the_run_and_say_so() {
     let dir = std::env::temp_dir().join(format!("echoloop-stress-outputs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a scratch directory");
     let hlog = dir.join("run.hlog");
-    let run = Stress::spawn(
-        Command::new(STRESS)
-            .args(["--addr", &addr, "-c", "2", "-n", "50", "--json", "--hlog"])
-            .arg(&hlog),
-    )
-    .finish(RUN_LIMIT);
+    let run = StressArgs::to(server.addr)
+        .conns(2)
+        .messages(50)
+        .json()
+        .flag("--hlog", hlog.display())
+        .run(RUN_LIMIT);
     run.assert_exit(0);
-    assert_eq!(run.json()["output_errors"], serde_json::json!([]));
+    run.assert_report_mirrored();
+    assert!(run.report().output_errors.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -812,7 +815,6 @@ fn unwritable_output_files_fail_the_run_and_say_so() {
 #[test]
 fn one_file_for_two_outputs_is_a_usage_error() {
     let server = serve(Behaviour::Echo);
-    let addr = server.addr.to_string();
     let dir = std::env::temp_dir().join(format!("echoloop-stress-same-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a scratch directory");
     let absolute = dir.join("out");
@@ -821,15 +823,12 @@ fn one_file_for_two_outputs_is_a_usage_error() {
         (absolute.clone(), std::path::PathBuf::from("./out")),
         (dir.join(".").join("out"), std::path::PathBuf::from("out")),
     ] {
-        let run = Stress::spawn(
-            Command::new(STRESS)
-                .current_dir(&dir)
-                .args(["--addr", &addr, "-n", "10", "--hlog"])
-                .arg(&hlog)
-                .arg("--plot")
-                .arg(&plot),
-        )
-        .finish(RUN_LIMIT);
+        let mut cmd = StressArgs::to(server.addr)
+            .messages(10)
+            .flag("--hlog", hlog.display())
+            .flag("--plot", plot.display())
+            .command();
+        let run = Stress::spawn(cmd.current_dir(&dir)).finish(RUN_LIMIT);
         let line = run.assert_usage_error(&format!("--hlog {hlog:?} --plot {plot:?}"));
         assert!(line.contains("--hlog") && line.contains("--plot"), "{line}");
         assert!(line.contains("same file"), "{line}");
@@ -845,22 +844,17 @@ fn one_file_for_two_outputs_is_a_usage_error() {
 #[test]
 fn interval_below_a_tenth_of_a_second_is_refused() {
     for too_short in ["0.001", "0.05", "0.099"] {
-        let run = Stress::spawn(Command::new(STRESS).args([
-            "--addr",
-            "127.0.0.1:9",
-            "-n",
-            "1",
-            "--interval",
-            too_short,
-        ]))
-        .finish(RUN_LIMIT);
+        let run = StressArgs::to("127.0.0.1:9")
+            .messages(1)
+            .flag("--interval", too_short)
+            .run(RUN_LIMIT);
         let line = run.assert_usage_error(too_short);
         assert!(
             line.contains("--interval") && line.contains("0.1"),
             "{line}"
         );
     }
-    let help = Stress::spawn(Command::new(STRESS).arg("--help")).finish(RUN_LIMIT);
+    let help = stress(&["--help"]);
     help.assert_exit(0);
     let flat = help.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(flat.contains("at least 0.1"), "{flat}");

@@ -67,6 +67,8 @@ pub struct Report {
     /// Why the run failed; `None` (JSON `null`) when it passed.
     pub verdict: Option<String>,
     pub exit_code: i32,
+    /// The output files that could not be written; empty when all were.
+    pub output_errors: Vec<String>,
     pub advice: Option<String>,
     pub started_unix: f64,
     pub ended_unix: f64,
