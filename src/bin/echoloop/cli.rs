@@ -36,10 +36,9 @@ pub struct Cli {
     /// Address to listen on (host names are resolved, and every address
     /// they resolve to is listened on); repeat for several. IPv6 sockets
     /// are IPv6-only: `[::]:7` alone serves no IPv4 client; for both
-    /// families give `0.0.0.0:7` and `[::]:7`. Default: 127.0.0.1:7878,
-    /// unless --tls-listen is given (then no plain listener).
+    /// families give `0.0.0.0:7` and `[::]:7`.
     #[arg(long = "listen", env = "ECHOLOOP_LISTEN", value_delimiter = ',', value_name = "ADDR",
-          value_parser = resolve)]
+          default_value = DEFAULT_LISTEN, value_parser = resolve)]
     pub listen: Vec<Resolved>,
 
     /// Address to serve echo over TLS on (TLS 1.2 and 1.3, TCP only),
@@ -328,18 +327,9 @@ impl Cli {
     /// The library configuration these flags describe (the TLS server
     /// configuration is loaded apart: [`Cli::tls_flags`]).
     pub fn into_config(self) -> Config {
-        let tls_listen: Vec<SocketAddr> = self.tls_listen.into_iter().flat_map(|r| r.0).collect();
-        let mut listen: Vec<SocketAddr> = self.listen.into_iter().flat_map(|r| r.0).collect();
-        if listen.is_empty() && tls_listen.is_empty() {
-            listen.push(
-                DEFAULT_LISTEN
-                    .parse()
-                    .expect("DEFAULT_LISTEN is an address"),
-            );
-        }
         Config {
-            listen,
-            tls_listen,
+            listen: self.listen.into_iter().flat_map(|r| r.0).collect(),
+            tls_listen: self.tls_listen.into_iter().flat_map(|r| r.0).collect(),
             tls_handshake_timeout: self.tls_handshake_timeout.0,
             max_connections: self
                 .max_connections
