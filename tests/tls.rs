@@ -348,3 +348,48 @@ fn a_reader_that_stops_keeps_memory_bounded() {
         let _ = w.join();
     }
 }
+
+/// A graceful shutdown under TLS loses nothing: clients that sent and
+/// were read get every byte back, then the server's `close_notify` (their
+/// read ends cleanly, not with a truncation error), and each connection is
+/// closed by the shutdown, none by an error.
+#[test]
+fn shutdown_under_tls_load_loses_nothing() {
+    const CLIENTS: usize = 4;
+    const LEN: usize = 200 * 1024;
+    let pki = Pki::new("shutdown");
+    let (server, addr) = start_tls(&pki, false, |c| {
+        c.shutdown_grace = Duration::from_secs(30);
+        // Room for every client's echo though none reads before shutdown.
+        c.max_pending = 2 * LEN;
+    });
+    let client = pki.client_config(false);
+    let mut streams: Vec<(TlsClient, Vec<u8>)> = (0..CLIENTS)
+        .map(|i| {
+            let mut s = connect_tls(addr, &client).unwrap();
+            let data = payload(40 + i, LEN);
+            send_only(&mut s, &data).unwrap();
+            (s, data)
+        })
+        .collect();
+    let handle = server.handle.clone();
+    wait_until("every byte read by the server", TIMEOUT, || {
+        handle.stats().bytes_in == (CLIENTS * LEN) as u64
+    });
+    handle.shutdown().unwrap();
+    for (s, data) in &mut streams {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)
+            .expect("the echo, then close_notify");
+        assert_same(&got, data);
+    }
+    drop(streams);
+    let stats = server.stop();
+    assert_eq!(stats.bytes_out, (CLIENTS * LEN) as u64, "{stats}");
+    assert_eq!(
+        stats.shut_down + stats.closed_by_peer,
+        CLIENTS as u64,
+        "{stats}"
+    );
+    assert_eq!(stats.errored, 0, "{stats}");
+}
