@@ -1,5 +1,5 @@
 //! TLS on the loop (the `tls` feature): the server's certificate and key,
-//! and [`TlsStream`], the [`Transport`] that carries a connection's
+//! and `TlsStream`, the [`Transport`] that carries a connection's
 //! plaintext through rustls.
 //!
 //! The loop does not change for TLS; the transport answers the seam's
@@ -28,7 +28,7 @@
 //! grows with what the peer does.
 //!
 //! A handshake has its own deadline (`--tls-handshake-timeout`); failures
-//! are counted by [`Failure`].
+//! are counted by reason (`tls_handshake_failures_total{reason=…}`).
 
 use std::fs;
 use std::io::{self, Read, Write};
