@@ -119,7 +119,8 @@ impl Received {
                 fd,
                 hdrs.as_mut_ptr(),
                 BATCH as _,
-                libc::MSG_DONTWAIT,
+                // glibc declares the flags `int`, musl `unsigned int`.
+                libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
             )
         };

@@ -118,7 +118,8 @@ impl Batch {
                     fd,
                     hdrs[g..].as_mut_ptr(),
                     (plan.messages - g) as _,
-                    libc::MSG_DONTWAIT,
+                    // glibc declares the flags `int`, musl `unsigned int`.
+                    libc::MSG_DONTWAIT as _,
                 )
             };
             if r > 0 {

@@ -146,6 +146,13 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_per_source: Option<u64>,
 
+    /// Instead of serving: ask the --metrics address (on loopback when it
+    /// is 0.0.0.0 or [::]) for GET /healthz and exit 0 if it answers 200,
+    /// 1 otherwise. The container image's HEALTHCHECK: an image with no
+    /// shell or curl runs this.
+    #[arg(long, requires = "metrics")]
+    pub health_check: bool,
+
     /// Print the man page (roff) for this command line and exit:
     /// `echoloop --man > echoloop.1`.
     #[arg(long, exclusive = true)]
