@@ -110,6 +110,12 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Write the final report (text, or JSON with --json) to this file
+    /// instead of stdout: for a container with no shell to redirect with,
+    /// whose log mixes stdout with the status lines on stderr.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
     /// Open loop: send R messages per second on each connection on a fixed
     /// schedule, and measure each latency from the message's *scheduled* send
     /// time, so a server stall shows up in the percentiles instead of merely
