@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use echoloop::Server;
+use echoloop::{Config, Server};
 
 mod cli;
 mod health;
@@ -25,8 +25,15 @@ fn main() -> ExitCode {
     if let Some(metrics) = cli.metrics.filter(|_| cli.health_check) {
         return health_check(metrics);
     }
+    // Flags each in range can still clash (`--metrics` on a `--listen`
+    // address, say): the library's own check, reported as a usage error.
+    let config = cli.into_config();
+    if let Err(why) = config.validate() {
+        eprintln!("echoloop: {why}");
+        return ExitCode::from(usage::EXIT_USAGE);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run(cli) {
+    match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echoloop: {e}");
@@ -71,8 +78,8 @@ fn health_check(metrics: std::net::SocketAddr) -> ExitCode {
 }
 
 /// Binds, installs the signal handler, runs until shut down.
-fn run(cli: Cli) -> std::io::Result<()> {
-    let server = Server::bind(cli.into_config())?;
+fn run(config: Config) -> std::io::Result<()> {
+    let server = Server::bind(config)?;
     let handle = server.handle();
     // First Ctrl-C/SIGTERM/SIGHUP: graceful shutdown. Second: exit at once.
     let signals = AtomicUsize::new(0);
