@@ -118,6 +118,7 @@ mod metrics;
 #[cfg(linux_batch)]
 pub mod mmsg;
 mod pending;
+pub mod proxy;
 mod rate_limit;
 pub mod rules;
 mod server;
