@@ -1,0 +1,289 @@
+//! `--proxy-protocol`: a trusted balancer's connections begin with a PROXY
+//! header (v1 or v2), and the client it names is the one admitted, limited
+//! and served; a header from anyone else is data; a bad or slow header
+//! closes the connection with nothing echoed, counted by reason.
+
+pub mod support;
+
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use echoloop::{proxy, Stats};
+use support::*;
+
+/// The balancer's side of a connection: this address is what the tests
+/// connect from (the default source, 127.0.0.1).
+const BALANCER: &str = "127.0.0.1/32";
+
+/// A server trusting 127.0.0.1 as a balancer, after `tweak`.
+fn behind_balancer(tweak: impl FnOnce(&mut echoloop::Config)) -> TestServer {
+    TestServer::start(|c| {
+        c.proxy_protocol = vec![BALANCER.parse().unwrap()];
+        tweak(c);
+    })
+}
+
+/// A header of `version` (1 or 2) for a client at `source`.
+fn header(version: u8, source: &str, server: SocketAddr) -> Vec<u8> {
+    let source: SocketAddr = source.parse().expect("a client address");
+    match version {
+        1 => proxy::v1(source, server),
+        _ => proxy::v2(source, server),
+    }
+}
+
+/// Connects as the balancer and sends `header` then `data` in one write,
+/// as balancers do.
+fn relay(server: SocketAddr, header: &[u8], data: &[u8]) -> TcpStream {
+    let stream = connect(server);
+    (&stream).write_all(&[header, data].concat()).expect("send");
+    stream
+}
+
+/// Asserts the server closes `stream` without sending a byte.
+#[track_caller]
+fn assert_closed_silently(stream: &TcpStream, what: &str) {
+    let got = read_until_closed(stream);
+    assert!(got.is_empty(), "{what}: {} bytes came back", got.len());
+}
+
+/// Waits until the server's counters satisfy `pred`; returns them.
+#[track_caller]
+fn stats_when(server: &TestServer, what: &str, pred: impl Fn(&Stats) -> bool) -> Stats {
+    let mut last = server.handle.stats();
+    wait_until(what, TIMEOUT, || {
+        last = server.handle.stats();
+        pred(&last)
+    });
+    last
+}
+
+/// A header in either version, in one write with the data behind it or
+/// byte by byte: only the data comes back, and `--deny` judges the
+/// header's client, not the balancer: a denied client's data never comes
+/// back and it counts as denied.
+#[test]
+fn v1_and_v2_clients_are_judged_by_their_header() {
+    let server = behind_balancer(|c| c.deny = vec!["203.0.113.0/24".parse().unwrap()]);
+    for version in [1, 2] {
+        let hello = format!("hello through v{version}");
+        let stream = relay(
+            server.addr,
+            &header(version, "198.51.100.1:4000", server.addr),
+            b"",
+        );
+        round_trip(&stream, hello.as_bytes());
+        drop(stream);
+        let stream = relay(
+            server.addr,
+            &header(version, "203.0.113.9:4000", server.addr),
+            b"denied",
+        );
+        assert_closed_silently(&stream, "a denied client");
+    }
+    // An IPv6 client, byte by byte, the data after it in the same stream.
+    let stream = connect(server.addr);
+    let ipv6 = proxy::v2(
+        "[2001:db8::1]:9".parse().unwrap(),
+        "[2001:db8::7]:7".parse().unwrap(),
+    );
+    for byte in ipv6 {
+        (&stream).write_all(&[byte]).expect("send a byte");
+    }
+    round_trip(&stream, b"after a header sent in pieces");
+    drop(stream);
+    let stats = stats_when(&server, "the four connections counted", |s| {
+        s.proxy_proxied == 5 && s.refused_denied == 2 && s.closed_by_peer == 3
+    });
+    assert_eq!(
+        (stats.accepted, stats.active, stats.proxy_pending),
+        (3, 0, 0)
+    );
+}
+
+/// `--max-per-source` counts the header's clients: a second connection of
+/// one client is refused while another client gets in through the same
+/// balancer (which is not limited as one client); `--allow` admits by the
+/// header's address although the balancer is not in it.
+#[test]
+fn per_source_limits_and_allow_see_the_headers_client() {
+    let server = behind_balancer(|c| {
+        c.max_per_source = Some(1);
+        c.allow = vec!["198.51.100.0/24".parse().unwrap()];
+    });
+    let first = relay(server.addr, &header(1, "198.51.100.1:1", server.addr), b"");
+    round_trip(&first, b"one");
+    let again = relay(
+        server.addr,
+        &header(2, "198.51.100.1:2", server.addr),
+        b"two",
+    );
+    assert_closed_silently(&again, "a second connection of one client");
+    let other = relay(server.addr, &header(2, "198.51.100.2:1", server.addr), b"");
+    round_trip(&other, b"another client, the same balancer");
+    let outside = relay(server.addr, &header(1, "192.0.2.1:1", server.addr), b"no");
+    assert_closed_silently(&outside, "a client outside --allow");
+    let stats = stats_when(&server, "the refusals counted", |s| {
+        s.refused_per_source == 1 && s.refused_denied == 1
+    });
+    assert_eq!((stats.accepted, stats.active), (2, 2));
+}
+
+/// v2 LOCAL (a balancer's health check) and headers with no usable address
+/// (v1 UNKNOWN, v2 AF_UNSPEC) are served as the balancer itself, counted
+/// by kind; with the balancer denied, they are refused.
+#[test]
+fn local_and_unknown_are_the_balancer() {
+    let mut local = proxy::V2_SIGNATURE.to_vec();
+    local.extend_from_slice(&[0x20, 0x00, 0, 0]);
+    let mut unspec = proxy::V2_SIGNATURE.to_vec();
+    unspec.extend_from_slice(&[0x21, 0x00, 0, 0]);
+    let headers = [&local[..], b"PROXY UNKNOWN\r\n", &unspec];
+
+    let server = behind_balancer(|_| {});
+    for h in headers {
+        round_trip(&relay(server.addr, h, b""), b"as the balancer");
+    }
+    let stats = stats_when(&server, "the headers counted", |s| {
+        s.proxy_local == 1 && s.proxy_unknown == 2
+    });
+    assert_eq!(stats.accepted, 3);
+
+    let denied = behind_balancer(|c| c.deny = vec![BALANCER.parse().unwrap()]);
+    for h in headers {
+        assert_closed_silently(&relay(denied.addr, h, b"x"), "the balancer denied");
+    }
+    stats_when(&denied, "three refusals", |s| s.refused_denied == 3);
+}
+
+/// From a source that is not a trusted balancer no header is looked for:
+/// it is data, echoed like any other.
+#[test]
+fn a_header_from_anyone_else_is_echoed() {
+    let server = TestServer::start(|c| c.proxy_protocol = vec!["192.0.2.0/24".parse().unwrap()]);
+    for version in [1, 2] {
+        let bytes = header(version, "198.51.100.1:4000", server.addr);
+        let stream = connect(server.addr);
+        round_trip(&stream, &[&bytes[..], b"and data"].concat());
+    }
+    let stats = server.stop();
+    assert_eq!(stats.proxy_proxied + stats.proxy_pending, 0);
+}
+
+/// Every way a balancer's first bytes can fail closes the connection with
+/// nothing echoed, counted by reason: not a header, malformed (v1 and v2),
+/// oversized (v1 and v2), and closed before the header ended.
+#[test]
+fn bad_headers_close_without_echo() {
+    let server = behind_balancer(|_| {});
+    let v2 = |ver_cmd: u8, family: u8, len: u16, body: &[u8]| {
+        let mut h = proxy::V2_SIGNATURE.to_vec();
+        h.extend_from_slice(&[ver_cmd, family]);
+        h.extend_from_slice(&len.to_be_bytes());
+        h.extend_from_slice(body);
+        h
+    };
+    let mut long_v1 = b"PROXY UNKNOWN ".to_vec();
+    long_v1.resize(200, b'x');
+    let cases: [(&str, Vec<u8>); 7] = [
+        ("not a header", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        (
+            "v1 bad port",
+            b"PROXY TCP4 192.0.2.1 192.0.2.2 99999 7\r\nhello".to_vec(),
+        ),
+        ("v1 no line end", long_v1),
+        ("v2 version 3", v2(0x31, 0x11, 12, &[0; 12])),
+        (
+            "v2 TLV past the end",
+            v2(
+                0x21,
+                0x11,
+                15,
+                &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 9],
+            ),
+        ),
+        ("v2 length past the bound", v2(0x21, 0x11, 65_000, &[0; 12])),
+        (
+            "v2 AF_INET shorter than its addresses",
+            v2(0x21, 0x11, 4, &[0; 4]),
+        ),
+    ];
+    for (what, bytes) in &cases {
+        assert_closed_silently(&relay(server.addr, bytes, b"data"), what);
+    }
+    let cut = connect(server.addr);
+    (&cut)
+        .write_all(b"PROXY TCP4 192.0")
+        .expect("send half a header");
+    cut.shutdown(Shutdown::Write).expect("shutdown(Write)");
+    assert_closed_silently(&cut, "a header cut short");
+    let stats = stats_when(&server, "every failure counted", |s| {
+        s.proxy_not_proxy + s.proxy_malformed + s.proxy_oversized + s.proxy_incomplete == 8
+    });
+    assert_eq!(
+        (
+            stats.proxy_not_proxy,
+            stats.proxy_malformed,
+            stats.proxy_oversized
+        ),
+        (1, 4, 2)
+    );
+    assert_eq!(stats.proxy_incomplete, 1);
+    assert_eq!(
+        (stats.accepted, stats.bytes_out, stats.proxy_pending),
+        (0, 0, 0)
+    );
+}
+
+/// A header sent one byte a second is closed at its deadline
+/// (`proxy_header_timeout`), counted as a timeout, nothing echoed; the
+/// server meanwhile serves others.
+#[test]
+fn a_slow_header_is_closed_at_its_deadline() {
+    let server = behind_balancer(|c| c.proxy_header_timeout = Duration::from_millis(1500));
+    let slow = connect(server.addr);
+    let bytes = header(1, "198.51.100.1:4000", server.addr);
+    let mut writer = slow.try_clone().expect("try_clone");
+    let dripping = thread::spawn(move || {
+        for byte in bytes {
+            if writer.write_all(&[byte]).is_err() {
+                return; // closed by the server
+            }
+            thread::sleep(Duration::from_secs(1)); // the pace, not a sync point
+        }
+    });
+    let quick = relay(server.addr, &header(2, "198.51.100.2:1", server.addr), b"");
+    round_trip(&quick, b"served meanwhile");
+    assert_closed_silently(&slow, "a slow header");
+    let stats = stats_when(&server, "the timeout counted", |s| s.proxy_timeout == 1);
+    assert_eq!((stats.accepted, stats.proxy_pending), (1, 0));
+    drop(slow);
+    dripping.join().expect("the dripping writer");
+}
+
+/// The real binary: `--proxy-protocol` is a flag (and its admission log
+/// line says so), and a v2 header's client is judged by `--deny`.
+#[cfg(unix)]
+#[test]
+fn the_binary_takes_the_flag() {
+    let mut server = Binary::start(&["--proxy-protocol", BALANCER, "--deny", "203.0.113.0/24"]);
+    let line = server.stderr.wait_for("admission:");
+    assert!(
+        line.contains("PROXY header required from 127.0.0.1/32"),
+        "{line}"
+    );
+    let addr = server.addr;
+    round_trip(
+        &relay(addr, &header(2, "198.51.100.1:1", addr), b""),
+        b"through",
+    );
+    assert_closed_silently(
+        &relay(addr, &header(1, "203.0.113.1:1", addr), b"x"),
+        "denied",
+    );
+    let last = server.stop();
+    assert_eq!(stat(&last, "proxy_proxied"), 2, "{last}");
+    assert_eq!(stat(&last, "refused_denied"), 1, "{last}");
+}
