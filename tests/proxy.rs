@@ -287,3 +287,20 @@ fn the_binary_takes_the_flag() {
     assert_eq!(stat(&last, "proxy_proxied"), 2, "{last}");
     assert_eq!(stat(&last, "refused_denied"), 1, "{last}");
 }
+
+/// A header still incomplete when the server shuts down is closed with
+/// the rest, counted as incomplete (never admitted, so not a close), and
+/// does not hold the shutdown up.
+#[test]
+fn shutdown_closes_a_header_still_coming() {
+    let server = behind_balancer(|_| {});
+    let half = connect(server.addr);
+    (&half)
+        .write_all(b"PROXY TCP4 198.51")
+        .expect("send half a header");
+    stats_when(&server, "the header pending", |s| s.proxy_pending == 1);
+    let stats = server.stop();
+    assert_eq!((stats.proxy_incomplete, stats.proxy_pending), (1, 0));
+    assert_eq!((stats.accepted, stats.shut_down, stats.active), (0, 0, 0));
+    assert_closed_silently(&half, "a header cut off by shutdown");
+}
