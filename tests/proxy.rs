@@ -304,3 +304,130 @@ fn shutdown_closes_a_header_still_coming() {
     assert_eq!((stats.accepted, stats.shut_down, stats.active), (0, 0, 0));
     assert_closed_silently(&half, "a header cut off by shutdown");
 }
+
+/// `echoloop-stress --proxy-protocol` against echoloop: every connection
+/// names its own client from `--proxy-source`, so `--allow` (which the
+/// client machine is not in) and `--max-per-source 1` let all of them in,
+/// and every byte is verified (the header is not echoed, nor expected).
+#[test]
+fn the_stress_client_comes_through_as_many_clients() {
+    for version in ["v1", "v2"] {
+        let server = TestServer::start(|c| {
+            c.proxy_protocol = vec!["127.0.0.0/8".parse().unwrap()];
+            c.allow = vec!["10.1.0.0/16".parse().unwrap()];
+            c.max_per_source = Some(1);
+        });
+        let run = StressArgs::to(server.addr)
+            .conns(8)
+            .messages(800)
+            .flag("--proxy-protocol", version)
+            .flag("--proxy-source", "10.1.0.1-10.1.0.8")
+            .run(TIMEOUT);
+        run.assert_exit(0);
+        let stats = server.stop();
+        assert_eq!((stats.proxy_proxied, stats.accepted), (8, 8), "{version}");
+        assert_eq!(
+            stats.refused_denied + stats.refused_per_source,
+            0,
+            "{version}"
+        );
+    }
+}
+
+/// A PROXY-aware echo server written here, by the specification and not
+/// with the library's parser: reads each connection's header (v1 or v2,
+/// TCP over IPv4), records the client it names, then echoes.
+fn proxy_aware_server() -> (SocketAddr, std::sync::mpsc::Receiver<SocketAddr>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                // Both versions are at least 16 bytes; v1 then runs to "\r\n".
+                let mut head = vec![0u8; 16];
+                stream.read_exact(&mut head).expect("a header");
+                let mut byte = [0u8; 1];
+                while !head.starts_with(&proxy::V2_SIGNATURE) && !head.ends_with(b"\r\n") {
+                    stream.read_exact(&mut byte).expect("a header byte");
+                    head.push(byte[0]);
+                }
+                let client = if head.starts_with(b"PROXY TCP4 ") {
+                    let line = std::str::from_utf8(&head).expect("ASCII");
+                    let f: Vec<&str> = line.trim_end().split(' ').collect();
+                    format!("{}:{}", f[2], f[4]).parse().expect("v1 client")
+                } else {
+                    assert_eq!(
+                        (head[12], head[13]),
+                        (0x21, 0x11),
+                        "v2 PROXY, TCP over IPv4"
+                    );
+                    let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[14], head[15]]))];
+                    stream.read_exact(&mut body).expect("the v2 addresses");
+                    let ip = std::net::Ipv4Addr::new(body[0], body[1], body[2], body[3]);
+                    SocketAddr::from((ip, u16::from_be_bytes([body[8], body[9]])))
+                };
+                let _ = tx.send(client);
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    if stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// `echoloop-stress --proxy-protocol` against someone else's PROXY-aware
+/// server: v1 and v2 headers it reads by the specification name the
+/// `--proxy-source` addresses in turn, a new port for each round.
+#[test]
+fn the_stress_client_heads_each_connection() {
+    for version in ["v1", "v2"] {
+        let (addr, clients) = proxy_aware_server();
+        StressArgs::to(addr)
+            .conns(4)
+            .messages(40)
+            .flag("--proxy-protocol", version)
+            .flag("--proxy-source", "10.9.0.1-10.9.0.2")
+            .run(TIMEOUT)
+            .assert_exit(0);
+        let mut named: Vec<String> = clients.try_iter().map(|c| c.to_string()).collect();
+        named.sort();
+        assert_eq!(
+            named,
+            [
+                "10.9.0.1:1024",
+                "10.9.0.1:1025",
+                "10.9.0.2:1024",
+                "10.9.0.2:1025"
+            ],
+            "{version}"
+        );
+    }
+}
+
+/// The stress client's PROXY flags need each other, and TCP: each misuse
+/// is one line and exit status 2.
+#[test]
+fn the_stress_clients_proxy_flags_are_checked() {
+    for args in [
+        &["--proxy-protocol", "v1"][..],
+        &["--proxy-source", "10.0.0.1"],
+        &["--proxy-protocol", "v3", "--proxy-source", "10.0.0.1"],
+        &[
+            "--udp",
+            "--proxy-protocol",
+            "v2",
+            "--proxy-source",
+            "10.0.0.1",
+        ],
+    ] {
+        run_to_exit(std::process::Command::new(STRESS).args(args))
+            .assert_usage_error(&format!("{args:?}"));
+    }
+}

@@ -37,6 +37,15 @@ impl Mode {
     }
 }
 
+/// `--proxy-protocol`: which version of the header to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyVersion {
+    /// The text line: `PROXY TCP4 <client> <server> <ports>\r\n`.
+    V1,
+    /// The binary form.
+    V2,
+}
+
 /// Load generator for TCP and (with --udp) UDP echo servers (RFC 862): many
 /// connections or sockets on mio readiness loops; every echoed byte is
 /// verified and every message's round trip lands in a latency histogram.
@@ -105,6 +114,21 @@ pub struct Args {
     /// the OS picks.
     #[arg(long, value_parser = parse_source_addrs)]
     pub source_addrs: Option<SourceAddrs>,
+
+    /// Begin every connection with a PROXY protocol header (HAProxy's v1
+    /// text or v2 binary), as a balancer does, naming a client from
+    /// --proxy-source: a PROXY-aware server (echoloop --proxy-protocol)
+    /// then admits, limits and logs each connection as that client. The
+    /// header is not echoed by such a server, and not expected back. TCP
+    /// only.
+    #[arg(long, value_enum, value_name = "VERSION", requires = "proxy_source")]
+    pub proxy_protocol: Option<ProxyVersion>,
+
+    /// With --proxy-protocol: the client addresses the headers name, round
+    /// robin by connection (a range, a list or one address, as
+    /// --source-addrs), with ports from 1024 up.
+    #[arg(long, value_name = "RANGE", value_parser = parse_source_addrs, requires = "proxy_protocol")]
+    pub proxy_source: Option<SourceAddrs>,
 
     /// Print the final report as JSON on stdout instead of text.
     #[arg(long)]
@@ -411,6 +435,9 @@ impl Args {
         }
         if self.connect_rate.is_some() {
             return Err("--connect-rate applies to TCP connects, not to --udp".into());
+        }
+        if self.proxy_protocol.is_some() {
+            return Err("--proxy-protocol heads TCP connections; UDP has no header".into());
         }
         let (max, family) = match addr {
             SocketAddr::V4(_) => (UDP_MAX_V4, "IPv4"),

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::cli::{Args, Mode, SourceAddrs, DEFAULT_DURATION};
+use crate::cli::{Args, Mode, ProxyVersion, SourceAddrs, DEFAULT_DURATION};
 use crate::payload::Payload;
 
 /// Most `sent_at` timestamps (connections × pipeline) we allocate: 128 MiB.
@@ -46,6 +46,9 @@ pub struct Plan {
     pub echo_timeout_ns: u64,
     /// Source addresses to bind to, round robin by connection index.
     pub source_addrs: Vec<IpAddr>,
+    /// `--proxy-protocol`: the header version, and the clients the headers
+    /// name (round robin by connection index).
+    pub proxy: Option<(ProxyVersion, Vec<IpAddr>)>,
     /// The bytes every connection sends.
     pub payload: Payload,
     /// Spin on `poll` with a zero timeout instead of sleeping in it.
@@ -131,11 +134,30 @@ impl Plan {
                 .source_addrs
                 .clone()
                 .map_or_else(|| default_sources(addr), |SourceAddrs(list)| list),
+            proxy: args
+                .proxy_protocol
+                .zip(args.proxy_source.clone().map(|s| s.0)),
             payload: Payload::new(),
             busy_poll: args.busy_poll,
             interval_ns: nanos(args.interval).max(1),
             max_loss: args.max_loss.unwrap_or(0.0),
             udp_window,
+        })
+    }
+
+    /// `--proxy-protocol`: the header connection `index` begins with, for
+    /// the client `--proxy-source` gives it: the addresses in turn, then the
+    /// next port (from 1024), so every connection of a run names its own
+    /// client address and port.
+    pub fn proxy_header(&self, index: u64) -> Option<Vec<u8>> {
+        let (version, sources) = self.proxy.as_ref()?;
+        let n = sources.len() as u64;
+        let ip = sources[(index % n) as usize];
+        let port = 1024 + ((index / n) % (65_536 - 1024)) as u16;
+        let client = SocketAddr::new(ip, port);
+        Some(match version {
+            ProxyVersion::V1 => echoloop::proxy::v1(client, self.addr),
+            ProxyVersion::V2 => echoloop::proxy::v2(client, self.addr),
         })
     }
 

@@ -115,9 +115,32 @@ impl Worker {
                 self.end(s, End::Failed(FailReason::of(&e), message));
             }
             Ok(true) => {
+                if let Err(message) = self.send_proxy_header(s) {
+                    return self.end(s, End::Failed(FailReason::Other, message));
+                }
                 self.established(s, turn);
                 self.pump(s);
             }
+        }
+    }
+
+    /// `--proxy-protocol`: writes slot `s`'s PROXY header, before any
+    /// payload. A fresh connection's send buffer takes its few dozen bytes
+    /// whole; anything less fails the connection, since the stream would
+    /// then begin with half a header.
+    fn send_proxy_header(&mut self, s: usize) -> Result<(), String> {
+        let slot = &self.slots[s];
+        let (Some(header), Some(stream)) = (self.plan.proxy_header(slot.index), &slot.stream)
+        else {
+            return Ok(());
+        };
+        match rules::write_until_full(stream, &header) {
+            Ok(n) if n == header.len() => Ok(()),
+            Ok(n) => Err(format!(
+                "PROXY header: only {n} of {} bytes sent",
+                header.len()
+            )),
+            Err(e) => Err(format!("PROXY header: write: {e}")),
         }
     }
 
