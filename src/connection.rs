@@ -25,6 +25,10 @@
 //! Every byte goes through the connection's [`Transport`] (plain TCP by
 //! default, the socket itself); the connection never touches its socket's
 //! data directly.
+//!
+//! A trusted balancer's connection (`--proxy-protocol`) first reads its
+//! PROXY header, no byte past it, and echoes nothing until the loop has
+//! admitted the client the header names ([`Status::Header`]).
 
 use std::io;
 use std::net::SocketAddr;

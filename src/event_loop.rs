@@ -4,9 +4,9 @@
 //!
 //! `accept.rs` takes clients in (step 3), `proxied.rs` reads the PROXY
 //! headers of a trusted balancer's connections before they are admitted,
-//! `shutdown.rs` winds the loop down (step 5); the rest is here. The rules every step follows are
-//! [`crate::rules`]; what the loop does with each kind of error is the
-//! error policy (`server.rs`).
+//! `shutdown.rs` winds the loop down (step 5); the rest is here. The rules
+//! every step follows are [`crate::rules`]; what the loop does with each
+//! kind of error is the error policy (`server.rs`).
 //!
 //! A loop is built from what it owns alone (`part.rs`: its poll, sockets,
 //! read buffer and counter writer) and a handle to what all loops share
