@@ -528,3 +528,59 @@ fn help_lists_the_udp_flags() {
         assert!(run.stdout.contains(flag), "--help lacks {flag}");
     }
 }
+
+/// The datagrams lost so far, from a `--udp` status line (`… | lost 1,234`).
+#[cfg(unix)]
+fn lost_in(status: &str) -> u64 {
+    let after = status.rsplit("lost ").next().unwrap_or("");
+    let digits: String = after
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap_or(0)
+}
+
+/// Proves a late echo of a datagram too short for its whole sequence number
+/// counts as late, not as duplicated: against the real server, frozen
+/// (SIGSTOP) while the client sends 1-byte datagrams, 128 in flight, with a
+/// 10 ms `--echo-timeout`, until more than 1,000 are lost; thawed, the
+/// server echoes what its socket kept, long after the client moved on to
+/// newer datagrams with the same low byte. Those echoes count late; none
+/// counts duplicated, and the run (tolerating every loss) passes.
+#[cfg(unix)]
+#[test]
+fn late_echoes_of_short_datagrams_are_late_not_duplicated() {
+    let server = Binary::start(&["--udp", "--udp-rate", "0"]);
+    let addr = server.addr.to_string();
+    let mut client = Stress::spawn(Command::new(STRESS).args([
+        "--udp",
+        "--addr",
+        &addr,
+        "--json",
+        "-c",
+        "1",
+        "-s",
+        "1",
+        "-k",
+        "128",
+        "--echo-timeout",
+        "10ms",
+        "--max-loss",
+        "100",
+        "-d",
+        "4",
+    ]));
+    let before = lost_in(&client.process.stderr.wait_for("datagrams/s"));
+    server.signal(libc::SIGSTOP);
+    // Frozen until the client has given up on many datagrams and sent
+    // newer ones in their place: then the kept ones come back late.
+    while lost_in(&client.process.stderr.wait_for("datagrams/s")) < before + 1000 {}
+    server.signal(libc::SIGCONT);
+    let run = client.finish(RUN_LIMIT);
+    let j = run.json();
+    run.assert_exit(0);
+    assert_eq!(j["duplicated"].u64(), 0, "{}", run.stdout);
+    assert!(j["late"].u64() > 0, "{}", run.stdout);
+    assert!(j["echoed"].u64() > 0, "{}", run.stdout);
+}

@@ -181,7 +181,9 @@ pub struct Args {
     /// socket, closed loop or --rate. Each carries its sequence number and
     /// socket, and verifiable bytes. Counts sent, echoed, lost (not back
     /// within --echo-timeout), late, duplicated, reordered and corrupted
-    /// datagrams; --messages counts datagrams sent.
+    /// datagrams; --messages counts datagrams sent. Datagrams under 8 bytes
+    /// carry their sequence number modulo 2^(8 × size): there a second echo
+    /// cannot be told from a late one, and counts as late.
     #[arg(long)]
     pub udp: bool,
 

@@ -11,7 +11,10 @@
 //! then taken for the latest datagram sent with those low bits, which is
 //! right for every datagram in flight as long as they span fewer numbers
 //! than that ([`window`](super::window) refuses a `--pipeline` that would
-//! not).
+//! not). An echo that comes back later than that is taken for a newer
+//! datagram with the same low bits, so a second echo of one cannot be told
+//! from a late echo of an older one: under 8 bytes it counts as late,
+//! never as duplicated ([`Shape::exact`]).
 
 use crate::payload::Payload;
 
@@ -49,6 +52,13 @@ impl Shape {
     /// How many low bits of the sequence number a datagram carries.
     pub fn seq_bits(self) -> u32 {
         (self.header.min(8) * 8) as u32
+    }
+
+    /// Whether a datagram carries its whole sequence number (8 bytes or
+    /// more), so that an echo names the one datagram it belongs to and a
+    /// second echo of it is a duplicate, not a late echo of another.
+    pub fn exact(self) -> bool {
+        self.seq_bits() == 64
     }
 
     /// Where the bytes after the header come from in the socket's stream.

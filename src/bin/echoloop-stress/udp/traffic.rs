@@ -133,7 +133,7 @@ impl UdpWorker {
 
     /// Sorts a right echo of datagram `seq` (`n` bytes) of socket `s`,
     /// arrived at `turn`: echoed (and timed; maybe reordered), late or
-    /// duplicated.
+    /// duplicated (late, where a duplicate cannot be told from a late echo).
     fn sort(&mut self, s: usize, seq: u64, n: usize, turn: u64) {
         let (plan, counts, rec) = (&self.plan, &mut self.counts, &mut self.rec);
         let flow = &mut self.flows[s];
@@ -167,6 +167,11 @@ impl UdpWorker {
                 }
                 c.late += 1;
             }
+            // A datagram that carries only the low bits of its sequence
+            // cannot be told from a later one with the same bits: a late
+            // echo of the older looks like a second echo of the newer, so
+            // it counts as late (`Shape::exact`).
+            Arrival::Duplicated if !self.shape.exact() => c.late += 1,
             Arrival::Duplicated => {
                 c.duplicated += 1;
                 Samples::keep(&mut first.duplicated, || {
