@@ -584,3 +584,28 @@ fn late_echoes_of_short_datagrams_are_late_not_duplicated() {
     assert!(j["late"].u64() > 0, "{}", run.stdout);
     assert!(j["echoed"].u64() > 0, "{}", run.stdout);
 }
+
+/// Proves ICMP errors are counted for real: every datagram sent to a
+/// closed UDP port draws a port unreachable, which the report counts (the
+/// text names them too), and the run, with nothing echoed, fails. Linux
+/// and Windows tell an unconnected socket of them; the test runs on Linux.
+#[cfg(target_os = "linux")]
+#[test]
+fn closed_port_counts_icmp_errors_and_fails() {
+    let closed = {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.local_addr().expect("local_addr")
+    };
+    let flags = ["-c", "2", "-k", "1", "-n", "10", "--echo-timeout", "50ms"];
+    let (run, j) = udp_json(closed, &flags);
+    run.assert_exit(1);
+    assert_eq!(j["echoed"].u64(), 0, "{}", run.stdout);
+    assert!(j["icmp_errors"].u64() > 0, "{}", run.stdout);
+    let addr = closed.to_string();
+    let mut argv = vec!["--udp", "--addr", &addr];
+    argv.extend_from_slice(&flags);
+    let text = stress(&argv);
+    text.assert_exit(1);
+    assert!(!text.stdout.contains(" 0 ICMP errors"), "{}", text.stdout);
+    assert!(text.stdout.contains(" ICMP errors"), "{}", text.stdout);
+}

@@ -30,6 +30,7 @@
 mod datagram;
 mod expiry;
 mod flow;
+mod icmp;
 mod open;
 mod report;
 mod traffic;

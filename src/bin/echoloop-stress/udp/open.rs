@@ -50,6 +50,8 @@ pub fn open(
         Some(Protocol::UDP),
     )
     .map_err(|e| fail("socket".into(), e))?;
+    super::icmp::ask_for_errors(&socket, server.is_ipv6())
+        .map_err(|e| fail("setsockopt IP_RECVERR".into(), e))?;
     let got = raise_rcvbuf(&socket, rcvbuf);
     socket
         .bind(&SocketAddr::new(ip, 0).into())

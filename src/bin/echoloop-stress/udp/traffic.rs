@@ -4,7 +4,6 @@
 //! and checking and sorting their echoes.
 
 use std::cmp::Reverse;
-use std::io;
 use std::net::SocketAddr;
 
 use mio::Token;
@@ -194,14 +193,4 @@ pub(super) fn lost_story(index: u64, seq: u64, timeout_ns: u64) -> String {
 /// when it was given as the unspecified address.
 fn from_server(from: SocketAddr, server: SocketAddr) -> bool {
     from == server || (server.ip().is_unspecified() && from.port() == server.port())
-}
-
-/// Whether an error reports what became of an earlier datagram (an ICMP
-/// port unreachable: `ConnectionRefused` on Unix when asked for, Windows'
-/// `WSAECONNRESET` from `recvfrom`), not a problem of the socket.
-pub(super) fn is_peer_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-    )
 }

@@ -12,7 +12,9 @@
 
 use std::io;
 
-use super::traffic::is_peer_error;
+use mio::net::UdpSocket;
+
+use super::icmp;
 use super::UdpWorker;
 
 /// `send_to` attempts in a row that may report an earlier datagram's ICMP
@@ -112,7 +114,7 @@ impl UdpWorker {
         let (fd, size, addr) = (socket.as_raw_fd(), self.shape.size, self.plan.addr);
         let out = &self.out[..k * size];
         let send = || echoloop::mmsg::send_segments(fd, out, size, addr);
-        match send_retrying(&mut self.counts.udp.icmp_errors, send) {
+        match send_retrying(&mut self.counts.udp.icmp_errors, socket, send) {
             Ok(true) => {}
             Ok(false) => return Ok(Some(false)),
             Err(e) if echoloop::mmsg::gso_refused(&e) => {
@@ -147,7 +149,7 @@ impl UdpWorker {
             Ok(n) => Err(io::Error::other(format!("took {n} of {size} bytes"))),
             Err(e) => Err(e),
         };
-        send_retrying(&mut self.counts.udp.icmp_errors, send)
+        send_retrying(&mut self.counts.udp.icmp_errors, socket, send)
             .map_err(|e| named(format!("send_to {addr}"), e))
     }
 
@@ -181,14 +183,16 @@ impl UdpWorker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_peer_error(&e) => {
-                    self.counts.udp.icmp_errors += 1;
-                    received += 1;
-                }
-                Err(e) => {
-                    self.fail(s, format!("{RECEIVE_CALL}: {e}"));
-                    return true;
-                }
+                Err(e) => match icmp::reported(self.flows[s].socket.as_ref(), &e) {
+                    Some(errors) => {
+                        self.counts.udp.icmp_errors += errors;
+                        received += 1;
+                    }
+                    None => {
+                        self.fail(s, format!("{RECEIVE_CALL}: {e}"));
+                        return true;
+                    }
+                },
             }
         }
         false
@@ -243,14 +247,15 @@ const RECEIVE_CALL: &str = if cfg!(linux_batch) {
     "recv_from"
 };
 
-/// Makes one send with `send`, as every client send goes: `Ok(true)` when
-/// it went, `Ok(false)` when the socket would not take it; `Interrupted` is
-/// retried, and an error about an earlier datagram (an ICMP error; Windows
-/// reports one on a later send) is counted in `icmp_errors` and retried,
+/// Makes one send on `socket` with `send`, as every client send goes:
+/// `Ok(true)` when it went, `Ok(false)` when the socket would not take it;
+/// `Interrupted` is retried, and a failure that reports ICMP errors for
+/// earlier datagrams (`icmp.rs`) is counted in `icmp_errors` and retried,
 /// up to [`PEER_ERRORS_IN_A_ROW`] in a row. Any other error is returned as
 /// it came.
 fn send_retrying(
     icmp_errors: &mut u64,
+    socket: &UdpSocket,
     mut send: impl FnMut() -> io::Result<()>,
 ) -> io::Result<bool> {
     let mut peer_errors = 0;
@@ -259,11 +264,17 @@ fn send_retrying(
             Ok(()) => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_peer_error(&e) && peer_errors < PEER_ERRORS_IN_A_ROW => {
-                *icmp_errors += 1;
-                peer_errors += 1;
-            }
-            Err(e) => return Err(e),
+            Err(e) => match icmp::reported(Some(socket), &e) {
+                Some(errors) if peer_errors < PEER_ERRORS_IN_A_ROW => {
+                    *icmp_errors += errors;
+                    peer_errors += 1;
+                }
+                Some(errors) => {
+                    *icmp_errors += errors;
+                    return Err(e);
+                }
+                None => return Err(e),
+            },
         }
     }
 }
