@@ -11,7 +11,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 
 use crate::record::{Recorder, Series};
 use crate::report::{us, Setup};
-use crate::worker::Shared;
+use crate::shared::Shared;
 
 /// The interval log writer `--hlog` writes through.
 pub type HlogWriter<'a, 'b, W> = IntervalLogWriter<'a, 'b, W, V2DeflateSerializer>;

@@ -1,11 +1,17 @@
 //! The plan every loop follows, made from the flags once the checks that need
-//! more than one flag have passed.
+//! more than one flag have passed. They are all here ([`Plan::from_args`]):
+//! clap checks each flag alone, this file every combination.
+//!
+//! A run is a transport (TCP, or UDP with `--udp`) × a workload (`--mode`
+//! load, idle or churn). UDP runs the load workload only; the other two
+//! are refused here, in one line naming both flags.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::cli::{Args, Mode, SourceAddrs, DEFAULT_DURATION};
 use crate::payload::Payload;
+use crate::udp::datagram::window;
 
 /// Most `sent_at` timestamps (connections × pipeline) we allocate: 128 MiB.
 const MAX_IN_FLIGHT: u64 = 16 << 20;
@@ -15,13 +21,30 @@ const MAX_IN_FLIGHT: u64 = 16 << 20;
 /// at most 128 MiB.
 const UDP_MAX_IN_FLIGHT: u64 = 1 << 20;
 
+/// The largest UDP payload over IPv4: 65,535 less the IPv4 and UDP headers.
+pub const UDP_MAX_V4: u64 = 65_507;
+
+/// The largest UDP payload over IPv6 (no jumbograms): 65,535 less the UDP header.
+pub const UDP_MAX_V6: u64 = 65_527;
+
+/// What carries the messages: it picks the loops' engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP connections, each a verified byte stream (`tcp.rs`).
+    Tcp,
+    /// UDP sockets, each datagram verified on its own (`--udp`, `udp.rs`).
+    Udp,
+}
+
 /// The run, as every loop needs it; shared read-only.
 #[derive(Debug)]
 pub struct Plan {
     /// The echo server.
     pub addr: SocketAddr,
-    /// What the connections do.
-    pub mode: Mode,
+    /// What carries the messages.
+    pub transport: Transport,
+    /// What the connections do (`--mode`; UDP: always load).
+    pub workload: Mode,
     /// Connections over all loops (churn: concurrent cycles).
     pub connections: u64,
     /// Number of loops; connection `i` belongs to loop `i mod threads`.
@@ -92,27 +115,22 @@ impl Plan {
     /// Checks the flags and turns them into the plan the loops follow.
     pub fn from_args(args: &Args) -> Result<Plan, String> {
         let addr = args.resolve_addr()?;
-        args.validate(addr)?;
-        if args.connections.saturating_mul(args.pipeline) > MAX_IN_FLIGHT {
-            return Err(format!(
-                "--connections × --pipeline is above {MAX_IN_FLIGHT} messages in flight"
-            ));
-        }
-        let mode = if args.udp { Mode::Udp } else { args.mode };
-        let udp_window = if args.udp {
-            if args.connections.saturating_mul(args.pipeline) > UDP_MAX_IN_FLIGHT {
-                return Err(format!(
-                    "--connections × --pipeline is above {UDP_MAX_IN_FLIGHT} datagrams in flight"
-                ));
-            }
-            crate::udp::window(args.message_size, args.pipeline)?
+        let transport = if args.udp {
+            Transport::Udp
         } else {
-            0
+            Transport::Tcp
+        };
+        check_combination(args, transport)?;
+        check(args, addr)?;
+        let udp_window = match transport {
+            Transport::Udp => check_udp(args, addr)?,
+            Transport::Tcp => 0,
         };
         let duration = args.run_length();
         Ok(Plan {
             addr,
-            mode,
+            transport,
+            workload: args.mode,
             connections: args.connections,
             threads: args.threads.min(args.connections),
             message_size: args.message_size,
@@ -142,7 +160,7 @@ impl Plan {
     /// Messages connection `index` is to echo before closing (`--udp`:
     /// datagrams socket `index` is to send).
     pub fn quota(&self, index: u64) -> u64 {
-        match (self.mode, self.messages) {
+        match (self.workload, self.messages) {
             (Mode::Load | Mode::Udp, Some(total)) => {
                 total / self.connections + u64::from(index < total % self.connections)
             }
@@ -150,6 +168,89 @@ impl Plan {
             (Mode::Churn | Mode::Idle, _) => 1,
         }
     }
+
+    /// The mode the reports name: the workload, or `udp` for a `--udp` run.
+    pub fn report_mode(&self) -> Mode {
+        match self.transport {
+            Transport::Tcp => self.workload,
+            Transport::Udp => Mode::Udp,
+        }
+    }
+}
+
+/// Refuses a transport × workload pair that is not supported, in one line
+/// naming both flags.
+fn check_combination(args: &Args, transport: Transport) -> Result<(), String> {
+    match (transport, args.mode) {
+        (Transport::Tcp, _) | (Transport::Udp, Mode::Load) => Ok(()),
+        (Transport::Udp, mode) => Err(format!(
+            "--udp sends datagrams for --duration or --messages; --mode {} does not apply",
+            mode.name()
+        )),
+    }
+}
+
+/// The combinations of flags clap cannot check, for either transport.
+fn check(args: &Args, addr: SocketAddr) -> Result<(), String> {
+    if !args.udp && args.max_loss.is_some() {
+        return Err("--max-loss applies to --udp".into());
+    }
+    if args.mode == Mode::Idle && args.messages.is_some() {
+        return Err(
+            "--mode idle holds connections for --duration; --messages does not apply".into(),
+        );
+    }
+    if args.mode != Mode::Load && args.rate.is_some() {
+        return Err(format!(
+            "--rate applies to --mode load, not --mode {}",
+            args.mode.name()
+        ));
+    }
+    if let Some(total) = args.messages {
+        if total.checked_mul(args.message_size).is_none() {
+            return Err("--messages × --message-size is more bytes than can be counted".into());
+        }
+    }
+    if args.message_size.checked_mul(args.pipeline).is_none() {
+        return Err("--message-size × --pipeline is more bytes than can be counted".into());
+    }
+    if let Some(SourceAddrs(list)) = &args.source_addrs {
+        if let Some(bad) = list.iter().find(|ip| ip.is_ipv4() != addr.is_ipv4()) {
+            return Err(format!(
+                "--source-addrs {bad}: not the same address family as --addr {addr}"
+            ));
+        }
+    }
+    if args.connections.saturating_mul(args.pipeline) > MAX_IN_FLIGHT {
+        return Err(format!(
+            "--connections × --pipeline is above {MAX_IN_FLIGHT} messages in flight"
+        ));
+    }
+    Ok(())
+}
+
+/// The combinations `--udp` adds; returns the entries of each socket's
+/// record of recent datagrams.
+fn check_udp(args: &Args, addr: SocketAddr) -> Result<usize, String> {
+    if args.connect_rate.is_some() {
+        return Err("--connect-rate applies to TCP connects, not to --udp".into());
+    }
+    let (max, family) = match addr {
+        SocketAddr::V4(_) => (UDP_MAX_V4, "IPv4"),
+        SocketAddr::V6(_) => (UDP_MAX_V6, "IPv6"),
+    };
+    if args.message_size > max {
+        return Err(format!(
+            "--message-size {}: a UDP datagram carries at most {max} bytes over {family}",
+            args.message_size
+        ));
+    }
+    if args.connections.saturating_mul(args.pipeline) > UDP_MAX_IN_FLIGHT {
+        return Err(format!(
+            "--connections × --pipeline is above {UDP_MAX_IN_FLIGHT} datagrams in flight"
+        ));
+    }
+    window(args.message_size, args.pipeline)
 }
 
 impl Args {

@@ -15,7 +15,8 @@ use std::io;
 use mio::net::UdpSocket;
 
 use super::icmp;
-use super::UdpWorker;
+use super::Udp;
+use crate::engine::Core;
 
 /// `send_to` attempts in a row that may report an earlier datagram's ICMP
 /// error (Windows) before the socket counts as failed.
@@ -57,7 +58,7 @@ pub fn burst(_size: u64, _pipeline: u64) -> usize {
     1
 }
 
-impl UdpWorker {
+impl Udp {
     /// GSO only where the kernel has it: one that does not would ignore the
     /// segment size and send a burst as one datagram ([`echoloop::mmsg`]).
     /// Asked of the loop's first open socket.
@@ -77,7 +78,7 @@ impl UdpWorker {
     /// Sends socket `s`'s unsent datagrams, in order: `Ok(true)` if all went,
     /// `Ok(false)` if the socket would not take the rest (they stay unsent).
     /// An error names the call that failed.
-    pub(super) fn send_unsent(&mut self, s: usize, now: u64) -> io::Result<bool> {
+    pub(super) fn send_unsent(&mut self, core: &mut Core, s: usize, now: u64) -> io::Result<bool> {
         let flow = &self.flows[s];
         let (k, size) = (flow.unsent as usize, self.shape.size);
         let first = flow.next - flow.unsent;
@@ -85,19 +86,19 @@ impl UdpWorker {
             let out = &mut self.out[i * size..(i + 1) * size];
             let (start, index) = (flow.start, flow.index as u32);
             self.shape
-                .write(&self.plan.payload, start, index, first + i as u64, out);
+                .write(&core.plan.payload, start, index, first + i as u64, out);
         }
         if k > 1 && self.gso {
-            if let Some(all_went) = self.send_segments(s, k, now)? {
+            if let Some(all_went) = self.send_segments(core, s, k, now)? {
                 return Ok(all_went);
             }
         }
         for i in 0..k {
-            if !self.send_one(s, i)? {
+            if !self.send_one(core, s, i)? {
                 return Ok(false);
             }
             self.flows[s].mark_sent(now);
-            self.counts.udp.sent += 1;
+            core.counts.udp.sent += 1;
         }
         Ok(true)
     }
@@ -106,15 +107,21 @@ impl UdpWorker {
     /// they went, `Some(false)` if the socket would not take them, `None` if
     /// GSO is refused (off from now on: send them one by one).
     #[cfg(linux_batch)]
-    fn send_segments(&mut self, s: usize, k: usize, now: u64) -> io::Result<Option<bool>> {
+    fn send_segments(
+        &mut self,
+        core: &mut Core,
+        s: usize,
+        k: usize,
+        now: u64,
+    ) -> io::Result<Option<bool>> {
         use std::os::fd::AsRawFd;
         let Some(socket) = self.flows[s].socket.as_ref() else {
             return Ok(Some(false));
         };
-        let (fd, size, addr) = (socket.as_raw_fd(), self.shape.size, self.plan.addr);
+        let (fd, size, addr) = (socket.as_raw_fd(), self.shape.size, core.plan.addr);
         let out = &self.out[..k * size];
         let send = || echoloop::mmsg::send_segments(fd, out, size, addr);
-        match send_retrying(&mut self.counts.udp.icmp_errors, socket, send) {
+        match send_retrying(&mut core.counts.udp.icmp_errors, socket, send) {
             Ok(true) => {}
             Ok(false) => return Ok(Some(false)),
             Err(e) if echoloop::mmsg::gso_refused(&e) => {
@@ -126,40 +133,46 @@ impl UdpWorker {
         for _ in 0..k {
             self.flows[s].mark_sent(now);
         }
-        self.counts.udp.sent += k as u64;
+        core.counts.udp.sent += k as u64;
         Ok(Some(true))
     }
 
     /// GSO is never on where the calls are not batched.
     #[cfg(not(linux_batch))]
-    fn send_segments(&mut self, _s: usize, _k: usize, _now: u64) -> io::Result<Option<bool>> {
+    fn send_segments(
+        &mut self,
+        core: &mut Core,
+        _s: usize,
+        _k: usize,
+        _now: u64,
+    ) -> io::Result<Option<bool>> {
         Ok(None)
     }
 
     /// `send_to` of datagram `i` of `out`: `Ok(false)` if the socket would
     /// not take it.
-    fn send_one(&mut self, s: usize, i: usize) -> io::Result<bool> {
+    fn send_one(&mut self, core: &mut Core, s: usize, i: usize) -> io::Result<bool> {
         let Some(socket) = self.flows[s].socket.as_ref() else {
             return Ok(false);
         };
-        let (size, addr) = (self.shape.size, self.plan.addr);
+        let (size, addr) = (self.shape.size, core.plan.addr);
         let datagram = &self.out[i * size..(i + 1) * size];
         let send = || match socket.send_to(datagram, addr) {
             Ok(n) if n == size => Ok(()),
             Ok(n) => Err(io::Error::other(format!("took {n} of {size} bytes"))),
             Err(e) => Err(e),
         };
-        send_retrying(&mut self.counts.udp.icmp_errors, socket, send)
+        send_retrying(&mut core.counts.udp.icmp_errors, socket, send)
             .map_err(|e| named(format!("send_to {addr}"), e))
     }
 
     /// Receives on socket `s` until `WouldBlock` (or a short batch) or the
     /// budget (then it is served again next turn), sorting every echo.
-    pub(super) fn receive(&mut self, s: usize, turn: u64) {
+    pub(super) fn receive(&mut self, core: &mut Core, s: usize, turn: u64) {
         let Some(mut inbox) = self.inbox.take() else {
             return;
         };
-        let drained = self.receive_into(&mut inbox, s, turn);
+        let drained = self.receive_into(core, &mut inbox, s, turn);
         self.inbox = Some(inbox);
         if !drained && !self.flows[s].queued {
             self.flows[s].queued = true;
@@ -167,14 +180,14 @@ impl UdpWorker {
         }
     }
 
-    /// [`UdpWorker::receive`]'s drain: receives until the socket says it is
+    /// [`Udp::receive`]'s drain: receives until the socket says it is
     /// drained (or failed) — then true — or the budget runs out. An error
     /// about an earlier datagram (an ICMP error) is counted, not fatal, and
     /// counts against the budget like a datagram.
-    fn receive_into(&mut self, inbox: &mut Inbox, s: usize, turn: u64) -> bool {
+    fn receive_into(&mut self, core: &mut Core, inbox: &mut Inbox, s: usize, turn: u64) -> bool {
         let mut received = 0;
         while received < RECEIVES_PER_TURN {
-            match self.receive_once(inbox, s, turn) {
+            match self.receive_once(core, inbox, s, turn) {
                 Ok((n, drained)) => {
                     received += n;
                     if drained {
@@ -185,11 +198,11 @@ impl UdpWorker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => match icmp::reported(self.flows[s].socket.as_ref(), &e) {
                     Some(errors) => {
-                        self.counts.udp.icmp_errors += errors;
+                        core.counts.udp.icmp_errors += errors;
                         received += 1;
                     }
                     None => {
-                        self.fail(s, format!("{RECEIVE_CALL}: {e}"));
+                        self.fail(core, s, format!("{RECEIVE_CALL}: {e}"));
                         return true;
                     }
                 },
@@ -204,6 +217,7 @@ impl UdpWorker {
     #[cfg(linux_batch)]
     fn receive_once(
         &mut self,
+        core: &mut Core,
         inbox: &mut Inbox,
         s: usize,
         turn: u64,
@@ -214,7 +228,7 @@ impl UdpWorker {
         };
         let n = inbox.receive(socket.as_raw_fd())?;
         for k in 0..n {
-            self.arrival(s, inbox.data(k), inbox.source(k), turn);
+            self.arrival(core, s, inbox.data(k), inbox.source(k), turn);
         }
         Ok((
             n,
@@ -227,6 +241,7 @@ impl UdpWorker {
     #[cfg(not(linux_batch))]
     fn receive_once(
         &mut self,
+        core: &mut Core,
         inbox: &mut Inbox,
         s: usize,
         turn: u64,
@@ -235,7 +250,7 @@ impl UdpWorker {
             return Ok((0, true));
         };
         let (n, from) = socket.recv_from(inbox)?;
-        self.arrival(s, &inbox[..n], Some(from), turn);
+        self.arrival(core, s, &inbox[..n], Some(from), turn);
         Ok((1, false))
     }
 }
