@@ -7,6 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use mio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::link::Link;
+
 /// Why a connect attempt failed; the report counts each separately, because
 /// each points at a different culprit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,8 +174,9 @@ pub enum State {
 /// `mio::Token`; churn mode reuses a slot for connection after connection.
 #[derive(Debug)]
 pub struct Slot {
-    /// The socket while connecting or open; `None` frees its descriptor.
-    pub stream: Option<TcpStream>,
+    /// The connection's transport while connecting or open; `None` frees
+    /// its descriptor.
+    pub stream: Option<Link>,
     /// Where this slot is in its life.
     pub state: State,
     /// Bumped whenever the slot's socket is closed, so timers queued for an

@@ -77,6 +77,7 @@ mod counts;
 mod engine;
 mod intervals;
 mod json;
+mod link;
 mod live;
 mod merge;
 mod payload;

@@ -13,6 +13,7 @@ use super::end::End;
 use super::Tcp;
 use crate::conn::{self, FailReason, State};
 use crate::engine::Core;
+use crate::link::Link;
 use crate::payload::Payload;
 use crate::record::Series;
 
@@ -72,7 +73,7 @@ impl Tcp {
         let source =
             (!sources.is_empty()).then(|| sources[(index % sources.len() as u64) as usize]);
         let mut stream = match conn::start(core.plan.addr, source) {
-            Ok(stream) => stream,
+            Ok(stream) => Link::Plain(stream),
             Err(e) => return self.end(core, s, End::Failed(e.reason, e.message)),
         };
         if let Err(e) = core
@@ -103,6 +104,7 @@ impl Tcp {
             return;
         };
         // mio's recipe: an error first, then "connected" means a peer address.
+        let stream = stream.socket();
         let result = match stream.take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
             Ok(None) => match stream.peer_addr() {

@@ -2,7 +2,7 @@
 //! and, in the open loop, the schedule allow), writing them straight from
 //! the payload table, and reading, verifying and timing their echoes.
 
-use std::io::{self, Read};
+use std::io;
 
 use mio::Token;
 
@@ -11,6 +11,7 @@ use echoloop::rules;
 use super::end::End;
 use super::{Phase, Tcp};
 use crate::engine::{Core, SendTimer};
+use crate::link::Link;
 use crate::payload::PERIOD;
 use crate::record::Series;
 
@@ -39,9 +40,9 @@ impl Tcp {
                     }
                     // Finished (the caller closes it), or drained.
                     let slot = &self.slots[s];
-                    if slot.done >= slot.quota
-                        || rules::read_proves_drained(n, self.buf.len(), unproven)
-                    {
+                    let asked = self.buf.len();
+                    let drained = |link: &Link| link.read_proves_drained(n, asked, unproven);
+                    if slot.done >= slot.quota || slot.stream.as_ref().is_some_and(drained) {
                         return true;
                     }
                 }
@@ -134,8 +135,9 @@ impl Tcp {
         let slot = &mut self.slots[s];
         if let Some(stream) = slot.stream.as_mut() {
             let registry = core.poll.registry();
+            let writable = stream.wants_writable(pending);
             if let Err(e) =
-                rules::update_interest(registry, stream, Token(s), &mut slot.writable, pending)
+                rules::update_interest(registry, stream, Token(s), &mut slot.writable, writable)
             {
                 self.end(core, s, End::Unexpected(format!("reregister: {e}")));
             }
@@ -181,11 +183,13 @@ impl Tcp {
         let Some(stream) = slot.stream.as_mut() else {
             return Ok(false);
         };
+        if stream.flush()? {
+            return Ok(true);
+        }
         let target = slot.issued * plan.message_size;
         while slot.sent < target {
             let len = (target - slot.sent).min(PERIOD as u64) as usize;
-            let n =
-                rules::write_until_full(&*stream, plan.payload.slice(slot.start, slot.sent, len))?;
+            let n = stream.write(plan.payload.slice(slot.start, slot.sent, len))?;
             slot.sent += n as u64;
             if n < len {
                 return Ok(true);
