@@ -37,6 +37,19 @@ mod report;
 mod traffic;
 mod wire;
 
+#[cfg(linux_batch)]
+mod batch;
+#[cfg(not(linux_batch))]
+mod portable;
+
+/// This platform's socket calls: `batch.rs` (Linux's epoll) and
+/// `portable.rs` (everywhere else) offer the same functions; the switch
+/// between them (`linux_batch`, named in `build.rs`) is written once, here.
+#[cfg(linux_batch)]
+use batch as platform;
+#[cfg(not(linux_batch))]
+use portable as platform;
+
 use mio::event::Event;
 
 use crate::engine::{Core, Engine};

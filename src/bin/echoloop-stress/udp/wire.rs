@@ -1,21 +1,20 @@
-//! The socket calls of a `--udp` loop, with the platform split in one
-//! place: sending a socket's unsent datagrams and receiving its echoes.
+//! The socket calls of a `--udp` loop: sending a socket's unsent datagrams
+//! and receiving its echoes, through this platform's calls (`platform`:
+//! `batch.rs` or `portable.rs`, the same functions).
 //!
-//! On Linux's epoll the calls are batched as the server's are
-//! ([`echoloop::mmsg`] says how and why): a socket's unsent datagrams — one
-//! size, one destination — go out as one GSO message, and one `recvmmsg`
-//! takes up to 32 echoes, a short batch proving the socket drained. So the
-//! client spends less of its core per datagram than the server it measures,
-//! and can drive a server faster than itself would be. Elsewhere (and under
-//! mio's forced `poll(2)` backend) one `send_to` and one `recv_from` per
-//! datagram, until `WouldBlock`.
+//! On Linux's epoll the calls are batched as the server's are: a socket's
+//! unsent datagrams go out as one GSO message and one `recvmmsg` takes
+//! many echoes. So the client spends less of its core per datagram than
+//! the server it measures, and can drive a server faster than itself
+//! would be. Elsewhere (and under mio's forced `poll(2)` backend) one
+//! `send_to` and one `recv_from` per datagram, until `WouldBlock`.
 
 use std::io;
 
 use mio::net::UdpSocket;
 
-use super::icmp;
-use super::Udp;
+use super::platform::{self, RECEIVE_CALL};
+use super::{icmp, Udp};
 use crate::engine::Core;
 
 /// `send_to` attempts in a row that may report an earlier datagram's ICMP
@@ -26,53 +25,14 @@ const PEER_ERRORS_IN_A_ROW: usize = 8;
 /// others (it comes back next turn): a flood on one cannot starve the rest.
 const RECEIVES_PER_TURN: usize = 256;
 
-/// Where a loop receives echoes: a `recvmmsg` batch (boxed: it is a few
-/// hundred bytes of lengths and addresses besides its buffers).
-#[cfg(linux_batch)]
-pub type Inbox = Box<echoloop::mmsg::Received>;
-/// Where a loop receives echoes: one buffer of
-/// [`echoloop::rules::DATAGRAM_MAX`] bytes.
-#[cfg(not(linux_batch))]
-pub type Inbox = Box<[u8]>;
-
-/// A loop's receive memory.
-pub fn inbox() -> Inbox {
-    #[cfg(linux_batch)]
-    return Box::new(echoloop::mmsg::Received::new());
-    #[cfg(not(linux_batch))]
-    return vec![0; echoloop::rules::DATAGRAM_MAX].into_boxed_slice();
-}
-
-/// How many datagrams of `size` bytes a socket issues to send together
-/// (at most its `pipeline`): as many as one GSO message carries.
-#[cfg(linux_batch)]
-pub fn burst(size: u64, pipeline: u64) -> usize {
-    let most = echoloop::mmsg::gso_capacity(usize::try_from(size).unwrap_or(usize::MAX));
-    most.min(usize::try_from(pipeline).unwrap_or(usize::MAX))
-        .max(1)
-}
-
-/// How many datagrams a socket issues to send together: one at a time.
-#[cfg(not(linux_batch))]
-pub fn burst(_size: u64, _pipeline: u64) -> usize {
-    1
-}
+pub use super::platform::{burst, inbox, Inbox};
 
 impl Udp {
-    /// GSO only where the kernel has it: one that does not would ignore the
-    /// segment size and send a burst as one datagram ([`echoloop::mmsg`]).
-    /// Asked of the loop's first open socket.
-    #[cfg(linux_batch)]
+    /// GSO only where the kernel has it (`platform::gso_supported`);
+    /// asked of the loop's first open socket.
     pub(super) fn check_gso(&mut self) {
-        use std::os::fd::AsRawFd;
         let first = self.flows.iter().find_map(|f| f.socket.as_ref());
-        self.gso = self.gso && first.is_some_and(|s| echoloop::mmsg::gso_supported(s.as_raw_fd()));
-    }
-
-    /// GSO is never on where the calls are not batched.
-    #[cfg(not(linux_batch))]
-    pub(super) fn check_gso(&mut self) {
-        self.gso = false;
+        self.gso = self.gso && first.is_some_and(platform::gso_supported);
     }
 
     /// Sends socket `s`'s unsent datagrams, in order: `Ok(true)` if all went,
@@ -106,7 +66,6 @@ impl Udp {
     /// Sends the `k` datagrams in `out` as one GSO message: `Some(true)` if
     /// they went, `Some(false)` if the socket would not take them, `None` if
     /// GSO is refused (off from now on: send them one by one).
-    #[cfg(linux_batch)]
     fn send_segments(
         &mut self,
         core: &mut Core,
@@ -114,39 +73,26 @@ impl Udp {
         k: usize,
         now: u64,
     ) -> io::Result<Option<bool>> {
-        use std::os::fd::AsRawFd;
         let Some(socket) = self.flows[s].socket.as_ref() else {
             return Ok(Some(false));
         };
-        let (fd, size, addr) = (socket.as_raw_fd(), self.shape.size, core.plan.addr);
+        let (size, addr) = (self.shape.size, core.plan.addr);
         let out = &self.out[..k * size];
-        let send = || echoloop::mmsg::send_segments(fd, out, size, addr);
+        let send = || platform::send_segments(socket, out, size, addr);
         match send_retrying(&mut core.counts.udp.icmp_errors, socket, send) {
             Ok(true) => {}
             Ok(false) => return Ok(Some(false)),
-            Err(e) if echoloop::mmsg::gso_refused(&e) => {
+            Err(e) if platform::gso_refused(&e) => {
                 self.gso = false;
                 return Ok(None);
             }
-            Err(e) => return Err(named(format!("sendmsg (UDP_SEGMENT) to {addr}"), e)),
+            Err(e) => return Err(named(format!("{} to {addr}", platform::SEGMENTS_CALL), e)),
         }
         for _ in 0..k {
             self.flows[s].mark_sent(now);
         }
         core.counts.udp.sent += k as u64;
         Ok(Some(true))
-    }
-
-    /// GSO is never on where the calls are not batched.
-    #[cfg(not(linux_batch))]
-    fn send_segments(
-        &mut self,
-        core: &mut Core,
-        _s: usize,
-        _k: usize,
-        _now: u64,
-    ) -> io::Result<Option<bool>> {
-        Ok(None)
     }
 
     /// `send_to` of datagram `i` of `out`: `Ok(false)` if the socket would
@@ -211,10 +157,10 @@ impl Udp {
         false
     }
 
-    /// One `recvmmsg` on socket `s`, every echo sorted: how many came, and
-    /// whether a short batch proved the socket drained. A closed socket is
-    /// drained.
-    #[cfg(linux_batch)]
+    /// One receive on socket `s` (`recvmmsg`, or `recv_from`), every echo
+    /// sorted: how many came, and whether the call proved the socket
+    /// drained (a short batch; only `WouldBlock` where calls are not
+    /// batched). A closed socket is drained.
     fn receive_once(
         &mut self,
         core: &mut Core,
@@ -222,45 +168,17 @@ impl Udp {
         s: usize,
         turn: u64,
     ) -> io::Result<(usize, bool)> {
-        use std::os::fd::AsRawFd;
         let Some(socket) = self.flows[s].socket.as_ref() else {
             return Ok((0, true));
         };
-        let n = inbox.receive(socket.as_raw_fd())?;
+        let n = platform::receive(inbox, socket)?;
         for k in 0..n {
-            self.arrival(core, s, inbox.data(k), inbox.source(k), turn);
+            let (got, from) = platform::datagram(inbox, k);
+            self.arrival(core, s, got, from, turn);
         }
-        Ok((
-            n,
-            echoloop::rules::read_proves_drained(n, echoloop::mmsg::BATCH, false),
-        ))
-    }
-
-    /// One `recv_from` on socket `s`, its echo sorted: one came, and only
-    /// `WouldBlock` proves the socket drained. A closed socket is drained.
-    #[cfg(not(linux_batch))]
-    fn receive_once(
-        &mut self,
-        core: &mut Core,
-        inbox: &mut Inbox,
-        s: usize,
-        turn: u64,
-    ) -> io::Result<(usize, bool)> {
-        let Some(socket) = self.flows[s].socket.as_ref() else {
-            return Ok((0, true));
-        };
-        let (n, from) = socket.recv_from(inbox)?;
-        self.arrival(core, s, &inbox[..n], Some(from), turn);
-        Ok((1, false))
+        Ok((n, platform::drained(n)))
     }
 }
-
-/// The receive call, for error messages.
-const RECEIVE_CALL: &str = if cfg!(linux_batch) {
-    "recvmmsg"
-} else {
-    "recv_from"
-};
 
 /// Makes one send on `socket` with `send`, as every client send goes:
 /// `Ok(true)` when it went, `Ok(false)` when the socket would not take it;
