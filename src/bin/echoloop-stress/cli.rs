@@ -1,4 +1,5 @@
-//! Command-line flags, their defaults, and the checks that need more than one flag.
+//! Command-line flags and their defaults; each flag checked alone (the checks
+//! that need more than one flag are in `plan.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -19,10 +20,6 @@ pub enum Mode {
     Idle,
     /// Connect, echo one message, close, and again, as fast as allowed.
     Churn,
-    /// UDP echo (`--udp`): datagrams instead of a stream. Not a `--mode`
-    /// value: `--udp` picks it, and the reports name it.
-    #[value(skip)]
-    Udp,
 }
 
 impl Mode {
@@ -32,7 +29,6 @@ impl Mode {
             Mode::Load => "load",
             Mode::Idle => "idle",
             Mode::Churn => "churn",
-            Mode::Udp => "udp",
         }
     }
 }

@@ -139,7 +139,7 @@ impl Counts {
     /// and never-attempted connects (not counted in churn mode).
     pub fn untested(&self, mode: Mode) -> u64 {
         match mode {
-            Mode::Churn | Mode::Udp => 0,
+            Mode::Churn => 0,
             Mode::Load | Mode::Idle => self.aborted + self.never_attempted,
         }
     }

@@ -151,7 +151,7 @@ pub fn hlog_comments(s: &Setup) -> Vec<String> {
                 |r| format!("open loop at {r} msg/s per connection")
             )
         ),
-        if s.mode == crate::cli::Mode::Udp {
+        if s.mode.udp() {
             "[Values in ns; tags: rtt (open loop: from the schedule), rtt-uncorrected \
              (open loop: from the actual send)]"
         } else {

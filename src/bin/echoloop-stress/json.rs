@@ -12,9 +12,9 @@ use hdrhistogram::Histogram;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::cli::Mode;
 use crate::conn::FailReason;
 use crate::counts::UdpCounts;
+use crate::plan::Kind;
 use crate::record::{Recorder, Series};
 use crate::report::{at_percentile, new_histogram, percentile_key, us, Report};
 
@@ -103,7 +103,7 @@ fn rounded(v: f64) -> Option<f64> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JsonReport {
     /// What the connections did.
-    pub mode: Mode,
+    pub mode: Kind,
     /// The server's address.
     pub addr: String,
     /// `--connections`.
@@ -238,7 +238,7 @@ pub struct UdpJson {
 impl UdpJson {
     /// The UDP part of `report`, or `None` for a TCP run.
     fn of(report: &Report) -> Option<Self> {
-        if report.setup.mode != Mode::Udp {
+        if !report.setup.mode.udp() {
             return None;
         }
         let u = &report.counts.udp;
@@ -383,7 +383,7 @@ impl JsonReport {
             first_stall: samples.stalled.clone(),
             first_unfinished: samples.unfinished.clone(),
             first_verification_error: samples.verification.clone(),
-            failures: c.failures(s.mode),
+            failures: c.failures(s.mode.workload),
             verdict: report.verdict(),
             exit_code: report.exit_code(),
             advice: report.advice(),

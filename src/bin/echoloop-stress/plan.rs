@@ -9,6 +9,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::cli::{Args, Mode, SourceAddrs, DEFAULT_DURATION};
 use crate::payload::Payload;
 use crate::udp::datagram::window;
@@ -34,6 +36,66 @@ pub enum Transport {
     Tcp,
     /// UDP sockets, each datagram verified on its own (`--udp`, `udp.rs`).
     Udp,
+}
+
+/// What a run measured, as the reports name it (their `mode`): a TCP run
+/// by its workload (`load`, `idle`, `churn`), a UDP run `udp` (its
+/// workload is always load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    /// What carried the messages.
+    pub transport: Transport,
+    /// What the connections did.
+    pub workload: Mode,
+}
+
+impl Kind {
+    /// Whether it is a `--udp` run.
+    pub fn udp(self) -> bool {
+        self.transport == Transport::Udp
+    }
+
+    /// The name the reports give it.
+    pub fn name(self) -> &'static str {
+        match self.transport {
+            Transport::Tcp => self.workload.name(),
+            Transport::Udp => "udp",
+        }
+    }
+
+    /// The run a report's name stands for.
+    fn named(name: &str) -> Option<Kind> {
+        let (transport, workload) = match name {
+            "udp" => (Transport::Udp, Mode::Load),
+            "load" => (Transport::Tcp, Mode::Load),
+            "idle" => (Transport::Tcp, Mode::Idle),
+            "churn" => (Transport::Tcp, Mode::Churn),
+            _ => return None,
+        };
+        Some(Kind {
+            transport,
+            workload,
+        })
+    }
+}
+
+/// Written as its name.
+impl Serialize for Kind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// Read from its name.
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Kind::named(&name).ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown mode `{name}`, expected load, idle, churn or udp"
+            ))
+        })
+    }
 }
 
 /// The run, as every loop needs it; shared read-only.
@@ -138,7 +200,7 @@ impl Plan {
             messages: args.messages,
             deadline: match args.mode {
                 Mode::Idle => None,
-                Mode::Load | Mode::Churn | Mode::Udp => duration.map(nanos),
+                Mode::Load | Mode::Churn => duration.map(nanos),
             },
             hold_ns: duration.map_or(0, nanos),
             rate_interval_ns: args.rate.map(interval_ns),
@@ -161,19 +223,19 @@ impl Plan {
     /// datagrams socket `index` is to send).
     pub fn quota(&self, index: u64) -> u64 {
         match (self.workload, self.messages) {
-            (Mode::Load | Mode::Udp, Some(total)) => {
+            (Mode::Load, Some(total)) => {
                 total / self.connections + u64::from(index < total % self.connections)
             }
-            (Mode::Load | Mode::Udp, None) => u64::MAX,
+            (Mode::Load, None) => u64::MAX,
             (Mode::Churn | Mode::Idle, _) => 1,
         }
     }
 
-    /// The mode the reports name: the workload, or `udp` for a `--udp` run.
-    pub fn report_mode(&self) -> Mode {
-        match self.transport {
-            Transport::Tcp => self.workload,
-            Transport::Udp => Mode::Udp,
+    /// What the run measures, as the reports name it.
+    pub fn kind(&self) -> Kind {
+        Kind {
+            transport: self.transport,
+            workload: self.workload,
         }
     }
 }
@@ -262,5 +324,42 @@ impl Args {
             (None, Some(_)) => None,
             (None, None) => Some(DEFAULT_DURATION),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's kind is written as the name the reports have always used
+    /// (`udp` for a UDP run) and read back to the same transport and
+    /// workload; an unknown name is refused.
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for name in ["load", "idle", "churn", "udp"] {
+            let json = format!("\"{name}\"");
+            let kind: Kind = serde_json::from_str(&json).expect(name);
+            assert_eq!(kind.name(), name);
+            assert_eq!(kind.udp(), name == "udp");
+            assert_eq!(serde_json::to_string(&kind).expect("write"), json);
+        }
+        assert!(serde_json::from_str::<Kind>("\"tls\"").is_err());
+    }
+
+    /// UDP runs the load workload only: the others are refused in one line
+    /// naming both flags.
+    #[test]
+    fn udp_refuses_the_other_workloads() {
+        use clap::Parser;
+        for mode in ["idle", "churn"] {
+            let args = Args::try_parse_from(["x", "--udp", "--mode", mode]).expect("parse");
+            let why = check_combination(&args, Transport::Udp).unwrap_err();
+            assert!(
+                why.contains("--udp") && why.contains(&format!("--mode {mode}")),
+                "{why}"
+            );
+        }
+        let args = Args::try_parse_from(["x", "--udp"]).expect("parse");
+        assert!(check_combination(&args, Transport::Udp).is_ok());
     }
 }

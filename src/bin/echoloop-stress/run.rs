@@ -13,7 +13,7 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use mio::{Poll, Waker};
 
-use crate::cli::{Args, Mode};
+use crate::cli::Args;
 use crate::counts::{Counts, Samples};
 use crate::engine::{self, Core};
 use crate::intervals::{hlog_comments, Intervals};
@@ -222,7 +222,7 @@ impl Outputs {
             }
         }
         let running = w.handles.len();
-        let udp = setup.mode == Mode::Udp;
+        let udp = setup.mode.udp();
         show_status(
             w.done,
             running,
@@ -334,7 +334,7 @@ fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
 /// The settings of the run, as the report repeats them.
 fn make_setup(args: &Args, plan: &Plan, fd_limit: Option<u64>) -> Setup {
     Setup {
-        mode: plan.report_mode(),
+        mode: plan.kind(),
         addr: plan.addr.to_string(),
         connections: plan.connections,
         message_size: plan.message_size,

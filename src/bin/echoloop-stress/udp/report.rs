@@ -40,7 +40,7 @@ impl Report {
                 u.loss_percent()
             ));
         }
-        let failures = c.failures(self.setup.mode);
+        let failures = c.failures(self.setup.mode.workload);
         if failures > self.setup.max_failures {
             return Some(format!(
                 "{failures} failure(s) (sockets that did not open + socket errors) > \
