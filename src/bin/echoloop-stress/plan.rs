@@ -231,6 +231,13 @@ impl Plan {
         }
     }
 
+    /// The source address socket number `index` binds to (`None`: the
+    /// OS picks): the list's, round robin.
+    pub fn source_for(&self, index: u64) -> Option<IpAddr> {
+        let sources = &self.source_addrs;
+        (!sources.is_empty()).then(|| sources[(index % sources.len() as u64) as usize])
+    }
+
     /// What the run measures, as the reports name it.
     pub fn kind(&self) -> Kind {
         Kind {

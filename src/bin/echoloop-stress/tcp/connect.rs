@@ -68,10 +68,7 @@ impl Tcp {
         let quota = core.plan.quota(index);
         self.slots[s].reset(index, Payload::start_of(index), quota, now);
         core.counts.attempted += 1;
-
-        let sources = &core.plan.source_addrs;
-        let source =
-            (!sources.is_empty()).then(|| sources[(index % sources.len() as u64) as usize]);
+        let source = core.plan.source_for(index);
         let mut stream = match conn::start(core.plan.addr, source) {
             Ok(stream) => Link::Plain(stream),
             Err(e) => return self.end(core, s, End::Failed(e.reason, e.message)),

@@ -124,10 +124,8 @@ impl Udp {
     /// Opens socket `s` with a receive buffer of `rcvbuf` bytes if allowed,
     /// and registers it READABLE; returns the buffer size it got.
     fn open_one(&mut self, core: &mut Core, s: usize, rcvbuf: u64) -> Result<u64, ConnectError> {
-        let sources = &core.plan.source_addrs;
         let index = self.flows[s].index;
-        let source =
-            (!sources.is_empty()).then(|| sources[(index % sources.len() as u64) as usize]);
+        let source = core.plan.source_for(index);
         let (mut socket, got) = open(core.plan.addr, source, rcvbuf)?;
         core.poll
             .registry()
