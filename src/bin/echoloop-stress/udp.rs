@@ -11,7 +11,8 @@
 //! - Datagrams are built in one send buffer per loop from the payload table
 //!   (`udp/datagram.rs`), a burst at a time: on Linux's epoll the
 //!   datagrams a socket may send at once go out as one GSO message,
-//!   elsewhere one `send_to` each (`udp/wire.rs`). A send that would block
+//!   elsewhere one `send_to` each (`udp/wire.rs`, over `udp/batch.rs` or
+//!   `udp/portable.rs`). A send that would block
 //!   is not dropped — then the loss count would blame the server for our
 //!   own sends — but kept due, and WRITABLE is registered only while any is
 //!   held back (rule 3).
