@@ -217,12 +217,39 @@ impl Server {
         if let Some((_, addr)) = &self.metrics {
             info!("metrics on http://{addr}/metrics");
         }
+        info!("{}", admission_summary(&self.config));
         let mut event_loop = EventLoop::new(self);
         while event_loop.turn()? {}
         let stats = event_loop.into_server().shared.counters.snapshot();
         info!("stopped: {stats}");
         Ok(stats)
     }
+}
+
+/// The admission rules in force, in one line for the start-up log: a flag
+/// given replaces its `ECHOLOOP_*` variable, so the operator sees here
+/// which of the two was left standing.
+fn admission_summary(config: &Config) -> String {
+    let list = |nets: &[ipnet::IpNet], empty: &str| {
+        if nets.is_empty() {
+            return empty.to_string();
+        }
+        let names: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        names.join(",")
+    };
+    let per_source = config
+        .max_per_source
+        .map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    let metrics = if config.metrics.is_some() {
+        " (not applied to the metrics port)"
+    } else {
+        ""
+    };
+    format!(
+        "admission: allow {}; deny {}; max per source {per_source}{metrics}",
+        list(&config.allow, "all"),
+        list(&config.deny, "none"),
+    )
 }
 
 /// How many fresh ports to try for a port-0 listen address whose port turns
@@ -271,7 +298,7 @@ fn bind_address(
             return Ok((socket, addr, None));
         }
         tries += 1;
-        match UdpSocket::bind(addr) {
+        match bind_udp(addr) {
             Ok(udp) => {
                 enlarge_udp_buffers(&udp);
                 return Ok((socket, addr, Some(udp)));
@@ -311,6 +338,20 @@ fn bind_metrics(poll: &Poll, want: SocketAddr) -> io::Result<(TcpListener, Socke
 /// (`net.core.rmem_max`/`wmem_max` on Linux), silently.
 const UDP_BUFFER: usize = 4 << 20;
 
+/// A non-blocking UDP socket bound to `addr`, IPv6-only when `addr` is
+/// IPv6 (see [`listen`]), so that it binds beside an IPv4 one on the same
+/// port.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(socket.into()))
+}
+
 /// Asks for [`UDP_BUFFER`]-sized socket buffers; best effort (a smaller
 /// buffer only means earlier drops, which are counted by the kernel).
 fn enlarge_udp_buffers(udp: &UdpSocket) {
@@ -330,6 +371,13 @@ fn enlarge_udp_buffers(udp: &UdpSocket) {
 /// unanswered and they retry after a second or more) even while the loop
 /// would accept them in microseconds. The kernel caps the value at
 /// `net.core.somaxconn` (4,096 on current Linux).
+///
+/// An IPv6 socket is IPv6-only (`IPV6_V6ONLY`), as nginx makes it: with
+/// Linux's default `net.ipv6.bindv6only = 0` a socket on `[::]` would also
+/// take IPv4 (as `::ffff:a.b.c.d`) and hold the IPv4 port, so `0.0.0.0:7`
+/// and `[::]:7` side by side failed with "Address already in use". Each
+/// family is now served by its own `--listen`, on every OS alike (Windows
+/// and the BSDs default to IPv6-only already).
 fn listen(addr: SocketAddr, backlog: u32, send_buffer: Option<usize>) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
@@ -341,6 +389,9 @@ fn listen(addr: SocketAddr, backlog: u32, send_buffer: Option<usize>) -> io::Res
     // like every other byte (RFC 862); without it only recv(MSG_OOB) would
     // see them. Accepted sockets inherit it (Linux, the BSDs, Windows).
     socket.set_out_of_band_inline(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
     // A fixed send buffer (`Config::send_buffer`), inherited the same way;
     // setting it turns the kernel's autotuning off for those sockets.
     if let Some(size) = send_buffer {

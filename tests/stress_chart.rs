@@ -114,3 +114,24 @@ fn nothing_to_chart_is_an_error() {
         assert!(line.contains(name), "{line}");
     }
 }
+
+/// `chart` lists the files it wrote on stdout; into a pipe whose reader is
+/// gone that is one line on stderr and a non-zero exit, not a panic in
+/// `println!`.
+#[cfg(unix)]
+#[test]
+fn closed_stdout_is_one_line_not_a_panic() {
+    let dir = scratch("stress-chart-closed-stdout");
+    let results = dir.join("results.json");
+    std::fs::write(&results, RESULTS).expect("write the results");
+    let mut cmd = Command::new(STRESS);
+    cmd.arg("chart")
+        .arg(&results)
+        .arg("--out")
+        .arg(dir.join("img"));
+    let out = support::run_with_closed_stdout(&mut cmd);
+    let stderr = out.stderr_text();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("write to stdout"), "{stderr}");
+}

@@ -301,12 +301,17 @@ impl Binary {
     /// `process`, listening where its `line` (`… listening on ADDR`) says.
     #[track_caller]
     pub fn listening(process: Process, line: &str) -> Binary {
-        let addr = line
-            .rsplit("listening on ")
+        let addr = Binary::listening_addr(line);
+        Binary { process, addr }
+    }
+
+    /// The address in a `… listening on ADDR` line.
+    #[track_caller]
+    pub fn listening_addr(line: &str) -> SocketAddr {
+        line.rsplit("listening on ")
             .next()
             .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{}: no address in {line:?}", process.name));
-        Binary { process, addr }
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
     }
 }
 
@@ -320,5 +325,47 @@ impl Deref for Binary {
 impl DerefMut for Binary {
     fn deref_mut(&mut self) -> &mut Process {
         &mut self.process
+    }
+}
+
+/// Runs `cmd` to its exit (within [`TIMEOUT`]) with its stdout a pipe
+/// whose read end is closed before it starts, as after `| head -1` has
+/// gone: every write it makes to stdout fails (EPIPE; Rust's runtime
+/// ignores SIGPIPE), deterministically. Its stderr is read as usual.
+#[cfg(unix)]
+#[track_caller]
+pub fn run_with_closed_stdout(cmd: &mut Command) -> Exit {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills two descriptors we then own, one each.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: both descriptors were just created and nothing else owns them.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    let program = Path::new(cmd.get_program())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    let started = Instant::now();
+    let err = child.stderr.take().expect("piped stderr");
+    let mut stderr = Lines::read(err, program.clone(), started);
+    let mut status = None;
+    wait_until(&format!("{program} to exit"), TIMEOUT, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    let took = started.elapsed();
+    assert!(stderr.wait_closed(TIMEOUT), "{program}: stderr still open");
+    Exit {
+        status: status.expect("exited"),
+        stdout: String::new(),
+        stderr: stderr.seen,
+        took,
     }
 }

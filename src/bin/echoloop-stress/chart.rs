@@ -51,8 +51,9 @@ type Group = (String, [Option<f64>; 3]);
 pub fn run(args: &ChartArgs) -> i32 {
     match chart(&args.results, &args.out) {
         Ok(written) => {
-            for path in written {
-                println!("{path}");
+            let listed: String = written.iter().map(|path| format!("{path}\n")).collect();
+            if !crate::output::to_stdout("echoloop-stress", listed.as_bytes()) {
+                return EXIT_SETUP;
             }
             0
         }

@@ -77,9 +77,12 @@ mod counts;
 mod engine;
 mod intervals;
 mod json;
+mod keyed;
 mod link;
 mod live;
 mod merge;
+#[path = "../common/output.rs"]
+mod output;
 mod payload;
 mod plan;
 mod plot;

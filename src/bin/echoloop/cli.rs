@@ -15,23 +15,28 @@ use echoloop::config::DEFAULT_LISTEN;
 use echoloop::Config;
 use ipnet::IpNet;
 
-/// echoloop: a TCP echo server (RFC 862) on one single-threaded readiness
-/// loop. Every byte a client sends comes back, in order, until it closes.
+/// echoloop: a TCP and UDP echo server (RFC 862) on one single-threaded
+/// readiness loop. Every byte a TCP client sends comes back, in order, until
+/// it closes; with --udp, every datagram goes back to its source.
 ///
 /// Signals: Ctrl-C (SIGINT), SIGTERM and SIGHUP start a graceful shutdown; a
 /// second one exits at once (status 130). SIGHUP is left ignored when it was
 /// ignored at start, as under `nohup`.
 ///
 /// Every flag can also be set from the environment variable named in its
-/// description (lists comma-separated); a flag given on the command line
-/// wins.
+/// description: lists comma-separated (spaces around the commas ignored),
+/// on/off flags as true/false, yes/no, on/off or 1/0 (any case). A flag
+/// given on the command line wins over its variable; the server logs the
+/// admission rules (--allow, --deny, --max-per-source) in force at start.
 ///
 /// Logging: RUST_LOG=debug shows one line per connection event.
 #[derive(Debug, Parser)]
 #[command(version, allow_negative_numbers = true)]
 pub struct Cli {
     /// Address to listen on (host names are resolved, and every address
-    /// they resolve to is listened on); repeat for several.
+    /// they resolve to is listened on); repeat for several. IPv6 sockets
+    /// are IPv6-only: `[::]:7` alone serves no IPv4 client; for both
+    /// families give `0.0.0.0:7` and `[::]:7`.
     #[arg(long = "listen", env = "ECHOLOOP_LISTEN", value_delimiter = ',', value_name = "ADDR",
           default_value = DEFAULT_LISTEN, value_parser = resolve)]
     pub listen: Vec<Resolved>,
@@ -97,12 +102,12 @@ pub struct Cli {
     pub backlog: u32,
 
     /// Leave Nagle's algorithm on (do not set TCP_NODELAY).
-    #[arg(long, env = "ECHOLOOP_NO_NODELAY")]
+    #[arg(long, env = "ECHOLOOP_NO_NODELAY", value_parser = parse_switch)]
     pub no_nodelay: bool,
 
     /// Serve UDP echo too (RFC 862 section 2: each datagram back to its
     /// source), on every --listen address, same port as TCP.
-    #[arg(long, env = "ECHOLOOP_UDP")]
+    #[arg(long, env = "ECHOLOOP_UDP", value_parser = parse_switch)]
     pub udp: bool,
 
     /// Most UDP datagrams echoed per second to one source IP; over it they
@@ -114,26 +119,33 @@ pub struct Cli {
 
     /// Serve Prometheus metrics (GET /metrics) and a health check (GET
     /// /healthz: 200 while serving, 503 once shutdown began) over HTTP on
-    /// this address, from the same loop. Default: off.
+    /// this address, from the same loop. Default: off. --allow, --deny and
+    /// --max-per-source do NOT apply to it: it is an operator's port, to
+    /// bind to a private address or firewall.
     #[arg(long, env = "ECHOLOOP_METRICS", value_name = "ADDR", value_parser = resolve_one)]
     pub metrics: Option<SocketAddr>,
 
-    /// Serve only clients from this range (CIDR, e.g. 10.0.0.0/8 or ::1/128;
-    /// a bare address is one host); repeat for several. Others are closed
-    /// at once and counted as denied. Default: everyone.
+    /// Serve only clients from this range, TCP and UDP (CIDR, e.g.
+    /// 10.0.0.0/8 or ::1/128; a bare address is one host); repeat for
+    /// several. Other connections are closed at once and counted as denied,
+    /// other datagrams dropped and counted (the --metrics port excepted).
+    /// ::ffff:a.b.c.d/N means a.b.c.d/(N-96); a range holding all of
+    /// ::ffff:0:0/96 (such as ::/0) holds every IPv4 client too. Default:
+    /// everyone.
     #[arg(long, env = "ECHOLOOP_ALLOW", value_delimiter = ',', value_name = "CIDR",
           value_parser = parse_net)]
     pub allow: Vec<IpNet>,
 
-    /// Never serve clients from this range (wins over --allow); repeat for
-    /// several.
+    /// Never serve clients from this range, TCP and UDP (wins over
+    /// --allow; the same forms); repeat for several.
     #[arg(long, env = "ECHOLOOP_DENY", value_delimiter = ',', value_name = "CIDR",
           value_parser = parse_net)]
     pub deny: Vec<IpNet>,
 
-    /// At most this many connections open at once from one source IP; more
-    /// are closed at once and counted. Opt-in: it hurts the many clients
-    /// behind one NAT or load balancer, which all share an address.
+    /// At most this many TCP connections open at once from one source IP;
+    /// more are closed at once and counted. Opt-in: it hurts the many
+    /// clients behind one NAT or load balancer, which all share an address.
+    /// UDP's per-source limit is --udp-rate (with --udp, not 0 beside this).
     #[arg(long, env = "ECHOLOOP_MAX_PER_SOURCE", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_per_source: Option<u64>,
@@ -167,8 +179,20 @@ fn parse_keepalive(text: &str) -> Result<Duration, String> {
         .map_err(|why| format!("{why}: whole seconds from {} to {}", b.min, b.max))
 }
 
+/// Parses an on/off flag's value, as its environment variable gives it
+/// (the flag itself takes none). clap's `BoolishValueParser` accepts the
+/// same words but its error does not list them.
+fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err("expected true/false, yes/no, on/off or 1/0".to_string()),
+    }
+}
+
 /// Parses a CIDR range; a bare address is the one host.
 fn parse_net(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("`{text}` is not an IPv4 or IPv6 range (CIDR) or address"))
@@ -185,6 +209,7 @@ pub struct Resolved(pub Vec<SocketAddr>);
 
 /// Resolves `host:port` (or a literal address) to every address it names.
 fn resolve(text: &str) -> Result<Resolved, String> {
+    let text = text.trim();
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(Resolved(vec![addr]));
     }

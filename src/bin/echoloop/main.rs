@@ -5,9 +5,11 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use echoloop::Server;
+use echoloop::{Config, Server};
 
 mod cli;
+#[path = "../common/output.rs"]
+mod output;
 #[path = "../common/usage.rs"]
 mod usage;
 
@@ -18,8 +20,15 @@ fn main() -> ExitCode {
     if cli.man || cli.completions.is_some() {
         return generate(&cli);
     }
+    // Flags each in range can still clash (`--metrics` on a `--listen`
+    // address, say): the library's own check, reported as a usage error.
+    let config = cli.into_config();
+    if let Err(why) = config.validate() {
+        eprintln!("echoloop: {why}");
+        return ExitCode::from(usage::EXIT_USAGE);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run(cli) {
+    match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echoloop: {e}");
@@ -29,30 +38,31 @@ fn main() -> ExitCode {
 }
 
 /// `--man` or `--completions SHELL`: writes it to stdout, from the same clap
-/// definition that parses the flags.
+/// definition that parses the flags. Rendered into memory first:
+/// `clap_complete::generate` panics on a write error.
 fn generate(cli: &Cli) -> ExitCode {
     use clap::CommandFactory;
     let mut command = Cli::command();
-    let mut out = std::io::stdout().lock();
-    let written = match cli.completions {
-        Some(shell) => {
-            clap_complete::generate(shell, &mut command, "echoloop", &mut out);
-            Ok(())
+    let mut text = Vec::new();
+    match cli.completions {
+        Some(shell) => clap_complete::generate(shell, &mut command, "echoloop", &mut text),
+        None => {
+            if let Err(e) = clap_mangen::Man::new(command).render(&mut text) {
+                eprintln!("echoloop: render the man page: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-        None => clap_mangen::Man::new(command).render(&mut out),
-    };
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echoloop: write to stdout: {e}");
-            ExitCode::FAILURE
-        }
+    }
+    if output::to_stdout("echoloop", &text) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(output::EXIT_OUTPUT)
     }
 }
 
 /// Binds, installs the signal handler, runs until shut down.
-fn run(cli: Cli) -> std::io::Result<()> {
-    let server = Server::bind(cli.into_config())?;
+fn run(config: Config) -> std::io::Result<()> {
+    let server = Server::bind(config)?;
     let handle = server.handle();
     // First Ctrl-C/SIGTERM/SIGHUP: graceful shutdown. Second: exit at once.
     let signals = AtomicUsize::new(0);

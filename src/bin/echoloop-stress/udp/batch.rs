@@ -7,7 +7,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 
 use mio::net::UdpSocket;
 
@@ -31,7 +30,7 @@ pub const SEGMENTS_CALL: &str = "sendmsg (UDP_SEGMENT)";
 /// Receives what is waiting on `socket` into `inbox`; returns how many
 /// datagrams came (at least one).
 pub fn receive(inbox: &mut Inbox, socket: &UdpSocket) -> io::Result<usize> {
-    inbox.receive(socket.as_raw_fd())
+    inbox.receive(socket)
 }
 
 /// Datagram `k` of the last receive, and where it came from.
@@ -56,7 +55,7 @@ pub fn burst(size: u64, pipeline: u64) -> usize {
 /// Whether the kernel has GSO: one that does not would ignore the segment
 /// size and send a burst as one datagram ([`echoloop::mmsg`]).
 pub fn gso_supported(socket: &UdpSocket) -> bool {
-    mmsg::gso_supported(socket.as_raw_fd())
+    mmsg::gso_supported(socket)
 }
 
 /// Sends `out`, datagrams of `size` bytes, to `addr` as one GSO message.
@@ -66,7 +65,7 @@ pub fn send_segments(
     size: usize,
     addr: SocketAddr,
 ) -> io::Result<()> {
-    mmsg::send_segments(socket.as_raw_fd(), out, size, addr)
+    mmsg::send_segments(socket, out, size, addr)
 }
 
 /// Whether `e` says the kernel will not take GSO messages.
