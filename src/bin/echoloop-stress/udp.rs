@@ -79,10 +79,10 @@ pub struct Udp {
     /// The datagrams' size and header.
     shape: Shape,
     /// Where the loop receives: `None` only while a receive is using it.
-    inbox: Option<wire::Inbox>,
+    inbox: Option<platform::Inbox>,
     /// The loop's one send buffer: a burst of datagrams.
     out: Box<[u8]>,
-    /// Datagrams a socket issues and sends together (`wire::burst`).
+    /// Datagrams a socket issues and sends together (`platform::burst`).
     burst: usize,
     /// Whether a burst may go as one GSO message: off for good once the
     /// kernel refuses one (and always off where calls are not batched).
@@ -103,7 +103,7 @@ impl Udp {
     /// The sockets of the loop on `core`, not yet opened.
     pub fn new(core: &Core) -> Self {
         let plan = &core.plan;
-        let burst = wire::burst(plan.message_size, plan.pipeline);
+        let burst = platform::burst(plan.message_size, plan.pipeline);
         let flows = (0..core.share() as u64)
             .map(|i| {
                 let index = core.id + i * plan.threads;
@@ -114,7 +114,7 @@ impl Udp {
         Udp {
             flows,
             shape: Shape::new(plan.message_size as usize),
-            inbox: Some(wire::inbox()),
+            inbox: Some(platform::inbox()),
             out: vec![0; burst * plan.message_size as usize].into_boxed_slice(),
             burst,
             gso: burst > 1,

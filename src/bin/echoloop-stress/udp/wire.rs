@@ -13,7 +13,7 @@ use std::io;
 
 use mio::net::UdpSocket;
 
-use super::platform::{self, RECEIVE_CALL};
+use super::platform::{self, Inbox, RECEIVE_CALL};
 use super::{icmp, Udp};
 use crate::engine::Core;
 
@@ -24,8 +24,6 @@ const PEER_ERRORS_IN_A_ROW: usize = 8;
 /// Datagrams one socket may receive per turn before the loop serves the
 /// others (it comes back next turn): a flood on one cannot starve the rest.
 const RECEIVES_PER_TURN: usize = 256;
-
-pub use super::platform::{burst, inbox, Inbox};
 
 impl Udp {
     /// GSO only where the kernel has it (`platform::gso_supported`);
