@@ -551,25 +551,16 @@ fn lost_in(status: &str) -> u64 {
 #[test]
 fn late_echoes_of_short_datagrams_are_late_not_duplicated() {
     let server = Binary::start(&["--udp", "--udp-rate", "0"]);
-    let addr = server.addr.to_string();
-    let mut client = Stress::spawn(Command::new(STRESS).args([
-        "--udp",
-        "--addr",
-        &addr,
-        "--json",
-        "-c",
-        "1",
-        "-s",
-        "1",
-        "-k",
-        "128",
-        "--echo-timeout",
-        "10ms",
-        "--max-loss",
-        "100",
-        "-d",
-        "4",
-    ]));
+    let mut client = StressArgs::to(server.addr)
+        .udp()
+        .json()
+        .conns(1)
+        .size(1)
+        .pipeline(128)
+        .echo_timeout(0.01)
+        .flag("--max-loss", 100)
+        .secs(4.0)
+        .spawn();
     let before = lost_in(&client.process.stderr.wait_for("datagrams/s"));
     server.signal(libc::SIGSTOP);
     // Frozen until the client has given up on many datagrams and sent
@@ -577,11 +568,12 @@ fn late_echoes_of_short_datagrams_are_late_not_duplicated() {
     while lost_in(&client.process.stderr.wait_for("datagrams/s")) < before + 1000 {}
     server.signal(libc::SIGCONT);
     let run = client.finish(RUN_LIMIT);
-    let j = run.json();
     run.assert_exit(0);
-    assert_eq!(j["duplicated"].u64(), 0, "{}", run.stdout);
-    assert!(j["late"].u64() > 0, "{}", run.stdout);
-    assert!(j["echoed"].u64() > 0, "{}", run.stdout);
+    let report = run.report();
+    let u = report.udp();
+    assert_eq!(u.duplicated, 0, "{}", run.stdout);
+    assert!(u.late > 0, "{}", run.stdout);
+    assert!(u.echoed > 0, "{}", run.stdout);
 }
 
 /// Proves ICMP errors are counted for real: every datagram sent to a
@@ -598,8 +590,8 @@ fn closed_port_counts_icmp_errors_and_fails() {
     let flags = ["-c", "2", "-k", "1", "-n", "10", "--echo-timeout", "50ms"];
     let (run, j) = udp_json(closed, &flags);
     run.assert_exit(1);
-    assert_eq!(j["echoed"].u64(), 0, "{}", run.stdout);
-    assert!(j["icmp_errors"].u64() > 0, "{}", run.stdout);
+    assert_eq!(j.udp().echoed, 0, "{}", run.stdout);
+    assert!(j.udp().icmp_errors > 0, "{}", run.stdout);
     let addr = closed.to_string();
     let mut argv = vec!["--udp", "--addr", &addr];
     argv.extend_from_slice(&flags);
