@@ -7,8 +7,6 @@ use std::net::{IpAddr, SocketAddr};
 use mio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::link::Link;
-
 /// Why a connect attempt failed; the report counts each separately, because
 /// each points at a different culprit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,9 +172,11 @@ pub enum State {
 /// `mio::Token`; churn mode reuses a slot for connection after connection.
 #[derive(Debug)]
 pub struct Slot {
-    /// The connection's transport while connecting or open; `None` frees
-    /// its descriptor.
-    pub stream: Option<Link>,
+    /// The socket while connecting or open; `None` frees its descriptor.
+    /// Every byte goes through the library's transport seam
+    /// ([`echoloop::transport::Transport`]: plain TCP here), never straight
+    /// to the socket.
+    pub stream: Option<TcpStream>,
     /// Where this slot is in its life.
     pub state: State,
     /// Bumped whenever the slot's socket is closed, so timers queued for an

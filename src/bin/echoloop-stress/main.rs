@@ -78,7 +78,6 @@ mod engine;
 mod intervals;
 mod json;
 mod keyed;
-mod link;
 mod live;
 mod merge;
 #[path = "../common/output.rs"]

@@ -10,7 +10,10 @@
 //!   events.
 //! - Reads, writes and interest follow the library's `echoloop::rules`, the
 //!   same as the server's: drain to `WouldBlock` (or, on epoll, a short
-//!   read), WRITABLE only while output is pending.
+//!   read), WRITABLE only while output is pending. Every byte goes through
+//!   the library's transport seam (`echoloop::transport::Transport`), which
+//!   also says whether a short read proves the socket drained: plain TCP
+//!   keeps the epoll shortcut, a transport with bytes of its own would not.
 //! - No allocation per message: a connection is a handful of counters (see
 //!   `conn::Slot`) plus `pipeline` send timestamps in one flat table.
 //!

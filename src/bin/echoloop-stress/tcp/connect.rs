@@ -8,12 +8,12 @@ use std::time::Duration;
 use mio::Token;
 
 use echoloop::rules;
+use echoloop::transport::Transport;
 
 use super::end::End;
 use super::Tcp;
 use crate::conn::{self, FailReason, State};
 use crate::engine::Core;
-use crate::link::Link;
 use crate::payload::Payload;
 use crate::record::Series;
 
@@ -70,7 +70,7 @@ impl Tcp {
         core.counts.attempted += 1;
         let source = core.plan.source_for(index);
         let mut stream = match conn::start(core.plan.addr, source) {
-            Ok(stream) => Link::Plain(stream),
+            Ok(stream) => stream,
             Err(e) => return self.end(core, s, End::Failed(e.reason, e.message)),
         };
         if let Err(e) = core
@@ -101,7 +101,7 @@ impl Tcp {
             return;
         };
         // mio's recipe: an error first, then "connected" means a peer address.
-        let stream = stream.socket();
+        let stream = Transport::socket(stream);
         let result = match stream.take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
             Ok(None) => match stream.peer_addr() {

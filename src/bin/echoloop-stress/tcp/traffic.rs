@@ -4,14 +4,15 @@
 
 use std::io;
 
+use mio::net::TcpStream;
 use mio::Token;
 
 use echoloop::rules;
+use echoloop::transport::Transport;
 
 use super::end::End;
 use super::{Phase, Tcp};
 use crate::engine::{Core, SendTimer};
-use crate::link::Link;
 use crate::payload::PERIOD;
 use crate::record::Series;
 
@@ -41,7 +42,7 @@ impl Tcp {
                     // Finished (the caller closes it), or drained.
                     let slot = &self.slots[s];
                     let asked = self.buf.len();
-                    let drained = |link: &Link| link.read_proves_drained(n, asked, unproven);
+                    let drained = |link: &TcpStream| link.read_proves_drained(n, asked, unproven);
                     if slot.done >= slot.quota || slot.stream.as_ref().is_some_and(drained) {
                         return true;
                     }
@@ -135,7 +136,7 @@ impl Tcp {
         let slot = &mut self.slots[s];
         if let Some(stream) = slot.stream.as_mut() {
             let registry = core.poll.registry();
-            let writable = stream.wants_writable(pending);
+            let writable = pending || stream.wants_write();
             if let Err(e) =
                 rules::update_interest(registry, stream, Token(s), &mut slot.writable, writable)
             {
@@ -183,7 +184,8 @@ impl Tcp {
         let Some(stream) = slot.stream.as_mut() else {
             return Ok(false);
         };
-        if stream.flush()? {
+        stream.flush()?;
+        if stream.wants_write() {
             return Ok(true);
         }
         let target = slot.issued * plan.message_size;
