@@ -214,27 +214,20 @@ impl Buffers {
                 .find(|&h| one_by_one(&plan.messages[h]))
                 .unwrap_or(plan.used);
             // SAFETY: headers g..end point at live iovecs, buffers,
-            // addresses and control space filled above; all outlive the call.
-            let r = unsafe {
-                libc::sendmmsg(
-                    socket.as_raw_fd(),
-                    hdrs[g..end].as_mut_ptr(),
-                    (end - g) as _,
-                    libc::MSG_DONTWAIT,
-                )
+            // addresses and control space filled above.
+            let e = match unsafe { sendmmsg(socket, &mut hdrs[g..end]) } {
+                Ok(0) => {
+                    // Never for a non-empty batch; were it to happen, no spin.
+                    plan.blocked(g, outcome);
+                    return true;
+                }
+                Ok(sent) => {
+                    plan.pieces_of(g, g + sent).for_each(|p| outcome(p, Ok(())));
+                    g += sent;
+                    continue;
+                }
+                Err(e) => e,
             };
-            if r > 0 {
-                let sent = r as usize;
-                plan.pieces_of(g, g + sent).for_each(|p| outcome(p, Ok(())));
-                g += sent;
-                continue;
-            }
-            if r == 0 {
-                // Never for a non-empty batch; were it to happen, no spin.
-                plan.blocked(g, outcome);
-                return true;
-            }
-            let e = io::Error::last_os_error();
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => {
@@ -397,6 +390,25 @@ impl Buffers {
         plan.used = heads.used;
         plan
     }
+}
+
+/// One `sendmmsg` of `hdrs`: how many messages went, or the error the
+/// first one met.
+///
+/// # Safety
+/// Every header must point at live iovecs, buffers, addresses and control
+/// space of the lengths it gives.
+unsafe fn sendmmsg(socket: BorrowedFd<'_>, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: the caller's promise; all outlive the call.
+    let r = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            hdrs.len() as _,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(r).map_err(|_| io::Error::last_os_error())
 }
 
 /// Receives and echoes on `udp` in batches until the socket is drained or
