@@ -615,6 +615,48 @@ mod tests {
         );
     }
 
+    /// A train that cannot go as one GSO message (here: `gso` off) goes
+    /// back one datagram per message, each with its own boundaries and
+    /// bytes, in order, each reported sent.
+    #[test]
+    fn a_train_without_gso_goes_back_datagram_by_datagram() {
+        let (receiver, senders) = sockets(true);
+        let to = receiver.local_addr().expect("local_addr");
+        let bytes: Vec<u8> = (0..2300u32).map(|i| (i % 251) as u8).collect();
+        mmsg::send_segments(&senders[0], &bytes, 1000, to).expect("sendmsg");
+        let mut b = received(&receiver, 1);
+        let plan = b.groups(&[3], true);
+        let mut reported = Vec::new();
+        let full = b.send_back(
+            receiver.as_fd(),
+            &plan,
+            false,
+            Instant::now(),
+            &mut |p, r| {
+                reported.push((p.start, p.len, p.datagrams, r.is_ok()));
+            },
+        );
+        assert!(!full);
+        assert_eq!(
+            reported,
+            [
+                (0, 1000, 1, true),
+                (1000, 1000, 1, true),
+                (2000, 300, 1, true)
+            ]
+        );
+        senders[0].set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 4096];
+        for want in bytes.chunks(1000) {
+            let (n, _) = senders[0].recv_from(&mut buf).expect("an echoed datagram");
+            assert_eq!(&buf[..n], want);
+        }
+        assert!(
+            senders[0].recv_from(&mut buf).is_err(),
+            "one datagram too many"
+        );
+    }
+
     /// A train sent one datagram per message comes apart at its segment
     /// boundaries, the last datagram shorter.
     #[test]
