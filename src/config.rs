@@ -125,6 +125,17 @@ pub struct Config {
     /// it was still sending.
     #[cfg(feature = "tls")]
     pub tls_handshake_timeout: Duration,
+    /// Balancers that relay clients with a PROXY protocol header (v1 or
+    /// v2): a connection from these ranges must begin with one, and the
+    /// client it names is the one judged by `allow`, `deny` and
+    /// `max_per_source`, and logged. From anywhere else no header is
+    /// looked for. Empty (the default): none.
+    pub proxy_protocol: Vec<IpNet>,
+    /// How long a balancer's connection may take to deliver its whole PROXY
+    /// header before it is closed (counted as `proxy_timeout`). A balancer
+    /// sends it with the connection's first bytes; a slow header is a
+    /// client holding a slot while nobody can judge it.
+    pub proxy_header_timeout: Duration,
 }
 
 impl Default for Config {
@@ -157,6 +168,8 @@ impl Default for Config {
             tls: None,
             #[cfg(feature = "tls")]
             tls_handshake_timeout: Duration::from_secs(10),
+            proxy_protocol: Vec::new(),
+            proxy_header_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -284,6 +297,11 @@ impl Config {
             ));
         }
         secs("idle_timeout", Self::IDLE_TIMEOUT, self.idle_timeout)?;
+        secs(
+            "proxy_header_timeout",
+            Self::IDLE_TIMEOUT,
+            Some(self.proxy_header_timeout),
+        )?;
         secs("stats_interval", Self::STATS_INTERVAL, self.stats_interval)?;
         secs(
             "shutdown_grace",

@@ -1,4 +1,5 @@
-//! Command-line flags, their defaults, and the checks that need more than one flag.
+//! Command-line flags and their defaults; each flag checked alone (the checks
+//! that need more than one flag are in `plan.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -19,10 +20,6 @@ pub enum Mode {
     Idle,
     /// Connect, echo one message, close, and again, as fast as allowed.
     Churn,
-    /// UDP echo (`--udp`): datagrams instead of a stream. Not a `--mode`
-    /// value: `--udp` picks it, and the reports name it.
-    #[value(skip)]
-    Udp,
 }
 
 impl Mode {
@@ -32,9 +29,17 @@ impl Mode {
             Mode::Load => "load",
             Mode::Idle => "idle",
             Mode::Churn => "churn",
-            Mode::Udp => "udp",
         }
     }
+}
+
+/// `--proxy-protocol`: which version of the header to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyVersion {
+    /// The text line: `PROXY TCP4 <client> <server> <ports>\r\n`.
+    V1,
+    /// The binary form.
+    V2,
 }
 
 /// Load generator for TCP and (with --udp) UDP echo servers (RFC 862): many
@@ -106,9 +111,30 @@ pub struct Args {
     #[arg(long, value_parser = parse_source_addrs)]
     pub source_addrs: Option<SourceAddrs>,
 
+    /// Begin every connection with a PROXY protocol header (HAProxy's v1
+    /// text or v2 binary), as a balancer does, naming a client from
+    /// --proxy-source: a PROXY-aware server (echoloop --proxy-protocol)
+    /// then admits, limits and logs each connection as that client. The
+    /// header is not echoed by such a server, and not expected back. TCP
+    /// only.
+    #[arg(long, value_enum, value_name = "VERSION", requires = "proxy_source")]
+    pub proxy_protocol: Option<ProxyVersion>,
+
+    /// With --proxy-protocol: the client addresses the headers name, round
+    /// robin by connection (a range, a list or one address, as
+    /// --source-addrs), with ports from 1024 up.
+    #[arg(long, value_name = "RANGE", value_parser = parse_source_addrs, requires = "proxy_protocol")]
+    pub proxy_source: Option<SourceAddrs>,
+
     /// Print the final report as JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Write the final report (text, or JSON with --json) to this file
+    /// instead of stdout: for a container with no shell to redirect with,
+    /// whose log mixes stdout with the status lines on stderr.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 
     /// Open loop: send R messages per second on each connection on a fixed
     /// schedule, and measure each latency from the message's *scheduled* send
@@ -187,7 +213,9 @@ pub struct Args {
     /// socket, closed loop or --rate. Each carries its sequence number and
     /// socket, and verifiable bytes. Counts sent, echoed, lost (not back
     /// within --echo-timeout), late, duplicated, reordered and corrupted
-    /// datagrams; --messages counts datagrams sent.
+    /// datagrams; --messages counts datagrams sent. Datagrams under 8 bytes
+    /// carry their sequence number modulo 2^(8 × size): there a second echo
+    /// cannot be told from a late one, and counts as late.
     #[arg(long)]
     pub udp: bool,
 
@@ -382,44 +410,6 @@ fn check_range(item: &str, from: u128, to: u128, already: usize) -> Result<(), S
     Ok(())
 }
 
-/// The largest UDP payload over IPv4: 65,535 less the IPv4 and UDP headers.
-pub const UDP_MAX_V4: u64 = 65_507;
-
-/// The largest UDP payload over IPv6 (no jumbograms): 65,535 less the UDP header.
-pub const UDP_MAX_V6: u64 = 65_527;
-
-impl Args {
-    /// The checks `--udp` adds, and the flags that need it or do not apply to it.
-    fn validate_udp(&self, addr: SocketAddr) -> Result<(), String> {
-        if !self.udp {
-            return match self.max_loss {
-                Some(_) => Err("--max-loss applies to --udp".into()),
-                None => Ok(()),
-            };
-        }
-        if self.mode != Mode::Load {
-            return Err(format!(
-                "--udp sends datagrams for --duration or --messages; --mode {} does not apply",
-                self.mode.name()
-            ));
-        }
-        if self.connect_rate.is_some() {
-            return Err("--connect-rate applies to TCP connects, not to --udp".into());
-        }
-        let (max, family) = match addr {
-            SocketAddr::V4(_) => (UDP_MAX_V4, "IPv4"),
-            SocketAddr::V6(_) => (UDP_MAX_V6, "IPv6"),
-        };
-        if self.message_size > max {
-            return Err(format!(
-                "--message-size {}: a UDP datagram carries at most {max} bytes over {family}",
-                self.message_size
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// The run length when neither `--duration` nor `--messages` is given.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
@@ -431,38 +421,6 @@ impl Args {
             .map_err(|e| format!("resolve {}: {e}", self.addr))?
             .next()
             .ok_or_else(|| format!("resolve {}: no address", self.addr))
-    }
-
-    /// Checks the combinations clap cannot express.
-    pub fn validate(&self, addr: SocketAddr) -> Result<(), String> {
-        self.validate_udp(addr)?;
-        if self.mode == Mode::Idle && self.messages.is_some() {
-            return Err(
-                "--mode idle holds connections for --duration; --messages does not apply".into(),
-            );
-        }
-        if self.mode != Mode::Load && self.rate.is_some() {
-            return Err(format!(
-                "--rate applies to --mode load, not --mode {}",
-                self.mode.name()
-            ));
-        }
-        if let Some(total) = self.messages {
-            if total.checked_mul(self.message_size).is_none() {
-                return Err("--messages × --message-size is more bytes than can be counted".into());
-            }
-        }
-        if self.message_size.checked_mul(self.pipeline).is_none() {
-            return Err("--message-size × --pipeline is more bytes than can be counted".into());
-        }
-        if let Some(SourceAddrs(list)) = &self.source_addrs {
-            if let Some(bad) = list.iter().find(|ip| ip.is_ipv4() != addr.is_ipv4()) {
-                return Err(format!(
-                    "--source-addrs {bad}: not the same address family as --addr {addr}"
-                ));
-            }
-        }
-        Ok(())
     }
 }
 
