@@ -395,3 +395,24 @@ fn shutdown_under_tls_load_loses_nothing() {
     );
     assert_eq!(stats.errored, 0, "{stats}");
 }
+
+/// Behind a balancer (`--proxy-protocol`) the PROXY header comes before
+/// the TLS handshake, on the bare connection: the server reads it from the
+/// socket, not through TLS, then handshakes and echoes, and judges the
+/// client the header names.
+#[test]
+fn a_proxy_header_comes_before_the_tls_handshake() {
+    let pki = Pki::new("proxy");
+    let (server, addr) = start_tls(&pki, false, |c| {
+        c.proxy_protocol = vec!["127.0.0.1/32".parse().unwrap()];
+    });
+    let tcp = connect(addr);
+    let header = format!("PROXY TCP4 10.1.2.3 127.0.0.1 5555 {}\r\n", addr.port());
+    (&tcp).write_all(header.as_bytes()).unwrap();
+    let mut tls = tls_over(tcp, &pki.client_config(false)).unwrap();
+    tls_round_trip(&mut tls, b"after the header, over TLS");
+    drop(tls);
+    let stats = server.stop();
+    assert_eq!(stats.tls_handshakes, 1, "{stats}");
+    assert_eq!(stats.tls_failed_not_tls, 0, "{stats}");
+}
