@@ -31,7 +31,7 @@
 //! - `connection.rs` — one client: its transport, what we know of its
 //!   readiness, the echo. Knows nothing of the loop but a `Registry`.
 //! - `transport.rs` — the seam every connection's bytes pass through
-//!   ([`transport::Transport`]): plain TCP today, and the one place that
+//!   ([`transport::Transport`]): plain TCP or TLS, and the one place that
 //!   says whether a short read proves the socket drained.
 //! - `tls.rs` (the `tls` feature) — TLS through the seam: the server's
 //!   certificate and key, and the rustls transport ([`tls`]).

@@ -6,10 +6,13 @@
 //! whether a short read proves the socket drained. The last is the epoll
 //! shortcut of [`rules`] (rule 4): it is true of a plain TCP socket, which
 //! the kernel drains byte for byte, and false of anything that keeps bytes
-//! of its own between the socket and the caller — TLS, say, whose library
-//! may hold decrypted bytes after a short read of plaintext, for which no
-//! new event will come. So the rule is asked of the transport, never applied
-//! by a loop to a socket.
+//! of its own between the socket and the caller — TLS, whose library may
+//! hold decrypted bytes after a short read of plaintext, for which no new
+//! event will come. So the rule is asked of the transport, never applied by
+//! a loop to a socket.
+//!
+//! The server's connections are `ServerStream`s: with the `tls` feature
+//! plain TCP or TLS by listener (`crate::tls`), one `match` per call.
 //!
 //! Plain TCP is the socket itself: `impl Transport for TcpStream`, each
 //! method one line the compiler inlines, so it costs nothing over calling
@@ -26,7 +29,7 @@ use mio::net::TcpStream;
 use crate::rules;
 
 /// The transport of the server's connections: with the `tls` feature plain
-/// TCP or TLS by listener ([`crate::tls`]), else plain TCP alone.
+/// TCP or TLS by listener (`crate::tls`), else plain TCP alone.
 #[cfg(feature = "tls")]
 pub(crate) type ServerStream = crate::tls::Stream;
 /// The transport of the server's connections: plain TCP (no `tls` feature).
