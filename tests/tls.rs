@@ -416,3 +416,40 @@ fn a_proxy_header_comes_before_the_tls_handshake() {
     assert_eq!(stats.tls_handshakes, 1, "{stats}");
     assert_eq!(stats.tls_failed_not_tls, 0, "{stats}");
 }
+
+/// A client with no cipher suite in common (Python's `ssl` offering only
+/// TLS 1.2's `AES128-SHA`, which rustls does not speak) is refused in the
+/// handshake with an alert and counted as `incompatible`.
+#[cfg(unix)]
+#[test]
+fn a_client_with_no_common_cipher_is_refused_and_counted() {
+    let Some(python) = tools::program("tls no common cipher", "python3", "python3") else {
+        return;
+    };
+    let pki = Pki::new("cipher");
+    let (server, addr) = start_tls(&pki, false, |_| {});
+    let script = format!(
+        "import ssl, socket\n\
+         c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n\
+         c.check_hostname = False\n\
+         c.verify_mode = ssl.CERT_NONE\n\
+         c.maximum_version = ssl.TLSVersion.TLSv1_2\n\
+         c.set_ciphers('AES128-SHA')\n\
+         try:\n    c.wrap_socket(socket.create_connection(('127.0.0.1', {})))\n    \
+         print('served')\n\
+         except ssl.SSLError as e:\n    print('refused', e.reason)\n",
+        addr.port()
+    );
+    let out = run_tool(
+        "python ssl",
+        std::process::Command::new(python).args(["-c", &script]),
+    )
+    .unwrap();
+    assert!(out.starts_with("refused"), "{out}");
+    let handle = server.handle.clone();
+    wait_until("the refusal counted", TIMEOUT, || {
+        handle.stats().tls_failed_incompatible == 1
+    });
+    let stats = server.stop();
+    assert_eq!(stats.tls_handshakes, 0, "{stats}");
+}
