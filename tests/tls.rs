@@ -105,27 +105,30 @@ fn plaintext_on_the_tls_port_is_closed_and_counted() {
 }
 
 /// With client certificates required, a client with one signed by the CA
-/// is served; one without is refused in the handshake and counted as
-/// `client_certificate`.
+/// is served; one without, and one whose certificate another CA signed,
+/// are refused in the handshake and counted as `client_certificate`.
 #[test]
-fn mutual_tls_serves_a_client_certificate_and_refuses_none() {
+fn mutual_tls_serves_a_signed_client_and_refuses_the_others() {
     let pki = Pki::new("mutual");
     let (server, addr) = start_tls(&pki, true, |_| {});
     let mut with = connect_tls(addr, &pki.client_config(true)).unwrap();
     tls_round_trip(&mut with, b"signed by the CA");
     // TLS 1.3: the client's handshake ends before the server checked its
     // (absent) certificate; the refusal comes as the first read's alert.
-    let refused = connect_tls(addr, &pki.client_config(false)).and_then(|mut s| {
-        s.write_all(b"x")?;
-        s.read(&mut [0; 8])
-    });
-    assert!(
-        refused.is_err(),
-        "served without a certificate: {refused:?}"
-    );
+    let stranger = Pki::new("mutual-stranger");
+    for (what, config) in [
+        ("no certificate", pki.client_config(false)),
+        ("another CA's", pki.client_config_as(Some(&stranger.client))),
+    ] {
+        let refused = connect_tls(addr, &config).and_then(|mut s| {
+            s.write_all(b"x")?;
+            s.read(&mut [0; 8])
+        });
+        assert!(refused.is_err(), "served with {what}: {refused:?}");
+    }
     let handle = server.handle.clone();
-    wait_until("the refusal counted", TIMEOUT, || {
-        handle.stats().tls_failed_client_certificate == 1
+    wait_until("the refusals counted", TIMEOUT, || {
+        handle.stats().tls_failed_client_certificate == 2
     });
     drop(with);
     let stats = server.stop();

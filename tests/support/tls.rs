@@ -99,6 +99,11 @@ impl Pki {
     /// A client that trusts the CA, presenting the client certificate when
     /// `with_cert`; it keeps sessions to resume (rustls's default cache).
     pub fn client_config(&self, with_cert: bool) -> Arc<ClientConfig> {
+        self.client_config_as(with_cert.then_some(&self.client))
+    }
+
+    /// A client that trusts this CA, presenting `cert` (made by any CA).
+    pub fn client_config_as(&self, cert: Option<&Pem>) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_slice(self.ca.cert.as_bytes()).unwrap())
@@ -107,9 +112,9 @@ impl Pki {
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots);
-        let config = if with_cert {
-            let chain = vec![CertificateDer::from_pem_slice(self.client.cert.as_bytes()).unwrap()];
-            let key = PrivateKeyDer::from_pem_slice(self.client.key.as_bytes()).unwrap();
+        let config = if let Some(pem) = cert {
+            let chain = vec![CertificateDer::from_pem_slice(pem.cert.as_bytes()).unwrap()];
+            let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
             builder.with_client_auth_cert(chain, key).unwrap()
         } else {
             builder.with_no_client_auth()
