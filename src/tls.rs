@@ -37,9 +37,12 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
-use rustls::{HandshakeKind, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, HandshakeKind, RootCertStore, ServerConfig,
+    ServerConnection,
+};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 pub use rustls;
 
@@ -114,14 +117,15 @@ impl Failure {
     }
 }
 
-/// One TLS connection: the socket and rustls's state for it.
+/// One TLS connection, server or client side: the socket and rustls's
+/// state for it, a [`Transport`] (the module docs say how it answers).
 #[derive(Debug)]
-pub(crate) struct TlsStream {
+pub struct TlsStream {
     /// The socket the records travel on.
     tcp: TcpStream,
     /// rustls's state: handshake, keys, and the buffers of
     /// [`BUFFERED_MAX`].
-    tls: ServerConnection,
+    tls: Connection,
     /// Our `close_notify` is queued: never twice.
     close_notify_sent: bool,
     /// FIN is owed once the records rustls holds (`close_notify` last) are
@@ -136,20 +140,42 @@ pub(crate) struct TlsStream {
 impl TlsStream {
     /// A server-side TLS connection over an accepted socket.
     pub(crate) fn new(tcp: TcpStream, config: &Arc<ServerConfig>) -> io::Result<TlsStream> {
-        let mut tls = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+        let tls = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+        Ok(TlsStream::over(tcp, tls.into()))
+    }
+
+    /// A client-side TLS connection to `name` over a socket that is
+    /// connecting or connected: its first flush sends the ClientHello (after
+    /// anything written on the socket itself, a PROXY header say).
+    pub fn client(
+        tcp: TcpStream,
+        config: &Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<TlsStream> {
+        let tls = ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
+        Ok(TlsStream::over(tcp, tls.into()))
+    }
+
+    /// `tls` over `tcp`, its send buffer limited to [`SEND_LIMIT`].
+    fn over(tcp: TcpStream, mut tls: Connection) -> TlsStream {
         tls.set_buffer_limit(Some(SEND_LIMIT));
-        Ok(TlsStream {
+        TlsStream {
             tcp,
             tls,
             close_notify_sent: false,
             fin_owed: false,
             counted: false,
             failure: None,
-        })
+        }
+    }
+
+    /// Whether the handshake is still under way.
+    pub fn is_handshaking(&self) -> bool {
+        self.tls.is_handshaking()
     }
 
     /// Once, when the handshake has finished: whether it resumed a session.
-    pub(crate) fn take_established(&mut self) -> Option<bool> {
+    pub fn take_established(&mut self) -> Option<bool> {
         if self.counted || self.tls.is_handshaking() {
             return None;
         }
@@ -289,11 +315,12 @@ impl Transport for TlsStream {
     }
 }
 
-/// A server connection's transport: plain TCP or TLS, by listener. An enum,
-/// not `dyn`: one match per call, and a plain connection stays the size of
-/// its socket plus a tag (the TLS state is boxed).
+/// A connection's transport: plain TCP or TLS (the server's by listener,
+/// the stress client's by `--tls`). An enum, not `dyn`: one match per call,
+/// and a plain connection stays the size of its socket plus a tag (the TLS
+/// state is boxed).
 #[derive(Debug)]
-pub(crate) enum Stream {
+pub enum Stream {
     /// A client of a `--listen` address.
     Plain(TcpStream),
     /// A client of a `--tls-listen` address.
@@ -302,7 +329,7 @@ pub(crate) enum Stream {
 
 impl Stream {
     /// The TLS side, if this is a TLS connection.
-    pub(crate) fn tls_mut(&mut self) -> Option<&mut TlsStream> {
+    pub fn tls_mut(&mut self) -> Option<&mut TlsStream> {
         match self {
             Stream::Plain(_) => None,
             Stream::Tls(tls) => Some(tls),
@@ -310,7 +337,7 @@ impl Stream {
     }
 
     /// The TLS side, if this is a TLS connection.
-    pub(crate) fn tls(&self) -> Option<&TlsStream> {
+    pub fn tls(&self) -> Option<&TlsStream> {
         match self {
             Stream::Plain(_) => None,
             Stream::Tls(tls) => Some(tls),

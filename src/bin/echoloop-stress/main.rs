@@ -90,6 +90,7 @@ mod report;
 mod run;
 mod shared;
 mod tcp;
+mod tls;
 mod udp;
 #[path = "../common/usage.rs"]
 mod usage;
