@@ -113,3 +113,35 @@ fn churn_over_tls_resumes_with_tls_resume() {
     assert!(resumed > 0, "{after}");
     server.stop();
 }
+
+/// Mutual TLS from the stress client: with `--tls-cert`/`--tls-key`
+/// signed by the server's `--tls-client-ca` the run passes; without, the
+/// server refuses every connection and the run fails.
+#[test]
+fn stress_presents_a_client_certificate_for_mutual_tls() {
+    let pki = Pki::new("stress-mutual");
+    let (server, addr) = start_tls(&pki, true, |_| {});
+    let base = || {
+        StressArgs::to(addr)
+            .switch("--tls")
+            .flag("--tls-ca", pki.file("ca.pem"))
+            .flag("--tls-sni", "localhost")
+            .conns(2)
+            .messages(10)
+    };
+    let with = base()
+        .flag("--tls-cert", pki.file("client.pem"))
+        .flag("--tls-key", pki.file("client.key"))
+        .run(TIMEOUT);
+    assert_eq!(with.exit.status.code(), Some(0), "{}", with.exit.stdout);
+    let without = base().run(TIMEOUT);
+    assert_eq!(
+        without.exit.status.code(),
+        Some(1),
+        "{}",
+        without.exit.stdout
+    );
+    let stats = server.stop();
+    assert_eq!(stats.tls_handshakes, 2, "{stats}");
+    assert_eq!(stats.tls_failed_client_certificate, 2, "{stats}");
+}

@@ -153,6 +153,15 @@ pub struct Args {
     #[arg(long, value_name = "NAME", requires = "tls")]
     pub tls_sni: Option<String>,
 
+    /// With --tls, for mutual TLS: the client certificate chain (PEM)
+    /// every connection presents.
+    #[arg(long, value_name = "FILE", requires = "tls", requires = "tls_key")]
+    pub tls_cert: Option<String>,
+
+    /// With --tls-cert: its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<String>,
+
     /// With --tls: keep sessions and resume them (tickets, or a TLS 1.2
     /// session ID) when connecting again: churn's cycles then resume.
     /// Default: every handshake is a full one.

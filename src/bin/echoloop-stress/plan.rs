@@ -201,7 +201,8 @@ fn client_tls(args: &Args, addr: SocketAddr) -> Result<Option<crate::tls::Client
         host.to_string()
     };
     let name = args.tls_sni.clone().unwrap_or(host);
-    crate::tls::client(args.tls_ca.as_deref(), &name, args.tls_resume).map(Some)
+    let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+    crate::tls::client(args.tls_ca.as_deref(), identity, &name, args.tls_resume).map(Some)
 }
 
 impl Plan {

@@ -12,7 +12,7 @@ use echoloop::tls::rustls::client::danger::{
 use echoloop::tls::rustls::client::Resumption;
 use echoloop::tls::rustls::crypto::{self, CryptoProvider};
 use echoloop::tls::rustls::pki_types::pem::PemObject;
-use echoloop::tls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use echoloop::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use echoloop::tls::rustls::{self, ClientConfig, DigitallySignedStruct, RootCertStore};
 
 /// What every TLS connection of a run shares.
@@ -25,9 +25,15 @@ pub struct ClientTls {
 }
 
 /// The client configuration of `--tls-ca FILE` (or `--tls-insecure` with
-/// `ca` `None`) for the server `name`, resuming sessions when `resume`
-/// (`--tls-resume`); an error names the flag.
-pub fn client(ca: Option<&str>, name: &str, resume: bool) -> Result<ClientTls, String> {
+/// `ca` `None`) for the server `name`, presenting `identity` (`--tls-cert`,
+/// `--tls-key`) if given, resuming sessions when `resume` (`--tls-resume`);
+/// an error names the flag.
+pub fn client(
+    ca: Option<&str>,
+    identity: Option<(&str, &str)>,
+    name: &str,
+    resume: bool,
+) -> Result<ClientTls, String> {
     let provider = Arc::new(provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -45,17 +51,19 @@ pub fn client(ca: Option<&str>, name: &str, resume: bool) -> Result<ClientTls, S
             if roots.is_empty() {
                 return Err(format!("--tls-ca {path}: no PEM certificate in it"));
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            authenticate(builder.with_root_certificates(roots), identity)?
         }
         None => {
             eprintln!(
                 "echoloop-stress: --tls-insecure: the server's certificate is NOT verified \
                  (any certificate, any name)"
             );
-            builder.dangerous()
+            let verifier = Arc::new(AnyCertificate(provider));
+            let builder = builder
+                .dangerous()
+                .with_custom_certificate_verifier(verifier);
+            authenticate(builder, identity)?
         }
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth(),
     };
     let mut config = config;
     if !resume {
@@ -67,6 +75,24 @@ pub fn client(ca: Option<&str>, name: &str, resume: bool) -> Result<ClientTls, S
         config: Arc::new(config),
         name,
     })
+}
+
+/// The last step of the configuration: with `identity` (certificate and
+/// key files), the client certificate every connection presents.
+fn authenticate(
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    identity: Option<(&str, &str)>,
+) -> Result<ClientConfig, String> {
+    let Some((cert, key)) = identity else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--tls-key {key}: {e}"))?;
+    builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))
 }
 
 /// The crypto provider the server uses too (ring; Cargo.toml says why).
