@@ -1,19 +1,48 @@
-//! Who may connect: the decision Winsock's `WSAAccept` hands to a condition
-//! function, made here in its portable form — accept, look at the peer's
-//! address, and close at once whoever is not welcome.
+//! Who may be served: the decision Winsock's `WSAAccept` hands to a
+//! condition function, made here in its portable form — accept, look at the
+//! peer's address, and close at once whoever is not welcome — and the same
+//! decision for every UDP datagram.
 //!
 //! Three rules, in order: `--deny` ranges (always win), `--allow` ranges
 //! (when given, only those sources are served), and `--max-per-source` (at
-//! most N connections open at once from one IP). The per-source counts cost
-//! O(1) per accept and close — a hash map of the sources with connections
-//! open, and each connection's source beside the slab — and their memory is
-//! bounded by the connections held: a source's entry goes when its last
-//! connection closes.
+//! most N connections open at once from one IP). The first two are
+//! [`Rules`], one check that TCP (at accept) and UDP (per datagram, dropped
+//! and counted as `udp_dropped_denied`) both make; with no ranges it is one
+//! branch. `--max-per-source` counts connections, which UDP does not have:
+//! UDP's per-source limit is `--udp-rate` ([`crate::rate_limit`]). The
+//! per-source counts cost O(1) per accept and close — a hash map of the
+//! sources with connections open, and each connection's source beside the
+//! slab — and their memory is bounded by the connections held: a source's
+//! entry goes when its last connection closes.
+//!
+//! # IPv4 in IPv6 clothing
+//!
+//! An IPv4 client of a dual-stack IPv6 socket arrives as `::ffff:a.b.c.d`
+//! (an IPv4-mapped address); it is judged as `a.b.c.d`, whichever socket it
+//! came in on. The rules are brought to the same form when they are built,
+//! so that a rule means the same clients however it is written:
+//!
+//! - A range inside the mapped block, `::ffff:a.b.c.d/N` with N ≥ 96, is the
+//!   IPv4 range `a.b.c.d/(N−96)`: `::ffff:127.0.0.1` is `127.0.0.1/32`,
+//!   `::ffff:127.0.0.0/104` is `127.0.0.0/8`, `::ffff:0:0/96` every IPv4
+//!   address.
+//! - A range that holds the whole mapped block (N < 96, such as `::/0` or
+//!   `::/64`) holds every IPv4 client as well as its IPv6 addresses:
+//!   `--allow ::/0` admits everyone, `--deny ::/0` refuses everyone. To mean
+//!   "IPv6 only", write ranges that leave the mapped block out (`2000::/3`,
+//!   `::1`), or listen on IPv6 only.
+//! - Any other range misses the mapped block and is kept as written.
+//!
+//! A CIDR range either lies inside another, holds it, or misses it, so
+//! these three cases are all there are: every rule has a faithful IPv4 form
+//! and none needs refusing. (The deprecated IPv4-*compatible* form
+//! `::a.b.c.d` is an IPv6 address like any other, for rules and clients
+//! alike.)
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 /// Why a client was turned away at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,13 +53,42 @@ pub(crate) enum Refusal {
     PerSource,
 }
 
-/// The admission rules and the per-source bookkeeping they need.
-#[derive(Debug)]
-pub(crate) struct Admission {
+/// `--allow` and `--deny`, in the form clients are judged in (see the
+/// module docs): the one check TCP and UDP share.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Rules {
     /// When not empty, only sources in these ranges are served.
     allow: Vec<IpNet>,
     /// Sources in these ranges are never served.
     deny: Vec<IpNet>,
+}
+
+impl Rules {
+    /// The rules of `--allow` and `--deny`, each range normalised.
+    pub(crate) fn new(allow: &[IpNet], deny: &[IpNet]) -> Self {
+        Rules {
+            allow: normalised(allow),
+            deny: normalised(deny),
+        }
+    }
+
+    /// Whether a source at `ip` may be served by these rules. Without any
+    /// rule this is one branch: the UDP echo asks it for every datagram.
+    pub(crate) fn permits(&self, ip: IpAddr) -> bool {
+        if self.allow.is_empty() && self.deny.is_empty() {
+            return true;
+        }
+        let ip = canonical(ip);
+        !self.deny.iter().any(|net| net.contains(&ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&ip)))
+    }
+}
+
+/// The admission rules and the per-source bookkeeping they need.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    /// `--allow` and `--deny`.
+    rules: Rules,
     /// `--max-per-source`, and the counts it needs; `None` when off.
     per_source: Option<PerSource>,
 }
@@ -50,8 +108,7 @@ impl Admission {
     /// The rules of a configuration.
     pub(crate) fn new(allow: &[IpNet], deny: &[IpNet], max_per_source: Option<usize>) -> Self {
         Admission {
-            allow: allow.to_vec(),
-            deny: deny.to_vec(),
+            rules: Rules::new(allow, deny),
             per_source: max_per_source.map(|limit| PerSource {
                 limit: u32::try_from(limit).unwrap_or(u32::MAX),
                 open: HashMap::new(),
@@ -62,14 +119,13 @@ impl Admission {
 
     /// Whether a client from `ip` may be served; `Err` says why not.
     pub(crate) fn check(&self, ip: IpAddr) -> Result<(), Refusal> {
-        let ip = canonical(ip);
-        if self.deny.iter().any(|net| net.contains(&ip))
-            || (!self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(&ip)))
-        {
+        if !self.rules.permits(ip) {
             return Err(Refusal::Denied);
         }
         match &self.per_source {
-            Some(p) if p.open.get(&ip).is_some_and(|&n| n >= p.limit) => Err(Refusal::PerSource),
+            Some(p) if p.open.get(&canonical(ip)).is_some_and(|&n| n >= p.limit) => {
+                Err(Refusal::PerSource)
+            }
             _ => Ok(()),
         }
     }
@@ -112,6 +168,39 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The first address of the IPv4-mapped block, `::ffff:0.0.0.0`.
+const MAPPED: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0);
+
+/// Ranges in the form clients are judged in ([`canonical`]; the cases are
+/// in the module docs): one inside the mapped block becomes its IPv4 range,
+/// one holding the block gains every IPv4 address, others stay. Host bits
+/// are cleared (`::ffff:127.0.0.1/104` is `127.0.0.0/8`).
+fn normalised(rules: &[IpNet]) -> Vec<IpNet> {
+    let mut out = Vec::with_capacity(rules.len());
+    for net in rules.iter().map(IpNet::trunc) {
+        let IpNet::V6(v6) = net else {
+            out.push(net);
+            continue;
+        };
+        let (network, len) = (v6.network(), v6.prefix_len());
+        match network.to_ipv4_mapped() {
+            Some(v4) if len >= 96 => {
+                let v4 = Ipv4Net::new(v4, len - 96).expect("a /96..=/128 leaves /0..=/32");
+                out.push(IpNet::V4(v4));
+            }
+            // Below /96, holding one mapped address is holding them all.
+            _ if len < 96 && v6.contains(&MAPPED) => {
+                out.push(net);
+                out.push(IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0"),
+                ));
+            }
+            _ => out.push(net),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +213,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A range, or a bare address as one host (as the command line takes it).
+    fn net_or_host(s: &str) -> IpNet {
+        s.parse().unwrap_or_else(|_| IpNet::from(ip(s)))
+    }
+
     /// Deny wins over allow; an allow list admits only its ranges; IPv4
     /// mapped into IPv6 is judged as IPv4.
     #[test]
@@ -134,6 +228,79 @@ mod tests {
         assert_eq!(a.check(ip("10.0.0.1")), Err(Refusal::Denied));
         assert_eq!(a.check(ip("::ffff:127.0.0.2")), Err(Refusal::Denied));
         assert_eq!(a.check(ip("::1")), Err(Refusal::Denied));
+    }
+
+    /// A rule inside the IPv4-mapped block means its IPv4 range, for IPv4
+    /// clients and mapped ones alike: `--deny ::ffff:127.0.0.1` and
+    /// `--deny ::ffff:127.0.0.0/104` (host bits and all) deny 127.0.0.1,
+    /// `--allow ::ffff:127.0.0.1` admits it and nobody else.
+    #[test]
+    fn mapped_rules_mean_their_ipv4_range() {
+        for rule in [
+            "::ffff:127.0.0.1",
+            "::ffff:127.0.0.1/128",
+            "::ffff:127.0.0.9/104",
+        ] {
+            let deny = Rules::new(&[], &[net_or_host(rule)]);
+            for client in ["127.0.0.1", "::ffff:127.0.0.1"] {
+                assert!(!deny.permits(ip(client)), "--deny {rule} let {client} in");
+            }
+        }
+        let deny = Rules::new(&[], &[net("::ffff:127.0.0.0/104")]);
+        assert!(!deny.permits(ip("127.200.0.1")));
+        assert!(deny.permits(ip("128.0.0.1")));
+        assert!(deny.permits(ip("::1")));
+        let allow = Rules::new(&[net_or_host("::ffff:127.0.0.1")], &[]);
+        assert!(allow.permits(ip("127.0.0.1")));
+        assert!(allow.permits(ip("::ffff:127.0.0.1")));
+        assert!(!allow.permits(ip("127.0.0.2")));
+        assert!(!allow.permits(ip("::1")));
+        assert_eq!(
+            Rules::new(&[net("::ffff:0:0/96")], &[]).allow,
+            [net("0.0.0.0/0")]
+        );
+    }
+
+    /// A range holding the whole mapped block holds every IPv4 client too:
+    /// `--allow ::/0` admits 127.0.0.1, `--deny ::/64` refuses it; a range
+    /// that misses the block (`2000::/3`, `::1`, the IPv4-compatible
+    /// `::127.0.0.1`) never touches an IPv4 client.
+    #[test]
+    fn ranges_holding_the_mapped_block_hold_ipv4() {
+        let allow_all = Rules::new(&[net("::/0")], &[]);
+        for client in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "::ffff:10.1.2.3",
+            "::1",
+            "2001:db8::1",
+        ] {
+            assert!(
+                allow_all.permits(ip(client)),
+                "--allow ::/0 refused {client}"
+            );
+        }
+        let deny = Rules::new(&[], &[net("::/64")]);
+        assert!(!deny.permits(ip("127.0.0.1")));
+        assert!(!deny.permits(ip("::1")));
+        assert!(deny.permits(ip("2001:db8::1")));
+        for rule in ["2000::/3", "::1/128", "::127.0.0.1/128", "::ffff:0:0:0/96"] {
+            let deny = Rules::new(&[], &[net(rule)]);
+            assert!(
+                deny.permits(ip("127.0.0.1")),
+                "--deny {rule} refused 127.0.0.1"
+            );
+            assert_eq!(deny.deny, [net(rule)], "{rule} changed");
+        }
+    }
+
+    /// No rules: everyone is served, whatever the family.
+    #[test]
+    fn no_rules_permit_everyone() {
+        let open = Rules::new(&[], &[]);
+        assert!(["127.0.0.1", "::1", "::ffff:1.2.3.4"]
+            .iter()
+            .all(|c| open.permits(ip(c))));
     }
 
     /// The per-source count follows opens and closes, and forgets a source

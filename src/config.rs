@@ -95,13 +95,20 @@ pub struct Config {
     /// Serve Prometheus metrics (`/metrics`) and a health check (`/healthz`)
     /// over HTTP on this address, from the same loop; `None`: off.
     pub metrics: Option<SocketAddr>,
-    /// When not empty, only clients from these ranges are served; the others
-    /// are accepted and closed at once (counted as `refused_denied`).
+    /// When not empty, only clients from these ranges are served, over TCP
+    /// and UDP; the others are accepted and closed at once (counted as
+    /// `refused_denied`), or their datagrams dropped (`udp_dropped_denied`).
+    /// IPv4-mapped ranges (`::ffff:a.b.c.d/N`) mean their IPv4 range, and a
+    /// range holding the whole mapped block (`::/0`) every IPv4 client too
+    /// (the admission module's docs say why).
     pub allow: Vec<IpNet>,
-    /// Clients from these ranges are never served (wins over `allow`).
+    /// Clients from these ranges are never served, over TCP and UDP (wins
+    /// over `allow`; the same forms as `allow`).
     pub deny: Vec<IpNet>,
-    /// Most connections open at once from one source IP (`None`: no limit).
-    /// Opt-in: many clients behind one NAT or load balancer share an IP.
+    /// Most TCP connections open at once from one source IP (`None`: no
+    /// limit). Opt-in: many clients behind one NAT or load balancer share an
+    /// IP. UDP has no connections: its per-source limit is `udp_rate`, and
+    /// with `udp` on, `udp_rate` 0 and this set together are refused.
     pub max_per_source: Option<usize>,
 }
 
@@ -244,6 +251,14 @@ impl Config {
         count("udp_rate", Self::UDP_RATE, self.udp_rate as usize)?;
         if self.max_per_source == Some(0) {
             return Err("max_per_source must be at least 1".into());
+        }
+        if self.udp && self.udp_rate == 0 && self.max_per_source.is_some() {
+            // The one rule UDP cannot take: it counts connections.
+            return Err(
+                "max_per_source counts TCP connections, and udp_rate 0 leaves UDP with \
+                 no per-source limit: set udp_rate, or drop max_per_source"
+                    .into(),
+            );
         }
         if let Some(metrics) = self.metrics {
             if metrics.port() != 0 && self.listen.contains(&metrics) {

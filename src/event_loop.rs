@@ -18,7 +18,7 @@ use log::{debug, info};
 use mio::Events;
 use slab::Slab;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Rules};
 use crate::connection::{Connection, Hints, Io, Status};
 use crate::idle::IdleQueue;
 use crate::logging::{Peers, Throttle};
@@ -112,7 +112,9 @@ impl EventLoop {
             accept_warnings: Throttle::default(),
             now: Instant::now(),
             peers: Peers::new(),
-            udp_echo: config.udp.then(|| UdpEcho::new(config.udp_rate)),
+            udp_echo: config
+                .udp
+                .then(|| UdpEcho::new(Rules::new(&config.allow, &config.deny), config.udp_rate)),
             admission: Admission::new(&config.allow, &config.deny, config.max_per_source),
             metrics: server
                 .metrics

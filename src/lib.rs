@@ -26,9 +26,10 @@
 //! - `connection.rs` — one client: its socket, what we know of its
 //!   readiness, the echo. Knows nothing of the loop but a `Registry`.
 //! - `pending.rs` — the echo a connection still owes, and the buffer pool.
-//! - `admission.rs` — who may connect: `--allow`, `--deny`,
-//!   `--max-per-source`.
-//! - `udp.rs` (and `udp/batch.rs`, Linux) — UDP echo on the same loop;
+//! - `admission.rs` — who may be served: `--allow`, `--deny` (TCP and
+//!   UDP), `--max-per-source`.
+//! - `udp.rs` (and `udp/batch.rs` on Linux's epoll, `udp/portable.rs`
+//!   elsewhere) — UDP echo on the same loop;
 //!   `rate_limit.rs` — its per-source token buckets; `mmsg.rs` (Linux) —
 //!   many datagrams per system call, shared with the stress client.
 //! - `metrics.rs` (`metrics/`) — the HTTP endpoint for Prometheus and

@@ -19,20 +19,23 @@
 //!
 //! GSO came in Linux 4.18, and a kernel without it does not refuse the
 //! control message — it ignores it, and would send a message as *one*
-//! datagram. So it is used only where [`gso_supported`] says the socket
-//! knows `UDP_SEGMENT`. Even then the kernel refuses a message whose segment
+//! datagram. So it is used only where [`gso_supported`] says the kernel
+//! knows `UDP_SEGMENT`: one answer per process, for the server and the
+//! stress client alike. Even then the kernel refuses a message whose segment
 //! exceeds the path's MTU (`EMSGSIZE`, or `EINVAL` on older kernels), or that
 //! a device cannot checksum (`EIO`); [`gso_refused`] names those errors, and
 //! the caller sends that message's datagrams one per message instead.
 //! [`gso_capacity`] says how many datagrams of a size may share a message.
 //!
-//! Everything here works on a raw descriptor and caller-owned memory; the
+//! Everything here works on a socket the caller lends ([`AsFd`]: a
+//! descriptor that stays open for the call) and caller-owned memory; the
 //! headers and `iovec`s pointing into that memory are built on the stack for
 //! each call, so no pointer is kept between calls.
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::OnceLock;
 
 use crate::rules::DATAGRAM_MAX;
 
@@ -90,9 +93,9 @@ impl Received {
         }
     }
 
-    /// One `recvmmsg` on `fd`: how many datagrams arrived (at least 1), or
-    /// the error (`WouldBlock` when there were none).
-    pub fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
+    /// One `recvmmsg` on `socket`: how many datagrams arrived (at least 1),
+    /// or the error (`WouldBlock` when there were none).
+    pub fn receive(&mut self, socket: impl AsFd) -> io::Result<usize> {
         // SAFETY: zeroed iovec and mmsghdr are valid (null pointers, 0 lengths).
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
@@ -116,7 +119,7 @@ impl Received {
         // and address storage of the lengths given; all outlive the call.
         let n = unsafe {
             libc::recvmmsg(
-                fd,
+                socket.as_fd().as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 BATCH as _,
                 libc::MSG_DONTWAIT,
@@ -225,7 +228,12 @@ pub(crate) fn set_segment_size(hdr: &mut libc::msghdr, control: &mut SegmentCont
 /// shorter) in one GSO message: all of them, or none (`WouldBlock` when the
 /// socket has no room). `InvalidInput` if there are none, or more than
 /// [`gso_capacity`] allows.
-pub fn send_segments(fd: RawFd, bytes: &[u8], segment: usize, dst: SocketAddr) -> io::Result<()> {
+pub fn send_segments(
+    socket: impl AsFd,
+    bytes: &[u8],
+    segment: usize,
+    dst: SocketAddr,
+) -> io::Result<()> {
     if segment == 0 || bytes.is_empty() || bytes.len().div_ceil(segment) > gso_capacity(segment) {
         return Err(io::ErrorKind::InvalidInput.into());
     }
@@ -245,22 +253,32 @@ pub fn send_segments(fd: RawFd, bytes: &[u8], segment: usize, dst: SocketAddr) -
     set_segment_size(&mut hdr, &mut control, segment);
     // SAFETY: `hdr` points at a live iovec over `bytes` (which the kernel
     // only reads), at `dst` and at `control`; all outlive the call.
-    let n = unsafe { libc::sendmsg(fd, &hdr, libc::MSG_DONTWAIT) };
+    let n = unsafe { libc::sendmsg(socket.as_fd().as_raw_fd(), &hdr, libc::MSG_DONTWAIT) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
-/// Whether the kernel knows `UDP_SEGMENT` on socket `fd` (Linux 4.18+):
-/// `getsockopt` of it works there, and fails with `ENOPROTOOPT` before.
-pub fn gso_supported(fd: RawFd) -> bool {
+/// Whether the kernel knows `UDP_SEGMENT` (Linux 4.18+), so that GSO may
+/// be used: asked once per process, of the first UDP socket to ask, and the
+/// same answer for every later caller (it is the kernel's, not a socket's).
+/// The server and the stress client both ask here; what each does after a
+/// refused message ([`gso_refused`]) is its own policy.
+pub fn gso_supported(socket: impl AsFd) -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| knows_udp_segment(socket.as_fd()))
+}
+
+/// Whether `getsockopt(UDP_SEGMENT)` works on `socket`: it does where the
+/// kernel has GSO, and fails with `ENOPROTOOPT` before.
+fn knows_udp_segment(socket: BorrowedFd<'_>) -> bool {
     let mut size: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: a live c_int and its length, which is what the option writes.
     let r = unsafe {
         libc::getsockopt(
-            fd,
+            socket.as_raw_fd(),
             libc::SOL_UDP,
             libc::UDP_SEGMENT,
             (&mut size as *mut libc::c_int).cast(),
@@ -296,13 +314,17 @@ pub fn gso_capacity(size: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
 
-    /// This kernel (the CI's is 6.x) has GSO, and says so.
+    /// This kernel (the CI's is 6.x) has GSO, and says so, on IPv4 and
+    /// (where there is IPv6 loopback) IPv6 sockets alike.
     #[test]
     fn gso_is_supported_here() {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        assert!(gso_supported(socket.as_raw_fd()));
+        assert!(knows_udp_segment(socket.as_fd()));
+        assert!(gso_supported(&socket));
+        if let Ok(v6) = std::net::UdpSocket::bind("[::1]:0") {
+            assert!(knows_udp_segment(v6.as_fd()));
+        }
     }
 
     /// Empty datagrams never share a message; small ones are capped by the

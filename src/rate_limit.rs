@@ -4,18 +4,41 @@
 //! An exposed UDP echo is a classic reflector: an attacker sends datagrams
 //! with a victim's address as source, and the echo goes to the victim. The
 //! echo is never larger than the request (no amplification), and this
-//! limiter caps what any one address receives from us. A flood from millions
-//! of spoofed addresses must not grow memory either, so the table holds at
-//! most `capacity` sources and a new source evicts the one seen longest ago:
-//! O(1) per datagram (a hash lookup and a move to the back of a list), and a
-//! fixed amount of memory whatever the flood.
-
+//! limiter caps what any one address receives from us: over any stretch of
+//! time, at most `rate` a second plus one second's burst (`rate` again).
+//!
+//! # Fixed memory, and a cap that holds however the table churns
+//!
+//! A flood from millions of spoofed addresses must not grow memory, so the
+//! table holds at most `capacity` sources. Making room must not undo the
+//! cap: were any source forgotten, an attacker could spray more than
+//! `capacity` spoofed sources between two bursts at a victim, push the
+//! victim out, and have it come back with a fresh, full bucket every time.
+//! So only a source whose bucket has **refilled to full** is ever
+//! forgotten: a new source starts with a full bucket, so forgetting such a
+//! one loses nothing, and a source still in debt keeps its bucket, and its
+//! cap, for as long as it stays in debt.
+//!
+//! Which one to forget is a second-chance scan from the source seen longest
+//! ago (the one likeliest to have refilled): it is forgotten if it is full
+//! again, and otherwise moved to the fresh end, up to [`SCAN`] sources per
+//! newcomer. When none of those is full, the newcomer gets no bucket and
+//! its datagram is dropped (counted as rate-limited): that happens only
+//! while the table's stalest sources are all still in debt, that is, while
+//! more than `capacity` sources are each sending faster than the limit
+//! allows (a one-datagram spoofed source is full again `1/rate` seconds
+//! later). O(1) per datagram (a hash lookup and a move in a list; at most
+//! [`SCAN`] looks for a newcomer), and a fixed amount of memory whatever
+//! the flood.
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
 /// "No neighbour" in the recency list.
 const NIL: u32 = u32::MAX;
+
+/// Most tracked sources looked at to make room for a new one.
+const SCAN: usize = 8;
 
 /// One source's bucket, and its place in the recency list.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +56,7 @@ struct Bucket {
     next: u32,
 }
 
-/// Token buckets for up to `capacity` sources, stalest evicted first.
+/// Token buckets for up to `capacity` sources; only a full one is evicted.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     /// Datagrams per second each source may send (and its burst).
@@ -65,13 +88,17 @@ impl RateLimiter {
     }
 
     /// Whether a datagram from `ip` may be echoed now; takes its token.
+    /// A new source that finds no room (see the module docs) is refused.
     pub(crate) fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
         let i = match self.index.get(&ip) {
             Some(&i) => {
                 self.unlink(i);
                 i
             }
-            None => self.admit(ip, now),
+            None => match self.admit(ip, now) {
+                Some(i) => i,
+                None => return false,
+            },
         };
         self.push_freshest(i);
         let bucket = &mut self.buckets[i as usize];
@@ -92,9 +119,10 @@ impl RateLimiter {
         self.index.len()
     }
 
-    /// A bucket for a new source: a fresh slot while there is room, else
-    /// the stalest source's, which is forgotten. Returned unlinked.
-    fn admit(&mut self, ip: IpAddr, now: Instant) -> u32 {
+    /// A full bucket for a new source: a fresh slot while there is room,
+    /// else that of a source whose bucket has refilled ([`Self::reclaim`]),
+    /// which is forgotten; `None` if there is none. Returned unlinked.
+    fn admit(&mut self, ip: IpAddr, now: Instant) -> Option<u32> {
         let fresh = Bucket {
             ip,
             tokens: self.rate,
@@ -106,14 +134,30 @@ impl RateLimiter {
             self.buckets.push(fresh);
             (self.buckets.len() - 1) as u32
         } else {
-            let i = self.stalest;
-            self.unlink(i);
+            let i = self.reclaim(now)?;
             self.index.remove(&self.buckets[i as usize].ip);
             self.buckets[i as usize] = fresh;
             i
         };
         self.index.insert(ip, i);
-        i
+        Some(i)
+    }
+
+    /// The second-chance scan: from the stalest, up to [`SCAN`] sources,
+    /// the first whose bucket is full again (returned unlinked, still
+    /// indexed); each one still in debt moves to the fresh end.
+    fn reclaim(&mut self, now: Instant) -> Option<u32> {
+        for _ in 0..SCAN.min(self.buckets.len()) {
+            let i = self.stalest;
+            self.unlink(i);
+            let b = &self.buckets[i as usize];
+            let elapsed = now.saturating_duration_since(b.refilled).as_secs_f64();
+            if b.tokens + elapsed * self.rate >= self.rate {
+                return Some(i);
+            }
+            self.push_freshest(i);
+        }
+        None
     }
 
     fn unlink(&mut self, i: u32) {
@@ -163,24 +207,66 @@ mod tests {
         assert!(limiter.allow(ip(1), t0 + Duration::from_millis(150)));
     }
 
-    /// The table never holds more than its capacity, and the source evicted
-    /// is the one seen longest ago.
+    /// The table never holds more than its capacity; room is made by
+    /// forgetting the stalest source whose bucket has refilled, never one
+    /// still in debt; with none to forget, a newcomer is refused.
     #[test]
-    fn the_stalest_source_is_evicted() {
+    fn only_a_refilled_source_is_evicted() {
         let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(2); // everyone seen at t0 is full
         let mut limiter = RateLimiter::new(1, 3);
         for n in 1..=3 {
             assert!(limiter.allow(ip(n), t0));
         }
-        assert!(!limiter.allow(ip(1), t0)); // 1 is now the freshest
-        assert!(limiter.allow(ip(4), t0)); // evicts 2, the stalest
+        assert!(!limiter.allow(ip(4), t0)); // all three in debt: no room
+        assert!(limiter.allow(ip(1), t1)); // 1 refilled; now the freshest
+        assert!(limiter.allow(ip(4), t1)); // evicts 2, the stalest and full
         assert_eq!(limiter.len(), 3);
-        assert!(!limiter.allow(ip(3), t0)); // 3 kept its empty bucket
-        assert!(limiter.allow(ip(2), t0)); // 2 was forgotten: a fresh bucket
+        assert!(!limiter.allow(ip(1), t1)); // 1 kept its (spent) bucket
+        assert!(limiter.allow(ip(3), t1)); // 3 was full, not forgotten
+        assert!(!limiter.allow(ip(3), t1));
+        assert!(!limiter.allow(ip(2), t1)); // 2 comes back: everyone in debt
+        let mut t = t1;
         for n in 5..10_000 {
-            limiter.allow(ip(n), t0);
+            t += Duration::from_millis(100);
+            limiter.allow(ip(n), t);
         }
         assert_eq!(limiter.len(), 3);
         assert_eq!(limiter.buckets.len(), 3);
+    }
+
+    /// The reflection attack on the table: between the victim's bursts, an
+    /// attacker sprays ten times the table's capacity of spoofed sources
+    /// (one datagram each, spread over the pause, as a real spray is). The
+    /// victim still gets no more than `rate` a second plus its one burst
+    /// over the whole run, and new sources keep being served.
+    #[test]
+    fn a_spray_of_sources_does_not_refill_the_victim() {
+        const RATE: u32 = 100;
+        const CAPACITY: usize = 64;
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(RATE, CAPACITY);
+        let victim = IpAddr::from([10, 0, 0, 1]);
+        let (mut echoed, mut spoofed_echoed) = (0u64, 0u64);
+        let (cycles, cycle) = (50u32, Duration::from_millis(100));
+        let mut next_spoof = 0u32;
+        for c in 0..cycles {
+            let start = t0 + cycle * c;
+            echoed += (0..RATE).filter(|_| limiter.allow(victim, start)).count() as u64;
+            let spray = 10 * CAPACITY as u32;
+            for k in 1..=spray {
+                let at = start + cycle * k / (spray + 1);
+                next_spoof += 1;
+                spoofed_echoed += u64::from(limiter.allow(ip(next_spoof), at));
+            }
+        }
+        let window = (cycle * cycles).as_secs_f64();
+        let cap = f64::from(RATE) * window + f64::from(RATE);
+        assert!(
+            echoed as f64 <= cap,
+            "the victim got {echoed} over {window} s; the cap is {cap}"
+        );
+        assert!(limiter.len() <= CAPACITY);
+        assert!(spoofed_echoed > 0, "new sources were never served");
     }
 }

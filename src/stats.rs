@@ -152,6 +152,10 @@ counters! {
     /// UDP datagrams dropped for exceeding `--udp-rate` from their source.
     udp_dropped_rate_limited: UdpDroppedRateLimited, Counter,
         r#"udp_dropped_datagrams_total{reason="rate_limited"}"#;
+    /// UDP datagrams dropped because their source is denied (`--deny`, or
+    /// not in `--allow`): the rules TCP applies at accept.
+    udp_dropped_denied: UdpDroppedDenied, Counter,
+        r#"udp_dropped_datagrams_total{reason="denied"}"#;
     /// UDP errors: ICMP errors reported on the socket (an earlier echo's
     /// destination was unreachable), failed sends, unexpected receive errors.
     udp_errors: UdpErrors, Counter, "udp_errors_total";

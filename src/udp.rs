@@ -9,8 +9,10 @@
 //! datagram is dropped and counted: UDP promises nothing, and a queue per
 //! peer would be unbounded memory. Nothing ever waits for WRITABLE.
 //!
-//! Every datagram passes the per-source rate limit first
-//! ([`crate::rate_limit`]); the echo is never larger than the request.
+//! Every datagram passes `--allow`/`--deny` first (the same
+//! [`Rules`](crate::admission) TCP applies at accept; a denied datagram is
+//! dropped and counted as `udp_dropped_denied`), then the per-source rate
+//! limit ([`crate::rate_limit`]); the echo is never larger than the request.
 //!
 //! What each OS reports on the socket:
 //! - Linux and the BSDs do not report ICMP errors (port unreachable) on an
@@ -28,10 +30,21 @@
 //! each way instead of one per datagram, and the replies to one source of
 //! one size share one GSO message ([`crate::mmsg`] explains both). Elsewhere
 //! — and on Linux with mio's forced `poll(2)` backend, so that CI runs the
-//! portable path too — one `recv_from` and one `send_to` per datagram.
+//! portable path too — one `recv_from` and one `send_to` per datagram
+//! (`udp/portable.rs`). The two files offer the same functions; the switch
+//! between them (`linux_batch`, named in `build.rs`) is written once, here.
 
 #[cfg(linux_batch)]
 mod batch;
+#[cfg(not(linux_batch))]
+mod portable;
+
+/// This platform's receive-and-echo calls: `batch.rs` and `portable.rs`
+/// offer the same `Buffers` and `serve`.
+#[cfg(linux_batch)]
+use batch as platform;
+#[cfg(not(linux_batch))]
+use portable as platform;
 
 use std::io;
 use std::net::SocketAddr;
@@ -40,18 +53,18 @@ use std::time::{Duration, Instant};
 use log::warn;
 use mio::net::UdpSocket;
 
+use crate::admission::Rules;
 use crate::logging::Throttle;
 use crate::rate_limit::RateLimiter;
-#[cfg(not(linux_batch))]
-use crate::rules::DATAGRAM_MAX;
 use crate::stats::{Counter, Counters};
 
 /// Datagrams one socket may receive per loop turn before the loop moves on
 /// (it comes back next turn): a flood cannot starve the TCP clients.
 const DATAGRAMS_PER_TURN: usize = 256;
 
-/// Sources the rate limiter tracks at once: a spoofed-source flood evicts
-/// the stalest, so its memory (about 64 bytes a source) stays fixed.
+/// Sources the rate limiter tracks at once: a spoofed-source flood replaces
+/// sources whose allowance has refilled, so its memory (about 64 bytes a
+/// source) stays fixed.
 const RATE_SOURCES: usize = 16 * 1024;
 
 /// How long a socket rests after an unexpected receive error, so a
@@ -87,24 +100,22 @@ impl Udp {
 /// What every UDP socket shares: the receive buffers and the [`Policy`].
 #[derive(Debug)]
 pub(crate) struct UdpEcho {
-    /// The one datagram buffer of the portable path, [`DATAGRAM_MAX`] bytes.
-    #[cfg(not(linux_batch))]
-    buf: Vec<u8>,
-    /// The receive and send buffers of the batched path.
-    #[cfg(linux_batch)]
-    batch: batch::Batch,
+    /// The receive and send buffers of this platform's path.
+    buffers: platform::Buffers,
     /// What may be echoed, and how each outcome is counted.
     policy: Policy,
 }
 
-/// The rate limit, and the counting and warning of what became of each
-/// datagram.
+/// The admission rules and the rate limit, and the counting and warning of
+/// what became of each datagram.
 #[derive(Debug)]
 pub(crate) struct Policy {
+    /// `--allow` and `--deny`: the check TCP makes at accept.
+    rules: Rules,
     /// `--udp-rate`; `None` when unlimited.
     limiter: Option<RateLimiter>,
-    /// Rate limit for "rate-limited" warnings.
-    limited_warnings: Throttle,
+    /// Rate limit for "dropped" warnings (denied, rate-limited).
+    dropped_warnings: Throttle,
     /// Rate limit for error warnings.
     error_warnings: Throttle,
 }
@@ -127,17 +138,15 @@ impl Udp {
 }
 
 impl UdpEcho {
-    /// Shared state for UDP echo at `rate` datagrams per second per source
-    /// (0: unlimited).
-    pub(crate) fn new(rate: u32) -> Self {
+    /// Shared state for UDP echo under `rules`, at `rate` datagrams per
+    /// second per source (0: unlimited).
+    pub(crate) fn new(rules: Rules, rate: u32) -> Self {
         UdpEcho {
-            #[cfg(not(linux_batch))]
-            buf: vec![0; DATAGRAM_MAX],
-            #[cfg(linux_batch)]
-            batch: batch::Batch::new(),
+            buffers: platform::Buffers::new(),
             policy: Policy {
+                rules,
                 limiter: (rate > 0).then(|| RateLimiter::new(rate, RATE_SOURCES)),
-                limited_warnings: Throttle::default(),
+                dropped_warnings: Throttle::default(),
                 error_warnings: Throttle::default(),
             },
         }
@@ -145,10 +154,7 @@ impl UdpEcho {
 
     /// Receives and echoes on `udp` until `WouldBlock` or the budget.
     pub(crate) fn serve(&mut self, udp: &mut Udp, counters: &Counters, now: Instant) {
-        #[cfg(linux_batch)]
-        let result = batch::serve(&mut self.batch, &mut self.policy, udp, counters, now);
-        #[cfg(not(linux_batch))]
-        let result = self.serve_portable(udp, counters, now);
+        let result = platform::serve(&mut self.buffers, &mut self.policy, udp, counters, now);
         if let Err(e) = result {
             counters.add(Counter::UdpErrors, 1);
             udp.resting_until = Some(now + ERROR_BACKOFF);
@@ -161,54 +167,27 @@ impl UdpEcho {
             }
         }
     }
-
-    /// The portable path: one `recv_from` and one `send_to` per datagram.
-    /// Returns an unexpected receive error (the caller rests the socket).
-    #[cfg(not(linux_batch))]
-    fn serve_portable(
-        &mut self,
-        udp: &mut Udp,
-        counters: &Counters,
-        now: Instant,
-    ) -> io::Result<()> {
-        for _ in 0..DATAGRAMS_PER_TURN {
-            match udp.socket.recv_from(&mut self.buf) {
-                Ok((n, src)) => {
-                    if self.policy.admit(src, n, counters, now) {
-                        let sent = send_to(&udp.socket, &self.buf[..n], src).map(drop);
-                        self.policy.account_send(sent, n, Some(src), counters, now);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    udp.ready = false;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_peer_error(&e) => counters.add(Counter::UdpErrors, 1),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(()) // budget spent: still ready, served again next turn
-    }
 }
 
 impl Policy {
-    /// Counts a received datagram and checks the rate limit; false if it is
-    /// to be dropped (counted and warned about here).
+    /// Counts a received datagram and checks the rules and the rate limit;
+    /// false if it is to be dropped (counted and warned about here).
     fn admit(&mut self, src: SocketAddr, len: usize, counters: &Counters, now: Instant) -> bool {
         counters.add(Counter::UdpDatagramsIn, 1);
         counters.add(Counter::UdpBytesIn, len as u64);
-        let Some(limiter) = &mut self.limiter else {
+        let limited = |l: &mut RateLimiter| !l.allow(src.ip(), now);
+        let (counter, why) = if !self.rules.permits(src.ip()) {
+            (Counter::UdpDroppedDenied, "--allow/--deny")
+        } else if self.limiter.as_mut().is_some_and(limited) {
+            (Counter::UdpDroppedRateLimited, "over --udp-rate")
+        } else {
             return true;
         };
-        if limiter.allow(src.ip(), now) {
-            return true;
-        }
-        counters.add(Counter::UdpDroppedRateLimited, 1);
-        if let Some(missed) = self.limited_warnings.allow(now) {
+        counters.add(counter, 1);
+        if let Some(missed) = self.dropped_warnings.allow(now) {
             warn!(
-                "udp: dropped a datagram from {}: over --udp-rate; {missed} more dropped \
-                 since last warning",
+                "udp: dropped a datagram from {} ({why}); {missed} more dropped since last \
+                 warning",
                 src.ip()
             );
         }
@@ -239,17 +218,6 @@ impl Policy {
                     warn!("sendto {dst}: {e} ({missed} more errors since last warning)");
                 }
             }
-        }
-    }
-}
-
-/// `send_to`, retrying `Interrupted`.
-#[cfg(not(linux_batch))]
-fn send_to(socket: &UdpSocket, data: &[u8], dst: SocketAddr) -> io::Result<usize> {
-    loop {
-        match socket.send_to(data, dst) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
         }
     }
 }

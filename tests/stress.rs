@@ -863,3 +863,114 @@ fn percentiles_flag_picks_the_columns() {
     assert!(j["latency_us"]["p99_99"].f64() > 0.0);
     assert!(j["latency_us"]["p90"].is_null());
 }
+
+/// Proves one rule for output files that cannot be written once the run
+/// is under way (`/dev/full` takes the open, refuses the bytes): the exit
+/// status is 2 for `--hlog` and for `--plot` alike, the text report says
+/// which file was not written, and with `--json` the report's `exit_code`
+/// is the process's and `output_errors` names the file.
+#[cfg(target_os = "linux")]
+#[test]
+fn unwritable_output_files_fail_the_run_and_say_so() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    for flag in ["--hlog", "--plot"] {
+        let base = ["--addr", &addr, "-c", "2", "-n", "50", flag, "/dev/full"];
+        let text = Stress::spawn(Command::new(STRESS).args(base)).finish(RUN_LIMIT);
+        text.assert_exit(2);
+        assert!(
+            text.stdout.contains("result:       PASS"),
+            "{}",
+            text.describe()
+        );
+        let said = format!("output:       NOT WRITTEN: {flag} /dev/full");
+        assert!(text.stdout.contains(&said), "{}", text.describe());
+
+        let json = Stress::spawn(Command::new(STRESS).args(base).arg("--json")).finish(RUN_LIMIT);
+        json.assert_exit(2);
+        let j = json.json();
+        assert_eq!(j["exit_code"].u64(), 2, "{}", json.describe());
+        assert!(j["verdict"].is_null(), "{}", json.describe());
+        let errors = j["output_errors"].as_array().expect("output_errors");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].str().starts_with(&format!("{flag} /dev/full")),
+            "{errors:?}"
+        );
+    }
+    // Written files: the list is there, and empty.
+    let dir = std::env::temp_dir().join(format!("echoloop-stress-outputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    let hlog = dir.join("run.hlog");
+    let run = Stress::spawn(
+        Command::new(STRESS)
+            .args(["--addr", &addr, "-c", "2", "-n", "50", "--json", "--hlog"])
+            .arg(&hlog),
+    )
+    .finish(RUN_LIMIT);
+    run.assert_exit(0);
+    assert_eq!(run.json()["output_errors"], serde_json::json!([]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Proves the same file named for two outputs is a usage error before
+/// any connection, however it is spelt (`F` and `./F`, an absolute and a
+/// relative path): one line naming both flags, exit status 2, and the
+/// server never sees a connect.
+#[test]
+fn one_file_for_two_outputs_is_a_usage_error() {
+    let server = serve(Behaviour::Echo);
+    let addr = server.addr.to_string();
+    let dir = std::env::temp_dir().join(format!("echoloop-stress-same-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    let absolute = dir.join("out");
+    for (hlog, plot) in [
+        (absolute.clone(), absolute.clone()),
+        (absolute.clone(), std::path::PathBuf::from("./out")),
+        (dir.join(".").join("out"), std::path::PathBuf::from("out")),
+    ] {
+        let run = Stress::spawn(
+            Command::new(STRESS)
+                .current_dir(&dir)
+                .args(["--addr", &addr, "-n", "10", "--hlog"])
+                .arg(&hlog)
+                .arg("--plot")
+                .arg(&plot),
+        )
+        .finish(RUN_LIMIT);
+        let line = run.assert_usage_error(&format!("--hlog {hlog:?} --plot {plot:?}"));
+        assert!(line.contains("--hlog") && line.contains("--plot"), "{line}");
+        assert!(line.contains("same file"), "{line}");
+    }
+    assert!(server.peers.lock().expect("peers").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Proves `--interval` below 0.1 s is refused as a usage error (each
+/// interval costs a set of histograms and a hand-over per loop; at 1 ms
+/// that was most of a gigabyte and two thirds of the throughput), and that
+/// its help says what an interval costs.
+#[test]
+fn interval_below_a_tenth_of_a_second_is_refused() {
+    for too_short in ["0.001", "0.05", "0.099"] {
+        let run = Stress::spawn(Command::new(STRESS).args([
+            "--addr",
+            "127.0.0.1:9",
+            "-n",
+            "1",
+            "--interval",
+            too_short,
+        ]))
+        .finish(RUN_LIMIT);
+        let line = run.assert_usage_error(too_short);
+        assert!(
+            line.contains("--interval") && line.contains("0.1"),
+            "{line}"
+        );
+    }
+    let help = Stress::spawn(Command::new(STRESS).arg("--help")).finish(RUN_LIMIT);
+    help.assert_exit(0);
+    let flat = help.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("at least 0.1"), "{flat}");
+    assert!(flat.contains("MiB"), "{flat}");
+}

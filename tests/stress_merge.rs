@@ -229,3 +229,157 @@ fn merge_refuses_what_does_not_add_up() {
         }
     }
 }
+
+/// Writes `report` with `edit` applied to its JSON as `dir/name`.
+fn edited(dir: &Path, name: &str, report: &Json, edit: impl FnOnce(&mut Json)) -> String {
+    let mut j = report.clone();
+    edit(&mut j);
+    let text = serde_json::to_string_pretty(&j).expect("serialize");
+    file(dir, name, text.as_bytes())
+}
+
+/// Moves report `j` `secs` later: another run, as far as `merge` can tell.
+fn shift(j: &mut Json, secs: f64) {
+    for key in ["started_unix", "ended_unix"] {
+        let t = j[key].as_f64().expect("a time");
+        j[key] = (t + secs).into();
+    }
+}
+
+/// Asserts `merge a b` and `merge b a` both refuse, each with one line
+/// (exit 2) that holds every word of `says`.
+#[track_caller]
+fn assert_refused_both_ways(a: &str, b: &str, says: &[&str]) {
+    for (x, y) in [(a, b), (b, a)] {
+        let line = stress(&["merge", x, y]).assert_usage_error(&format!("merge {x} {y}"));
+        for word in says {
+            assert!(line.contains(word), "merge {x} {y}: no {word:?} in {line}");
+        }
+    }
+}
+
+/// Proves `merge` refuses runs whose settings give their counts another
+/// meaning, whatever the order of the files, naming the setting and both
+/// values: `-k 1` with `-k 8`, `--rate 100` with `--rate 1000`, `-d 1`
+/// with `-n`, and UDP runs with another `--max-loss` (whose verdict would
+/// otherwise be the first file's limit). Runs that differ only in what
+/// adds up (connections, loops) still merge, in either order, to the
+/// same verdict.
+#[test]
+fn merge_refuses_unlike_runs_in_either_order() {
+    let addr = echo_server().to_string();
+    let dir = scratch("stress-merge-unlike");
+    let run = |name: &str, args: &[&str]| {
+        let mut argv = vec!["--addr", &addr, "-c", "2", "--json"];
+        argv.extend_from_slice(args);
+        let out = stress(&argv);
+        out.assert_exit(0);
+        (file(&dir, name, out.stdout.as_bytes()), out.json())
+    };
+    let (k1, _) = run("k1.json", &["-n", "40", "-k", "1"]);
+    let (k8, _) = run("k8.json", &["-n", "40", "-k", "8"]);
+    assert_refused_both_ways(&k1, &k8, &["--pipeline 1", "--pipeline 8", "k8.json"]);
+    let (r100, _) = run("r100.json", &["-n", "20", "-r", "100"]);
+    let (r1000, _) = run("r1000.json", &["-n", "20", "-r", "1000"]);
+    assert_refused_both_ways(&r100, &r1000, &["--rate 100", "--rate 1000"]);
+    let (timed, _) = run("timed.json", &["-d", "0.2"]);
+    assert_refused_both_ways(&k1, &timed, &["--duration 0.2"]);
+
+    // --max-loss, edited into a UDP report (the setting is all that differs).
+    let (_, tcp) = run("tcp.json", &["-n", "20"]);
+    let udp = |name: &str, max_loss: f64, later: f64| {
+        edited(&dir, name, &tcp, |j| {
+            j["mode"] = "udp".into();
+            for key in ["sent", "echoed", "lost", "late", "duplicated", "reordered"] {
+                j[key] = 0.into();
+            }
+            for key in ["corrupted", "foreign", "icmp_errors", "unresolved"] {
+                j[key] = 0.into();
+            }
+            j["max_loss_percent"] = max_loss.into();
+            shift(j, later);
+        })
+    };
+    let (strict, lenient) = (udp("loss0.json", 0.0, 0.0), udp("loss50.json", 50.0, 1.0));
+    assert_refused_both_ways(&strict, &lenient, &["--max-loss 0", "--max-loss 50"]);
+
+    // Another connection count is no difference: both orders merge alike.
+    let (more, _) = run("c2-k1.json", &["-n", "40", "-k", "1"]);
+    let (a, b) = (
+        stress(&["merge", "--json", &k1, &more]),
+        stress(&["merge", "--json", &more, &k1]),
+    );
+    a.assert_exit(0);
+    b.assert_exit(0);
+    assert_eq!(a.json()["verdict"], b.json()["verdict"]);
+    assert_eq!(count(&a.json(), "messages"), 80);
+}
+
+/// Proves a run given twice is refused rather than counted twice: the
+/// same file twice, and a copy of it under another name (same start, same
+/// counts, same histograms), each one line naming both files; a run that
+/// is not the same (another start) still merges.
+#[test]
+fn merge_refuses_the_same_run_twice() {
+    let addr = echo_server().to_string();
+    let dir = scratch("stress-merge-twice");
+    let out = stress(&["--addr", &addr, "-c", "2", "-n", "100", "--json"]);
+    out.assert_exit(0);
+    let a = file(&dir, "a.json", out.stdout.as_bytes());
+    let copy = file(&dir, "copy.json", out.stdout.as_bytes());
+    for other in [&a, &copy] {
+        let line = stress(&["merge", &a, other]).assert_usage_error(other);
+        assert!(line.contains("same run"), "{line}");
+        assert!(
+            line.contains("a.json") && line.contains(other.as_str()),
+            "{line}"
+        );
+    }
+    let later = edited(&dir, "later.json", &out.json(), |j| shift(j, 0.5));
+    let merged = stress(&["merge", "--json", &a, &later]);
+    merged.assert_exit(0);
+    assert_eq!(count(&merged.json(), "messages"), 200);
+}
+
+/// Proves `merge` never panics nor wraps on numbers no run writes: times
+/// of ±1e20 s, a duration of 1e300 s, a count of 2^64−1 added to a normal
+/// report, failure reasons that add up past 2^64−1. Each is one line
+/// naming the file and the field, exit status 2.
+#[test]
+fn merge_refuses_extreme_values_naming_file_and_field() {
+    let addr = echo_server().to_string();
+    let dir = scratch("stress-merge-extreme");
+    let out = stress(&["--addr", &addr, "-c", "2", "-n", "100", "--json"]);
+    out.assert_exit(0);
+    let good = file(&dir, "good.json", out.stdout.as_bytes());
+    let base = out.json();
+    let set = |name: &str, key: &'static str, value: Json| {
+        edited(&dir, name, &base, move |j| j[key] = value)
+    };
+    let cases = [
+        (set("ended.json", "ended_unix", 1e20.into()), "ended_unix"),
+        (
+            set("started.json", "started_unix", (-1e20).into()),
+            "started_unix",
+        ),
+        (
+            set("duration.json", "duration_secs", 1e300.into()),
+            "duration_secs",
+        ),
+        (set("huge.json", "messages", u64::MAX.into()), "messages"),
+        (set("bytes.json", "bytes", u64::MAX.into()), "bytes"),
+        (
+            edited(&dir, "reasons.json", &base, |j| {
+                j["failed_by_reason"]["refused"] = u64::MAX.into();
+                j["failed_by_reason"]["timeout"] = 1.into();
+            }),
+            "failures",
+        ),
+    ];
+    for (bad, field) in &cases {
+        let line = stress(&["merge", &good, bad]).assert_usage_error(bad);
+        let name = Path::new(bad).file_name().expect("name").to_string_lossy();
+        assert!(line.contains(&*name), "{bad}: {line}");
+        assert!(line.contains(field), "{bad}: no {field} in {line}");
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod support;
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::thread;
@@ -233,6 +234,125 @@ fn rate_limit_holds_back_a_flooder_not_a_bystander() {
     assert_eq!(stats.udp_dropped_rate_limited, sent - echoed);
 }
 
+/// Skips the test (saying why) where datagrams from 127.0.0.2 look as if
+/// they came from 127.0.0.1, so per-source rules cannot be told apart.
+macro_rules! needs_distinct_sources {
+    () => {
+        if !loopback_sources_are_told_apart() {
+            eprintln!(
+                "skipped: this platform reports datagrams from 127.0.0.2 as from 127.0.0.1 \
+                 (Wine does), so per-source rules cannot be told apart here"
+            );
+            return;
+        }
+    };
+}
+
+/// Sends one datagram from `denied` and then one from `served` (the server
+/// reads them in that order): the second is echoed; once both are counted,
+/// the first was dropped, counted as denied, and nothing came back for it.
+#[track_caller]
+fn assert_denied_then_served(server: &TestServer, denied: &UdpSocket, served: &UdpSocket) {
+    denied.send_to(b"keep out", server.addr).unwrap();
+    let data = payload(3, 200);
+    assert_same(&round_trip(served, server.addr, &data).0, &data);
+    wait_until("both datagrams counted", TIMEOUT, || {
+        let s = server.handle.stats();
+        s.udp_datagrams_in == 2 && s.udp_dropped_denied == 1
+    });
+    denied.set_nonblocking(true).unwrap();
+    let got = denied.recv_from(&mut [0u8; 16]);
+    assert!(
+        matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a denied source got {got:?}"
+    );
+}
+
+/// `--udp --deny 127.0.0.1/32`: a datagram from 127.0.0.1 is not echoed
+/// and is counted as denied, while one from 127.0.0.2 is echoed — the rule
+/// TCP applies at accept, applied to every datagram.
+#[test]
+fn deny_drops_datagrams_from_its_range() {
+    needs_distinct_sources!();
+    let server = TestServer::start(|c| {
+        c.udp = true;
+        c.deny = vec!["127.0.0.1/32".parse().unwrap()];
+    });
+    assert_denied_then_served(&server, &client("127.0.0.1"), &client("127.0.0.2"));
+    let stats = server.stop();
+    assert_eq!((stats.udp_datagrams_out, stats.udp_dropped_denied), (1, 1));
+}
+
+/// `--udp --allow 127.0.0.2/32`: a datagram from 127.0.0.1 is dropped and
+/// counted as denied, one from 127.0.0.2 echoed.
+#[test]
+fn allow_serves_datagrams_from_its_range_only() {
+    needs_distinct_sources!();
+    let server = TestServer::start(|c| {
+        c.udp = true;
+        c.allow = vec!["127.0.0.2/32".parse().unwrap()];
+    });
+    assert_denied_then_served(&server, &client("127.0.0.1"), &client("127.0.0.2"));
+    let stats = server.stop();
+    assert_eq!((stats.udp_datagrams_out, stats.udp_dropped_denied), (1, 1));
+}
+
+/// A rule in IPv4-mapped form, through the real binary's flag parsing:
+/// `--deny ::ffff:127.0.0.1` denies datagrams from 127.0.0.1 (and TCP
+/// from it), while 127.0.0.2 is served.
+#[test]
+fn a_mapped_rule_denies_its_ipv4_source() {
+    needs_distinct_sources!();
+    let mut server = Binary::start(&[
+        "--udp",
+        "--deny",
+        "::ffff:127.0.0.1",
+        "--stats-interval",
+        "0.05",
+    ]);
+    let (denied, served) = (client("127.0.0.1"), client("127.0.0.2"));
+    denied.send_to(b"keep out", server.addr).unwrap();
+    let data = payload(4, 100);
+    assert_same(&round_trip(&served, server.addr, &data).0, &data);
+    let line = server.stderr.wait_for("udp_dropped_denied=1 ");
+    assert_eq!(stat(&line, "udp_datagrams_out"), 1, "{line}");
+    denied.set_nonblocking(true).unwrap();
+    assert!(
+        denied.recv_from(&mut [0u8; 16]).is_err(),
+        "a denied source was echoed"
+    );
+    let tcp = std::net::TcpStream::connect(server.addr).expect("connect from 127.0.0.1");
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let _ = (&tcp).write_all(b"let me in");
+    assert!(
+        matches!((&tcp).read(&mut [0u8; 16]), Ok(0) | Err(_)),
+        "a denied TCP client was echoed"
+    );
+}
+
+/// `--max-per-source` counts TCP connections; with `--udp-rate 0` UDP would
+/// have no per-source limit at all, so that combination is refused at
+/// start, naming both settings.
+#[test]
+fn max_per_source_without_a_udp_limit_is_refused() {
+    let mut config = echoloop::Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        udp: true,
+        udp_rate: 0,
+        max_per_source: Some(4),
+        ..echoloop::Config::default()
+    };
+    let err = echoloop::Server::bind(config.clone()).expect_err("refused at start");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("max_per_source") && msg.contains("udp_rate"),
+        "{msg}"
+    );
+    config.udp_rate = 1000;
+    echoloop::Server::bind(config).expect("with a UDP limit, both are fine");
+}
+
 /// Whether a datagram sent from 127.0.0.2 is seen as coming from 127.0.0.2
 /// (Linux, Windows) rather than 127.0.0.1 (Wine).
 fn loopback_sources_are_told_apart() -> bool {
@@ -249,8 +369,9 @@ fn loopback_sources_are_told_apart() -> bool {
 
 /// A flood from 100,000 distinct source addresses and ports (each a fresh
 /// socket on its own 127.x.y.z) leaves the server's memory within a fixed
-/// bound: the rate limiter tracks at most 16,384 sources and evicts the
-/// stalest, so the table cannot grow with the flood. Bound: 4 MiB over the
+/// bound: the rate limiter tracks at most 16,384 sources and replaces
+/// those whose allowance has refilled, so the table cannot grow with the
+/// flood. Bound: 4 MiB over the
 /// server's resident size before the flood (the table is about 1.5 MiB;
 /// unbounded, it grows by about 9 MiB here).
 #[cfg(target_os = "linux")]

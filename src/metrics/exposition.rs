@@ -33,7 +33,7 @@ const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "udp_dropped_datagrams_total",
         "UDP datagrams dropped, by reason: would_block (send buffer full), rate_limited \
-         (--udp-rate).",
+         (--udp-rate), denied (--allow/--deny).",
     ),
 ];
 

@@ -1,4 +1,4 @@
-//! Linux: the batched echo — one `recvmmsg` for up to [`BATCH`] datagrams,
+//! Linux's epoll: the batched echo — one `recvmmsg` for up to [`BATCH`] datagrams,
 //! one `sendmmsg` to send the admitted ones back, and in it, replies to one
 //! source of one size sharing a GSO message ([`crate::mmsg`] explains both).
 //!
@@ -13,7 +13,7 @@
 //! with a small MTU, a spoofed source) can turn it off for everyone.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Instant;
 
 use log::info;
@@ -29,19 +29,16 @@ use crate::stats::{Counter, Counters};
 /// larger datagram goes alone and may be fragmented, as without GSO.
 const GSO_MAX_SEGMENT: usize = 1452;
 
-/// The batch's memory, and whether GSO may be used.
+/// The batch's memory.
 #[derive(Debug)]
-pub(super) struct Batch {
+pub(super) struct Buffers {
     /// The datagrams of the last `recvmmsg`, replies sent from there.
     received: Received,
-    /// Whether replies to one source may share a `UDP_SEGMENT` message:
-    /// `None` until the first socket is asked ([`mmsg::gso_supported`]).
-    gso: Option<bool>,
     /// Rate limit for "GSO refused" lines.
     refusals: Throttle,
 }
 
-/// How [`Batch::send_back`] sends a batch: its datagrams in message order,
+/// How [`Buffers::send_back`] sends a batch: its datagrams in message order,
 /// and each message's run of them.
 struct Plan {
     /// Datagram indexes, message by message.
@@ -81,23 +78,22 @@ impl Plan {
 /// full: it and the rest are dropped), or the error its message met.
 type Outcome<'a> = dyn FnMut(usize, io::Result<()>) + 'a;
 
-impl Batch {
+impl Buffers {
     /// Buffers for one batch.
     pub(super) fn new() -> Self {
-        Batch {
+        Buffers {
             received: Received::new(),
-            gso: None,
             refusals: Throttle::default(),
         }
     }
 
     /// Sends the datagrams whose `keep` is set back to their sources, with
-    /// as few messages as [`Batch::groups`] allows (one each without
+    /// as few messages as [`Buffers::groups`] allows (one each without
     /// `gso`); `outcome(k, result)` is told what became of each. Returns
     /// whether the socket was full (the rest were dropped).
     fn send_back(
         &mut self,
-        fd: i32,
+        socket: BorrowedFd<'_>,
         keep: &[bool],
         gso: bool,
         now: Instant,
@@ -115,7 +111,7 @@ impl Batch {
             // and control space filled above; all outlive the call.
             let r = unsafe {
                 libc::sendmmsg(
-                    fd,
+                    socket.as_raw_fd(),
                     hdrs[g..].as_mut_ptr(),
                     (plan.messages - g) as _,
                     libc::MSG_DONTWAIT,
@@ -143,7 +139,7 @@ impl Batch {
                     self.refused(&e, plan.order[plan.spans[g].0], now);
                     let mut alone = [false; BATCH];
                     plan.members(g, g + 1).for_each(|k| alone[k] = true);
-                    if self.send_back(fd, &alone[..keep.len()], false, now, outcome) {
+                    if self.send_back(socket, &alone[..keep.len()], false, now, outcome) {
                         plan.blocked(g + 1, outcome);
                         return true;
                     }
@@ -247,17 +243,16 @@ impl Batch {
 /// Receives and echoes on `udp` in batches until the socket is drained or
 /// the budget is spent. Returns an unexpected receive error.
 pub(super) fn serve(
-    batch: &mut Batch,
+    batch: &mut Buffers,
     policy: &mut Policy,
     udp: &mut Udp,
     counters: &Counters,
     now: Instant,
 ) -> io::Result<()> {
-    let fd = udp.socket.as_raw_fd();
-    let gso = *batch.gso.get_or_insert_with(|| mmsg::gso_supported(fd));
+    let gso = mmsg::gso_supported(&udp.socket);
     let mut received = 0;
     while received < DATAGRAMS_PER_TURN {
-        let n = match batch.received.receive(fd) {
+        let n = match batch.received.receive(&udp.socket) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 udp.ready = false;
@@ -279,9 +274,15 @@ pub(super) fn serve(
             *keep = src.is_some_and(|src| policy.admit(src, len, counters, now));
             (dst[k], lens[k]) = (src, len);
         }
-        batch.send_back(fd, &keep[..n], gso, now, &mut |k, result| {
-            policy.account_send(result, lens[k], dst[k], counters, now);
-        });
+        batch.send_back(
+            udp.socket.as_fd(),
+            &keep[..n],
+            gso,
+            now,
+            &mut |k, result| {
+                policy.account_send(result, lens[k], dst[k], counters, now);
+            },
+        );
         if rules::read_proves_drained(n, BATCH, false) {
             udp.ready = false;
             return Ok(());
@@ -297,7 +298,7 @@ mod tests {
 
     /// A batch as `recvmmsg` leaves it when datagram k came from sender
     /// `from[k]` (of three sockets) with `lens[k]` bytes, sent in order.
-    fn batch(from: &[usize], lens: &[usize]) -> Batch {
+    fn batch(from: &[usize], lens: &[usize]) -> Buffers {
         let bind = || UdpSocket::bind("127.0.0.1:0").expect("bind");
         let receiver = bind();
         let senders = [bind(), bind(), bind()];
@@ -305,9 +306,9 @@ mod tests {
         for (&s, &len) in from.iter().zip(lens) {
             senders[s].send_to(&vec![7; len], to).expect("send_to");
         }
-        let mut b = Batch::new();
+        let mut b = Buffers::new();
         // Loopback queues a datagram before send_to returns.
-        let n = b.received.receive(receiver.as_raw_fd()).expect("recvmmsg");
+        let n = b.received.receive(&receiver).expect("recvmmsg");
         assert_eq!(n, from.len());
         b
     }

@@ -1,102 +1,272 @@
 //! What the loops count, and the first message of each kind of error.
+//!
+//! Every count is listed once, in the `tally!` invocations below, with its
+//! name in the JSON report: the struct the loops update, its serde form
+//! (the report's fields, which `merge` reads back), the loops' totals
+//! ([`Counts::add`]) and `merge`'s overflow-checked sums
+//! ([`Counts::checked_add`]) are all generated from that list, so adding a
+//! count is one entry (and a line of the text report, which a test checks
+//! it has). Per-reason counts are [`PerReason`] arrays, sized by
+//! [`FailReason::ALL`].
 
 use crate::cli::Mode;
+use crate::conn::FailReason;
+use crate::keyed::keyed_array;
 
-/// Everything one loop counts; the loops' counts are added up at the end.
-#[derive(Debug, Default, Clone)]
-pub struct Counts {
-    /// `connect` calls made.
-    pub attempted: u64,
-    /// Connects that completed the handshake.
-    pub established: u64,
-    /// Connects that failed, by [`FailReason::index`](crate::conn::FailReason::index).
-    pub failed: [u64; 5],
-    /// Connects still in progress when the run ended or was interrupted:
-    /// connections never established, so never tested (failures, except in
-    /// churn mode, where connects in flight at the end are the norm).
-    pub aborted: u64,
-    /// Load and idle mode: connections still waiting for their turn to
-    /// connect when the run ended (never attempted, never tested).
-    pub never_attempted: u64,
-    /// Connections the server closed or reset before we were done with them.
-    pub unexpected_closes: u64,
-    /// Of those, the ones closed before they echoed a single byte: typically
-    /// a server refusing connections over its limit (accept, then close).
-    pub closed_before_echo: u64,
-    /// Connections that received no echo byte for `--echo-timeout` while
-    /// owed one.
-    pub stalled: u64,
-    /// Connections whose echoes were still arriving when the drain after a
-    /// timed run ended: slow, not stalled, and not a failure.
-    pub unfinished: u64,
-    /// Connections whose echo differed from what was sent (each is closed at
-    /// its first wrong byte, since nothing after it can be trusted).
-    pub verification_errors: u64,
-    /// Messages whose echo arrived complete and verified.
-    pub messages: u64,
-    /// Echoed bytes received and verified (one direction).
-    pub bytes: u64,
-    /// Churn mode: connect-echo-close cycles completed.
-    pub cycles: u64,
-    /// Idle mode: connections still open when the hold ended.
-    pub idle_held: u64,
-    /// Idle mode: of those, the ones whose final echo verified.
-    pub idle_survived: u64,
-    /// `--udp`: what became of the datagrams (sockets are counted above
-    /// as connections: opened as attempted and established, failures to
-    /// open by reason, a socket error as an unexpected close; echoed
-    /// datagrams as messages and bytes).
-    pub udp: UdpCounts,
+keyed_array!(
+    /// One value per connect failure reason, by [`FailReason::index`]; in
+    /// JSON an object keyed by [`FailReason::name`].
+    PerReason,
+    FailReason,
+    name
+);
+
+/// A value the loops' (and runs') values add into: a count sums, a first
+/// message keeps the earliest one there is.
+pub trait Tally {
+    /// Adds `other` into this (a loop's totals: a count saturates rather
+    /// than wrap, which no real run reaches).
+    fn add(&mut self, other: &Self);
+    /// Adds `other` into this, failing where a count would not fit in 64
+    /// bits: `Err` names the field (empty: the caller names it).
+    fn checked_add(&mut self, other: &Self) -> Result<(), &'static str>;
+    /// Calls `f` with every count in this and its JSON name (`name` for a
+    /// bare count).
+    fn each_count(&mut self, name: &'static str, f: &mut dyn FnMut(&'static str, &mut u64));
 }
 
-/// What became of the datagrams of a `--udp` run; in the JSON report each
-/// is a top-level field of this name (the benchmark reads them).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UdpCounts {
-    /// Datagrams the kernel took (`send_to` succeeded).
-    pub sent: u64,
-    /// Datagrams whose echo came back whole and right within
-    /// `--echo-timeout` (the same as `messages`).
-    pub echoed: u64,
-    /// Datagrams not echoed within `--echo-timeout`, counted when it expired.
-    pub lost: u64,
-    /// Echoes of lost datagrams that arrived after all: not echoed.
-    pub late: u64,
-    /// Echoes of a datagram already echoed (or late): the server invented a copy.
-    pub duplicated: u64,
-    /// Echoes that came after the echo of a later datagram of the same
-    /// socket: reported, not a failure (UDP does not promise order).
-    pub reordered: u64,
-    /// Echoes with wrong bytes, a wrong length, another socket's header or
-    /// a sequence never sent.
-    pub corrupted: u64,
-    /// Datagrams from an address other than the server's: not echoes, not
-    /// looked at.
-    pub foreign: u64,
-    /// Receive errors that report an ICMP error for an earlier datagram
-    /// (port unreachable: `ConnectionRefused`, Windows' `WSAECONNRESET`);
-    /// the datagram itself is counted lost when its time is up.
-    pub icmp_errors: u64,
-    /// Datagrams still in flight when the run was interrupted or their
-    /// socket failed: neither echoed nor lost.
-    pub unresolved: u64,
+impl Tally for u64 {
+    fn add(&mut self, other: &u64) {
+        *self = self.saturating_add(*other);
+    }
+
+    fn checked_add(&mut self, other: &u64) -> Result<(), &'static str> {
+        *self = u64::checked_add(*self, *other).ok_or("")?;
+        Ok(())
+    }
+
+    fn each_count(&mut self, name: &'static str, f: &mut dyn FnMut(&'static str, &mut u64)) {
+        f(name, self);
+    }
+}
+
+impl Tally for Option<String> {
+    fn add(&mut self, other: &Option<String>) {
+        if self.is_none() {
+            self.clone_from(other);
+        }
+    }
+
+    fn checked_add(&mut self, other: &Option<String>) -> Result<(), &'static str> {
+        Tally::add(self, other);
+        Ok(())
+    }
+
+    fn each_count(&mut self, _: &'static str, _: &mut dyn FnMut(&'static str, &mut u64)) {}
+}
+
+impl<T: Tally> Tally for PerReason<T> {
+    fn add(&mut self, other: &Self) {
+        for (mine, theirs) in self.iter_mut().zip(other.iter()) {
+            mine.add(theirs);
+        }
+    }
+
+    fn checked_add(&mut self, other: &Self) -> Result<(), &'static str> {
+        for (mine, theirs) in self.iter_mut().zip(other.iter()) {
+            mine.checked_add(theirs)?;
+        }
+        Ok(())
+    }
+
+    fn each_count(&mut self, name: &'static str, f: &mut dyn FnMut(&'static str, &mut u64)) {
+        for value in self.iter_mut() {
+            value.each_count(name, f);
+        }
+    }
+}
+
+/// Declares a struct of tallies from one list of `field: Type => "json
+/// name"` entries (doc comments and serde attributes pass through), with
+/// its serde form under those names and its [`Tally`] sums, field by field.
+macro_rules! tally {
+    (
+        $(#[$attr:meta])*
+        pub struct $Name:ident {
+            $( $(#[$field_attr:meta])* $field:ident: $Type:ty => $json:literal, )*
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        pub struct $Name {
+            $( $(#[$field_attr])* #[serde(rename = $json)] pub $field: $Type, )*
+        }
+
+        impl $Name {
+            /// Adds another loop's values to these.
+            #[allow(dead_code)]
+            pub fn add(&mut self, other: &$Name) {
+                Tally::add(self, other);
+            }
+
+            /// Adds a whole report's values to these, as `merge` does:
+            /// `Err` names the field whose sum would not fit in 64 bits
+            /// (these are then part added).
+            #[allow(dead_code)]
+            pub fn checked_add(&mut self, other: &$Name) -> Result<(), &'static str> {
+                Tally::checked_add(self, other)
+            }
+        }
+
+        impl Tally for $Name {
+            fn add(&mut self, other: &$Name) {
+                $( Tally::add(&mut self.$field, &other.$field); )*
+            }
+
+            fn checked_add(&mut self, other: &$Name) -> Result<(), &'static str> {
+                $(
+                    Tally::checked_add(&mut self.$field, &other.$field)
+                        .map_err(|inner| if inner.is_empty() { $json } else { inner })?;
+                )*
+                Ok(())
+            }
+
+            fn each_count(
+                &mut self,
+                _: &'static str,
+                f: &mut dyn FnMut(&'static str, &mut u64),
+            ) {
+                $( self.$field.each_count($json, f); )*
+            }
+        }
+    };
+}
+
+tally! {
+    /// Everything one loop counts; the loops' counts are added up at the
+    /// end. In the JSON report each is a top-level field of the name given.
+    pub struct Counts {
+        /// `connect` calls made.
+        attempted: u64 => "connections_attempted",
+        /// Connects that completed the handshake.
+        established: u64 => "connections_established",
+        /// Connects that failed, by [`FailReason::index`].
+        failed: PerReason<u64> => "failed_by_reason",
+        /// Connects still in progress when the run ended or was interrupted:
+        /// connections never established, so never tested (failures, except in
+        /// churn mode, where connects in flight at the end are the norm).
+        aborted: u64 => "connections_aborted",
+        /// Load and idle mode: connections still waiting for their turn to
+        /// connect when the run ended (never attempted, never tested).
+        never_attempted: u64 => "connections_never_attempted",
+        /// Connections the server closed or reset before we were done with them.
+        unexpected_closes: u64 => "unexpected_closes",
+        /// Of those, the ones closed before they echoed a single byte: typically
+        /// a server refusing connections over its limit (accept, then close).
+        closed_before_echo: u64 => "closed_before_echo",
+        /// Connections that received no echo byte for `--echo-timeout` while
+        /// owed one.
+        stalled: u64 => "stalled",
+        /// Connections whose echoes were still arriving when the drain after a
+        /// timed run ended: slow, not stalled, and not a failure.
+        unfinished: u64 => "unfinished",
+        /// Connections whose echo differed from what was sent (each is closed at
+        /// its first wrong byte, since nothing after it can be trusted).
+        verification_errors: u64 => "verification_errors",
+        /// Messages whose echo arrived complete and verified.
+        messages: u64 => "messages",
+        /// Echoed bytes received and verified (one direction).
+        bytes: u64 => "bytes",
+        /// Churn mode: connect-echo-close cycles completed.
+        cycles: u64 => "churn_cycles",
+        /// Idle mode: connections still open when the hold ended.
+        idle_held: u64 => "idle_held",
+        /// Idle mode: of those, the ones whose final echo verified.
+        idle_survived: u64 => "idle_survived",
+        /// `--udp`: what became of the datagrams (sockets are counted above
+        /// as connections: opened as attempted and established, failures to
+        /// open by reason, a socket error as an unexpected close; echoed
+        /// datagrams as messages and bytes). In JSON only in UDP reports,
+        /// at the top level (see `json.rs`).
+        #[serde(skip)]
+        udp: UdpCounts => "udp",
+    }
+}
+
+tally! {
+    /// What became of the datagrams of a `--udp` run; in the JSON report each
+    /// is a top-level field of this name (the benchmark reads them).
+    pub struct UdpCounts {
+        /// Datagrams the kernel took (`send_to` succeeded).
+        sent: u64 => "sent",
+        /// Datagrams whose echo came back whole and right within
+        /// `--echo-timeout` (the same as `messages`).
+        echoed: u64 => "echoed",
+        /// Datagrams not echoed within `--echo-timeout`, counted when it expired.
+        lost: u64 => "lost",
+        /// Echoes of lost datagrams that arrived after all: not echoed.
+        late: u64 => "late",
+        /// Echoes of a datagram already echoed (or late): the server invented a copy.
+        duplicated: u64 => "duplicated",
+        /// Echoes that came after the echo of a later datagram of the same
+        /// socket: reported, not a failure (UDP does not promise order).
+        reordered: u64 => "reordered",
+        /// Echoes with wrong bytes, a wrong length, another socket's header or
+        /// a sequence never sent.
+        corrupted: u64 => "corrupted",
+        /// Datagrams from an address other than the server's: not echoes, not
+        /// looked at.
+        foreign: u64 => "foreign",
+        /// Receive errors that report an ICMP error for an earlier datagram
+        /// (port unreachable: `ConnectionRefused`, Windows' `WSAECONNRESET`);
+        /// the datagram itself is counted lost when its time is up.
+        icmp_errors: u64 => "icmp_errors",
+        /// Datagrams still in flight when the run was interrupted or their
+        /// socket failed: neither echoed nor lost.
+        unresolved: u64 => "unresolved",
+    }
+}
+
+tally! {
+    /// The first message of each kind of error: the counts say how many,
+    /// these say why. In the JSON report each is a top-level field of the
+    /// name given.
+    pub struct Samples {
+        /// First failed connect of each reason, by [`FailReason::index`].
+        failed: PerReason<Option<String>> => "first_failed_by_reason",
+        /// First unexpected close.
+        unexpected: Option<String> => "first_unexpected_close",
+        /// First stalled connection.
+        stalled: Option<String> => "first_stall",
+        /// First connection still echoing when the drain ended.
+        unfinished: Option<String> => "first_unfinished",
+        /// First wrong byte: connection, stream offset, expected and received.
+        verification: Option<String> => "first_verification_error",
+        /// `--udp`: the first datagram of each kind of trouble; in JSON only
+        /// in UDP reports (see `json.rs`).
+        #[serde(skip)]
+        udp: UdpSamples => "udp",
+    }
+}
+
+tally! {
+    /// The first datagram of each kind of trouble in a `--udp` run: socket,
+    /// sequence and what was wrong.
+    pub struct UdpSamples {
+        /// First lost datagram.
+        lost: Option<String> => "first_lost",
+        /// First duplicated echo.
+        duplicated: Option<String> => "first_duplicated",
+        /// First reordered echo.
+        reordered: Option<String> => "first_reordered",
+        /// First corrupted echo.
+        corrupted: Option<String> => "first_corrupted",
+        /// First datagram from another address.
+        foreign: Option<String> => "first_foreign",
+    }
 }
 
 impl UdpCounts {
-    /// Adds another loop's counts to these.
-    pub fn add(&mut self, o: &UdpCounts) {
-        self.sent += o.sent;
-        self.echoed += o.echoed;
-        self.lost += o.lost;
-        self.late += o.late;
-        self.duplicated += o.duplicated;
-        self.reordered += o.reordered;
-        self.corrupted += o.corrupted;
-        self.foreign += o.foreign;
-        self.icmp_errors += o.icmp_errors;
-        self.unresolved += o.unresolved;
-    }
-
     /// Lost datagrams as a percentage of those sent (0 with none sent).
     pub fn loss_percent(&self) -> f64 {
         if self.sent == 0 {
@@ -108,91 +278,38 @@ impl UdpCounts {
 }
 
 impl Counts {
-    /// Adds another loop's counts to these.
-    pub fn add(&mut self, other: &Counts) {
-        self.attempted += other.attempted;
-        self.established += other.established;
-        for (mine, theirs) in self.failed.iter_mut().zip(other.failed) {
-            *mine += theirs;
-        }
-        self.aborted += other.aborted;
-        self.never_attempted += other.never_attempted;
-        self.unfinished += other.unfinished;
-        self.unexpected_closes += other.unexpected_closes;
-        self.closed_before_echo += other.closed_before_echo;
-        self.stalled += other.stalled;
-        self.verification_errors += other.verification_errors;
-        self.messages += other.messages;
-        self.bytes += other.bytes;
-        self.cycles += other.cycles;
-        self.idle_held += other.idle_held;
-        self.idle_survived += other.idle_survived;
-        self.udp.add(&other.udp);
+    /// What `--max-failures` is compared with ([`Counts::checked_failures`];
+    /// `u64::MAX` if that does not fit).
+    pub fn failures(&self, mode: Mode) -> u64 {
+        self.checked_failures(mode).unwrap_or(u64::MAX)
+    }
+
+    /// Failed connects, unexpected closes, stalls and connections never
+    /// established (except in churn mode, where connects in flight at the
+    /// end are the norm, and UDP); `None` if the sum does not fit in 64
+    /// bits (only a report made up by hand gets there).
+    pub fn checked_failures(&self, mode: Mode) -> Option<u64> {
+        let untested = match mode {
+            Mode::Churn | Mode::Udp => 0,
+            Mode::Load | Mode::Idle => self.aborted.checked_add(self.never_attempted)?,
+        };
+        self.failed
+            .iter()
+            .copied()
+            .chain([self.unexpected_closes, self.stalled, untested])
+            .try_fold(0u64, u64::checked_add)
     }
 
     /// Failed connects, all reasons.
     pub fn failed_total(&self) -> u64 {
-        self.failed.iter().sum()
+        self.failed.iter().fold(0, |sum, &n| sum.saturating_add(n))
     }
 
-    /// Connections the run meant to test and never established: aborted
-    /// and never-attempted connects (not counted in churn mode).
-    pub fn untested(&self, mode: Mode) -> u64 {
-        match mode {
-            Mode::Churn | Mode::Udp => 0,
-            Mode::Load | Mode::Idle => self.aborted + self.never_attempted,
-        }
-    }
-
-    /// What `--max-failures` is compared with: failed connects, unexpected
-    /// closes, stalls and connections never established.
-    pub fn failures(&self, mode: Mode) -> u64 {
-        self.failed_total() + self.unexpected_closes + self.stalled + self.untested(mode)
-    }
-}
-
-/// The first message of each kind of error: the counts say how many, these
-/// say why.
-#[derive(Debug, Default, Clone)]
-pub struct Samples {
-    /// First failed connect of each reason, by [`FailReason::index`](crate::conn::FailReason::index).
-    pub failed: [Option<String>; 5],
-    /// First unexpected close.
-    pub unexpected: Option<String>,
-    /// First stalled connection.
-    pub stalled: Option<String>,
-    /// First connection still echoing when the drain ended.
-    pub unfinished: Option<String>,
-    /// First wrong byte: connection, stream offset, expected and received.
-    pub verification: Option<String>,
-    /// `--udp`: the first datagram of each kind of trouble.
-    pub udp: UdpSamples,
-}
-
-/// The first datagram of each kind of trouble in a `--udp` run: socket,
-/// sequence and what was wrong.
-#[derive(Debug, Default, Clone)]
-pub struct UdpSamples {
-    /// First lost datagram.
-    pub lost: Option<String>,
-    /// First duplicated echo.
-    pub duplicated: Option<String>,
-    /// First reordered echo.
-    pub reordered: Option<String>,
-    /// First corrupted echo.
-    pub corrupted: Option<String>,
-    /// First datagram from another address.
-    pub foreign: Option<String>,
-}
-
-impl UdpSamples {
-    /// Fills the kinds this set lacks from another loop's samples.
-    pub fn add(&mut self, o: UdpSamples) {
-        self.lost = self.lost.take().or(o.lost);
-        self.duplicated = self.duplicated.take().or(o.duplicated);
-        self.reordered = self.reordered.take().or(o.reordered);
-        self.corrupted = self.corrupted.take().or(o.corrupted);
-        self.foreign = self.foreign.take().or(o.foreign);
+    /// Calls `f` with every count and its JSON name, the datagram counts
+    /// included.
+    #[allow(dead_code)]
+    pub fn each_count(&mut self, f: &mut dyn FnMut(&'static str, &mut u64)) {
+        Tally::each_count(self, "", f);
     }
 }
 
@@ -202,19 +319,5 @@ impl Samples {
         if slot.is_none() {
             *slot = Some(message());
         }
-    }
-
-    /// Fills the kinds this set lacks from another loop's samples.
-    pub fn add(&mut self, other: Samples) {
-        for (mine, theirs) in self.failed.iter_mut().zip(other.failed) {
-            if mine.is_none() {
-                *mine = theirs;
-            }
-        }
-        self.unexpected = self.unexpected.take().or(other.unexpected);
-        self.stalled = self.stalled.take().or(other.stalled);
-        self.unfinished = self.unfinished.take().or(other.unfinished);
-        self.verification = self.verification.take().or(other.verification);
-        self.udp.add(other.udp);
     }
 }

@@ -25,11 +25,43 @@ pub struct Point {
     pub secs: f64,
     /// Messages echoed in it.
     pub messages: u64,
-    /// Round trip p50, p99, p99.9 and max in µs; `None` with no echo.
-    pub latency: Option<[f64; 4]>,
+    /// Round trip at each of [`LATENCY_LINES`] in µs; `None` with no echo.
+    pub latency: Option<[f64; LATENCY_LINES.len()]>,
     /// Open loop: the uncorrected round trip's p99 in µs.
     pub uncorrected_p99: Option<f64>,
 }
+
+/// Most points a plot keeps (even, so that they join in pairs): more than
+/// its 1,000 pixels show, and a bound on the memory of a long run with a
+/// short `--interval`.
+pub const MAX_POINTS: usize = 10_000;
+
+impl Point {
+    /// Makes this point cover `next` (the interval after it) as well: the
+    /// messages of both, the worse of each latency (a plot of a long run
+    /// must still show its worst moments).
+    fn join(&mut self, next: Point) {
+        let worse = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.secs = next.start + next.secs - self.start;
+        self.messages += next.messages;
+        self.latency = match (self.latency, next.latency) {
+            (Some(a), Some(b)) => Some(std::array::from_fn(|i| a[i].max(b[i]))),
+            (a, b) => a.or(b),
+        };
+        self.uncorrected_p99 = worse(self.uncorrected_p99, next.uncorrected_p99);
+    }
+}
+
+/// The latency lines of the plot: name, and quantile (`None`: the max).
+pub const LATENCY_LINES: [(&str, Option<f64>); 4] = [
+    ("p50", Some(0.5)),
+    ("p99", Some(0.99)),
+    ("p99.9", Some(0.999)),
+    ("max", None),
+];
 
 /// Turns the timeline's complete intervals into log lines and points.
 #[derive(Debug)]
@@ -42,22 +74,62 @@ pub struct Intervals {
     next: u64,
     /// An empty recorder, for intervals in which nothing happened.
     empty: Recorder,
-    /// Every interval so far, for the plot.
+    /// Every interval so far, for the plot (none without one); at most
+    /// [`MAX_POINTS`], each `join` intervals long.
     pub points: Vec<Point>,
+    /// Whether to keep points (`--plot`).
+    plot: bool,
+    /// How many intervals one point holds: doubles each time the points
+    /// reach [`MAX_POINTS`].
+    join: u64,
+    /// How many intervals the last point holds so far.
+    filled: u64,
     /// The first interval log write error (logging stops there).
     pub failed: Option<String>,
 }
 
 impl Intervals {
-    /// Nothing emitted yet.
-    pub fn new(interval_ns: u64, series: Vec<Series>) -> Self {
+    /// Nothing emitted yet; `plot`: keep the points for a plot.
+    pub fn new(interval_ns: u64, series: Vec<Series>, plot: bool) -> Self {
         Intervals {
             interval_ns,
             series,
             next: 0,
             empty: Recorder::new(),
             points: Vec::new(),
+            plot,
+            join: 1,
+            filled: 0,
             failed: None,
+        }
+    }
+
+    /// Keeps `point` for the plot: as a point of its own, or joined into
+    /// the last one once the run has outgrown [`MAX_POINTS`] (then every
+    /// pair of points becomes one, and points hold twice the intervals).
+    fn keep(&mut self, point: Point) {
+        if !self.plot {
+            return;
+        }
+        match self.points.last_mut() {
+            Some(last) if self.filled < self.join => {
+                last.join(point);
+                self.filled += 1;
+            }
+            _ => {
+                self.points.push(point);
+                self.filled = 1;
+            }
+        }
+        if self.points.len() == MAX_POINTS && self.filled == self.join {
+            let pairs = std::mem::take(&mut self.points);
+            for pair in pairs.chunks(2) {
+                let mut joined = pair[0];
+                joined.join(pair[1]);
+                self.points.push(joined);
+            }
+            self.join *= 2;
+            self.filled = self.join;
         }
     }
 
@@ -102,13 +174,12 @@ impl Intervals {
         }
         let rtt = rec.get(Series::Rtt);
         let uncorrected = rec.get(Series::RttUncorrected);
-        self.points.push(Point {
+        self.keep(Point {
             start: start as f64 / 1e9,
             secs: length as f64 / 1e9,
             messages: rtt.len(),
             latency: (!rtt.is_empty()).then(|| {
-                let at = |q| us(rtt.value_at_quantile(q));
-                [at(0.5), at(0.99), at(0.999), us(rtt.max())]
+                LATENCY_LINES.map(|(_, q)| us(q.map_or(rtt.max(), |q| rtt.value_at_quantile(q))))
             }),
             uncorrected_p99: (!uncorrected.is_empty())
                 .then(|| us(uncorrected.value_at_quantile(0.99))),
@@ -160,4 +231,46 @@ pub fn hlog_comments(s: &Setup) -> Vec<String> {
         }
         .to_string(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One interval's point: one message, `latency` µs at every percentile.
+    fn point(number: u64, latency: f64) -> Point {
+        Point {
+            start: number as f64,
+            secs: 1.0,
+            messages: 1,
+            latency: Some([latency; LATENCY_LINES.len()]),
+            uncorrected_p99: None,
+        }
+    }
+
+    /// A run longer than the plot holds keeps at most `MAX_POINTS` points,
+    /// covering the whole run without a gap, every message counted, and a
+    /// spike in one interval still seen; without a plot, none are kept.
+    #[test]
+    fn points_stay_bounded_and_keep_the_worst() {
+        let intervals = 3 * MAX_POINTS as u64 + 7;
+        let mut plot = Intervals::new(1, vec![Series::Rtt], true);
+        for n in 0..intervals {
+            plot.keep(point(n, if n == 12_345 { 9e6 } else { 10.0 }));
+        }
+        let points = &plot.points;
+        assert!(points.len() <= MAX_POINTS, "{}", points.len());
+        assert_eq!(points.iter().map(|p| p.messages).sum::<u64>(), intervals);
+        for pair in points.windows(2) {
+            assert_eq!(pair[0].start + pair[0].secs, pair[1].start);
+        }
+        let last = points.last().expect("points");
+        assert_eq!(last.start + last.secs, intervals as f64);
+        let worst = points.iter().filter_map(|p| p.latency).map(|l| l[1]);
+        assert_eq!(worst.fold(0.0, f64::max), 9e6);
+
+        let mut none = Intervals::new(1, vec![Series::Rtt], false);
+        none.keep(point(0, 1.0));
+        assert!(none.points.is_empty());
+    }
 }

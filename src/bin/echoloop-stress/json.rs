@@ -13,40 +13,9 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::cli::Mode;
-use crate::conn::FailReason;
-use crate::counts::UdpCounts;
-use crate::record::{Recorder, Series};
-use crate::report::{at_percentile, new_histogram, percentile_key, us, Report};
-
-/// One value per connect failure reason, named as the reports name them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ByReason<T> {
-    /// `ECONNREFUSED`.
-    pub refused: T,
-    /// No answer within `--connect-timeout`.
-    pub timeout: T,
-    /// Ephemeral ports or local addresses exhausted.
-    #[serde(rename = "addr-not-available")]
-    pub addr_not_available: T,
-    /// The handshake was reset or aborted.
-    pub reset: T,
-    /// Anything else.
-    pub other: T,
-}
-
-impl<T: Clone> ByReason<T> {
-    /// From an array indexed by [`FailReason::index`].
-    fn from_array(values: &[T; 5]) -> Self {
-        let at = |r: FailReason| values[r.index()].clone();
-        ByReason {
-            refused: at(FailReason::Refused),
-            timeout: at(FailReason::Timeout),
-            addr_not_available: at(FailReason::AddrNotAvailable),
-            reset: at(FailReason::Reset),
-            other: at(FailReason::Other),
-        }
-    }
-}
+use crate::counts::{Counts, Samples, UdpCounts, UdpSamples};
+use crate::record::{new_histogram, PerSeries, Recorder, Series};
+use crate::report::{at_percentile, percentile_key, us, Report};
 
 /// A histogram's percentiles in microseconds: `{"p50": 12.3, …, "max": …,
 /// "mean": …, "count": n}`.
@@ -128,32 +97,11 @@ pub struct JsonReport {
     pub interrupted: bool,
     /// Wall time of the run.
     pub elapsed_secs: Option<f64>,
-    /// `connect` calls made.
-    pub connections_attempted: u64,
-    /// Connects that completed the handshake.
-    pub connections_established: u64,
+    /// The counts, each a top-level field (named in `counts.rs`).
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Connects that failed, all reasons.
     pub connections_failed: u64,
-    /// Connects that failed, by reason.
-    pub failed_by_reason: ByReason<u64>,
-    /// Connects still in progress when the run ended.
-    pub connections_aborted: u64,
-    /// Connections never attempted (load and idle mode).
-    pub connections_never_attempted: u64,
-    /// Connections the server closed or reset too early.
-    pub unexpected_closes: u64,
-    /// Of those, the ones closed before any echo.
-    pub closed_before_echo: u64,
-    /// Connections with no echo byte for `--echo-timeout` while owed one.
-    pub stalled: u64,
-    /// Connections still echoing when the drain ended.
-    pub unfinished: u64,
-    /// Connections that echoed a wrong byte.
-    pub verification_errors: u64,
-    /// Messages echoed and verified.
-    pub messages: u64,
-    /// Bytes echoed and verified.
-    pub bytes: u64,
     /// Messages per second of wall time.
     pub msgs_per_sec: Option<f64>,
     /// MiB per second of wall time.
@@ -174,30 +122,22 @@ pub struct JsonReport {
     /// Established to first echoed byte, per connection (µs).
     #[serde(skip_deserializing)]
     pub first_byte_us: Option<Summary>,
-    /// Churn mode: cycles completed.
-    pub churn_cycles: u64,
     /// Churn mode: cycles per second.
     pub connections_per_sec: Option<f64>,
-    /// Idle mode: connections open when the hold ended.
-    pub idle_held: u64,
-    /// Idle mode: of those, the ones whose final echo verified.
-    pub idle_survived: u64,
-    /// First failed connect of each reason.
-    pub first_failed_by_reason: ByReason<Option<String>>,
-    /// First unexpected close.
-    pub first_unexpected_close: Option<String>,
-    /// First stalled connection.
-    pub first_stall: Option<String>,
-    /// First connection still echoing when the drain ended.
-    pub first_unfinished: Option<String>,
-    /// First wrong byte.
-    pub first_verification_error: Option<String>,
+    /// The first error of each kind, each a top-level field (named in
+    /// `counts.rs`).
+    #[serde(flatten)]
+    pub samples: Samples,
     /// What `--max-failures` is compared with.
     pub failures: u64,
     /// Why the run failed, or `null`.
     pub verdict: Option<String>,
     /// The exit status.
     pub exit_code: i32,
+    /// The output files that could not be written (`--hlog PATH: …`),
+    /// which make the exit status 2; empty when all were.
+    #[serde(default, skip_deserializing)]
+    pub output_errors: Vec<String>,
     /// What a failure means and what to do (ephemeral ports), or `null`.
     #[serde(skip_deserializing)]
     pub advice: Option<String>,
@@ -223,16 +163,9 @@ pub struct UdpJson {
     pub loss_percent: Option<f64>,
     /// `--max-loss`.
     pub max_loss_percent: f64,
-    /// First lost datagram.
-    pub first_lost: Option<String>,
-    /// First duplicated echo.
-    pub first_duplicated: Option<String>,
-    /// First reordered echo.
-    pub first_reordered: Option<String>,
-    /// First corrupted echo.
-    pub first_corrupted: Option<String>,
-    /// First datagram from another address.
-    pub first_foreign: Option<String>,
+    /// The first datagram of each kind of trouble, each a top-level field.
+    #[serde(flatten)]
+    pub first: UdpSamples,
 }
 
 impl UdpJson {
@@ -242,70 +175,41 @@ impl UdpJson {
             return None;
         }
         let u = &report.counts.udp;
-        let first = report.samples.udp.clone();
         Some(UdpJson {
-            counts: *u,
+            counts: u.clone(),
             loss_percent: rounded(u.loss_percent()),
             max_loss_percent: report.setup.max_loss.unwrap_or(0.0),
-            first_lost: first.lost,
-            first_duplicated: first.duplicated,
-            first_reordered: first.reordered,
-            first_corrupted: first.corrupted,
-            first_foreign: first.foreign,
+            first: report.samples.udp.clone(),
         })
     }
 }
 
-/// The encoded histograms, one field per [`Series`] tag.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Histograms {
-    /// [`Series::Rtt`].
-    pub rtt: Option<String>,
-    /// [`Series::RttUncorrected`].
-    #[serde(rename = "rtt-uncorrected")]
-    pub rtt_uncorrected: Option<String>,
-    /// [`Series::Connect`].
-    pub connect: Option<String>,
-    /// [`Series::FirstByte`].
-    #[serde(rename = "first-byte")]
-    pub first_byte: Option<String>,
+/// The encoded histograms, one field per [`Series`] tag; `null` for a
+/// series not recorded.
+pub type Histograms = PerSeries<Option<String>>;
+
+/// Encodes `rec`; `series` says which ones were recorded.
+fn encode_all(rec: &Recorder, series: &[Series]) -> Histograms {
+    let mut out = Histograms::default();
+    for &s in series {
+        out[s.index()] = encode(rec.get(s)).ok();
+    }
+    out
 }
 
-impl Histograms {
-    /// The slot of `series`.
-    fn get_mut(&mut self, series: Series) -> &mut Option<String> {
-        match series {
-            Series::Rtt => &mut self.rtt,
-            Series::RttUncorrected => &mut self.rtt_uncorrected,
-            Series::Connect => &mut self.connect,
-            Series::FirstByte => &mut self.first_byte,
+/// Decodes every series present into a recorder; the error names the
+/// series and what is wrong with it.
+pub fn decode_all(histograms: &Histograms) -> Result<Recorder, String> {
+    let mut rec = Recorder::new();
+    for (series, text) in histograms.keyed() {
+        if let Some(text) = text {
+            let h = decode(text).map_err(|e| format!("histograms.{}: {e}", series.tag()))?;
+            rec.hists[series.index()]
+                .add(&h)
+                .map_err(|e| format!("histograms.{}: {e:?}", series.tag()))?;
         }
     }
-
-    /// Encodes `rec`; `series` says which ones were recorded.
-    fn of(rec: &Recorder, series: &[Series]) -> Self {
-        let mut out = Histograms::default();
-        for &s in series {
-            *out.get_mut(s) = encode(rec.get(s)).ok();
-        }
-        out
-    }
-
-    /// Decodes every series present into a recorder; the error names the
-    /// series and what is wrong with it.
-    pub fn decode(&self) -> Result<Recorder, String> {
-        let mut rec = Recorder::new();
-        let mut copy = self.clone();
-        for series in Series::ALL {
-            if let Some(text) = copy.get_mut(series).take() {
-                let h = decode(&text).map_err(|e| format!("histograms.{}: {e}", series.tag()))?;
-                rec.hists[series.index()]
-                    .add(&h)
-                    .map_err(|e| format!("histograms.{}: {e:?}", series.tag()))?;
-            }
-        }
-        Ok(rec)
-    }
+    Ok(rec)
 }
 
 /// `h` as base64 of its V2-deflate encoding (`HISTF…`).
@@ -336,7 +240,6 @@ impl JsonReport {
     pub fn of(report: &Report) -> Self {
         let s = &report.setup;
         let c = &report.counts;
-        let samples = &report.samples;
         let pcts = &report.percentiles;
         JsonReport {
             mode: s.mode,
@@ -352,19 +255,8 @@ impl JsonReport {
             fd_limit: s.fd_limit,
             interrupted: report.interrupted,
             elapsed_secs: rounded(report.secs()),
-            connections_attempted: c.attempted,
-            connections_established: c.established,
+            counts: c.clone(),
             connections_failed: c.failed_total(),
-            failed_by_reason: ByReason::from_array(&c.failed),
-            connections_aborted: c.aborted,
-            connections_never_attempted: c.never_attempted,
-            unexpected_closes: c.unexpected_closes,
-            closed_before_echo: c.closed_before_echo,
-            stalled: c.stalled,
-            unfinished: c.unfinished,
-            verification_errors: c.verification_errors,
-            messages: c.messages,
-            bytes: c.bytes,
             msgs_per_sec: rounded(report.msgs_per_sec()),
             mib_per_sec: rounded(report.mib_per_sec()),
             udp: UdpJson::of(report),
@@ -374,23 +266,17 @@ impl JsonReport {
                 .rate
                 .and_then(|_| Summary::of(report.rec.get(Series::RttUncorrected), pcts)),
             first_byte_us: Summary::of(report.rec.get(Series::FirstByte), pcts),
-            churn_cycles: c.cycles,
             connections_per_sec: report.connections_per_sec().and_then(rounded),
-            idle_held: c.idle_held,
-            idle_survived: c.idle_survived,
-            first_failed_by_reason: ByReason::from_array(&samples.failed),
-            first_unexpected_close: samples.unexpected.clone(),
-            first_stall: samples.stalled.clone(),
-            first_unfinished: samples.unfinished.clone(),
-            first_verification_error: samples.verification.clone(),
+            samples: report.samples.clone(),
             failures: c.failures(s.mode),
             verdict: report.verdict(),
             exit_code: report.exit_code(),
+            output_errors: report.output_errors.clone(),
             advice: report.advice(),
             started_unix: report.started_unix,
             ended_unix: report.started_unix + report.elapsed.as_secs_f64(),
             merged_runs: report.merged_runs,
-            histograms: Histograms::of(&report.rec, &report.setup.series()),
+            histograms: encode_all(&report.rec, &report.setup.series()),
         }
     }
 }
@@ -427,11 +313,9 @@ mod tests {
     fn values_are_valid_json() {
         assert_eq!(rounded(1.23456), Some(1.235));
         assert_eq!(rounded(f64::NAN), None);
-        let text = serde_json::to_string(&ByReason {
-            refused: Some("a\"b\\c\nd\u{1}".to_string()),
-            ..ByReason::default()
-        })
-        .expect("serialize");
+        let mut first = crate::counts::PerReason::<Option<String>>::default();
+        first[0] = Some("a\"b\\c\nd\u{1}".to_string());
+        let text = serde_json::to_string(&first).expect("serialize");
         assert_eq!(
             text,
             "{\"refused\":\"a\\\"b\\\\c\\nd\\u0001\",\"timeout\":null,\

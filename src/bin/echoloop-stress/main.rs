@@ -76,6 +76,7 @@ mod conn;
 mod counts;
 mod intervals;
 mod json;
+mod keyed;
 mod live;
 mod merge;
 #[path = "../common/output.rs"]

@@ -4,14 +4,21 @@
 //! so every percentile of the merged report is that of all the messages;
 //! throughput is over the wall-clock window from the first run's start to
 //! the last one's end.
+//!
+//! Only like runs add up: the settings that decide what a count means
+//! (mode, message size, pipeline, rate, duration, `--max-loss`) must be the
+//! same in every report, and a run may be given only once. Every number
+//! read is checked (times in range, sums that fit in 64 bits), so a report
+//! edited by hand or by a broken tool is refused, naming the file and the
+//! field, never added up wrong.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::MergeArgs;
-use crate::counts::{Counts, Samples, UdpCounts, UdpSamples};
-use crate::json::{ByReason, JsonReport};
-use crate::record::Recorder;
+use crate::cli::{MergeArgs, Mode};
+use crate::counts::{Counts, Samples};
+use crate::json::{decode_all, JsonReport};
+use crate::record::{Recorder, Series};
 use crate::report::{Report, Setup};
 use crate::run::EXIT_SETUP;
 
@@ -39,11 +46,18 @@ pub fn run(args: &MergeArgs) -> i32 {
 
 /// One report read back, with its histograms decoded.
 struct Run {
+    /// The file it came from.
+    path: PathBuf,
     /// The report as written.
     json: JsonReport,
+    /// Its counts.
+    counts: Counts,
     /// Its histograms.
     rec: Recorder,
 }
+
+/// The latest Unix time a report may carry: the year 2500 (as `--start-at`).
+const LAST_UNIX_TIME: f64 = 16_725_225_600.0;
 
 /// Reads `path` as an `echoloop-stress --json` report; the error names the
 /// file and where it broke.
@@ -52,87 +66,186 @@ fn read(path: &Path) -> Result<Run, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: read: {e}"))?;
     let json: JsonReport = serde_json::from_str(&text)
         .map_err(|e| format!("{name}: not a complete echoloop-stress --json report: {e}"))?;
-    let rec = json
-        .histograms
-        .decode()
-        .map_err(|e| format!("{name}: {e}"))?;
-    Ok(Run { json, rec })
+    check_values(&json).map_err(|e| format!("{name}: {e}"))?;
+    let rec = decode_all(&json.histograms).map_err(|e| format!("{name}: {e}"))?;
+    let counts = counts_of(&json);
+    counts
+        .checked_failures(json.mode)
+        .ok_or_else(|| format!("{name}: failures: {TOO_BIG}"))?;
+    Ok(Run {
+        path: path.to_path_buf(),
+        json,
+        counts,
+        rec,
+    })
+}
+
+/// What a sum too big for a count is called.
+const TOO_BIG: &str = "the sum exceeds 2^64-1, which no run counts to";
+
+/// Refuses the values no run writes: times outside 1970 to 2500 or ending
+/// before they begin, durations beyond a year, rates and percentages out
+/// of their range. The error names the field.
+fn check_values(j: &JsonReport) -> Result<(), String> {
+    for (field, t) in [
+        ("started_unix", j.started_unix),
+        ("ended_unix", j.ended_unix),
+    ] {
+        if !(0.0..=LAST_UNIX_TIME).contains(&t) {
+            return Err(format!(
+                "{field} {t}: not a Unix time from 1970 up to the year 2500"
+            ));
+        }
+    }
+    if j.ended_unix < j.started_unix {
+        return Err(format!(
+            "ended_unix {} is before started_unix {}",
+            j.ended_unix, j.started_unix
+        ));
+    }
+    if let Some(d) = j.duration_secs {
+        if !(0.0..=echoloop::units::MAX_DURATION.as_secs_f64()).contains(&d) {
+            return Err(format!("duration_secs {d}: not from 0 up to a year"));
+        }
+    }
+    if let Some(r) = j.rate_per_connection {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(format!("rate_per_connection {r}: not a rate above 0"));
+        }
+    }
+    if let Some(u) = &j.udp {
+        if !(0.0..=100.0).contains(&u.max_loss_percent) {
+            return Err(format!(
+                "max_loss_percent {}: not a percentage from 0 to 100",
+                u.max_loss_percent
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The settings that decide what a run's counts mean, as the flags that
+/// set them: runs merge only if these are the same.
+fn settings(j: &JsonReport) -> Vec<String> {
+    vec![
+        match j.mode {
+            Mode::Udp => "--udp".to_string(),
+            mode => format!("--mode {}", mode.name()),
+        },
+        format!("--message-size {}", j.message_size),
+        format!("--pipeline {}", j.pipeline),
+        j.rate_per_connection.map_or_else(
+            || "a closed loop (no --rate)".into(),
+            |r| format!("--rate {r}"),
+        ),
+        j.duration_secs
+            .map_or_else(|| "no --duration".into(), |d| format!("--duration {d}")),
+        j.udp.as_ref().map_or_else(String::new, |u| {
+            format!("--max-loss {}", u.max_loss_percent)
+        }),
+    ]
 }
 
 /// Refuses to merge runs that measured different things, naming the
-/// difference.
-fn check_alike(first: (&Path, &JsonReport), other: (&Path, &JsonReport)) -> Result<(), String> {
-    let ((a, x), (b, y)) = (first, other);
-    let differ = |what: String, mine: String, theirs: String| {
-        Err(format!(
-            "{} ran {what} {theirs}, but {} ran {what} {mine}: runs that measured different \
-             things cannot be merged",
-            b.display(),
-            a.display()
-        ))
-    };
-    if x.mode != y.mode {
-        return differ("--mode".into(), x.mode.name().into(), y.mode.name().into());
+/// difference, and a run given twice.
+fn check_alike(first: &Run, other: &Run) -> Result<(), String> {
+    let (a, b) = (first.path.display(), other.path.display());
+    for (mine, theirs) in settings(&first.json).into_iter().zip(settings(&other.json)) {
+        if mine != theirs {
+            return Err(format!(
+                "{b} ran {theirs}, but {a} ran {mine}: runs that measured different things \
+                 cannot be merged"
+            ));
+        }
     }
-    if x.message_size != y.message_size {
-        return differ(
-            "--message-size".into(),
-            x.message_size.to_string(),
-            y.message_size.to_string(),
-        );
-    }
-    if x.rate_per_connection.is_some() != y.rate_per_connection.is_some() {
-        let how = |r: Option<f64>| r.map_or("closed loop".into(), |r| format!("--rate {r}"));
-        return differ(
-            "in".into(),
-            how(x.rate_per_connection),
-            how(y.rate_per_connection),
-        );
+    let same_run = first.json.started_unix == other.json.started_unix
+        && first.json.ended_unix == other.json.ended_unix
+        && first.counts == other.counts
+        && first.json.histograms == other.json.histograms;
+    if same_run {
+        return Err(format!(
+            "{b} is the same run as {a} (same start, counts and histograms): a run counted \
+             twice would double its figures"
+        ));
     }
     Ok(())
 }
 
 /// Merges the reports at `paths`.
-pub fn merge(paths: &[std::path::PathBuf], percentiles: &[f64]) -> Result<Report, String> {
+pub fn merge(paths: &[PathBuf], percentiles: &[f64]) -> Result<Report, String> {
     let runs = paths
         .iter()
         .map(|p| read(p))
         .collect::<Result<Vec<Run>, String>>()?;
-    for (path, run) in paths.iter().zip(&runs).skip(1) {
-        check_alike((&paths[0], &runs[0].json), (path, &run.json))?;
+    for (i, run) in runs.iter().enumerate() {
+        for earlier in &runs[..i] {
+            check_alike(earlier, run)?;
+        }
     }
     let mut counts = Counts::default();
     let mut samples = Samples::default();
     let mut rec = Recorder::new();
     for run in &runs {
-        counts.add(&counts_of(&run.json));
-        samples.add(samples_of(&run.json));
+        let name = run.path.display();
+        counts
+            .checked_add(&run.counts)
+            .map_err(|field| format!("{name}: {field}: {TOO_BIG}"))?;
+        counts
+            .checked_failures(run.json.mode)
+            .ok_or_else(|| format!("{name}: failures: {TOO_BIG}"))?;
+        for series in Series::ALL {
+            rec.get(series)
+                .len()
+                .checked_add(run.rec.get(series).len())
+                .ok_or_else(|| format!("{name}: histograms.{}: {TOO_BIG}", series.tag()))?;
+        }
+        samples.add(&samples_of(&run.json));
         rec.add(&run.rec);
     }
     let started = runs
         .iter()
         .map(|r| r.json.started_unix)
         .fold(f64::MAX, f64::min);
-    let ended = runs
-        .iter()
-        .map(|r| r.json.ended_unix)
-        .fold(f64::MIN, f64::max);
+    let ended = runs.iter().map(|r| r.json.ended_unix).fold(0.0, f64::max);
     Ok(Report {
-        setup: setup_of(&runs),
+        setup: setup_of(&runs)?,
         counts,
         samples,
         rec,
         percentiles: percentiles.to_vec(),
+        // Both times were checked to lie within 1970 to 2500.
         elapsed: Duration::from_secs_f64((ended - started).max(0.0)),
         started_unix: started,
         interrupted: runs.iter().any(|r| r.json.interrupted),
-        merged_runs: runs.iter().map(|r| r.json.merged_runs.max(1)).sum(),
+        merged_runs: sum(&runs, "merged_runs", |j| Some(j.merged_runs.max(1)))?.unwrap_or(0),
+        output_errors: Vec::new(),
     })
 }
 
+/// The sum of `field` over the runs (`None` if any run has none); the
+/// error names the file whose value made it too big.
+fn sum(
+    runs: &[Run],
+    field: &str,
+    value: impl Fn(&JsonReport) -> Option<u64>,
+) -> Result<Option<u64>, String> {
+    let mut total = Some(0u64);
+    for run in runs {
+        total = match (total, value(&run.json)) {
+            (Some(t), Some(v)) => Some(
+                t.checked_add(v)
+                    .ok_or_else(|| format!("{}: {field}: {TOO_BIG}", run.path.display()))?,
+            ),
+            _ => None,
+        };
+    }
+    Ok(total)
+}
+
 /// The merged settings: sums where the runs add up (connections, loops,
-/// messages asked for, failures tolerated), the first run's otherwise.
-fn setup_of(runs: &[Run]) -> Setup {
+/// messages asked for, failures tolerated), the common value otherwise
+/// (the runs were checked alike).
+fn setup_of(runs: &[Run]) -> Result<Setup, String> {
     let first = &runs[0].json;
     let mut addrs: Vec<&str> = Vec::new();
     for r in runs {
@@ -140,73 +253,36 @@ fn setup_of(runs: &[Run]) -> Setup {
             addrs.push(&r.json.addr);
         }
     }
-    let sum = |f: fn(&JsonReport) -> u64| runs.iter().map(|r| f(&r.json)).sum::<u64>();
-    Setup {
+    let total = |field: &str, f: fn(&JsonReport) -> u64| {
+        sum(runs, field, |j| Some(f(j))).map(|s| s.unwrap_or(0))
+    };
+    Ok(Setup {
         mode: first.mode,
         addr: addrs.join(", "),
-        connections: sum(|j| j.connections),
+        connections: total("connections", |j| j.connections)?,
         message_size: first.message_size,
         pipeline: first.pipeline,
-        threads: sum(|j| j.threads),
+        threads: total("threads", |j| j.threads)?,
         rate: first.rate_per_connection,
-        messages: runs
-            .iter()
-            .map(|r| r.json.messages_requested)
-            .sum::<Option<u64>>(),
+        messages: sum(runs, "messages_requested", |j| j.messages_requested)?,
+        // Checked to lie within a year.
         duration: first.duration_secs.map(Duration::from_secs_f64),
-        max_failures: sum(|j| j.max_failures),
+        max_failures: total("max_failures", |j| j.max_failures)?,
         fd_limit: runs.iter().filter_map(|r| r.json.fd_limit).min(),
         max_loss: first.udp.as_ref().map(|u| u.max_loss_percent),
-    }
+    })
 }
 
-/// The counts a report carries.
+/// The counts a report carries, the datagram counts of a UDP one included.
 fn counts_of(j: &JsonReport) -> Counts {
-    let r = &j.failed_by_reason;
-    Counts {
-        attempted: j.connections_attempted,
-        established: j.connections_established,
-        failed: [r.refused, r.timeout, r.addr_not_available, r.reset, r.other],
-        aborted: j.connections_aborted,
-        never_attempted: j.connections_never_attempted,
-        unexpected_closes: j.unexpected_closes,
-        closed_before_echo: j.closed_before_echo,
-        stalled: j.stalled,
-        unfinished: j.unfinished,
-        verification_errors: j.verification_errors,
-        messages: j.messages,
-        bytes: j.bytes,
-        cycles: j.churn_cycles,
-        idle_held: j.idle_held,
-        idle_survived: j.idle_survived,
-        udp: j.udp.as_ref().map_or_else(UdpCounts::default, |u| u.counts),
-    }
+    let mut counts = j.counts.clone();
+    counts.udp = j.udp.as_ref().map(|u| u.counts.clone()).unwrap_or_default();
+    counts
 }
 
 /// The first errors a report carries.
 fn samples_of(j: &JsonReport) -> Samples {
-    let ByReason {
-        refused,
-        timeout,
-        addr_not_available,
-        reset,
-        other,
-    } = j.first_failed_by_reason.clone();
-    Samples {
-        failed: [refused, timeout, addr_not_available, reset, other],
-        unexpected: j.first_unexpected_close.clone(),
-        stalled: j.first_stall.clone(),
-        unfinished: j.first_unfinished.clone(),
-        verification: j.first_verification_error.clone(),
-        udp: j
-            .udp
-            .as_ref()
-            .map_or_else(UdpSamples::default, |u| UdpSamples {
-                lost: u.first_lost.clone(),
-                duplicated: u.first_duplicated.clone(),
-                reordered: u.first_reordered.clone(),
-                corrupted: u.first_corrupted.clone(),
-                foreign: u.first_foreign.clone(),
-            }),
-    }
+    let mut samples = j.samples.clone();
+    samples.udp = j.udp.as_ref().map(|u| u.first.clone()).unwrap_or_default();
+    samples
 }

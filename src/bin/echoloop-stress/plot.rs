@@ -7,14 +7,14 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::intervals::Point;
+use crate::intervals::{Point, LATENCY_LINES};
 use crate::report::{group, Setup};
 
 /// The picture's size in pixels.
 const SIZE: (u32, u32) = (1000, 720);
 
-/// Line colours of the latency series, in order p50, p99, p99.9, max.
-const COLOURS: [RGBColor; 4] = [
+/// Line colours of the latency series, in the order of [`LATENCY_LINES`].
+const COLOURS: [RGBColor; LATENCY_LINES.len()] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(214, 39, 40),
@@ -123,7 +123,9 @@ fn latency(
 ) -> DrawResult {
     let values = points.iter().filter_map(|p| p.latency);
     let low = values.clone().map(|l| l[0]).fold(f64::MAX, f64::min);
-    let high = values.map(|l| l[3]).fold(1.0, f64::max);
+    let high = values
+        .map(|l| l[LATENCY_LINES.len() - 1])
+        .fold(1.0, f64::max);
     let low = if low == f64::MAX {
         1.0
     } else {
@@ -148,7 +150,7 @@ fn latency(
         .y_desc("latency (µs, log scale)")
         .y_label_formatter(&tick)
         .draw()?;
-    for (i, name) in ["p50", "p99", "p99.9", "max"].into_iter().enumerate() {
+    for (i, (name, _)) in LATENCY_LINES.into_iter().enumerate() {
         let colour = COLOURS[i];
         chart
             .draw_series(LineSeries::new(

@@ -11,14 +11,6 @@ use crate::conn::FailReason;
 use crate::counts::{Counts, Samples};
 use crate::record::{Recorder, Series};
 
-/// Latencies are recorded in nanoseconds, from 1 ns up to an hour, to three
-/// significant digits (0.1 % resolution): a 13.2 µs loopback round trip and
-/// a 3-second stall fit the same histogram.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
-        .expect("constant histogram bounds are valid")
-}
-
 /// Bytes in a mebibyte.
 pub const MIB: f64 = 1024.0 * 1024.0;
 
@@ -100,7 +92,17 @@ pub struct Report {
     pub interrupted: bool,
     /// How many runs this report adds up (1 for a run of its own).
     pub merged_runs: u64,
+    /// The output files (`--hlog`, `--plot`) that could not be written,
+    /// each `flag path: what failed`: any makes the exit status
+    /// [`EXIT_OUTPUT`], whatever the verdict.
+    pub output_errors: Vec<String>,
 }
+
+/// The exit status when the run ended but an output file could not be
+/// written: the same as for one that could not be created at the start
+/// (a usage or setup failure), so that a script never takes a run whose
+/// files are missing for a complete one.
+pub const EXIT_OUTPUT: i32 = crate::usage::EXIT_USAGE as i32;
 
 impl Setup {
     /// The series this run records: the uncorrected round trip only in
@@ -150,9 +152,14 @@ impl Report {
         None
     }
 
-    /// 0 when the run passed, 1 when it did not.
+    /// 0 when the run passed, 1 when it did not; [`EXIT_OUTPUT`] when an
+    /// output file could not be written.
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.verdict().is_some())
+        if self.output_errors.is_empty() {
+            i32::from(self.verdict().is_some())
+        } else {
+            EXIT_OUTPUT
+        }
     }
 
     /// Echoed messages per second of wall time.
@@ -190,6 +197,12 @@ impl Report {
             None => writeln!(out, "result:       PASS"),
             Some(why) => writeln!(out, "result:       FAIL: {why}"),
         };
+        for error in &self.output_errors {
+            let _ = writeln!(
+                out,
+                "output:       NOT WRITTEN: {error} (exit status {EXIT_OUTPUT})"
+            );
+        }
         out
     }
 
@@ -371,6 +384,62 @@ pub fn percentiles_text(h: &Histogram<u64>, percentiles: &[f64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A finished run of `mode` with `counts`, one second long.
+    fn report(mode: Mode, counts: Counts) -> Report {
+        Report {
+            setup: Setup {
+                mode,
+                addr: "127.0.0.1:7".into(),
+                connections: 1,
+                message_size: 1,
+                pipeline: 1,
+                threads: 1,
+                rate: None,
+                messages: None,
+                duration: None,
+                max_failures: 0,
+                fd_limit: None,
+                max_loss: (mode == Mode::Udp).then_some(0.0),
+            },
+            counts,
+            samples: Samples::default(),
+            rec: Recorder::new(),
+            percentiles: vec![50.0],
+            elapsed: Duration::from_secs(1),
+            started_unix: 0.0,
+            interrupted: false,
+            merged_runs: 1,
+            output_errors: Vec::new(),
+        }
+    }
+
+    /// Every count in the list reaches the text report of some mode (a
+    /// count added to the list and forgotten in the text fails here), and
+    /// the JSON report under its own name; `bytes` is shown as MiB/s.
+    #[test]
+    fn every_count_reaches_the_reports() {
+        let mut counts = Counts::default();
+        let mut next = 1_000_003;
+        let mut names = Vec::new();
+        counts.each_count(&mut |name, value| {
+            *value = next;
+            names.push((name, next));
+            next += 7_919;
+        });
+        let modes = [Mode::Load, Mode::Idle, Mode::Churn, Mode::Udp];
+        let reports: Vec<Report> = modes.map(|m| report(m, counts.clone())).into();
+        let texts: Vec<String> = reports.iter().map(Report::text).collect();
+        let json = reports[3].json();
+        for (name, value) in names {
+            let shown = texts.iter().any(|t| t.contains(&group(value)));
+            assert!(
+                shown || name == "bytes",
+                "{name} ({value}) in no text report"
+            );
+            assert!(json.contains(&value.to_string()), "{name} not in the JSON");
+        }
+    }
 
     #[test]
     fn percentile_labels() {

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -78,6 +78,12 @@ pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
     wait_for_start(args.start_at);
     let plan = Arc::new(plan);
     let shared = Arc::new(Shared::new(plan.threads as usize));
+    let keep_intervals = args.hlog.is_some() || args.plot.is_some();
+    shared
+        .timeline
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .keep_intervals(keep_intervals);
     let (epoch, started_unix) = (Instant::now(), unix_now());
     let loops = match make_loops(&plan, &shared, epoch) {
         Ok(loops) => loops,
@@ -100,7 +106,7 @@ pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
         }
     }
     drop(done_tx);
-    let mut intervals = Intervals::new(plan.interval_ns, setup.series());
+    let mut intervals = Intervals::new(plan.interval_ns, setup.series(), args.plot.is_some());
     let watched = Watch {
         done: &done_rx,
         handles,
@@ -110,16 +116,13 @@ pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
         started_unix,
     };
     let (totals, crashed) = outputs.watch(watched, &setup, &mut intervals);
-    let report = assemble(args, setup, &shared, totals, epoch.elapsed(), started_unix);
-    let plotted = outputs.plot(&report.setup, &intervals);
+    let mut report = assemble(args, setup, &shared, totals, epoch.elapsed(), started_unix);
+    report.output_errors = outputs.finish(&report.setup, &intervals);
     if !print(args, &report) {
         return EXIT_SETUP;
     }
     if crashed {
         eprintln!("echoloop-stress: a loop thread panicked; the report is incomplete");
-        return EXIT_SETUP;
-    }
-    if !plotted {
         return EXIT_SETUP;
     }
     report.exit_code()
@@ -159,7 +162,10 @@ struct Watch<'a> {
 }
 
 /// Where `--hlog` and `--plot` go, opened (and so proved writable) before
-/// any connection is made.
+/// any connection is made. One rule for both: a file that could not be
+/// written is named in the report and makes the exit status non-zero
+/// ([`EXIT_OUTPUT`](crate::report::EXIT_OUTPUT)); two outputs may not
+/// share a path.
 struct Outputs {
     /// `--hlog`: its path and the open file.
     hlog: Option<(PathBuf, BufWriter<File>)>,
@@ -171,6 +177,15 @@ impl Outputs {
     /// Creates the output files; the error names the flag, the path and the
     /// OS's words.
     fn open(args: &Args) -> Result<Outputs, String> {
+        if let (Some(hlog), Some(plot)) = (&args.hlog, &args.plot) {
+            if resolved(hlog) == resolved(plot) {
+                return Err(format!(
+                    "--hlog {} and --plot {} are the same file: each output needs its own",
+                    hlog.display(),
+                    plot.display()
+                ));
+            }
+        }
         let create = |flag: &str, path: &PathBuf| {
             File::create(path).map_err(|e| format!("{flag} {}: create: {e}", path.display()))
         };
@@ -224,27 +239,47 @@ impl Outputs {
         let end_ns = u64::try_from(w.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         intervals.drain(w.shared, Some(end_ns), log.as_mut());
         drop(log);
-        if let Some((path, file)) = self.hlog.as_mut() {
+        if let Some((_, file)) = self.hlog.as_mut() {
             if let Err(e) = file.flush() {
                 intervals.failed.get_or_insert(format!("flush: {e}"));
-            }
-            if let Some(why) = &intervals.failed {
-                eprintln!("echoloop-stress: --hlog {}: {why}", path.display());
             }
         }
         joined
     }
 
-    /// Draws `--plot`, if asked; false if that failed (said on stderr).
-    fn plot(&self, setup: &Setup, intervals: &Intervals) -> bool {
-        let Some(path) = &self.plot else { return true };
-        match plot::draw(path, setup, &intervals.points) {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("echoloop-stress: --plot {}: {e}", path.display());
-                false
+    /// Draws `--plot`, if asked; returns what could not be written, each
+    /// `flag path: why` (also said on stderr).
+    fn finish(&self, setup: &Setup, intervals: &Intervals) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let (Some((path, _)), Some(why)) = (&self.hlog, &intervals.failed) {
+            errors.push(format!("--hlog {}: {why}", path.display()));
+        }
+        if let Some(path) = &self.plot {
+            if let Err(e) = plot::draw(path, setup, &intervals.points) {
+                errors.push(format!("--plot {}: {e}", path.display()));
             }
         }
+        for error in &errors {
+            eprintln!("echoloop-stress: {error}");
+        }
+        errors
+    }
+}
+
+/// `path` as the file system resolves it (links followed, `.` and `..`
+/// gone), so that two spellings of one file compare equal; as given if
+/// its folder does not exist.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(full) = std::fs::canonicalize(path) {
+        return full;
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(folder), path.file_name()) {
+        (Ok(folder), Some(name)) => folder.join(name),
+        _ => path.to_path_buf(),
     }
 }
 
@@ -309,7 +344,7 @@ fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
         match handle.join() {
             Ok(outcome) => {
                 totals.counts.add(&outcome.counts);
-                totals.samples.add(outcome.samples);
+                totals.samples.add(&outcome.samples);
                 totals.interrupted |= outcome.interrupted;
             }
             Err(_) => crashed = true,
@@ -361,6 +396,7 @@ fn assemble(
         started_unix,
         interrupted: totals.interrupted,
         merged_runs: 1,
+        output_errors: Vec::new(),
     }
 }
 

@@ -125,23 +125,27 @@ pub struct Cli {
     #[arg(long, env = "ECHOLOOP_METRICS", value_name = "ADDR", value_parser = resolve_one)]
     pub metrics: Option<SocketAddr>,
 
-    /// Serve only clients from this range (CIDR, e.g. 10.0.0.0/8 or ::1/128;
-    /// a bare address is one host); repeat for several. Others are closed
-    /// at once and counted as denied (the --metrics port excepted).
-    /// Default: everyone.
+    /// Serve only clients from this range, TCP and UDP (CIDR, e.g.
+    /// 10.0.0.0/8 or ::1/128; a bare address is one host); repeat for
+    /// several. Other connections are closed at once and counted as denied,
+    /// other datagrams dropped and counted (the --metrics port excepted).
+    /// ::ffff:a.b.c.d/N means a.b.c.d/(N-96); a range holding all of
+    /// ::ffff:0:0/96 (such as ::/0) holds every IPv4 client too. Default:
+    /// everyone.
     #[arg(long, env = "ECHOLOOP_ALLOW", value_delimiter = ',', value_name = "CIDR",
           value_parser = parse_net)]
     pub allow: Vec<IpNet>,
 
-    /// Never serve clients from this range (wins over --allow); repeat for
-    /// several.
+    /// Never serve clients from this range, TCP and UDP (wins over
+    /// --allow; the same forms); repeat for several.
     #[arg(long, env = "ECHOLOOP_DENY", value_delimiter = ',', value_name = "CIDR",
           value_parser = parse_net)]
     pub deny: Vec<IpNet>,
 
-    /// At most this many connections open at once from one source IP; more
-    /// are closed at once and counted. Opt-in: it hurts the many clients
-    /// behind one NAT or load balancer, which all share an address.
+    /// At most this many TCP connections open at once from one source IP;
+    /// more are closed at once and counted. Opt-in: it hurts the many
+    /// clients behind one NAT or load balancer, which all share an address.
+    /// UDP's per-source limit is --udp-rate (with --udp, not 0 beside this).
     #[arg(long, env = "ECHOLOOP_MAX_PER_SOURCE", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_per_source: Option<u64>,

@@ -61,9 +61,8 @@ impl UdpWorker {
     /// Asked of the loop's first open socket.
     #[cfg(linux_batch)]
     pub(super) fn check_gso(&mut self) {
-        use std::os::fd::AsRawFd;
         let first = self.flows.iter().find_map(|f| f.socket.as_ref());
-        self.gso = self.gso && first.is_some_and(|s| echoloop::mmsg::gso_supported(s.as_raw_fd()));
+        self.gso = self.gso && first.is_some_and(echoloop::mmsg::gso_supported);
     }
 
     /// GSO is never on where the calls are not batched.
@@ -105,13 +104,12 @@ impl UdpWorker {
     /// GSO is refused (off from now on: send them one by one).
     #[cfg(linux_batch)]
     fn send_segments(&mut self, s: usize, k: usize, now: u64) -> io::Result<Option<bool>> {
-        use std::os::fd::AsRawFd;
         let Some(socket) = self.flows[s].socket.as_ref() else {
             return Ok(Some(false));
         };
-        let (fd, size, addr) = (socket.as_raw_fd(), self.shape.size, self.plan.addr);
+        let (size, addr) = (self.shape.size, self.plan.addr);
         let out = &self.out[..k * size];
-        let send = || echoloop::mmsg::send_segments(fd, out, size, addr);
+        let send = || echoloop::mmsg::send_segments(socket, out, size, addr);
         match send_retrying(&mut self.counts.udp.icmp_errors, send) {
             Ok(true) => {}
             Ok(false) => return Ok(Some(false)),
@@ -204,11 +202,10 @@ impl UdpWorker {
         s: usize,
         turn: u64,
     ) -> io::Result<(usize, bool)> {
-        use std::os::fd::AsRawFd;
         let Some(socket) = self.flows[s].socket.as_ref() else {
             return Ok((0, true));
         };
-        let n = inbox.receive(socket.as_raw_fd())?;
+        let n = inbox.receive(socket)?;
         for k in 0..n {
             self.arrival(s, inbox.data(k), inbox.source(k), turn);
         }
