@@ -10,7 +10,7 @@
 //! cannot starve the echo.
 
 mod exposition;
-mod http;
+pub(crate) mod http;
 mod process;
 
 use std::io::{self, Read};
