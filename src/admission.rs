@@ -161,7 +161,7 @@ impl Admission {
 
 /// An IPv4 client of a dual-stack IPv6 listener arrives as `::ffff:a.b.c.d`;
 /// the rules and counts are about `a.b.c.d`.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

@@ -19,16 +19,23 @@
 //! Readiness is edge-triggered: an event says "something changed", not "this
 //! much is there". So the connection remembers `maybe_readable` — unread
 //! input may be waiting — from the event until a read proves otherwise
-//! (`WouldBlock`, or on epoll a short read; see [`crate::sys`]).
+//! (`WouldBlock`, or a short read where the transport says that proves it:
+//! [`Transport::read_proves_drained`]).
+//!
+//! Every byte goes through the connection's [`Transport`] (plain TCP by
+//! default, the socket itself); the connection never touches its socket's
+//! data directly.
 
-use std::io::{self, Read};
+use std::io;
 
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
+use crate::logging::context;
 use crate::pending::{BufferPool, Pending};
 use crate::rules::{self, READ_INTEREST};
 use crate::stats::{Counter, Counters};
+use crate::transport::Transport;
 
 /// What the loop lends a connection while serving it.
 #[derive(Debug)]
@@ -73,12 +80,12 @@ pub(crate) struct Hints {
     pub(crate) short_read_unproven: bool,
 }
 
-/// One accepted client.
+/// One accepted client, over transport `T`.
 #[derive(Debug)]
-pub(crate) struct Connection {
-    /// The socket, registered with the loop's poll under this connection's
-    /// slab key.
-    stream: TcpStream,
+pub(crate) struct Connection<T: Transport = TcpStream> {
+    /// The transport, whose socket is registered with the loop's poll under
+    /// this connection's slab key.
+    stream: T,
     /// Echo owed to the peer; `None` while caught up, so an idle connection
     /// owns no buffer.
     pending: Option<Box<Pending>>,
@@ -118,17 +125,17 @@ pub(crate) struct Connection {
     pub(crate) queued: bool,
 }
 
-impl Connection {
+impl<T: Transport> Connection<T> {
     /// Registers a freshly accepted socket for READABLE events under `token`.
     ///
     /// Registration reports data that is already there, so nothing that
     /// arrived before this call is missed.
     pub(crate) fn register(
-        mut stream: TcpStream,
+        mut stream: T,
         registry: &Registry,
         token: Token,
-    ) -> io::Result<Connection> {
-        registry.register(&mut stream, token, READ_INTEREST)?;
+    ) -> io::Result<Connection<T>> {
+        registry.register(stream.socket_mut(), token, READ_INTEREST)?;
         Ok(Connection {
             stream,
             pending: None,
@@ -150,7 +157,7 @@ impl Connection {
     /// Bytes the kernel still holds for the peer, unsent or unacknowledged;
     /// `None` where the OS does not say (see [`crate::sys::unacknowledged`]).
     pub(crate) fn unacknowledged(&self) -> Option<usize> {
-        crate::sys::unacknowledged(&self.stream)
+        crate::sys::unacknowledged(self.stream.socket())
     }
 
     /// Shutdown: whether closing now loses nothing and resets nothing,
@@ -185,7 +192,11 @@ impl Connection {
         self.maybe_readable |= readable || short_read_unproven;
         self.short_read_unproven |= short_read_unproven;
 
-        // a. Output first: what we owe was read before anything new.
+        // a. Output first: what we owe was read before anything new (and
+        //    what the transport holds of earlier writes before that).
+        if writable && self.stream.wants_write() {
+            self.stream.flush().map_err(|e| context("flush", e))?;
+        }
         if writable && self.pending.is_some() {
             moved |= self.flush(io)?;
         }
@@ -201,8 +212,8 @@ impl Connection {
         } else if self.pending.is_none() {
             if !self.fin_sent {
                 self.stream
-                    .shutdown(std::net::Shutdown::Write)
-                    .map_err(|e| named("shutdown", e))?;
+                    .close_write()
+                    .map_err(|e| context("shutdown", e))?;
                 self.fin_sent = true;
             }
             let read_any;
@@ -248,14 +259,14 @@ impl Connection {
                 return Ok((true, read_any));
             }
             reads += 1;
-            match (&self.stream).read(&mut io.buf[..room]) {
+            match self.stream.read(&mut io.buf[..room]) {
                 Ok(0) => {
                     self.read_closed = true;
                     self.maybe_readable = false;
                 }
                 Ok(n) => {
                     read_any = true;
-                    if rules::read_proves_drained(n, room, self.short_read_unproven) {
+                    if (self.stream).read_proves_drained(n, room, self.short_read_unproven) {
                         self.maybe_readable = false;
                     }
                     if !discard {
@@ -268,7 +279,7 @@ impl Connection {
                     self.short_read_unproven = false;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(named("read", e)),
+                Err(e) => return Err(context("read", e)),
             }
         }
         Ok((false, read_any))
@@ -280,7 +291,7 @@ impl Connection {
     fn echo(&mut self, n: usize, io: &mut Io<'_>) -> io::Result<()> {
         let data = &io.buf[..n];
         let written = match self.pending {
-            None => write_some(&self.stream, data, io.counters)?,
+            None => write_some(&mut self.stream, data, io.counters)?,
             Some(_) => 0,
         };
         if written < n {
@@ -299,7 +310,7 @@ impl Connection {
         while let Some(pending) = self.pending.as_mut() {
             let front = pending.front();
             let offered = front.len();
-            let n = write_some(&self.stream, front, io.counters)?;
+            let n = write_some(&mut self.stream, front, io.counters)?;
             pending.consume(n);
             io.counters.sub(Counter::PendingBytes, n as u64);
             moved |= n > 0;
@@ -315,17 +326,17 @@ impl Connection {
     }
 
     /// Registers or drops WRITABLE interest to match whether output is
-    /// pending (rule 3 of [`crate::rules`]).
+    /// pending, here or in the transport (rule 3 of [`crate::rules`]).
     fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        let pending = self.pending.is_some();
+        let pending = self.pending.is_some() || self.stream.wants_write();
         rules::update_interest(
             registry,
-            &mut self.stream,
+            self.stream.socket_mut(),
             token,
             &mut self.write_interest,
             pending,
         )
-        .map_err(|e| named("reregister", e))
+        .map_err(|e| context("reregister", e))
     }
 
     /// Closes the connection, returning its pending output (if any) to the
@@ -340,16 +351,114 @@ impl Connection {
     }
 }
 
-/// Writes as much of `data` as the socket takes now ([`rules::write_until_full`])
+/// Writes as much of `data` as the transport takes now ([`Transport::write`])
 /// and counts it.
-fn write_some(stream: &TcpStream, data: &[u8], counters: &Counters) -> io::Result<usize> {
-    let n = rules::write_until_full(stream, data).map_err(|e| named("write", e))?;
+fn write_some<T: Transport>(stream: &mut T, data: &[u8], counters: &Counters) -> io::Result<usize> {
+    let n = stream.write(data).map_err(|e| context("write", e))?;
     counters.add(Counter::BytesOut, n as u64);
     Ok(n)
 }
 
-/// Prefixes an error with the call that returned it ("read: Connection
-/// reset by peer"), keeping its kind. Only on the error path.
-fn named(call: &str, err: io::Error) -> io::Error {
-    io::Error::new(err.kind(), format!("{call}: {err}"))
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    use mio::{Events, Poll};
+
+    use super::*;
+
+    /// Plain TCP with a count of its reads, and a switch for the shortcut:
+    /// off, it answers as a transport that holds bytes of its own (TLS).
+    #[derive(Debug)]
+    struct Counted {
+        tcp: TcpStream,
+        reads: usize,
+        shortcut: bool,
+    }
+
+    impl Transport for Counted {
+        fn socket(&self) -> &TcpStream {
+            &self.tcp
+        }
+        fn socket_mut(&mut self) -> &mut TcpStream {
+            &mut self.tcp
+        }
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            Transport::read(&mut self.tcp, buf)
+        }
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            Transport::write(&mut self.tcp, data)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn wants_write(&self) -> bool {
+            false
+        }
+        fn read_proves_drained(&self, n: usize, asked: usize, unproven: bool) -> bool {
+            self.shortcut && self.tcp.read_proves_drained(n, asked, unproven)
+        }
+    }
+
+    /// Serves one readable event of 100 bytes on a real loopback connection
+    /// over `Counted`; returns how many reads the connection made and the
+    /// echo the peer got.
+    fn reads_for_one_message(shortcut: bool) -> (usize, Vec<u8>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
+        let mut poll = Poll::new().unwrap();
+        let token = Token(0);
+        let tcp = TcpStream::from_std(accepted);
+        let stream = Counted {
+            tcp,
+            reads: 0,
+            shortcut,
+        };
+        let mut conn = Connection::register(stream, poll.registry(), token).unwrap();
+        peer.write_all(&[7; 100]).unwrap();
+        let mut events = Events::with_capacity(8);
+        while !events.iter().any(|e| e.is_readable()) {
+            poll.poll(&mut events, Some(Duration::from_secs(10)))
+                .unwrap();
+        }
+        let (mut buf, mut pool, counters) =
+            (vec![0; 4096], BufferPool::new(1), Counters::default());
+        let mut io = Io {
+            buf: &mut buf,
+            pool: &mut pool,
+            counters: &counters,
+            max_pending: 1 << 20,
+            reads_per_turn: 16,
+            reading: true,
+        };
+        let hints = Hints {
+            readable: true,
+            ..Hints::default()
+        };
+        let (status, moved) = conn.serve(hints, poll.registry(), token, &mut io).unwrap();
+        assert_eq!((status, moved), (Status::Waiting, true));
+        let mut echo = vec![0; 100];
+        peer.read_exact(&mut echo).unwrap();
+        (conn.stream.reads, echo)
+    }
+
+    /// Whether a short read ends the reading is the transport's answer, not
+    /// the loop's: over plain TCP on epoll one read serves the message (the
+    /// short read proves the socket drained); a transport that says a short
+    /// read proves nothing gets the read that says `WouldBlock` too — and
+    /// both echo every byte.
+    #[test]
+    fn the_transport_decides_whether_a_short_read_drains() {
+        let (plain, echo) = reads_for_one_message(true);
+        assert_eq!(echo, [7; 100]);
+        let expected = if rules::SHORT_IO_MEANS_DRAINED { 1 } else { 2 };
+        assert_eq!(plain, expected);
+        let (held, echo) = reads_for_one_message(false);
+        assert_eq!(echo, [7; 100]);
+        assert_eq!(held, 2);
+    }
 }

@@ -5,27 +5,36 @@
 //! `accept.rs` takes clients in (step 3), `shutdown.rs` winds the loop down
 //! (step 5); the rest is here. The rules every step follows are
 //! [`crate::rules`]; what the loop does with each kind of error is the
-//! error policy in [`crate::server`].
+//! error policy (`server.rs`).
+//!
+//! A loop is built from what it owns alone (`part.rs`: its poll, sockets,
+//! read buffer and counter writer) and a handle to what all loops share
+//! ([`crate::shared`]); it knows nothing of the `Server` that built it.
 
 mod accept;
+mod part;
 mod shutdown;
+
+pub use accept::ACCEPT_BACKOFF;
+pub(crate) use part::{Bound, Part};
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
-use mio::Events;
+use mio::{Events, Poll};
 use slab::Slab;
 
 use crate::admission::{Admission, Rules};
 use crate::connection::{Connection, Hints, Io, Status};
 use crate::idle::IdleQueue;
-use crate::logging::{Peers, Throttle};
+use crate::logging::{context, Peers, Throttle};
 use crate::metrics::{MetricsService, View};
 use crate::pending::BufferPool;
-use crate::server::{context, Server};
-use crate::stats::Counter;
+use crate::shared::Shared;
+use crate::stats::{Counter, Counters};
 use crate::token::Source;
 use crate::udp::{Udp, UdpEcho};
 use crate::{rules, sys};
@@ -53,8 +62,17 @@ enum Close {
 /// The running loop's state.
 #[derive(Debug)]
 pub(crate) struct EventLoop {
-    /// The bound server: poll, listeners, config, shared state.
-    server: Server,
+    /// What every loop shares: configuration, shutdown flag, wakers, the
+    /// readers of every counter slot.
+    shared: Arc<Shared>,
+    /// This loop's poll; every socket below is registered with it.
+    poll: Poll,
+    /// This loop's listeners (cleared when shutdown starts).
+    listeners: Vec<part::Listener>,
+    /// This loop's UDP sockets, with `--udp` (cleared when shutdown starts).
+    udp: Vec<Udp>,
+    /// The only writer of this loop's counter slot.
+    counters: Counters,
     /// Events filled by each `poll`, reused every turn.
     events: Events,
     /// Open connections; the slab key is the connection's `Token`.
@@ -94,15 +112,23 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// The loop for a bound server, before its first turn.
-    pub(crate) fn new(mut server: Server) -> EventLoop {
-        let config = &server.config;
+    /// The loop that serves `part`, before its first turn.
+    pub(crate) fn new(part: Part, shared: Arc<Shared>) -> EventLoop {
+        let Part {
+            poll,
+            listeners,
+            udp,
+            metrics,
+            read_buffer,
+            counters,
+        } = part;
+        let config = &shared.config;
         EventLoop {
             events: Events::with_capacity(EVENTS_CAPACITY),
             conns: Slab::new(),
             read_again: VecDeque::new(),
             idle: config.idle_timeout.map(IdleQueue::new),
-            buf: std::mem::take(&mut server.read_buffer),
+            buf: read_buffer,
             pool: BufferPool::new(SPARE_BUFFERS),
             accept_paused_until: None,
             next_stats: config.stats_interval.map(|every| Instant::now() + every),
@@ -116,17 +142,14 @@ impl EventLoop {
                 .udp
                 .then(|| UdpEcho::new(Rules::new(&config.allow, &config.deny), config.udp_rate)),
             admission: Admission::new(&config.allow, &config.deny, config.max_per_source),
-            metrics: server
-                .metrics
-                .take()
-                .map(|(listener, addr)| MetricsService::new(listener, addr)),
-            server,
+            metrics: metrics
+                .map(|(listener, addr)| MetricsService::new(listener, addr, config.reads_per_turn)),
+            poll,
+            listeners,
+            udp,
+            counters,
+            shared,
         }
-    }
-
-    /// The server this loop runs, once it has stopped.
-    pub(crate) fn into_server(self) -> Server {
-        self.server
     }
 
     /// One turn of the loop. Returns `false` when the server has stopped.
@@ -134,7 +157,7 @@ impl EventLoop {
         // 1. Wait for readiness, or until the nearest deadline. Never block
         //    while work is left over from the last turn.
         let timeout = self.poll_timeout();
-        if let Err(e) = self.server.poll.poll(&mut self.events, timeout) {
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 return Ok(true);
             }
@@ -150,18 +173,19 @@ impl EventLoop {
         //    listeners and UDP sockets are ready.
         self.dispatch();
 
-        // 3. The shared sockets: accept until WouldBlock, echo datagrams
-        //    until WouldBlock — each within a budget per socket per turn.
+        // 3. The sockets every client comes in by: accept until WouldBlock,
+        //    echo datagrams until WouldBlock — each within a budget per
+        //    socket per turn.
         if self.shutdown_deadline.is_none() && self.accept_paused_until.is_none() {
-            for i in 0..self.server.listeners.len() {
-                if self.server.listeners[i].ready {
+            for i in 0..self.listeners.len() {
+                if self.listeners[i].ready {
                     self.accept(i);
                 }
             }
         }
         self.echo_datagrams();
         if let Some(metrics) = self.metrics.as_mut().filter(|m| m.ready) {
-            metrics.accept(self.server.poll.registry(), self.now);
+            metrics.accept(self.poll.registry(), self.now);
         }
 
         // 4. Serve again those with input left over from an earlier turn.
@@ -173,6 +197,9 @@ impl EventLoop {
                 conn.queued = false;
                 self.serve(key, Hints::default());
             }
+        }
+        if self.metrics.as_ref().is_some_and(MetricsService::cut_short) {
+            self.scrape(None);
         }
 
         // 5. Timers: idle connections, accept back-off, stats; shutdown.
@@ -191,12 +218,12 @@ impl EventLoop {
                 Source::Waker => {} // the shutdown flag is checked in step 5
                 // None once shutdown closed the listeners (and UDP sockets).
                 Source::Listener(i) => {
-                    if let Some(listener) = self.server.listeners.get_mut(i) {
+                    if let Some(listener) = self.listeners.get_mut(i) {
                         listener.ready = true;
                     }
                 }
                 Source::Udp(i) => {
-                    if let Some(udp) = self.server.udp.get_mut(i) {
+                    if let Some(udp) = self.udp.get_mut(i) {
                         udp.ready = true;
                     }
                 }
@@ -205,7 +232,7 @@ impl EventLoop {
                         metrics.ready = true;
                     }
                 }
-                Source::Metrics(key) => self.scrape(key),
+                Source::Metrics(key) => self.scrape(Some(key)),
                 Source::Connection(key) => {
                     // Closed and error flags are hints: serving reads or
                     // writes, and the call itself tells what happened.
@@ -223,19 +250,24 @@ impl EventLoop {
         self.events = events;
     }
 
-    /// Step 2, a metrics connection's event: it is answered from the
-    /// counters as they are now.
-    fn scrape(&mut self, key: usize) {
+    /// Steps 2 and 4, metrics: the connection an event names (`Some`), or
+    /// those a budget cut short in an earlier turn (`None`), answered from
+    /// the counters as they are now.
+    fn scrape(&mut self, key: Option<usize>) {
         let Some(metrics) = &mut self.metrics else {
             return;
         };
         let view = View {
-            stats: self.server.shared.counters.snapshot(),
-            config: &self.server.config,
-            max_connections: self.server.max_connections,
+            stats: self.shared.stats(),
+            config: &self.shared.config,
+            max_connections: self.shared.max_connections,
             shutting_down: self.shutdown_deadline.is_some(),
         };
-        metrics.serve(key, self.server.poll.registry(), &view);
+        let registry = self.poll.registry();
+        match key {
+            Some(key) => metrics.serve(key, registry, &view, self.now),
+            None => metrics.serve_again(registry, &view, self.now),
+        }
     }
 
     /// Step 3, UDP: every ready socket receives and echoes within its
@@ -244,8 +276,8 @@ impl EventLoop {
         let Some(echo) = &mut self.udp_echo else {
             return;
         };
-        let counters = &self.server.shared.counters;
-        for udp in &mut self.server.udp {
+        let counters = &self.counters;
+        for udp in &mut self.udp {
             if udp.due(self.now) {
                 echo.serve(udp, counters, self.now);
             }
@@ -265,15 +297,12 @@ impl EventLoop {
         {
             // Retry: the backlog still holds whoever we could not take.
             self.accept_paused_until = None;
-            self.server
-                .listeners
-                .iter_mut()
-                .for_each(|l| l.ready = true);
+            self.listeners.iter_mut().for_each(|l| l.ready = true);
         }
         if let Some(at) = self.next_stats.filter(|&at| self.now >= at) {
-            info!("stats: {}", self.server.shared.counters.snapshot());
+            info!("stats: {}", self.shared.stats());
             self.next_stats = self
-                .server
+                .shared
                 .config
                 .stats_interval
                 .map(|every| at.max(self.now) + every);
@@ -285,17 +314,13 @@ impl EventLoop {
     fn poll_timeout(&self) -> Option<Duration> {
         let accepting = self.shutdown_deadline.is_none() && self.accept_paused_until.is_none();
         if !self.read_again.is_empty()
-            || (accepting && self.server.listeners.iter().any(|l| l.ready))
-            || self
-                .server
-                .udp
-                .iter()
-                .any(|u| u.ready && u.wake_at().is_none())
-            || self.metrics.as_ref().is_some_and(|m| m.ready)
+            || (accepting && self.listeners.iter().any(|l| l.ready))
+            || self.udp.iter().any(|u| u.ready && u.wake_at().is_none())
+            || self.metrics.as_ref().is_some_and(MetricsService::busy)
         {
             return Some(Duration::ZERO);
         }
-        let udp_rest = self.server.udp.iter().filter_map(Udp::wake_at).min();
+        let udp_rest = self.udp.iter().filter_map(Udp::wake_at).min();
         [
             self.idle.as_ref().and_then(IdleQueue::next_deadline),
             self.accept_paused_until,
@@ -316,7 +341,6 @@ impl EventLoop {
     /// Serves connection `key` (read, echo, buffer, flush) and acts on the
     /// outcome: queue it, close it, or leave it waiting.
     fn serve(&mut self, key: usize, hints: Hints) {
-        let shared = &self.server.shared;
         // A stale event for a connection closed earlier this turn: nothing to do.
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -324,13 +348,13 @@ impl EventLoop {
         let mut io = Io {
             buf: &mut self.buf,
             pool: &mut self.pool,
-            counters: &shared.counters,
-            max_pending: self.server.config.max_pending,
-            reads_per_turn: self.server.config.reads_per_turn,
+            counters: &self.counters,
+            max_pending: self.shared.config.max_pending,
+            reads_per_turn: self.shared.config.reads_per_turn,
             reading: self.shutdown_deadline.is_none(),
         };
         let token = Source::Connection(key).token();
-        match conn.serve(hints, self.server.poll.registry(), token, &mut io) {
+        match conn.serve(hints, self.poll.registry(), token, &mut io) {
             Ok((status, moved)) => {
                 if moved {
                     if let Some(idle) = &mut self.idle {
@@ -362,7 +386,7 @@ impl EventLoop {
             idle.remove(key);
         }
         self.admission.closed(key);
-        let counters = &self.server.shared.counters;
+        let counters = &self.counters;
         let peer = self.peers.get(key);
         let owed = conn.pending_len();
         // Count first, close the socket last: whatever a client observes

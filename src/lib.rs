@@ -16,15 +16,23 @@
 //!
 //! # Layout
 //!
-//! - `server.rs` — [`Server`] (bind, then run) and [`Handle`] (stop it, read
-//!   its counters); the error policy. Start reading here.
+//! - `server.rs` — [`Server`] (bind, or take listeners bound elsewhere, then
+//!   run) and [`Handle`] (stop it, read its counters); the error policy.
+//!   Start reading here.
 //! - `event_loop.rs` — the loop: the numbered steps of one turn
 //!   (`EventLoop::turn`), serving and closing connections; `accept.rs` and
-//!   `shutdown.rs` beside it take clients in and wind the loop down.
+//!   `shutdown.rs` beside it take clients in and wind the loop down, and
+//!   `part.rs` is what one loop owns alone (its poll, sockets, read buffer,
+//!   the writer of its counters).
+//! - `shared.rs` — what every loop and [`Handle`] share: configuration,
+//!   shutdown flag, each loop's waker, a reader of each loop's counters.
 //! - `rules.rs` — the rules of the readiness technique ([`rules`]), shared
 //!   with the stress client: drain, hints, write interest, the epoll shortcut.
-//! - `connection.rs` — one client: its socket, what we know of its
+//! - `connection.rs` — one client: its transport, what we know of its
 //!   readiness, the echo. Knows nothing of the loop but a `Registry`.
+//! - `transport.rs` — the seam every connection's bytes pass through
+//!   ([`transport::Transport`]): plain TCP today, and the one place that
+//!   says whether a short read proves the socket drained.
 //! - `pending.rs` — the echo a connection still owes, and the buffer pool.
 //! - `admission.rs` — who may be served: `--allow`, `--deny` (TCP and
 //!   UDP), `--max-per-source`.
@@ -38,7 +46,8 @@
 //! - `token.rs` — what each `mio::Token` names.
 //! - `config.rs` — [`Config`]: settings, defaults and bounds; `units.rs` —
 //!   parsing seconds and byte counts ([`units`]).
-//! - `stats.rs` — the counters ([`Stats`]), from one list.
+//! - `stats.rs` — the counters ([`Stats`]), from one list; one slot per
+//!   loop, with one writer.
 //! - `logging.rs` — rate-limited warnings, peer names for debug lines.
 //! - `sys.rs` — the few facts that differ between operating systems, behind
 //!   `cfg` in one place.
@@ -117,9 +126,11 @@ mod pending;
 mod rate_limit;
 pub mod rules;
 mod server;
+mod shared;
 pub mod stats;
 mod sys;
 mod token;
+pub mod transport;
 mod udp;
 pub mod units;
 

@@ -1,6 +1,8 @@
 //! What keeps the log useful under load: warnings rate-limited per kind,
-//! and peer addresses for debug lines kept only while those lines are on.
+//! peer addresses for debug lines kept only while those lines are on, and
+//! errors that name the call that failed.
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -70,4 +72,11 @@ impl std::fmt::Display for PeerName {
             None => f.write_str("?"),
         }
     }
+}
+
+/// Adds "what we were doing" to an error, keeping its kind: "read:
+/// Connection reset by peer", "bind 127.0.0.1:7: Address already in use".
+/// Only on the error path.
+pub(crate) fn context(call: &str, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("{call}: {err}"))
 }

@@ -2,36 +2,66 @@
 //! served by the same loop as the echo.
 //!
 //! A scrape is one short connection: read the request head, answer
-//! ([`http`]), send FIN, close once the scraper has closed. Metrics
-//! connections live in their own slab with their own small limit
-//! ([`MAX_CONNECTIONS`]): they never count against echo clients, and a
-//! client that says nothing is closed after [`TIMEOUT`]. The work per turn is
-//! bounded — a few accepts, one read and one write per event — so scrapers
-//! cannot starve the echo.
+//! ([`http`]), send FIN, close once the scraper has closed ([`scrape`]).
+//! Metrics connections live in their own slab with their own small limit
+//! ([`MAX_CONNECTIONS`]): they never count against echo clients. Nothing a
+//! metrics client does can stall the echo or hold the endpoint:
+//!
+//! - *The loop's budget.* A metrics connection reads at most
+//!   `reads_per_turn` times per turn, as an echo connection does; one cut
+//!   short is remembered and served again next turn, after the others
+//!   (rule 1 of [`crate::rules`]). A listener accepts a few per turn.
+//! - *Bounded input.* A connection may send its request head (at most
+//!   `http::MAX_HEAD`) and as much again — room for a pipelined next
+//!   request, which is not answered — and is closed past it: a client
+//!   streaming into the port is cut off after a few KiB.
+//! - *A deadline.* Every connection is closed [`TIMEOUT`] after its accept,
+//!   whatever it sends: the loop's turns are bounded, so the timers run.
+//! - *A share per source.* One source IP (IPv4-mapped as IPv4) holds at
+//!   most [`PER_SOURCE`] connections. A new one beyond its share closes
+//!   that source's stalest; a new one into a full endpoint closes the
+//!   stalest connection of the source (of the sources, if tied) holding the
+//!   most. *Stalest* is the
+//!   connection that sent a byte least recently, or accepted least recently
+//!   if it sent none, an answered one first (it owes nothing but its
+//!   close). So a flood, from one source or several, only ever pushes out
+//!   its own connections: a health check from elsewhere is accepted, and,
+//!   being the newest, is read and answered before the flood's next few
+//!   accepts can reach it. Ranking by time rather than by bytes sent is
+//!   deliberate: a flood can send more bytes than a new client has, but it
+//!   cannot make its connections newer than one accepted after them.
 
 mod exposition;
 pub(crate) mod http;
 mod process;
+mod scrape;
 
-use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::Registry;
 use slab::Slab;
 
+use crate::admission::canonical;
 use crate::logging::Throttle;
 use crate::rules;
 use crate::stats::Stats;
-use crate::token::Source;
+use crate::token::{Source, MAX_METRICS};
 use crate::Config;
 
 use http::Request;
+use scrape::{Scrape, Step};
 
-/// Metrics connections open at once; beyond it a new one is closed at once.
-pub(crate) const MAX_CONNECTIONS: usize = 64;
+/// Metrics connections open at once: the size of their token range.
+pub(crate) const MAX_CONNECTIONS: usize = MAX_METRICS;
+
+/// Metrics connections one source may hold open at once: a scraper needs
+/// one, a health checker one; the rest of the endpoint stays for others.
+pub(crate) const PER_SOURCE: usize = MAX_CONNECTIONS / 4;
 
 /// How long a metrics connection may take from accept to close: a scrape
 /// takes milliseconds, a silent or trickling client is cut off.
@@ -39,25 +69,6 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts per turn on the metrics listener.
 const ACCEPTS_PER_TURN: usize = 8;
-
-/// One scraper.
-#[derive(Debug)]
-struct Scrape {
-    /// Its socket, registered under `Source::Metrics(key)`.
-    stream: TcpStream,
-    /// The request head so far (at most `http::MAX_HEAD` and one read).
-    head: Vec<u8>,
-    /// The response still to send, once the request is answered.
-    out: Vec<u8>,
-    /// How much of `out` is sent.
-    sent: usize,
-    /// The response is out and FIN sent: waiting for the scraper to close.
-    done: bool,
-    /// WRITABLE is registered (only while `out` is not all sent).
-    write_interest: bool,
-    /// Accept time + [`TIMEOUT`]: closed then, whatever its state.
-    deadline: Instant,
-}
 
 /// What the metrics endpoint needs to know of the server to answer.
 #[derive(Debug)]
@@ -83,27 +94,55 @@ pub(crate) struct MetricsService {
     pub(crate) ready: bool,
     /// Open scrapes, by key.
     scrapes: Slab<Scrape>,
-    /// Rate limit for "too many metrics connections" warnings.
-    refused_warnings: Throttle,
+    /// Open scrapes per source that has any: the per-source share.
+    per_source: HashMap<IpAddr, usize>,
+    /// Reads per scrape per turn (`--reads-per-turn`, as for echo clients).
+    budget: usize,
+    /// Scrapes an earlier turn's budget cut short: served again this turn.
+    again: Vec<usize>,
+    /// Scrapes this turn's budget cut short: served again next turn.
+    later: Vec<usize>,
+    /// Counts accepts and reads that moved bytes: the clock that says which
+    /// scrape is stalest (one that cannot tie, unlike the turn's time).
+    events: u64,
+    /// Rate limit for "closing a connection to make room" warnings.
+    full_warnings: Throttle,
 }
 
 impl MetricsService {
     /// The service for a listener bound and registered at start-up.
-    pub(crate) fn new(listener: TcpListener, addr: SocketAddr) -> Self {
+    pub(crate) fn new(listener: TcpListener, addr: SocketAddr, budget: usize) -> Self {
         MetricsService {
             listener,
             addr,
             ready: false,
             scrapes: Slab::with_capacity(MAX_CONNECTIONS),
-            refused_warnings: Throttle::default(),
+            per_source: HashMap::new(),
+            budget,
+            again: Vec::new(),
+            later: Vec::new(),
+            events: 0,
+            full_warnings: Throttle::default(),
         }
     }
 
-    /// Accepts scrapers, a few per turn; over the limit, closes at once.
+    /// Whether there is work without an event: connections waiting to be
+    /// accepted, or scrapes cut short by their budget.
+    pub(crate) fn busy(&self) -> bool {
+        self.ready || self.cut_short()
+    }
+
+    /// Whether scrapes cut short by their budget wait to be served again.
+    pub(crate) fn cut_short(&self) -> bool {
+        !self.again.is_empty() || !self.later.is_empty()
+    }
+
+    /// Accepts scrapers, a few per turn, making room when a limit is
+    /// reached (see the module docs).
     pub(crate) fn accept(&mut self, registry: &Registry, now: Instant) {
         for _ in 0..ACCEPTS_PER_TURN {
-            let stream = match self.listener.accept() {
-                Ok((stream, _)) => stream,
+            let (mut stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.ready = false;
                     return;
@@ -117,135 +156,138 @@ impl MetricsService {
                     return;
                 }
             };
-            if self.scrapes.len() >= MAX_CONNECTIONS {
-                if let Some(missed) = self.refused_warnings.allow(now) {
-                    warn!(
-                        "metrics {}: {MAX_CONNECTIONS} connections open, closing a new one \
-                         ({missed} more since last warning)",
-                        self.addr
-                    );
-                }
-                continue; // dropped: closed at once
-            }
+            let source = canonical(peer.ip());
+            self.make_room(source, now);
             let entry = self.scrapes.vacant_entry();
-            let mut stream = stream;
             let token = Source::Metrics(entry.key()).token();
             if let Err(e) = registry.register(&mut stream, token, rules::READ_INTEREST) {
                 debug!("register a metrics connection: {e}");
                 continue;
             }
-            entry.insert(Scrape {
-                stream,
-                head: Vec::new(),
-                out: Vec::new(),
-                sent: 0,
-                done: false,
-                write_interest: false,
-                deadline: now + TIMEOUT,
-            });
+            self.events += 1;
+            entry.insert(Scrape::new(stream, source, now + TIMEOUT, self.events));
+            *self.per_source.entry(source).or_insert(0) += 1;
+        }
+    }
+
+    /// Before a scrape from `source` is added: if `source` holds its share,
+    /// closes its stalest; if the endpoint is full, closes the stalest of
+    /// the sources holding the most.
+    fn make_room(&mut self, source: IpAddr, now: Instant) {
+        let held = self.per_source.get(&source).copied().unwrap_or(0);
+        let own = held >= PER_SOURCE;
+        if !own && self.scrapes.len() < MAX_CONNECTIONS {
+            return;
+        }
+        let most = self.per_source.values().copied().max().unwrap_or(0);
+        let stalest = (self.scrapes.iter())
+            .filter(|(_, s)| {
+                if own {
+                    s.source == source
+                } else {
+                    self.per_source.get(&s.source) == Some(&most)
+                }
+            })
+            .min_by_key(|(_, s)| (!s.done, s.heard))
+            .map(|(key, _)| key);
+        if let Some(key) = stalest {
+            if let Some(missed) = self.full_warnings.allow(now) {
+                let from = self.scrapes[key].source;
+                warn!(
+                    "metrics {}: {} connections open, {} from {from}: closing its stalest \
+                     for a new one from {source} ({missed} more since last warning)",
+                    self.addr,
+                    self.scrapes.len(),
+                    self.per_source.get(&from).copied().unwrap_or(0),
+                );
+            }
+            self.remove(key, "closed to make room");
         }
     }
 
     /// Serves scrape `key` on an event: read the head, answer, flush, close.
-    pub(crate) fn serve(&mut self, key: usize, registry: &Registry, view: &View<'_>) {
+    /// One already queued is left for step 4: one budget per turn.
+    pub(crate) fn serve(&mut self, key: usize, registry: &Registry, view: &View<'_>, now: Instant) {
+        if self.scrapes.get(key).is_some_and(|s| !s.queued) {
+            self.serve_one(key, registry, view, now);
+        }
+        // else a stale event for a scrape closed this turn, or one queued
+    }
+
+    /// Step 4: serves again the scrapes an earlier turn's budget cut short;
+    /// those cut short in this turn wait for the next.
+    pub(crate) fn serve_again(&mut self, registry: &Registry, view: &View<'_>, now: Instant) {
+        for key in std::mem::take(&mut self.again) {
+            if let Some(scrape) = self.scrapes.get_mut(key) {
+                scrape.queued = false;
+                self.serve_one(key, registry, view, now);
+            }
+        }
+        self.again = std::mem::take(&mut self.later);
+    }
+
+    /// Serves scrape `key` within its budget and acts on the outcome.
+    fn serve_one(&mut self, key: usize, registry: &Registry, view: &View<'_>, now: Instant) {
         let Some(scrape) = self.scrapes.get_mut(key) else {
-            return; // a stale event for a scrape closed this turn
+            return;
         };
-        match scrape.serve(key, registry, view) {
-            Ok(true) => {}
-            Ok(false) => {
-                self.scrapes.remove(key);
+        if now >= scrape.deadline {
+            return self.remove(key, "timed out");
+        }
+        let received = scrape.received;
+        let token = Source::Metrics(key).token();
+        let step = scrape.serve(token, registry, self.budget, |request| {
+            answer(request, view)
+        });
+        if scrape.received != received {
+            self.events += 1;
+            scrape.heard = self.events;
+        }
+        match step {
+            Ok(Step::Waiting) => {}
+            Ok(Step::ReadAgain) => {
+                scrape.queued = true;
+                self.later.push(key);
             }
+            Ok(Step::Close(why)) => self.remove(key, why),
             Err(e) => {
-                debug!("metrics connection: {e}");
-                self.scrapes.remove(key);
+                debug!("metrics connection {key}: {e}");
+                self.remove(key, "closed on error");
             }
+        }
+    }
+
+    /// Closes scrape `key` and forgets it everywhere.
+    fn remove(&mut self, key: usize, why: &str) {
+        let scrape = self.scrapes.remove(key);
+        debug!("metrics connection {key} ({}): {why}", scrape.source);
+        if let Some(n) = self.per_source.get_mut(&scrape.source) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&scrape.source);
+            }
+        }
+        if scrape.queued {
+            self.again.retain(|&k| k != key);
+            self.later.retain(|&k| k != key);
         }
     }
 
     /// Closes every scrape past its deadline.
     pub(crate) fn expire(&mut self, now: Instant) {
-        self.scrapes.retain(|_, scrape| now < scrape.deadline);
+        let expired: Vec<usize> = (self.scrapes.iter())
+            .filter(|(_, s)| now >= s.deadline)
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            self.remove(key, "timed out");
+        }
     }
 
     /// The nearest scrape deadline, for the poll timeout.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.scrapes.iter().map(|(_, s)| s.deadline).min()
     }
-}
-
-impl Scrape {
-    /// One event's worth of work. `Ok(false)`: finished, close it.
-    fn serve(&mut self, key: usize, registry: &Registry, view: &View<'_>) -> io::Result<bool> {
-        if self.out.is_empty() && !self.done {
-            match self.read_head()? {
-                ReadOutcome::Closed => return Ok(false),
-                ReadOutcome::Incomplete => return Ok(true),
-                ReadOutcome::Complete(request) => self.out = answer(request, view),
-            }
-        }
-        if !self.done {
-            self.sent += rules::write_until_full(&self.stream, &self.out[self.sent..])?;
-            let pending = self.sent < self.out.len();
-            let token = Source::Metrics(key).token();
-            rules::update_interest(
-                registry,
-                &mut self.stream,
-                token,
-                &mut self.write_interest,
-                pending,
-            )?;
-            if pending {
-                return Ok(true);
-            }
-            self.stream.shutdown(std::net::Shutdown::Write)?;
-            self.done = true;
-        }
-        // Read what the scraper still sends (nothing, usually) until its
-        // close: closing with unread input would send a reset.
-        let mut sink = [0u8; 512];
-        loop {
-            match (&self.stream).read(&mut sink) {
-                Ok(0) => return Ok(false),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Reads until `WouldBlock`, or until the head is complete or too long.
-    fn read_head(&mut self) -> io::Result<ReadOutcome> {
-        let mut buf = [0u8; 2048];
-        loop {
-            match (&self.stream).read(&mut buf) {
-                Ok(0) => return Ok(ReadOutcome::Closed),
-                Ok(n) => {
-                    self.head.extend_from_slice(&buf[..n]);
-                    if let Some(request) = http::parse(&self.head) {
-                        return Ok(ReadOutcome::Complete(request));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(ReadOutcome::Incomplete)
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-/// How far reading a request head got.
-#[derive(Debug)]
-enum ReadOutcome {
-    /// The scraper closed first.
-    Closed,
-    /// Not all there yet.
-    Incomplete,
-    /// The head is complete (or has told us enough).
-    Complete(Request),
 }
 
 /// The response to a request.
@@ -270,6 +312,12 @@ fn answer(request: Request, view: &View<'_>) -> Vec<u8> {
             http::response("405 Method Not Allowed", TEXT, "GET or HEAD only\n", false)
         }
         Request::Malformed => http::response("400 Bad Request", TEXT, "bad request\n", false),
+        Request::VersionNotSupported => http::response(
+            "505 HTTP Version Not Supported",
+            TEXT,
+            "HTTP/1.0 or HTTP/1.1 only\n",
+            false,
+        ),
         Request::HeadTooLarge => http::response(
             "431 Request Header Fields Too Large",
             TEXT,

@@ -26,7 +26,9 @@
 //!    backends and costs a `reregister` whenever it changes.
 //! 4. **A short read proves nothing — except on epoll**
 //!    ([`SHORT_IO_MEANS_DRAINED`]), and even there not when the event said
-//!    the peer closed or sent urgent data ([`short_read_unproven`]).
+//!    the peer closed or sent urgent data ([`short_read_unproven`]), nor
+//!    over a transport that holds bytes of its own: the rule is asked of
+//!    the connection's [`Transport`](crate::transport::Transport).
 //!
 //! Writes follow rule 1 too: [`write_until_full`] writes until the data is
 //! gone or the socket says `WouldBlock` (or, on epoll, takes less than it

@@ -1,8 +1,14 @@
-//! The server: [`Server::bind`] does everything that may fail fatally
+//! The server: [`Server::bind`] (or [`Server::from_listeners`], with
+//! listeners bound by the caller) does everything that may fail fatally
 //! (validate the configuration, raise the open-file limit, bind, listen,
 //! create the poll); [`Server::run`] then turns the loop
 //! ([`crate::event_loop`]) until shut down. A [`Handle`] stops it and reads
 //! its counters from another thread.
+//!
+//! A loop owns its part (poll, sockets, buffers, the writer of its counter
+//! slot: `event_loop/part.rs`); what every loop and handle shares —
+//! configuration, shutdown flag, wakers, counter readers — is
+//! [`crate::shared`]. The server builds both and hands them to the loop.
 //!
 //! # Error policy
 //!
@@ -22,45 +28,28 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, UdpSocket};
-use mio::{Interest, Poll, Waker};
 
-use crate::event_loop::EventLoop;
-use crate::stats::{Counters, Stats};
-use crate::token::Source;
-use crate::udp::Udp;
+use crate::event_loop::{Bound, EventLoop, Part};
+use crate::logging::context;
+use crate::shared::Shared;
+use crate::stats::Stats;
 use crate::{sys, Config};
 
-/// How long accepting pauses after the listener fails (out of descriptors,
-/// or anything unexpected). Long enough not to burn CPU, short enough that
-/// clients waiting in the backlog barely notice once descriptors free up.
-pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub use crate::event_loop::ACCEPT_BACKOFF;
 
 /// Below this many, a `--max-connections` derived from the open-file limit
 /// is worth a warning: the operator probably did not mean it.
 const LOW_MAX_CONNECTIONS: usize = 1024;
 
-/// What the loop shares with [`Handle`]s on other threads.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// Wakes the loop from `poll` when a handle asks it to stop.
-    waker: Waker,
-    /// Set by [`Handle::shutdown`]; read by the loop every turn.
-    pub(crate) shutdown: AtomicBool,
-    /// The counters, written by the loop, read by anyone.
-    pub(crate) counters: Counters,
-}
-
 /// A way to watch and stop a running [`Server`] from another thread (a
 /// signal handler, a test). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Handle {
-    /// The state the loop shares.
+    /// What every loop shares: the shutdown flag, the wakers, the counters.
     shared: Arc<Shared>,
 }
 
@@ -69,53 +58,22 @@ impl Handle {
     /// echo of what was already read (for at most the shutdown grace), close
     /// everything, and return from [`Server::run`].
     pub fn shutdown(&self) -> io::Result<()> {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.shared.waker.wake()
+        self.shared.shutdown()
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot()
+        self.shared.stats()
     }
-}
-
-/// A listening socket.
-#[derive(Debug)]
-pub(crate) struct Listener {
-    /// The socket, registered under the token of `Source::Listener(its index)`.
-    pub(crate) socket: TcpListener,
-    /// Where it listens (with the real port when 0 was asked).
-    pub(crate) addr: SocketAddr,
-    /// It may have connections waiting: set by its event, cleared when
-    /// `accept` says `WouldBlock`. Kept across turns because the accept
-    /// budget may stop us first, and no new event comes for clients already
-    /// in the backlog.
-    pub(crate) ready: bool,
 }
 
 /// A bound, not yet running echo server.
 #[derive(Debug)]
 pub struct Server {
-    /// The one poll instance; every socket is registered with it.
-    pub(crate) poll: Poll,
-    /// Listening sockets, in the order of [`Config::listen`].
-    pub(crate) listeners: Vec<Listener>,
-    /// With `--udp`, the UDP socket beside each listener, same address.
-    pub(crate) udp: Vec<Udp>,
-    /// With `--metrics`, its listener and address, until the loop takes it.
-    pub(crate) metrics: Option<(TcpListener, SocketAddr)>,
-    /// The configuration it was bound with.
-    pub(crate) config: Config,
-    /// `--max-connections` resolved against the open-file limit.
-    pub(crate) max_connections: usize,
-    /// `--tcp-keepalive` as socket options, derived once at bind.
-    pub(crate) keepalive: Option<sys::Keepalive>,
-    /// What handles share.
-    pub(crate) shared: Arc<Shared>,
-    /// The loop's one read buffer, allocated here so that a size the
-    /// machine cannot give fails start-up instead of aborting later; the
-    /// loop takes it.
-    pub(crate) read_buffer: Vec<u8>,
+    /// What the loop and every [`Handle`] share.
+    shared: Arc<Shared>,
+    /// What the loop owns alone, until [`Server::run`] moves it in.
+    part: Part,
 }
 
 impl Server {
@@ -123,79 +81,73 @@ impl Server {
     /// the poll. Every error here is fatal and names what failed, e.g.
     /// `bind 127.0.0.1:7878: Address already in use`.
     pub fn bind(config: Config) -> io::Result<Server> {
-        config
-            .validate()
-            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("config: {why}")))?;
-        let keepalive = config.tcp_keepalive.and_then(sys::Keepalive::new);
-        let fd_limit = sys::raise_fd_limit().map_err(|e| context("setrlimit(NOFILE)", e))?;
-        let max_connections = config
-            .max_connections
-            .unwrap_or_else(|| sys::default_max_connections(fd_limit));
-        let poll = Poll::new().map_err(|e| context("poll", e))?;
-        let waker =
-            Waker::new(poll.registry(), Source::Waker.token()).map_err(|e| context("waker", e))?;
-        let (listeners, udp) = bind_all(&poll, &config)?;
-        let metrics = config
-            .metrics
-            .map(|want| bind_metrics(&poll, want))
-            .transpose()?;
-        if let Some(limit) = fd_limit {
-            if config.max_connections.is_none() && max_connections < LOW_MAX_CONNECTIONS {
-                warn!(
-                    "the open-file limit ({limit}) leaves --max-connections at {max_connections}; \
-                     raise the limit (ulimit -n, LimitNOFILE=) or set --max-connections"
-                );
-            } else {
-                debug!("open-file limit {limit}, max connections {max_connections}");
-            }
-        }
-        let shared = Arc::new(Shared {
-            waker,
-            shutdown: AtomicBool::new(false),
-            counters: Counters::default(),
-        });
-        let mut read_buffer = Vec::new();
-        read_buffer
-            .try_reserve_exact(config.read_buffer)
-            .map_err(|e| {
-                context(
-                    &format!("read buffer of {} bytes", config.read_buffer),
-                    io::Error::new(io::ErrorKind::OutOfMemory, e),
-                )
-            })?;
-        read_buffer.resize(config.read_buffer, 0);
-        Ok(Server {
-            poll,
-            listeners,
-            udp,
-            metrics,
+        let limits = Limits::new(&config)?;
+        let sockets = (config.listen.iter())
+            .map(|&want| bind_address(want, &config))
+            .collect::<io::Result<Vec<_>>>()?;
+        Server::assemble(config, limits, sockets)
+    }
+
+    /// Like [`Server::bind`], but serves `listeners`, bound (and listening)
+    /// already — by a test, a service manager, or a caller that gives each
+    /// loop its own. `config.listen` is replaced by their addresses; with
+    /// `config.udp` a UDP socket is bound on each of them. They get the
+    /// options accepted clients inherit (urgent data inline,
+    /// `config.send_buffer`) and are made non-blocking; `config.backlog`
+    /// does not apply (their backlog was set by `listen`).
+    pub fn from_listeners(
+        mut config: Config,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> io::Result<Server> {
+        config.listen = (listeners.iter())
+            .map(std::net::TcpListener::local_addr)
+            .collect::<io::Result<_>>()
+            .map_err(|e| context("local_addr", e))?;
+        let limits = Limits::new(&config)?;
+        let sockets = (listeners.into_iter().zip(&config.listen))
+            .map(|(listener, &addr)| adopt(listener, addr, &config))
+            .collect::<io::Result<Vec<_>>>()?;
+        Server::assemble(config, limits, sockets)
+    }
+
+    /// The rest of start-up, once the listen addresses are bound: the
+    /// metrics listener, the read buffer, the loop's part and what it shares.
+    fn assemble(config: Config, limits: Limits, sockets: Vec<Bound>) -> io::Result<Server> {
+        let metrics = config.metrics.map(bind_metrics).transpose()?;
+        let read_buffer = read_buffer(config.read_buffer)?;
+        let (part, waker) = Part::new(sockets, metrics, read_buffer)?;
+        let shared = Shared::new(
             config,
-            max_connections,
-            keepalive,
-            shared,
-            read_buffer,
+            limits.max_connections,
+            limits.keepalive,
+            vec![waker],
+            vec![part.counters.reader()],
+        );
+        Ok(Server {
+            shared: Arc::new(shared),
+            part,
         })
     }
 
     /// The addresses actually listened on (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|l| l.addr).collect()
+        self.part.listeners.iter().map(|l| l.addr).collect()
     }
 
     /// Where the metrics endpoint listens (`Config::metrics`), port 0
     /// resolved.
     pub fn local_metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(|(_, addr)| *addr)
+        self.part.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The UDP addresses served (`Config::udp`): the listeners' addresses.
     pub fn local_udp_addrs(&self) -> Vec<SocketAddr> {
-        self.udp.iter().map(|u| u.addr).collect()
+        self.part.udp.iter().map(|u| u.addr).collect()
     }
 
     /// The connection limit in force.
     pub fn max_connections(&self) -> usize {
-        self.max_connections
+        self.shared.max_connections
     }
 
     /// A handle to stop the server and read its counters.
@@ -208,19 +160,21 @@ impl Server {
     /// Runs the loop on this thread until shut down; returns the final
     /// counters.
     pub fn run(self) -> io::Result<Stats> {
-        for l in &self.listeners {
+        for l in &self.part.listeners {
             info!("listening on {}", l.addr);
         }
-        for u in &self.udp {
+        for u in &self.part.udp {
             info!("udp echo on {}", u.addr);
         }
-        if let Some((_, addr)) = &self.metrics {
+        if let Some((_, addr)) = &self.part.metrics {
             info!("metrics on http://{addr}/metrics");
         }
-        info!("{}", admission_summary(&self.config));
-        let mut event_loop = EventLoop::new(self);
+        info!("{}", admission_summary(&self.shared.config));
+        let Server { shared, part } = self;
+        let mut event_loop = EventLoop::new(part, Arc::clone(&shared));
         while event_loop.turn()? {}
-        let stats = event_loop.into_server().shared.counters.snapshot();
+        drop(event_loop);
+        let stats = shared.stats();
         info!("stopped: {stats}");
         Ok(stats)
     }
@@ -252,56 +206,83 @@ fn admission_summary(config: &Config) -> String {
     )
 }
 
+/// What start-up derives from the configuration before binding anything.
+#[derive(Debug)]
+struct Limits {
+    /// `--max-connections`, resolved against the open-file limit.
+    max_connections: usize,
+    /// `--tcp-keepalive` as socket options.
+    keepalive: Option<sys::Keepalive>,
+}
+
+impl Limits {
+    /// Validates `config` and raises the open-file limit; warns when the
+    /// limit leaves few connections.
+    fn new(config: &Config) -> io::Result<Limits> {
+        config
+            .validate()
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("config: {why}")))?;
+        let keepalive = config.tcp_keepalive.and_then(sys::Keepalive::new);
+        let fd_limit = sys::raise_fd_limit().map_err(|e| context("setrlimit(NOFILE)", e))?;
+        let max_connections = config
+            .max_connections
+            .unwrap_or_else(|| sys::default_max_connections(fd_limit));
+        if let Some(limit) = fd_limit {
+            if config.max_connections.is_none() && max_connections < LOW_MAX_CONNECTIONS {
+                warn!(
+                    "the open-file limit ({limit}) leaves --max-connections at {max_connections}; \
+                     raise the limit (ulimit -n, LimitNOFILE=) or set --max-connections"
+                );
+            } else {
+                debug!("open-file limit {limit}, max connections {max_connections}");
+            }
+        }
+        Ok(Limits {
+            max_connections,
+            keepalive,
+        })
+    }
+}
+
+/// The loop's one read buffer, `size` bytes, or an error naming the size.
+fn read_buffer(size: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(size).map_err(|e| {
+        context(
+            &format!("read buffer of {size} bytes"),
+            io::Error::new(io::ErrorKind::OutOfMemory, e),
+        )
+    })?;
+    buf.resize(size, 0);
+    Ok(buf)
+}
+
 /// How many fresh ports to try for a port-0 listen address whose port turns
 /// out to be taken for UDP by someone else.
 const UDP_PORT_TRIES: usize = 8;
-
-/// Binds and registers every listen address: a TCP listener, and with
-/// `--udp` a UDP socket on the same address and port.
-fn bind_all(poll: &Poll, config: &Config) -> io::Result<(Vec<Listener>, Vec<Udp>)> {
-    let mut listeners = Vec::with_capacity(config.listen.len());
-    let mut udps = Vec::new();
-    for (i, &want) in config.listen.iter().enumerate() {
-        let (mut socket, addr, udp) = bind_address(want, config)?;
-        poll.registry()
-            .register(&mut socket, Source::Listener(i).token(), Interest::READABLE)
-            .map_err(|e| context(&format!("register {addr}"), e))?;
-        listeners.push(Listener {
-            socket,
-            addr,
-            ready: false,
-        });
-        if let Some(mut udp) = udp {
-            poll.registry()
-                .register(&mut udp, Source::Udp(i).token(), Interest::READABLE)
-                .map_err(|e| context(&format!("register udp {addr}"), e))?;
-            udps.push(Udp::new(udp, addr));
-        }
-    }
-    Ok((listeners, udps))
-}
 
 /// The TCP listener for `want`, its real address, and with `--udp` the UDP
 /// socket on the same port. With port 0 the UDP port is the one TCP got; if
 /// another program holds it for UDP, both are given up and a fresh port is
 /// tried, [`UDP_PORT_TRIES`] times.
-fn bind_address(
-    want: SocketAddr,
-    config: &Config,
-) -> io::Result<(TcpListener, SocketAddr, Option<UdpSocket>)> {
+fn bind_address(want: SocketAddr, config: &Config) -> io::Result<Bound> {
     let mut tries = 0;
     loop {
         let named = |e| context(&format!("bind {want}"), e);
-        let socket = listen(want, config.backlog, config.send_buffer).map_err(named)?;
-        let addr = socket.local_addr().map_err(named)?;
+        let tcp = listen(want, config.backlog, config.send_buffer).map_err(named)?;
+        let addr = tcp.local_addr().map_err(named)?;
         if !config.udp {
-            return Ok((socket, addr, None));
+            return Ok(Bound {
+                tcp,
+                addr,
+                udp: None,
+            });
         }
         tries += 1;
         match bind_udp(addr) {
             Ok(udp) => {
-                enlarge_udp_buffers(&udp);
-                return Ok((socket, addr, Some(udp)));
+                let udp = Some(udp);
+                return Ok(Bound { tcp, addr, udp });
             }
             Err(e)
                 if e.kind() == io::ErrorKind::AddrInUse
@@ -312,19 +293,29 @@ fn bind_address(
     }
 }
 
-/// The metrics endpoint's listener, bound and registered.
-fn bind_metrics(poll: &Poll, want: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
+/// A listener bound by the caller, at `addr`, made ready to serve: the
+/// options accepted clients inherit, non-blocking, and with `--udp` the UDP
+/// socket on the same address.
+fn adopt(listener: std::net::TcpListener, addr: SocketAddr, config: &Config) -> io::Result<Bound> {
+    let named = |e| context(&format!("listener {addr}"), e);
+    inherited_options(&socket2::SockRef::from(&listener), config.send_buffer).map_err(named)?;
+    listener.set_nonblocking(true).map_err(named)?;
+    let udp = (config.udp)
+        .then(|| bind_udp(addr).map_err(|e| context(&format!("bind udp {addr}"), e)))
+        .transpose()?;
+    Ok(Bound {
+        tcp: TcpListener::from_std(listener),
+        addr,
+        udp,
+    })
+}
+
+/// The metrics endpoint's listener and its address.
+fn bind_metrics(want: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
     const BACKLOG: u32 = 128; // scrapers come a few at a time
     let named = |e| context(&format!("bind metrics {want}"), e);
-    let mut socket = listen(want, BACKLOG, None).map_err(named)?;
+    let socket = listen(want, BACKLOG, None).map_err(named)?;
     let addr = socket.local_addr().map_err(named)?;
-    poll.registry()
-        .register(
-            &mut socket,
-            Source::MetricsListener.token(),
-            Interest::READABLE,
-        )
-        .map_err(|e| context(&format!("register metrics {addr}"), e))?;
     Ok((socket, addr))
 }
 
@@ -340,7 +331,7 @@ const UDP_BUFFER: usize = 4 << 20;
 
 /// A non-blocking UDP socket bound to `addr`, IPv6-only when `addr` is
 /// IPv6 (see [`listen`]), so that it binds beside an IPv4 one on the same
-/// port.
+/// port; with [`UDP_BUFFER`]-sized buffers.
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
@@ -349,7 +340,9 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     }
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;
-    Ok(UdpSocket::from_std(socket.into()))
+    let udp = UdpSocket::from_std(socket.into());
+    enlarge_udp_buffers(&udp);
+    Ok(udp)
 }
 
 /// Asks for [`UDP_BUFFER`]-sized socket buffers; best effort (a smaller
@@ -385,25 +378,27 @@ fn listen(addr: SocketAddr, backlog: u32, send_buffer: Option<usize>) -> io::Res
     // on Windows, where SO_REUSEADDR would let another process steal the port.
     #[cfg(not(windows))]
     socket.set_reuse_address(true)?;
-    // Urgent ("out-of-band") bytes stay in the stream, so they are echoed
-    // like every other byte (RFC 862); without it only recv(MSG_OOB) would
-    // see them. Accepted sockets inherit it (Linux, the BSDs, Windows).
-    socket.set_out_of_band_inline(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    // A fixed send buffer (`Config::send_buffer`), inherited the same way;
-    // setting it turns the kernel's autotuning off for those sockets.
-    if let Some(size) = send_buffer {
-        socket.set_send_buffer_size(size)?;
-    }
+    inherited_options(&socket, send_buffer)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     socket.set_nonblocking(true)?;
     Ok(TcpListener::from_std(socket.into()))
 }
 
-/// Adds "what we were doing" to an error, keeping its kind.
-pub(crate) fn context(call: &str, err: io::Error) -> io::Error {
-    io::Error::new(err.kind(), format!("{call}: {err}"))
+/// The options set on a listener for the clients it accepts, which inherit
+/// them (Linux, the BSDs, Windows). Set before any client connects.
+fn inherited_options(socket: &socket2::Socket, send_buffer: Option<usize>) -> io::Result<()> {
+    // Urgent ("out-of-band") bytes stay in the stream, so they are echoed
+    // like every other byte (RFC 862); without it only recv(MSG_OOB) would
+    // see them.
+    socket.set_out_of_band_inline(true)?;
+    // A fixed send buffer (`Config::send_buffer`); setting it turns the
+    // kernel's autotuning off for those sockets.
+    if let Some(size) = send_buffer {
+        socket.set_send_buffer_size(size)?;
+    }
+    Ok(())
 }

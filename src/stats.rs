@@ -6,19 +6,24 @@
 //! descriptions and Prometheus series, for exporters) are all generated from
 //! that list. Adding a counter is one entry.
 //!
-//! # One writer
+//! # One writer per slot
 //!
-//! The loop's thread is the only writer, so each update is a plain load and
-//! store (no locked read-modify-write on the hot path): `Counters::add` and
-//! the other updates are *not* atomic as a whole, and two threads updating
-//! the same counter would lose counts. Everything that writes goes through
-//! the loop; readers on other threads (a [`Handle`](crate::Handle), the
-//! tests, the stats line) take a [`Stats`] snapshot. Each field is exact; a
+//! Each loop owns one slot of counters and is its only writer, so each
+//! update is a plain load and store (no locked read-modify-write on the hot
+//! path). The type system holds it to that: the writer, `Counters`, is made
+//! once per slot, is neither `Clone` nor `Sync` (so no second thread can
+//! write through a shared reference either), and moves into its loop.
+//! Everyone else — a [`Handle`](crate::Handle), the metrics endpoint, the
+//! tests — holds a `Reader` of the slot and takes a [`Stats`] snapshot; with
+//! several slots, [`Stats::sum`] adds them up. Each field is exact; a
 //! snapshot taken while the loop runs may mix two moments, which a
 //! monitoring read tolerates.
 
+use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// Whether a counter only grows or goes up and down: what an exporter
 /// needs to know (a Prometheus counter or gauge).
@@ -59,14 +64,14 @@ macro_rules! counters {
             $( $(#[doc = $doc])* $Name, )*
         }
 
-        /// The live counters, shared between the loop (sole writer) and
-        /// handles.
+        /// One loop's live counters: written through its [`Counters`] only,
+        /// read through any number of [`Reader`]s.
         #[derive(Debug, Default)]
-        pub(crate) struct Counters {
+        struct Slot {
             $( $(#[doc = $doc])* $field: AtomicU64, )*
         }
 
-        impl Counters {
+        impl Slot {
             /// The cell behind `counter`.
             fn cell(&self, counter: Counter) -> &AtomicU64 {
                 match counter {
@@ -75,8 +80,22 @@ macro_rules! counters {
             }
 
             /// Reads every counter.
-            pub(crate) fn snapshot(&self) -> Stats {
+            fn snapshot(&self) -> Stats {
                 Stats { $( $field: self.$field.load(Relaxed), )* }
+            }
+        }
+
+        impl Stats {
+            /// The field-by-field sum of several snapshots (one per loop's
+            /// slot): the server's totals. Levels add up too (`active`,
+            /// `pending_bytes`); `peak_active` becomes the sum of the loops'
+            /// peaks, at least the true peak, exact with one loop.
+            pub fn sum(all: impl IntoIterator<Item = Stats>) -> Stats {
+                let mut total = Stats::default();
+                for one in all {
+                    $( total.$field += one.$field; )*
+                }
+                total
             }
         }
 
@@ -161,30 +180,73 @@ counters! {
     udp_errors: UdpErrors, Counter, "udp_errors_total";
 }
 
+/// The one writer of a slot of counters: owned by its loop (see the module
+/// docs). Not `Clone`; not `Sync`, so `&Counters` cannot cross threads
+/// either; `Send`, so it can move to the loop's thread.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// The slot it writes.
+    slot: Arc<Slot>,
+    /// Makes the writer `!Sync` (a `Cell` is not `Sync`): the plain load and
+    /// store in [`Counters::add`] are safe only with one thread writing.
+    _one_thread: PhantomData<Cell<()>>,
+}
+
+/// A read-only view of one slot of counters, for any thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Reader {
+    /// The slot it reads.
+    slot: Arc<Slot>,
+}
+
+impl Reader {
+    /// Reads every counter of the slot.
+    pub(crate) fn snapshot(&self) -> Stats {
+        self.slot.snapshot()
+    }
+}
+
 impl Counters {
-    /// Adds `n` to a counter. Loop thread only: see the module docs.
+    /// A view of this slot for readers on other threads.
+    pub(crate) fn reader(&self) -> Reader {
+        Reader {
+            slot: Arc::clone(&self.slot),
+        }
+    }
+
+    /// Adds `n` to a counter.
     pub(crate) fn add(&self, counter: Counter, n: u64) {
-        let cell = self.cell(counter);
+        let cell = self.slot.cell(counter);
         cell.store(cell.load(Relaxed) + n, Relaxed);
     }
 
-    /// Takes `n` from a gauge. Loop thread only: see the module docs.
+    /// Takes `n` from a gauge.
     pub(crate) fn sub(&self, counter: Counter, n: u64) {
-        let cell = self.cell(counter);
+        let cell = self.slot.cell(counter);
         cell.store(cell.load(Relaxed) - n, Relaxed);
     }
 
-    /// Records the number of open connections, and the peak. Loop thread
-    /// only: see the module docs.
+    /// Records the number of open connections, and the peak.
     pub(crate) fn set_active(&self, active: usize) {
         let active = active as u64;
-        self.cell(Counter::Active).store(active, Relaxed);
-        let peak = self.cell(Counter::PeakActive);
+        self.slot.cell(Counter::Active).store(active, Relaxed);
+        let peak = self.slot.cell(Counter::PeakActive);
         if active > peak.load(Relaxed) {
             peak.store(active, Relaxed);
         }
     }
 }
+
+// The writer must stay single: this fails to compile if `Counters` ever
+// becomes `Clone` or `Sync` (two impls would then apply and `_` would be
+// ambiguous). The same trick as the `static_assertions` crate, in six lines.
+trait AmbiguousIfShareable<A> {
+    fn check() {}
+}
+impl<T: ?Sized> AmbiguousIfShareable<()> for T {}
+impl<T: ?Sized + Sync> AmbiguousIfShareable<u8> for T {}
+impl<T: Clone> AmbiguousIfShareable<u16> for T {}
+const _: fn() = || <Counters as AmbiguousIfShareable<_>>::check();
 
 impl fmt::Display for Stats {
     /// `accepted=3 active=1 …`: every counter as `name=value`, in order.
@@ -212,7 +274,7 @@ mod tests {
         counters.add(Counter::PendingBytes, 3);
         counters.sub(Counter::PendingBytes, 1);
         counters.set_active(2);
-        let line = counters.snapshot().to_string();
+        let line = counters.reader().snapshot().to_string();
         assert!(
             line.starts_with("accepted=0 active=2 peak_active=2 "),
             "{line}"
@@ -222,5 +284,21 @@ mod tests {
         assert!(line.ends_with(" udp_errors=0"), "{line}");
         assert_eq!(line.split(' ').count(), Stats::FIELDS.len());
         assert!(Stats::FIELDS.iter().all(|f| !f.help.trim().is_empty()));
+    }
+
+    /// The totals of several slots are their field-by-field sum, and a
+    /// reader sees what the slot's writer wrote.
+    #[test]
+    fn slots_sum_field_by_field() {
+        let (a, b) = (Counters::default(), Counters::default());
+        a.add(Counter::BytesIn, 5);
+        b.add(Counter::BytesIn, 7);
+        b.set_active(3);
+        let (ra, rb) = (a.reader(), b.reader());
+        let total = Stats::sum([ra.snapshot(), rb.snapshot()]);
+        assert_eq!(total.bytes_in, 12);
+        assert_eq!(total.active, 3);
+        assert_eq!(total.peak_active, 3);
+        assert_eq!(Stats::sum([ra.snapshot()]), ra.snapshot());
     }
 }

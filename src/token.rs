@@ -12,6 +12,10 @@ use mio::Token;
 /// Most `--listen` addresses: the size of the listeners' token range.
 pub const MAX_LISTENERS: usize = 256;
 
+/// Most metrics connections open at once: the size of their token range,
+/// the metrics endpoint's limit.
+pub(crate) const MAX_METRICS: usize = 64;
+
 /// The waker's token.
 const WAKER: usize = usize::MAX;
 
@@ -28,7 +32,7 @@ const METRICS_LISTENER: usize = FIRST_UDP - MAX_LISTENERS;
 const FIRST_METRICS: usize = METRICS_LISTENER - 1;
 
 /// The lowest fixed token; connection keys stay below it.
-const FIRST_FIXED: usize = FIRST_METRICS - (crate::metrics::MAX_CONNECTIONS - 1);
+const FIRST_FIXED: usize = FIRST_METRICS - (MAX_METRICS - 1);
 
 /// The socket a token stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +67,7 @@ impl Source {
             }
             Source::MetricsListener => Token(METRICS_LISTENER),
             Source::Metrics(key) => {
-                debug_assert!(key < crate::metrics::MAX_CONNECTIONS);
+                debug_assert!(key < MAX_METRICS);
                 Token(FIRST_METRICS - key)
             }
             Source::Connection(key) => {
@@ -101,7 +105,7 @@ mod tests {
             Source::Udp(MAX_LISTENERS - 1),
             Source::MetricsListener,
             Source::Metrics(0),
-            Source::Metrics(crate::metrics::MAX_CONNECTIONS - 1),
+            Source::Metrics(MAX_METRICS - 1),
             Source::Connection(0),
             Source::Connection(FIRST_FIXED - 1),
         ] {

@@ -5,40 +5,15 @@
 pub mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 
 use echoloop::Stats;
 use support::*;
-
-/// A client connected from the loopback address `ip` (127.0.0.0/8 is all
-/// loopback on Linux and Windows).
-fn connect_from(ip: &str, server: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let source: SocketAddr = format!("{ip}:0").parse().unwrap();
-    socket.bind(&source.into()).expect("bind a loopback source");
-    socket.connect(&server.into()).expect("connect");
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream
-}
-
-/// Whether connections from 127.0.0.2 are seen as from 127.0.0.2 (not as
-/// 127.0.0.1, as under Wine), so sources can be told apart.
-fn sources_are_told_apart() -> bool {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let _client = connect_from("127.0.0.2", listener.local_addr().unwrap());
-    let (_, peer) = listener.accept().unwrap();
-    peer.ip().to_string() == "127.0.0.2"
-}
 
 /// Skips (saying why) where the platform hides the source address.
 macro_rules! needs_distinct_sources {
     () => {
         if !sources_are_told_apart() {
-            eprintln!(
-                "skipped: this platform reports connections from 127.0.0.2 as from 127.0.0.1 \
-                 (Wine does), so sources cannot be told apart here"
-            );
             return;
         }
     };

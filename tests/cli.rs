@@ -180,6 +180,24 @@ fn absurd_values_are_refused_with_one_line() {
     }
 }
 
+/// Flags that are each in range but clash together are a usage error too
+/// (exit 2, one line), not a start-up failure: `--max-per-source` counts
+/// TCP connections, so with `--udp-rate 0` UDP would have no per-source
+/// limit; a metrics address that is also a listen address.
+#[test]
+fn clashing_flags_are_a_usage_error() {
+    let udp = ["--listen", "127.0.0.1:0", "--udp", "--udp-rate", "0"];
+    let per_source = [&udp[..], &["--max-per-source", "4"]].concat();
+    let metrics = ["--listen", "127.0.0.1:7878", "--metrics", "127.0.0.1:7878"];
+    for (args, names) in [
+        (&per_source[..], "max_per_source"),
+        (&metrics[..], "metrics"),
+    ] {
+        let line = echoloop(args).assert_usage_error(&args.join(" "));
+        assert!(line.contains(names), "{args:?}: {line}");
+    }
+}
+
 /// A configuration built in code gets the same checks as the flags:
 /// `Server::bind` refuses, naming the field, what the command line would
 /// refuse — so no library user can make the loop overflow a deadline.

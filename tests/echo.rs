@@ -178,8 +178,18 @@ fn streaming_client_does_not_starve_others() {
 #[cfg(target_os = "linux")]
 #[test]
 fn urgent_byte_is_echoed_in_the_stream() {
-    use std::os::fd::AsRawFd;
     let server = TestServer::start(|_| {});
+    echo_urgent_rounds(&server, 20);
+}
+
+/// Sends `rounds` corked `BBBB`, urgent `!`, `CCCC` to `server` on one
+/// connection and asserts each comes back whole and in order, then that the
+/// server closed it and counted every byte.
+#[cfg(target_os = "linux")]
+#[track_caller]
+fn echo_urgent_rounds(server: &TestServer, rounds: u64) {
+    use std::os::fd::AsRawFd;
+    let before = server.handle.stats().bytes_out;
     let stream = connect(server.addr);
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -198,7 +208,7 @@ fn urgent_byte_is_echoed_in_the_stream() {
         };
         assert_eq!(r, 0, "TCP_CORK");
     };
-    for round in 0..20 {
+    for round in 0..rounds {
         cork(1);
         (&stream).write_all(b"BBBB").unwrap();
         // SAFETY: send(2) of one byte from a live buffer on our socket.
@@ -214,5 +224,30 @@ fn urgent_byte_is_echoed_in_the_stream() {
     }
     drop(stream);
     wait_until("closed", TIMEOUT, || server.handle.stats().active == 0);
-    assert_eq!(server.handle.stats().bytes_out, 20 * 9);
+    assert_eq!(server.handle.stats().bytes_out - before, rounds * 9);
+}
+
+/// A listener the caller bound itself (std, 127.0.0.1:0) is served as
+/// given: the server listens exactly there, echoes every size through it,
+/// and (Linux) gives its clients the options a listener of its own passes
+/// on — an urgent byte stays in the stream.
+#[test]
+fn serves_a_listener_it_is_handed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    let server = echoloop::Server::from_listeners(echoloop::Config::default(), vec![listener])
+        .expect("serve the listener");
+    let server = TestServer::run(server);
+    assert_eq!(server.addrs, vec![addr]);
+    #[allow(unused_mut)] // only Linux adds the urgent rounds
+    let mut total = echo_each_size(addr);
+    #[cfg(target_os = "linux")]
+    {
+        echo_urgent_rounds(&server, 3);
+        total += 3 * 9;
+    }
+    let stats = server.stop();
+    assert_eq!(stats.bytes_in, total);
+    assert_eq!(stats.bytes_out, total);
+    assert_eq!(stats.errored, 0);
 }

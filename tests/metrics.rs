@@ -1,13 +1,16 @@
 //! `--metrics`: the Prometheus exposition checked by Prometheus' own
 //! `promtool`, counters equal to `Handle::stats()`, `/healthz` through a
-//! shutdown, the HTTP error answers, silent scrapers that cannot starve the
-//! echo, and bad flags.
+//! shutdown, the HTTP error answers, silent scrapers and streaming clients
+//! that cannot starve the echo, a health check through a flood, and bad
+//! flags.
 
 pub mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -184,8 +187,9 @@ fn healthz_turns_503_when_shutdown_begins() {
 }
 
 /// The HTTP answers: unknown path 404, other methods 405 (with `Allow`), a
-/// malformed request line 400, a head over 8 KiB 431; each one line of
-/// status and a close.
+/// malformed request line or version 400, a version other than HTTP/1.0
+/// and 1.1 505, a head over 8 KiB 431; each one line of status and a
+/// close. A request after an empty line is answered.
 #[test]
 fn http_errors_are_answered_by_status() {
     let server = Scraped::start(|_| {});
@@ -193,7 +197,7 @@ fn http_errors_are_answered_by_status() {
         "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n",
         "a".repeat(9000)
     );
-    let cases: [(&[u8], &str); 5] = [
+    let cases: [(&[u8], &str); 9] = [
         (b"GET /nowhere HTTP/1.1\r\n\r\n", "HTTP/1.1 404 "),
         (
             b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
@@ -201,6 +205,10 @@ fn http_errors_are_answered_by_status() {
         ),
         (b"GARBAGE\r\n\r\n", "HTTP/1.1 400 "),
         (b"GET /metrics SPDY/3\r\n\r\n", "HTTP/1.1 400 "),
+        (b"GET /healthz HTTP/1.1garbage\r\n\r\n", "HTTP/1.1 400 "),
+        (b"GET /healthz HTTP/1.9\r\n\r\n", "HTTP/1.1 505 "),
+        (b"GET /healthz HTTP/2.0\r\n\r\n", "HTTP/1.1 505 "),
+        (b"\r\nGET /healthz HTTP/1.1\r\n\r\n", "HTTP/1.1 200 "),
         (big.as_bytes(), "HTTP/1.1 431 "),
     ];
     for (request, status) in cases {
@@ -220,6 +228,7 @@ fn http_errors_are_answered_by_status() {
 #[test]
 fn silent_scrapers_cannot_starve_the_echo() {
     const SILENT: usize = if cfg!(windows) { 200 } else { 1000 };
+    let _serial = serial();
     let server = Scraped::start(|c| c.max_connections = Some(10));
     let silent: Vec<TcpStream> = (0..SILENT).map(|_| connect(server.metrics)).collect();
     let echo = connect(server.echo);
@@ -250,6 +259,146 @@ fn silent_scrapers_cannot_starve_the_echo() {
         0,
         "scrapers counted as echo clients"
     );
+}
+
+/// Whether the server has not closed `stream` (no end of stream, no reset
+/// waiting to be read); nothing is consumed.
+fn still_open(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).expect("non-blocking");
+    let open = matches!(
+        stream.peek(&mut [0u8; 1]),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    );
+    stream.set_nonblocking(false).expect("blocking");
+    open
+}
+
+/// Bytes one streaming connection may take before the test calls it
+/// "living on": the server cuts one after a few KiB, and this is kernel
+/// buffers many times over.
+const STREAM_CAP: usize = 256 << 20;
+
+/// One client streaming into the metrics port, reconnecting whenever the
+/// server cuts it, until `stop`: what it sends first (a request, a head
+/// that never ends, or empty lines), then 1 MiB chunks. Returns how many
+/// of its connections were cut; panics if one took [`STREAM_CAP`].
+fn spawn_streamer(
+    addr: SocketAddr,
+    first: &'static [u8],
+    stop: Arc<AtomicBool>,
+    cut: Arc<AtomicUsize>,
+) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        while !stop.load(Ordering::Relaxed) {
+            let mut stream = connect(addr);
+            let mut sent = first.len();
+            let mut outcome = stream.write_all(first);
+            while outcome.is_ok() && sent < STREAM_CAP && !stop.load(Ordering::Relaxed) {
+                outcome = stream.write_all(&chunk);
+                sent += chunk.len();
+            }
+            match outcome {
+                Err(e) => {
+                    let timed_out = matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    );
+                    assert!(!timed_out, "a streaming client was neither read nor cut");
+                    cut.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(()) => assert!(sent < STREAM_CAP, "a metrics connection took {sent} bytes"),
+            }
+        }
+    })
+}
+
+/// Clients streaming MiBs into the metrics port (after a request, in a head
+/// that never ends, as empty lines) are cut off after a few KiB, again and
+/// again as they reconnect, and the echo port answers meanwhile: while they
+/// stream, and after each probe they are still being cut.
+#[test]
+fn streaming_into_metrics_cannot_stall_the_echo() {
+    let _serial = serial();
+    let server = Scraped::start(|_| {});
+    let stop = Arc::new(AtomicBool::new(false));
+    let cut = Arc::new(AtomicUsize::new(0));
+    let firsts: [&'static [u8]; 3] = [
+        b"GET /metrics HTTP/1.1\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nX-Long: ",
+        b"\r\n",
+    ];
+    let streamers: Vec<_> = firsts
+        .into_iter()
+        .map(|first| spawn_streamer(server.metrics, first, stop.clone(), cut.clone()))
+        .collect();
+    wait_until("the streaming clients cut off", TIMEOUT, || {
+        cut.load(Ordering::Relaxed) >= firsts.len()
+    });
+    let echo = connect(server.echo);
+    echo.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for i in 0..20 {
+        let before = cut.load(Ordering::Relaxed);
+        round_trip(&echo, &payload(i, 64));
+        // Streaming goes on after the probe: the probe was answered during
+        // it, not after it.
+        wait_until("more streaming clients cut off", TIMEOUT, || {
+            cut.load(Ordering::Relaxed) > before
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    for streamer in streamers {
+        streamer.join().expect("a streaming client failed");
+    }
+    assert_eq!(get(server.metrics, "/healthz").0, 200);
+}
+
+/// Silent connections from four other sources fill the metrics endpoint
+/// (each source beyond its share, all of them beyond the limit); a health
+/// check from 127.0.0.1 is still answered 200, and the flood loses one
+/// connection to it. Skipped where sources cannot be told apart (Wine).
+#[test]
+fn a_health_check_gets_through_a_flood_from_elsewhere() {
+    if !sources_are_told_apart() {
+        return;
+    }
+    let _serial = serial();
+    const PER_FLOODER: usize = 20;
+    let server = Scraped::start(|_| {});
+    let addr = server.metrics;
+    let flooders: Vec<JoinHandle<Vec<TcpStream>>> = (2..6)
+        .map(|i| {
+            let ip = format!("127.0.0.{i}");
+            thread::spawn(move || (0..PER_FLOODER).map(|_| connect_from(&ip, addr)).collect())
+        })
+        .collect();
+    let flood: Vec<TcpStream> = flooders
+        .into_iter()
+        .flat_map(|f| f.join().expect("a flooder"))
+        .collect();
+    // The endpoint holds 64: the rest of the flood is closed at once.
+    let held = 64;
+    wait_until("the flood held by the endpoint", TIMEOUT, || {
+        flood.iter().filter(|s| !still_open(s)).count() >= flood.len() - held
+    });
+    let open_before = flood.iter().filter(|s| still_open(s)).count();
+    assert_eq!(
+        open_before, held,
+        "the flood fills the endpoint (unless this machine took 5 s to open it)"
+    );
+    let check = connect_from("127.0.0.1", addr);
+    (&check)
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let response = String::from_utf8(read_until_closed(&check)).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200 ") && response.ends_with("\r\n\r\nok\n"),
+        "health check during the flood: {response:?}"
+    );
+    wait_until("a flood connection closed to make room", TIMEOUT, || {
+        flood.iter().filter(|s| still_open(s)).count() == held - 1
+    });
 }
 
 /// Bad input, each one line naming the flag and a non-zero exit: a range

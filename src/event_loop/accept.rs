@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use mio::net::TcpStream;
@@ -10,20 +10,24 @@ use mio::net::TcpStream;
 use super::EventLoop;
 use crate::admission::Refusal;
 use crate::connection::Connection;
-use crate::server::ACCEPT_BACKOFF;
 use crate::stats::Counter;
 use crate::sys;
 use crate::token::Source;
+
+/// How long accepting pauses after the listener fails (out of descriptors,
+/// or anything unexpected). Long enough not to burn CPU, short enough that
+/// clients waiting in the backlog barely notice once descriptors free up.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 impl EventLoop {
     /// Accepts from listener `i` until it says `WouldBlock`, the budget is
     /// spent (it stays ready for next turn), or it fails (accepting pauses).
     pub(super) fn accept(&mut self, i: usize) {
-        for _ in 0..self.server.config.accepts_per_turn {
-            match self.server.listeners[i].socket.accept() {
+        for _ in 0..self.shared.config.accepts_per_turn {
+            match self.listeners[i].socket.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.server.listeners[i].ready = false;
+                    self.listeners[i].ready = false;
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -48,7 +52,7 @@ impl EventLoop {
                         warn!(
                             "accept on {}: {e} ({why}; pausing accepts for {ACCEPT_BACKOFF:?}, \
                              {missed} more since last warning)",
-                            self.server.listeners[i].addr
+                            self.listeners[i].addr
                         );
                     }
                     return;
@@ -62,7 +66,7 @@ impl EventLoop {
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         let refusal = match self.admission.check(peer.ip()) {
             Err(Refusal::Denied) => Some((Counter::RefusedDenied, "--allow/--deny")),
-            _ if self.conns.len() >= self.server.max_connections => {
+            _ if self.conns.len() >= self.shared.max_connections => {
                 Some((Counter::Refused, "--max-connections"))
             }
             Err(Refusal::PerSource) => Some((Counter::RefusedPerSource, "--max-per-source")),
@@ -72,7 +76,7 @@ impl EventLoop {
             // Refuse promptly: closing tells the client at once, where
             // leaving it in the backlog would let it hang.
             drop(stream);
-            self.server.shared.counters.add(counter, 1);
+            self.counters.add(counter, 1);
             if let Some(missed) = self.refused_warnings.allow(self.now) {
                 warn!(
                     "refused {peer} ({flag}; {} connections open); {missed} more refused \
@@ -83,11 +87,11 @@ impl EventLoop {
             return;
         }
         self.set_options(&stream, peer);
-        let counters = &self.server.shared.counters;
+        let counters = &self.counters;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Source::Connection(key).token();
-        match Connection::register(stream, self.server.poll.registry(), token) {
+        match Connection::register(stream, self.poll.registry(), token) {
             Ok(conn) => {
                 entry.insert(conn);
                 self.peers.record(key, peer);
@@ -115,12 +119,12 @@ impl EventLoop {
     /// The socket options an admitted client gets; a failure is logged and
     /// the client served anyway.
     fn set_options(&self, stream: &TcpStream, peer: SocketAddr) {
-        if self.server.config.nodelay {
+        if self.shared.config.nodelay {
             if let Err(e) = stream.set_nodelay(true) {
                 debug!("set TCP_NODELAY for {peer}: {e}");
             }
         }
-        if let Some(keepalive) = &self.server.keepalive {
+        if let Some(keepalive) = &self.shared.keepalive {
             if let Err(e) = keepalive.apply(stream) {
                 debug!("set TCP keepalive for {peer}: {e}");
             }

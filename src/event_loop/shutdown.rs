@@ -2,7 +2,6 @@
 //! of what was read, send FIN, close what owes nothing, and give up on the
 //! rest when the grace period is over.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -24,21 +23,21 @@ impl EventLoop {
     /// or the grace period is over. Returns `false` once the server stopped.
     pub(super) fn shutdown_step(&mut self) -> bool {
         if self.shutdown_deadline.is_none() {
-            if !self.server.shared.shutdown.load(Ordering::SeqCst) {
+            if !self.shared.shutting_down() {
                 return true;
             }
             // Stop accepting: closing the listeners makes the kernel refuse
             // new clients instead of queueing them.
-            self.server.listeners.clear();
+            self.listeners.clear();
             // UDP owes nobody anything: its sockets close at once.
-            self.server.udp.clear();
+            self.udp.clear();
             // From now, not from the start of the turn: the grace is a promise to the
             // operator, and a turn may have begun well before the signal.
-            self.shutdown_deadline = Some(Instant::now() + self.server.config.shutdown_grace);
+            self.shutdown_deadline = Some(Instant::now() + self.shared.config.shutdown_grace);
             info!(
                 "shutting down: {} connections, flushing for up to {:?}",
                 self.conns.len(),
-                self.server.config.shutdown_grace
+                self.shared.config.shutdown_grace
             );
             // Serve each connection once more without reading: those that owe
             // nothing close now; the rest flush on their writable events.

@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 
+use super::process;
 use crate::stats::{Kind, Stats};
 
 /// Every metric name starts with this.
@@ -53,11 +54,7 @@ pub(crate) fn render(stats: &Stats, limits: &[Limit]) -> String {
                 .iter()
                 .find(|(name, _)| *name == family)
                 .map_or(field.help, |(_, help)| help);
-            let kind = match field.kind {
-                Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
-            };
-            header(&mut out, &format!("{PREFIX}{family}"), help, kind);
+            header(&mut out, &format!("{PREFIX}{family}"), help, field.kind);
             // A family's members follow it at once: the format wants them
             // together, and the list keeps them together.
             for (j, member) in Stats::FIELDS.iter().enumerate().skip(i) {
@@ -68,15 +65,22 @@ pub(crate) fn render(stats: &Stats, limits: &[Limit]) -> String {
         }
     }
     for (name, help, value) in limits {
-        header(&mut out, &format!("{PREFIX}{name}"), help, "gauge");
+        header(&mut out, &format!("{PREFIX}{name}"), help, Kind::Gauge);
         let _ = writeln!(out, "{PREFIX}{name} {value}");
     }
-    super::process::render(&mut out);
+    for (name, help, kind, value) in process::metrics() {
+        header(&mut out, name, help, kind);
+        let _ = writeln!(out, "{name} {value}");
+    }
     out
 }
 
 /// `# HELP` and `# TYPE` lines; the help text on one line, escaped.
-pub(crate) fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+fn header(out: &mut String, name: &str, help: &str, kind: Kind) {
+    let kind = match kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+    };
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
     let help = help.replace('\\', "\\\\").replace('\n', "\\n");
     let _ = writeln!(out, "# HELP {name} {help}");

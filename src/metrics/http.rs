@@ -1,9 +1,23 @@
 //! Just enough HTTP/1.1 for a scrape: read one request head, answer it, close.
 //!
 //! The answer is decided by the request line alone: `GET` (or `HEAD`) of
-//! `/metrics` or `/healthz`; any other path is 404, any other method 405, a
-//! head that is not HTTP/1.x is 400, and one that has not ended within
-//! [`MAX_HEAD`] bytes is 431. Every response closes the connection.
+//! `/metrics` or `/healthz`; any other path is 404, any other method 405,
+//! and a head that has not ended within [`MAX_HEAD`] bytes is 431. Every
+//! response closes the connection.
+//!
+//! The version must be `HTTP/1.0` or `HTTP/1.1`, the two this endpoint
+//! implements. A request line that is not `method SP target SP version`, or
+//! whose version is not of the form `HTTP/DIGIT.DIGIT` (`HTTP/1.1garbage`,
+//! `HTTP/2`, `SPDY/3`), is an invalid request-line: 400, as RFC 9112 §3
+//! advises. A well-formed version we do not implement (`HTTP/1.9`,
+//! `HTTP/2.0`) is 505 Version Not Supported (RFC 9110 §15.6.6: the server
+//! "does not support, or refuses to support" it), as hyper answers.
+//! RFC 9110 §2.5 would let a server read `HTTP/1.9` as 1.1; there is no such
+//! version, and a health probe that sends one is better told than guessed.
+//!
+//! Empty lines before the request line are skipped (RFC 9112 §2.2: a server
+//! "SHOULD ignore at least one empty line (CRLF) received prior to the
+//! request-line"); they count against [`MAX_HEAD`].
 
 /// The longest request head read: a scraper's is a few hundred bytes.
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
@@ -19,20 +33,24 @@ pub(crate) enum Request {
     NotFound,
     /// Any method but GET and HEAD.
     MethodNotAllowed,
-    /// Not an HTTP/1.x request line.
+    /// Not a request line: 400.
     Malformed,
+    /// A well-formed version other than HTTP/1.0 and HTTP/1.1: 505.
+    VersionNotSupported,
     /// No end of the head within [`MAX_HEAD`] bytes.
     HeadTooLarge,
 }
 
 /// Parses what has arrived so far: `None` while the head is still
 /// incomplete (and within bounds).
-pub(crate) fn parse(head: &[u8]) -> Option<Request> {
+pub(crate) fn parse(received: &[u8]) -> Option<Request> {
+    let skipped = leading_empty_lines(received);
+    let head = &received[skipped..];
     let end = find(head, b"\r\n\r\n").or_else(|| find(head, b"\n\n"));
     let Some(end) = end else {
-        return (head.len() > MAX_HEAD).then_some(Request::HeadTooLarge);
+        return (received.len() > MAX_HEAD).then_some(Request::HeadTooLarge);
     };
-    if end > MAX_HEAD {
+    if skipped + end > MAX_HEAD {
         return Some(Request::HeadTooLarge);
     }
     let line_end = find(head, b"\n").unwrap_or(end);
@@ -45,8 +63,11 @@ pub(crate) fn parse(head: &[u8]) -> Option<Request> {
     else {
         return Some(Request::Malformed);
     };
-    if !version.starts_with("HTTP/1.") || !target.starts_with('/') || method.is_empty() {
+    if !well_formed(version) || !target.starts_with('/') || method.is_empty() {
         return Some(Request::Malformed);
+    }
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Some(Request::VersionNotSupported);
     }
     let head = match method {
         "GET" => false,
@@ -79,6 +100,26 @@ pub(crate) fn response(status: &str, content_type: &str, body: &str, head_only: 
         out.extend_from_slice(body.as_bytes());
     }
     out
+}
+
+/// Whether `version` is `HTTP/DIGIT.DIGIT` (RFC 9112 §2.3), supported or not.
+fn well_formed(version: &str) -> bool {
+    match version.strip_prefix("HTTP/").map(str::as_bytes) {
+        Some([major, b'.', minor]) => major.is_ascii_digit() && minor.is_ascii_digit(),
+        _ => false,
+    }
+}
+
+/// How many bytes of empty lines (CRLF, or a bare LF) `received` starts with.
+fn leading_empty_lines(received: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        match &received[at..] {
+            [b'\r', b'\n', ..] => at += 2,
+            [b'\n', ..] => at += 1,
+            _ => return at,
+        }
+    }
 }
 
 /// Where `needle` first occurs in `haystack`.
@@ -122,5 +163,46 @@ mod tests {
         let mut long = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
         long.resize(MAX_HEAD + 1, b'a');
         assert_eq!(parse(&long), Some(Request::HeadTooLarge));
+    }
+
+    /// Only HTTP/1.0 and HTTP/1.1 are answered: another well-formed version
+    /// is 505, a version that is not `HTTP/DIGIT.DIGIT` is 400.
+    #[test]
+    fn only_http_1_0_and_1_1_are_answered() {
+        for (version, want) in [
+            ("HTTP/1.1", Request::Health { head: false }),
+            ("HTTP/1.0", Request::Health { head: false }),
+            ("HTTP/1.9", Request::VersionNotSupported),
+            ("HTTP/2.0", Request::VersionNotSupported),
+            ("HTTP/0.9", Request::VersionNotSupported),
+            ("HTTP/1.1garbage", Request::Malformed),
+            ("HTTP/1.10", Request::Malformed),
+            ("HTTP/1.", Request::Malformed),
+            ("HTTP/a.1", Request::Malformed),
+            ("http/1.1", Request::Malformed),
+            ("HTTP/2", Request::Malformed),
+        ] {
+            let head = format!("GET /healthz {version}\r\n\r\n");
+            assert_eq!(parse(head.as_bytes()), Some(want), "{version}");
+        }
+    }
+
+    /// Empty lines before the request line are skipped, CRLF or bare LF,
+    /// one or several; empty lines alone are an incomplete head, and count
+    /// against the head's bound.
+    #[test]
+    fn leading_empty_lines_are_skipped() {
+        let health = Some(Request::Health { head: false });
+        assert_eq!(parse(b"\r\nGET /healthz HTTP/1.1\r\n\r\n"), health);
+        assert_eq!(parse(b"\r\n\r\n\nGET /healthz HTTP/1.1\r\n\r\n"), health);
+        assert_eq!(parse(b"\r\n\r\n"), None);
+        assert_eq!(parse(b"\r\nGET /healthz HTTP/1.1\r\n"), None);
+        let mut blank = b"\r\n".repeat(MAX_HEAD / 2);
+        blank.extend_from_slice(b"GET /healthz HTTP/1.1\r\n\r\n");
+        assert_eq!(parse(&blank), Some(Request::HeadTooLarge));
+        assert_eq!(
+            parse(&b"\r\n".repeat(MAX_HEAD)),
+            Some(Request::HeadTooLarge)
+        );
     }
 }

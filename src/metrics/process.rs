@@ -1,61 +1,63 @@
 //! The standard `process_*` metrics (as Prometheus' client libraries name
-//! them), from `/proc/self` on Linux; elsewhere none.
+//! them), from `/proc/self` on Linux; elsewhere none. This file reads
+//! them; `exposition.rs` writes them out.
 
-/// Appends the process metrics to an exposition, when the OS gives them.
+use crate::stats::Kind;
+
+/// One process metric: name, help, kind, value.
+pub(super) type Metric = (&'static str, &'static str, Kind, f64);
+
+/// The process metrics, when the OS gives them (the exposition writes them).
 #[cfg(target_os = "linux")]
-pub(super) fn render(out: &mut String) {
-    use std::fmt::Write as _;
-
+pub(super) fn metrics() -> Vec<Metric> {
     let Some(p) = read() else {
-        return; // /proc unreadable: leave them out rather than report zeros
+        return Vec::new(); // /proc unreadable: leave them out rather than report zeros
     };
-    let metrics: [(&str, &str, &str, f64); 6] = [
+    vec![
         (
             "process_cpu_seconds_total",
             "Total user and system CPU time spent in seconds.",
-            "counter",
+            Kind::Counter,
             p.cpu_seconds,
         ),
         (
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
-            "gauge",
+            Kind::Gauge,
             p.resident_bytes,
         ),
         (
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes.",
-            "gauge",
+            Kind::Gauge,
             p.virtual_bytes,
         ),
         (
             "process_open_fds",
             "Number of open file descriptors.",
-            "gauge",
+            Kind::Gauge,
             p.open_fds,
         ),
         (
             "process_max_fds",
             "Maximum number of open file descriptors.",
-            "gauge",
+            Kind::Gauge,
             p.max_fds,
         ),
         (
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",
-            "gauge",
+            Kind::Gauge,
             p.start_time,
         ),
-    ];
-    for (name, help, kind, value) in metrics {
-        super::exposition::header(out, name, help, kind);
-        let _ = writeln!(out, "{name} {value}");
-    }
+    ]
 }
 
 /// Elsewhere no process metrics.
 #[cfg(not(target_os = "linux"))]
-pub(super) fn render(_out: &mut String) {}
+pub(super) fn metrics() -> Vec<Metric> {
+    Vec::new()
+}
 
 /// What `/proc` says of this process.
 #[cfg(target_os = "linux")]

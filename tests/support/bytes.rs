@@ -115,6 +115,32 @@ pub fn connect_with(
     Ok(stream)
 }
 
+/// A client connected from the loopback address `ip` (127.0.0.0/8 is all
+/// loopback on Linux and Windows), with read and write timeouts.
+#[track_caller]
+pub fn connect_from(ip: &str, addr: SocketAddr) -> TcpStream {
+    let source: SocketAddr = format!("{ip}:0").parse().expect("a source address");
+    connect_with(addr, |socket| socket.bind(&source.into()))
+        .unwrap_or_else(|e| panic!("connect from {ip} to {addr}: {e}"))
+}
+
+/// Whether connections from 127.0.0.2 are seen as from 127.0.0.2 (not as
+/// 127.0.0.1, as under Wine), so sources can be told apart; where not, says
+/// so, for the caller to skip.
+pub fn sources_are_told_apart() -> bool {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a listener");
+    let _client = connect_from("127.0.0.2", listener.local_addr().expect("its address"));
+    let (_, peer) = listener.accept().expect("accept");
+    let apart = peer.ip().to_string() == "127.0.0.2";
+    if !apart {
+        eprintln!(
+            "skipped: this platform reports connections from 127.0.0.2 as from 127.0.0.1 \
+             (Wine does), so sources cannot be told apart here"
+        );
+    }
+    apart
+}
+
 /// Writes `msg`, then reads as many bytes back: they must be `msg` (for a
 /// message the socket buffers hold).
 #[track_caller]

@@ -34,7 +34,11 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        let server = Server::bind(config).expect("bind test server");
+        TestServer::run(Server::bind(config).expect("bind test server"))
+    }
+
+    /// Runs `server`, built by the test, on its own thread.
+    pub fn run(server: Server) -> TestServer {
         let addrs = server.local_addrs();
         let addr = addrs[0];
         let handle = server.handle();

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use echoloop::Server;
+use echoloop::{Config, Server};
 
 mod cli;
 #[path = "../common/output.rs"]
@@ -20,8 +20,15 @@ fn main() -> ExitCode {
     if cli.man || cli.completions.is_some() {
         return generate(&cli);
     }
+    // Flags each in range can still clash (`--metrics` on a `--listen`
+    // address, say): the library's own check, reported as a usage error.
+    let config = cli.into_config();
+    if let Err(why) = config.validate() {
+        eprintln!("echoloop: {why}");
+        return ExitCode::from(usage::EXIT_USAGE);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run(cli) {
+    match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echoloop: {e}");
@@ -54,8 +61,8 @@ fn generate(cli: &Cli) -> ExitCode {
 }
 
 /// Binds, installs the signal handler, runs until shut down.
-fn run(cli: Cli) -> std::io::Result<()> {
-    let server = Server::bind(cli.into_config())?;
+fn run(config: Config) -> std::io::Result<()> {
+    let server = Server::bind(config)?;
     let handle = server.handle();
     // First Ctrl-C/SIGTERM/SIGHUP: graceful shutdown. Second: exit at once.
     let signals = AtomicUsize::new(0);
