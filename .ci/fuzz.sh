@@ -35,6 +35,7 @@ for target in "${targets[@]}"; do
     extra=()
     case "$target" in
         metrics_http) extra=(-max_len=12000) ;;
+        report) extra=(-max_len=16384) ;;
     esac
     mkdir -p "corpus/$target" "artifacts/$target" logs
     touch "logs/$target.start"
