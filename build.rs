@@ -6,7 +6,8 @@
 //! backend (`--cfg mio_unsupported_force_poll_poll`) takes the portable path
 //! instead, so CI runs both on one machine.
 
-fn main() {
+/// `pub`: the fuzz package's build script (fuzz/build.rs) runs it too.
+pub fn main() {
     cfg_aliases::cfg_aliases! {
         linux_batch: { all(target_os = "linux", not(mio_unsupported_force_poll_poll)) },
     }

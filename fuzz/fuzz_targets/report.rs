@@ -12,38 +12,11 @@ use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
 
-/// The stress client's modules, declared as its `main.rs` declares them
-/// (from its folder, so `udp.rs` finds `udp/`), and brought to this crate's
-/// root, where their `crate::` paths look for them.
-#[path = "../../src/bin/echoloop-stress"]
-mod stress {
-    pub mod chart;
-    pub mod cli;
-    pub mod conn;
-    pub mod counts;
-    pub mod intervals;
-    pub mod json;
-    pub mod keyed;
-    pub mod live;
-    pub mod merge;
-    #[path = "../common/output.rs"]
-    pub mod output;
-    pub mod payload;
-    pub mod plan;
-    pub mod plot;
-    pub mod record;
-    pub mod report;
-    pub mod run;
-    pub mod udp;
-    #[path = "../common/usage.rs"]
-    pub mod usage;
-    pub mod worker;
-}
-
-use stress::{
-    chart, cli, conn, counts, intervals, json, keyed, live, merge, output, payload, plan, plot,
-    record, report, run, udp, usage, worker,
-};
+// The stress client's modules, declared as its `main.rs` declares them
+// (from its folder, so `udp.rs` finds `udp/`), and brought to this crate's
+// root, where their `crate::` paths look for them. build.rs writes the list
+// from main.rs.
+include!(concat!(env!("OUT_DIR"), "/stress_modules.rs"));
 
 /// Where this process writes the input (the reader takes a file).
 fn scratch(name: &str) -> PathBuf {
