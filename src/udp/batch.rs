@@ -578,13 +578,14 @@ mod tests {
             // Each case sends its batch over loopback: fewer cases.
             #![proptest_config(ProptestConfig::with_cases(64))]
 
-            /// Any batch (up to a full one, from three sources, of sizes
-            /// around the GSO limits), any datagrams kept, GSO on or off:
-            /// every kept datagram goes out exactly once and no other; each
-            /// source's replies leave in the order they came; a message is
-            /// one source and one size, within what the kernel takes (and
-            /// one datagram without GSO, or above the GSO segment size);
-            /// and the messages' runs tile the send order.
+            /// Any batch of single datagrams (up to a full one, from three
+            /// sources, of sizes around the GSO limits), any of them
+            /// admitted, GSO on or off: every admitted datagram goes out
+            /// exactly once and no other; each source's replies leave in
+            /// the order they came; a message is one source and one size,
+            /// within what the kernel takes (and one datagram without GSO,
+            /// or above the GSO segment size); and the messages tile the
+            /// pieces. (GRO trains have their own tests above.)
             #[test]
             fn every_datagram_once_each_source_in_order(
                 datagrams in prop::collection::vec(
@@ -595,32 +596,36 @@ mod tests {
                 gso in any::<bool>(),
             ) {
                 let (from, lens): (Vec<usize>, Vec<usize>) = datagrams.into_iter().unzip();
-                let keep = &keep[..from.len()];
-                let plan = batch(&from, &lens).groups(keep, gso);
-                let sent: Vec<usize> = plan.order[..plan.datagrams].to_vec();
-                let mut want: Vec<usize> = (0..from.len()).filter(|&k| keep[k]).collect();
+                let admitted: Vec<usize> = keep[..from.len()].iter().map(|&k| usize::from(k)).collect();
+                let plan = batch(&from, &lens).groups(&admitted, gso);
+                let sent: Vec<usize> = plan.pieces_of(0, plan.used).map(|p| p.k).collect();
+                let mut want: Vec<usize> = (0..from.len()).filter(|&k| admitted[k] > 0).collect();
                 let mut sorted = sent.clone();
                 sorted.sort_unstable();
-                prop_assert_eq!(&sorted, &want, "kept datagrams, once each");
+                prop_assert_eq!(&sorted, &want, "admitted datagrams, once each");
                 for source in 0..3 {
                     let theirs: Vec<usize> = sent.iter().copied().filter(|&k| from[k] == source).collect();
-                    want = (0..from.len()).filter(|&k| keep[k] && from[k] == source).collect();
+                    want = (0..from.len()).filter(|&k| admitted[k] > 0 && from[k] == source).collect();
                     prop_assert_eq!(theirs, want.clone(), "source {}'s order", source);
                 }
                 let mut next = 0;
-                for &(start, count) in &plan.spans[..plan.messages] {
-                    prop_assert_eq!(start, next, "runs tile the order");
-                    prop_assert!(count >= 1);
-                    next += count;
-                    let members = &plan.order[start..start + count];
-                    let (first, len) = (members[0], lens[members[0]]);
-                    prop_assert!(members.iter().all(|&k| from[k] == from[first] && lens[k] == len));
-                    if count > 1 {
-                        prop_assert!(gso && len <= GSO_MAX_SEGMENT && count <= mmsg::gso_capacity(len));
+                for g in 0..plan.used {
+                    let m = plan.messages[g];
+                    prop_assert_eq!(m.first, next, "messages tile the pieces");
+                    next += m.pieces;
+                    let pieces: Vec<Piece> = plan.pieces_of(g, g + 1).collect();
+                    prop_assert!(!pieces.is_empty() && pieces.len() == m.pieces);
+                    let (first, len) = (pieces[0].k, lens[pieces[0].k]);
+                    for p in &pieces {
+                        prop_assert!(from[p.k] == from[first] && lens[p.k] == len, "one source, one size");
+                        prop_assert!(p.datagrams == 1 && p.len == lens[p.k] && p.start == 0);
+                    }
+                    prop_assert_eq!(m.datagrams, pieces.len());
+                    if pieces.len() > 1 {
+                        prop_assert!(gso && len <= GSO_MAX_SEGMENT && m.datagrams <= mmsg::gso_capacity(len));
                     }
                 }
-                prop_assert_eq!(next, plan.datagrams);
-                prop_assert!(plan.members(0, plan.messages).eq(sent.iter().copied()));
+                prop_assert_eq!(next, plan.placed);
             }
         }
     }
