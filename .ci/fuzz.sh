@@ -36,6 +36,7 @@ for target in "${targets[@]}"; do
     case "$target" in
         metrics_http) extra=(-max_len=12000) ;;
         report) extra=(-max_len=16384) ;;
+        proxy) extra=(-max_len=8192) ;;
     esac
     mkdir -p "corpus/$target" "artifacts/$target" logs
     touch "logs/$target.start"
