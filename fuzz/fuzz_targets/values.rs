@@ -11,9 +11,10 @@
 #![no_main]
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use echoloop::units::{parse_secs, Bounds};
 use echoloop::Config;
 use ipnet::IpNet;
@@ -29,40 +30,30 @@ mod server_cli;
 #[path = "../../src/bin/echoloop-stress/cli.rs"]
 mod stress_cli;
 
-/// The server's flags that take a value and resolve no name (`--listen`
-/// and `--metrics` would ask the resolver).
-const SERVER_FLAGS: &[&str] = &[
-    "--max-connections",
-    "--max-pending",
-    "--send-buffer",
-    "--read-buffer",
-    "--idle-timeout",
-    "--tcp-keepalive",
-    "--shutdown-grace",
-    "--stats-interval",
-    "--backlog",
-    "--udp-rate",
-    "--max-per-source",
-    "--udp",
-    "--no-nodelay",
-];
+/// The long flags of a command line that take a value, read from its clap
+/// definition (so new flags are fuzzed too), less those in `skip`.
+fn value_flags<C: CommandFactory>(skip: &[&str]) -> Vec<String> {
+    C::command()
+        .get_arguments()
+        .filter(|a| a.get_action().takes_values())
+        .filter_map(|a| a.get_long())
+        .filter(|long| !skip.contains(long))
+        .map(|long| format!("--{long}"))
+        .collect()
+}
 
-/// The stress client's flags that take a parsed value.
-const STRESS_FLAGS: &[&str] = &[
-    "--connections",
-    "--message-size",
-    "--pipeline",
-    "--duration",
-    "--messages",
-    "--threads",
-    "--connect-rate",
-    "--rate",
-    "--connect-timeout",
-    "--echo-timeout",
-    "--interval",
-    "--start-at",
-    "--max-loss",
-];
+/// The server's value flags; `--listen` and `--metrics` would ask the
+/// resolver.
+fn server_flags() -> &'static [String] {
+    static FLAGS: OnceLock<Vec<String>> = OnceLock::new();
+    FLAGS.get_or_init(|| value_flags::<server_cli::Cli>(&["listen", "metrics"]))
+}
+
+/// The stress client's value flags.
+fn stress_flags() -> &'static [String] {
+    static FLAGS: OnceLock<Vec<String>> = OnceLock::new();
+    FLAGS.get_or_init(|| value_flags::<stress_cli::Args>(&[]))
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, text)) = data.split_first() else {
@@ -77,11 +68,13 @@ fuzz_target!(|data: &[u8]| {
         2 => source_addrs(text),
         3 => percentiles(text),
         4 => {
-            let flag = SERVER_FLAGS[usize::from(pick / 6) % SERVER_FLAGS.len()];
+            let flags = server_flags();
+            let flag = &flags[usize::from(pick / 6) % flags.len()];
             let _ = server_cli::Cli::try_parse_from(["echoloop", &format!("{flag}={text}")]);
         }
         _ => {
-            let flag = STRESS_FLAGS[usize::from(pick / 6) % STRESS_FLAGS.len()];
+            let flags = stress_flags();
+            let flag = &flags[usize::from(pick / 6) % flags.len()];
             let _ =
                 stress_cli::Args::try_parse_from(["echoloop-stress", &format!("{flag}={text}")]);
         }
