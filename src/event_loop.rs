@@ -62,6 +62,11 @@ enum Close {
 /// The running loop's state.
 #[derive(Debug)]
 pub(crate) struct EventLoop {
+    /// This loop's number: 0 holds the metrics endpoint and logs the
+    /// counters, and where the kernel does not steer, holds the listeners.
+    index: usize,
+    /// The waker fired: clients may have been handed to this loop.
+    handed: bool,
     /// What every loop shares: configuration, shutdown flag, wakers, the
     /// readers of every counter slot.
     shared: Arc<Shared>,
@@ -112,8 +117,8 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// The loop that serves `part`, before its first turn.
-    pub(crate) fn new(part: Part, shared: Arc<Shared>) -> EventLoop {
+    /// Loop `index`, which serves `part`, before its first turn.
+    pub(crate) fn new(part: Part, shared: Arc<Shared>, index: usize) -> EventLoop {
         let Part {
             poll,
             listeners,
@@ -124,6 +129,8 @@ impl EventLoop {
         } = part;
         let config = &shared.config;
         EventLoop {
+            index,
+            handed: false,
             events: Events::with_capacity(EVENTS_CAPACITY),
             conns: Slab::new(),
             read_again: VecDeque::new(),
@@ -131,7 +138,10 @@ impl EventLoop {
             buf: read_buffer,
             pool: BufferPool::new(SPARE_BUFFERS),
             accept_paused_until: None,
-            next_stats: config.stats_interval.map(|every| Instant::now() + every),
+            // One line for the server's totals, from loop 0.
+            next_stats: (config.stats_interval)
+                .filter(|_| index == 0)
+                .map(|every| Instant::now() + every),
             shutdown_deadline: None,
             next_linger_check: None,
             refused_warnings: Throttle::default(),
@@ -175,13 +185,16 @@ impl EventLoop {
 
         // 3. The sockets every client comes in by: accept until WouldBlock,
         //    echo datagrams until WouldBlock — each within a budget per
-        //    socket per turn.
+        //    socket per turn; take in clients loop 0 handed to this loop.
         if self.shutdown_deadline.is_none() && self.accept_paused_until.is_none() {
             for i in 0..self.listeners.len() {
                 if self.listeners[i].ready {
-                    self.accept(i);
+                    self.accept(i, self.shared.config.accepts_per_turn);
                 }
             }
+        }
+        if std::mem::take(&mut self.handed) {
+            self.take_handed();
         }
         self.echo_datagrams();
         if let Some(metrics) = self.metrics.as_mut().filter(|m| m.ready) {
@@ -215,7 +228,8 @@ impl EventLoop {
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
             match Source::of(event.token()) {
-                Source::Waker => {} // the shutdown flag is checked in step 5
+                // Shutdown (checked in step 5), or clients handed to us.
+                Source::Waker => self.handed = true,
                 // None once shutdown closed the listeners (and UDP sockets).
                 Source::Listener(i) => {
                     if let Some(listener) = self.listeners.get_mut(i) {
@@ -258,10 +272,10 @@ impl EventLoop {
             return;
         };
         let view = View {
-            stats: self.shared.stats(),
+            per_loop: self.shared.per_loop(),
             config: &self.shared.config,
             max_connections: self.shared.max_connections,
-            shutting_down: self.shutdown_deadline.is_some(),
+            shutting_down: self.shutdown_deadline.is_some() || self.shared.unhealthy(),
         };
         let registry = self.poll.registry();
         match key {
@@ -386,6 +400,7 @@ impl EventLoop {
             idle.remove(key);
         }
         self.admission.closed(key);
+        self.shared.release();
         let counters = &self.counters;
         let peer = self.peers.get(key);
         let owed = conn.pending_len();

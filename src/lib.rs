@@ -25,7 +25,12 @@
 //!   `part.rs` is what one loop owns alone (its poll, sockets, read buffer,
 //!   the writer of its counters).
 //! - `shared.rs` — what every loop and [`Handle`] share: configuration,
-//!   shutdown flag, each loop's waker, a reader of each loop's counters.
+//!   shutdown flag, each loop's waker, a reader of each loop's counters,
+//!   the `--max-connections` count, the hand-off queues.
+//! - `threads.rs` — `--loops`: loop 0 on the caller's thread, the others
+//!   on their own; a loop that fails stops them all. `steer.rs` — which
+//!   loop serves a source address, and the BPF program that makes Linux
+//!   steer by it (the server's `# Loops` says which platform does what).
 //! - `rules.rs` — the rules of the readiness technique ([`rules`]), shared
 //!   with the stress client: drain, hints, write interest, the epoll shortcut.
 //! - `connection.rs` — one client: its transport, what we know of its
@@ -123,7 +128,9 @@ pub mod rules;
 mod server;
 mod shared;
 pub mod stats;
+mod steer;
 mod sys;
+mod threads;
 mod token;
 pub mod transport;
 mod udp;

@@ -27,8 +27,16 @@ impl EventLoop {
                 return true;
             }
             // Stop accepting: closing the listeners makes the kernel refuse
-            // new clients instead of queueing them.
+            // new clients instead of queueing them. But closing one resets
+            // whoever waits in its queue (with SO_REUSEPORT, each loop's
+            // own queue): take them all in first, to be served like the rest.
+            for i in 0..self.listeners.len() {
+                self.accept(i, usize::MAX);
+            }
             self.listeners.clear();
+            if self.shared.handing_off && self.index == 0 {
+                self.shared.close_accepting();
+            }
             // UDP owes nobody anything: its sockets close at once.
             self.udp.clear();
             // From now, not from the start of the turn: the grace is a promise to the
@@ -64,6 +72,15 @@ impl EventLoop {
                 self.close(key, Close::Shutdown);
             }
             self.next_linger_check = Some(self.now + LINGER_CHECK);
+        }
+        // Where loop 0 hands off, the others stay until it has closed its
+        // listeners (what it took from its queue may be theirs), then take
+        // in what it handed them last.
+        if self.shared.handing_off && self.index != 0 {
+            if !self.shared.accepting_over() {
+                return true;
+            }
+            self.take_handed();
         }
         !self.conns.is_empty()
     }
