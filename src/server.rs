@@ -100,10 +100,10 @@ impl Handle {
 #[derive(Debug)]
 pub struct Server {
     /// What the loops and every [`Handle`] share.
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// What each loop owns alone, loop 0 first, until [`Server::run`]
     /// moves each into its loop.
-    parts: Vec<Part>,
+    pub(crate) parts: Vec<Part>,
 }
 
 impl Server {

@@ -19,6 +19,15 @@ use crate::sys;
 /// watched: an error or a panic marks the server unhealthy and shuts the
 /// other loops down (gracefully: their clients keep what was read).
 pub(crate) fn run_loops(parts: Vec<Part>, shared: &Arc<Shared>) -> io::Result<()> {
+    run_each(parts, shared, serve)
+}
+
+/// What a loop's thread runs: loop `i` serving its part to the end.
+type Body = fn(usize, Part, &Arc<Shared>) -> io::Result<()>;
+
+/// [`run_loops`] with each loop's life being `body` (the tests give one
+/// that fails).
+fn run_each(parts: Vec<Part>, shared: &Arc<Shared>, body: Body) -> io::Result<()> {
     let mut parts = parts.into_iter().enumerate();
     let (_, first) = parts.next().expect("a server has at least one loop");
     let mut others = Vec::new();
@@ -26,7 +35,7 @@ pub(crate) fn run_loops(parts: Vec<Part>, shared: &Arc<Shared>) -> io::Result<()
         let mine = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .name(format!("loop {i}"))
-            .spawn(move || watched(i, part, &mine));
+            .spawn(move || watched(i, part, &mine, body));
         match spawned {
             Ok(thread) => others.push((i, thread)),
             Err(e) => {
@@ -40,7 +49,7 @@ pub(crate) fn run_loops(parts: Vec<Part>, shared: &Arc<Shared>) -> io::Result<()
             }
         }
     }
-    let mut outcome = watched(0, first, shared);
+    let mut outcome = watched(0, first, shared, body);
     for (i, thread) in others {
         let result = thread
             .join()
@@ -55,8 +64,8 @@ pub(crate) fn run_loops(parts: Vec<Part>, shared: &Arc<Shared>) -> io::Result<()
 /// Runs loop `i` to its end on this thread; an error or a panic stops the
 /// whole server, and a panic becomes an error naming the loop and its
 /// message.
-fn watched(i: usize, part: Part, shared: &Arc<Shared>) -> io::Result<()> {
-    let result = panic::catch_unwind(AssertUnwindSafe(|| serve(i, part, shared)))
+fn watched(i: usize, part: Part, shared: &Arc<Shared>, body: Body) -> io::Result<()> {
+    let result = panic::catch_unwind(AssertUnwindSafe(|| body(i, part, shared)))
         .unwrap_or_else(|payload| Err(panicked(i, &*payload)));
     if let Err(e) = &result {
         warn!("loop {i} stopped: {e}; stopping the server");
@@ -85,4 +94,34 @@ fn panicked(i: usize, payload: &(dyn Any + Send)) -> io::Error {
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)");
     io::Error::other(format!("loop {i} panicked: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Server};
+
+    /// A loop that panics stops the whole server: the other loops shut
+    /// down, the server is unhealthy from then on (`/healthz` 503), and the
+    /// run ends with an error naming the loop and the panic's message.
+    #[test]
+    fn a_panicking_loop_stops_the_server_with_its_message() {
+        let server = Server::bind(Config {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            loops: 3,
+            ..Config::default()
+        })
+        .expect("bind");
+        let Server { shared, parts } = server;
+        fn body(i: usize, part: Part, shared: &Arc<Shared>) -> io::Result<()> {
+            if i == 2 {
+                panic!("injected failure");
+            }
+            serve(i, part, shared)
+        }
+        let outcome = run_each(parts, &shared, body);
+        let e = outcome.expect_err("the server must fail");
+        assert_eq!(e.to_string(), "loop 2 panicked: injected failure");
+        assert!(shared.unhealthy());
+    }
 }
