@@ -65,8 +65,9 @@ pub(crate) struct EventLoop {
     /// This loop's number: 0 holds the metrics endpoint and logs the
     /// counters, and where the kernel does not steer, holds the listeners.
     index: usize,
-    /// The waker fired: clients may have been handed to this loop.
-    handed: bool,
+    /// Where loop 0 hands off: it has closed its listeners, and this loop
+    /// has taken in the last clients it handed over (shutdown only).
+    hand_off_over: bool,
     /// What every loop shares: configuration, shutdown flag, wakers, the
     /// readers of every counter slot.
     shared: Arc<Shared>,
@@ -130,7 +131,7 @@ impl EventLoop {
         let config = &shared.config;
         EventLoop {
             index,
-            handed: false,
+            hand_off_over: false,
             events: Events::with_capacity(EVENTS_CAPACITY),
             conns: Slab::new(),
             read_again: VecDeque::new(),
@@ -193,9 +194,7 @@ impl EventLoop {
                 }
             }
         }
-        if std::mem::take(&mut self.handed) {
-            self.take_handed();
-        }
+        self.take_handed();
         self.echo_datagrams();
         if let Some(metrics) = self.metrics.as_mut().filter(|m| m.ready) {
             metrics.accept(self.poll.registry(), self.now);
@@ -228,8 +227,9 @@ impl EventLoop {
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
             match Source::of(event.token()) {
-                // Shutdown (checked in step 5), or clients handed to us.
-                Source::Waker => self.handed = true,
+                // Shutdown (step 5), clients handed to us (step 3): both
+                // looked at every turn.
+                Source::Waker => {}
                 // None once shutdown closed the listeners (and UDP sockets).
                 Source::Listener(i) => {
                     if let Some(listener) = self.listeners.get_mut(i) {
@@ -327,7 +327,10 @@ impl EventLoop {
     /// the nearest deadline, or forever.
     fn poll_timeout(&self) -> Option<Duration> {
         let accepting = self.shutdown_deadline.is_none() && self.accept_paused_until.is_none();
+        let waiting_for_loop_0 = self.shutdown_deadline.is_some() && self.waits_for_loop_0();
         if !self.read_again.is_empty()
+            || (self.shared).needs_turn(self.index, self.shutdown_deadline.is_some())
+            || (waiting_for_loop_0 && self.shared.accepting_over())
             || (accepting && self.listeners.iter().any(|l| l.ready))
             || self.udp.iter().any(|u| u.ready && u.wake_at().is_none())
             || self.metrics.as_ref().is_some_and(MetricsService::busy)

@@ -1,6 +1,7 @@
 //! echoloop: a TCP and UDP echo server (RFC 862) whose whole work is done by
-//! one readiness loop on one thread — and a reference for how such a loop is
-//! built.
+//! one readiness loop on one thread (or, with `Config::loops`, by several
+//! such loops, shared-nothing, one per core) — and a reference for how such
+//! a loop is built.
 //!
 //! ```no_run
 //! use echoloop::{Config, Server};

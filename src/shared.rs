@@ -46,6 +46,10 @@ pub(crate) struct Shared {
     /// Where loop 0 accepts for every loop (the hand-off model): each
     /// loop's clients accepted for it and not yet taken in.
     inboxes: Vec<Mutex<Vec<(TcpStream, SocketAddr)>>>,
+    /// Per loop: its inbox may hold clients. Set after the push and before
+    /// the wake; the loop reads it before every `poll` too, because a wake
+    /// can be lost (see [`Shared::needs_turn`]).
+    handed: Vec<AtomicBool>,
     /// Set once loop 0 has closed its listeners for good (after handing
     /// off what was queued): until then no other loop may finish shutdown.
     accepting_over: AtomicBool,
@@ -70,6 +74,7 @@ impl Shared {
             handing_off,
             shutdown: AtomicBool::new(false),
             inboxes: wakers.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            handed: wakers.iter().map(|_| AtomicBool::new(false)).collect(),
             wakers,
             slots,
             open: AtomicUsize::new(0),
@@ -140,23 +145,37 @@ impl Shared {
     }
 
     /// Hands a client accepted by loop 0 to loop `to`, and wakes that loop
-    /// if its queue was empty (otherwise a wake-up is already on its way).
+    /// unless its mark was set already (then it has yet to look, and will).
     pub(crate) fn hand_off(&self, to: usize, stream: TcpStream, peer: SocketAddr) {
-        let was_empty = {
-            let mut inbox = lock(&self.inboxes[to]);
-            inbox.push((stream, peer));
-            inbox.len() == 1
-        };
-        if was_empty {
+        lock(&self.inboxes[to]).push((stream, peer));
+        if !self.handed[to].swap(true, Ordering::SeqCst) {
             if let Err(e) = self.wakers[to].wake() {
                 log::warn!("waking loop {to} for a client handed to it: {e}");
             }
         }
     }
 
-    /// The clients handed to loop `to` since it last asked.
+    /// The clients handed to loop `to` since it last asked (none, at no
+    /// cost, when its mark is clear).
     pub(crate) fn take_handed(&self, to: usize) -> Vec<(TcpStream, SocketAddr)> {
+        if !self.handed[to].swap(false, Ordering::SeqCst) {
+            return Vec::new();
+        }
         std::mem::take(&mut *lock(&self.inboxes[to]))
+    }
+
+    /// Whether loop `i` has something to do that its waker announced, to
+    /// be checked just before it blocks in `poll`: clients handed to it,
+    /// or shutdown asked (`started`: whether it has begun it already).
+    ///
+    /// The waker alone is not enough on mio's forced `poll(2)` backend:
+    /// there, a loop that registers a socket while another thread wakes it
+    /// can consume the wake-up with its own registration's notification,
+    /// and its next `poll` would sleep through it. Every flag here is set
+    /// before its wake, so a wake lost that way was preceded by the flag,
+    /// and this check, made after the loop's last registration, sees it.
+    pub(crate) fn needs_turn(&self, i: usize, started: bool) -> bool {
+        self.handed[i].load(Ordering::SeqCst) || (!started && self.shutting_down())
     }
 
     /// Loop 0 closed its listeners: no client will be handed off any more.

@@ -76,13 +76,20 @@ impl EventLoop {
         // Where loop 0 hands off, the others stay until it has closed its
         // listeners (what it took from its queue may be theirs), then take
         // in what it handed them last.
-        if self.shared.handing_off && self.index != 0 {
+        if self.waits_for_loop_0() {
             if !self.shared.accepting_over() {
                 return true;
             }
+            self.hand_off_over = true;
             self.take_handed();
         }
         !self.conns.is_empty()
+    }
+
+    /// Where loop 0 hands off: whether this loop (another) must still wait
+    /// for it to close its listeners before it may finish.
+    pub(super) fn waits_for_loop_0(&self) -> bool {
+        self.shared.handing_off && self.index != 0 && !self.hand_off_over
     }
 
     /// What the connections still open at the end of the grace period are

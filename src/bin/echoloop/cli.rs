@@ -118,8 +118,8 @@ pub struct Cli {
     pub udp_rate: u32,
 
     /// Serve Prometheus metrics (GET /metrics) and a health check (GET
-    /// /healthz: 200 while serving, 503 once shutdown began) over HTTP on
-    /// this address, from the same loop. Default: off. --allow, --deny and
+    /// /healthz: 200 while serving, 503 once shutdown began or a loop is
+    /// gone) over HTTP on this address, from loop 0. Default: off. --allow, --deny and
     /// --max-per-source do NOT apply to it: it is an operator's port, to
     /// bind to a private address or firewall.
     #[arg(long, env = "ECHOLOOP_METRICS", value_name = "ADDR", value_parser = resolve_one)]
