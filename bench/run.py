@@ -200,11 +200,25 @@ def part_backends(ctx, results):
     ctx.say(backends_table(results["backends"]))
 
 
-def draw_charts(ctx):
+def chartable(results):
+    """Whether the run made anything `echoloop-stress chart` draws: a
+    `backends` point or a `compare` case with a msgs/s figure."""
+    points = results.get("backends") or []
+    entries = results.get("compare") or []
+    return any(isinstance(p, dict) and p.get("msgs_per_sec") is not None for p in points) or any(
+        isinstance(c, dict) and c.get("msgs_per_sec") is not None
+        for e in entries if isinstance(e, dict) for c in e.values())
+
+
+def draw_charts(ctx, results):
     """Draws the charts from the results file when the stress client can."""
     default = ctx.out_path.resolve() == (ROOT / "bench" / "results.json").resolve()
     out_dir = Path(ctx.args.charts) if ctx.args.charts else (
         ROOT / "docs" / "img" if default else ROOT / "target" / "bench" / "charts")
+    if not chartable(results):
+        ctx.say("\ncharts: skipped (this run made nothing to chart: the charts are of the `--backends` "
+                "and `--compare` results)")
+        return
     if stress_help(STRESS, "chart") is None:
         ctx.say("\ncharts: skipped (`echoloop-stress chart --help` fails: the stress client has no chart command)")
         return
@@ -356,7 +370,7 @@ def main():
     finally:
         ctx.procs.kill_all()
         write_results(ctx, results, t_start)
-    draw_charts(ctx)
+    draw_charts(ctx, results)
     ctx.say(f"\ntotal time {results['elapsed_secs']:.0f} s; load average at end {' '.join(results['loadavg_at_end'])}; "
             f"results written to {os.path.relpath(ctx.out_path, os.getcwd())}")
 

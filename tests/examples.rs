@@ -33,6 +33,110 @@ use support::*;
 const BIG: usize = 4 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------
+// The matrix: every example that serves many clients, against the sessions
+// (below the tests) that apply to it, one test each, named
+// `example::session` (`select_loop::echoes_1_byte_to_16_mib`). What each
+// session proves is said once, on its function; a cell adds what is
+// particular to its example.
+// ---------------------------------------------------------------------------
+
+/// One module per example: `$server` starts it (`None`: it cannot run on
+/// this machine, and said why), then each listed session is a test, with
+/// the arguments given after the name, if any.
+macro_rules! matrix {
+    ($(
+        $(#[$row:meta])*
+        $example:ident = $server:expr => [
+            $( $(#[$cell:meta])* $session:ident $(($($arg:expr),*))? ),* $(,)?
+        ];
+    )*) => {$(
+        $(#[$row])*
+        mod $example {
+            use super::*;
+            $(
+                #[doc = concat!(
+                    "`", stringify!($example), "` passes the [`", stringify!($session),
+                    "`](super::", stringify!($session), ") session."
+                )]
+                $(#[$cell])*
+                #[test]
+                fn $session() {
+                    let Some(server) = $server else { return };
+                    super::$session(server.addr $(, $($arg),*)?);
+                }
+            )*
+        }
+    )*};
+}
+
+matrix! {
+    /// The one-thread mio loop.
+    minimal_loop = Some(start("minimal_loop", &[])) => [
+        serves_concurrent_clients(8),
+        /// Its writes come back partial or `WouldBlock`: it keeps the
+        /// unsent bytes, stops reading that client, waits for WRITABLE.
+        survives_a_client_that_reads_late,
+    ];
+    /// With `MAX_THREADS` = 8.
+    thread_per_connection = Some(start("thread_per_connection", &["8"])) => [
+        serves_concurrent_clients(6),
+    ];
+    /// Each client in its own process; the parent goes on accepting.
+    #[cfg(unix)]
+    fork_per_connection = Some(start("fork_per_connection", &[])) => [
+        serves_concurrent_clients(6),
+    ];
+    select_loop = Some(start("select_loop", &[])) => [
+        echoes_1_byte_to_16_mib,
+        echoes_everything_before_a_half_close,
+        serves_100_concurrent_clients,
+        /// The resetting client had filled the loop's buffers first.
+        survives_a_client_that_resets,
+    ];
+    poll_loop = Some(start("poll_loop", &[])) => [
+        echoes_1_byte_to_16_mib,
+        echoes_everything_before_a_half_close,
+        /// Its pollfd array kept in step as they leave in any order.
+        serves_100_concurrent_clients,
+        survives_a_client_that_resets,
+    ];
+    /// Refusing only 127.0.0.2 ([`DENY_ONE`]).
+    conditional_accept = Some(start("conditional_accept", &DENY_ONE)) => [
+        echoes_1_byte_to_16_mib,
+        echoes_everything_before_a_half_close,
+        /// One worker thread each.
+        serves_100_concurrent_clients,
+        /// The reset ends its own worker only.
+        survives_a_client_that_resets,
+    ];
+    #[cfg(target_os = "linux")]
+    io_uring_loop = io_uring_server(&[]) => [
+        /// Either side of its 16 KiB buffers, and far more than the socket
+        /// buffers hold, so sends complete partially and are resumed.
+        echoes_1_byte_to_16_mib,
+        echoes_everything_before_a_half_close,
+        serves_100_concurrent_clients,
+        survives_a_client_that_resets,
+        /// Its receive is cancelled at the per-connection buffer limit and
+        /// re-armed as the echo drains.
+        survives_a_client_that_reads_late,
+    ];
+    /// Its 100-client session, with fewer accepts and threads than
+    /// clients, is `iocp_loop_serves_100_concurrent_clients`.
+    #[cfg(windows)]
+    iocp_loop = Some(start("iocp_loop", &[])) => [
+        /// Partial sends included.
+        echoes_1_byte_to_16_mib,
+        /// Its EOF is `shutdown(SD_SEND)`.
+        echoes_everything_before_a_half_close,
+        survives_a_client_that_resets,
+        /// One operation per connection: it is not read from while its
+        /// echo is unsent.
+        survives_a_client_that_reads_late,
+    ];
+}
+
+// ---------------------------------------------------------------------------
 // One client at a time, a thread per client, a minimal loop
 // ---------------------------------------------------------------------------
 
@@ -57,16 +161,6 @@ fn accept_one_serves_one_client_and_exits() {
     expect_close_after_half_close(client);
     let status = server.wait_exit();
     assert!(status.success(), "accept_one exited with {status}");
-}
-
-/// thread_per_connection serves several clients at the same time, each one
-/// fully (round trips, a 4 MiB stream, half-close then close).
-#[test]
-fn thread_per_connection_serves_concurrent_clients() {
-    let server = start("thread_per_connection", &["8"]);
-    sessions(server.addr, 6, BIG);
-    // And it goes on accepting after they have all left.
-    sessions(server.addr, 2, BIG);
 }
 
 /// thread_per_connection's bound: with MAX_THREADS = 1, a second client is
@@ -97,76 +191,10 @@ fn thread_per_connection_waits_at_the_bound() {
     expect_close_after_half_close(second);
 }
 
-/// minimal_loop, the one-thread mio loop, serves several clients at once
-/// with the full session each (round trips, 4 MiB stream, half-close).
-#[test]
-fn minimal_loop_serves_concurrent_clients() {
-    let server = start("minimal_loop", &[]);
-    sessions(server.addr, 8, BIG);
-    sessions(server.addr, 2, BIG);
-}
-
-/// minimal_loop under backpressure: the client sends 4 MiB while NOT
-/// reading, so the loop's writes must come back partial / `WouldBlock`, it
-/// must keep the unsent bytes, stop reading that client, wait for WRITABLE,
-/// and resume. The reader starts late (after 1 MiB was sent, or when the
-/// writer has visibly stalled) and still gets every byte, in order. Another
-/// client is served meanwhile: one stalled peer does not block the loop.
-#[test]
-fn minimal_loop_survives_a_client_that_reads_late() {
-    let server = start("minimal_loop", &[]);
-    late_reader_and_another(server.addr);
-}
-
-/// fork_per_connection serves several clients at once, each in its own
-/// process, with the full session each; the parent goes on accepting
-/// after the children have finished.
-#[cfg(unix)]
-#[test]
-fn fork_per_connection_serves_concurrent_clients() {
-    let server = start("fork_per_connection", &[]);
-    sessions(server.addr, 6, BIG);
-    sessions(server.addr, 2, BIG);
-}
-
 // ---------------------------------------------------------------------------
 // The loops written directly on select() and poll()/WSAPoll, and WSAAccept's
 // condition function: the same sessions each, plus each one's limit.
 // ---------------------------------------------------------------------------
-
-/// select_loop echoes byte for byte every size from 1 byte to 16 MiB, on
-/// one connection and on a connection each that half-closes at once, and
-/// closes after each half-close.
-#[test]
-fn select_loop_echoes_1_byte_to_16_mib() {
-    let server = start("select_loop", &[]);
-    echo_sizes(server.addr);
-}
-
-/// select_loop after a half-close that reaches it before the client has
-/// read a byte: everything sent before the FIN comes back, then its close.
-#[test]
-fn select_loop_echoes_everything_before_a_half_close() {
-    let server = start("select_loop", &[]);
-    half_close_before_reading(server.addr);
-}
-
-/// select_loop serves 100 clients at once, each with binary round trips and
-/// a 256 KiB stream, and goes on accepting after they leave.
-#[test]
-fn select_loop_serves_100_concurrent_clients() {
-    let server = start("select_loop", &[]);
-    hundred_clients(server.addr);
-}
-
-/// select_loop: a client that fills the loop's buffers without reading and
-/// then resets (SO_LINGER 0) disturbs neither the clients streaming at that
-/// moment nor the ones that come after.
-#[test]
-fn select_loop_survives_a_client_that_resets() {
-    let server = start("select_loop", &[]);
-    reset_among_others(server.addr);
-}
 
 /// select_loop's limit, met head on: clients are served until the next one
 /// would not fit in an fd_set (on Unix its descriptor reaches FD_SETSIZE,
@@ -213,40 +241,6 @@ fn select_loop_refuses_a_client_that_does_not_fit_an_fd_set() {
     );
 }
 
-/// poll_loop echoes byte for byte every size from 1 byte to 16 MiB, on one
-/// connection and on a connection each that half-closes at once, and
-/// closes only after echoing everything that preceded the client's FIN.
-#[test]
-fn poll_loop_echoes_1_byte_to_16_mib() {
-    let server = start("poll_loop", &[]);
-    echo_sizes(server.addr);
-}
-
-/// poll_loop after a half-close that reaches it before the client has read
-/// a byte: everything sent before the FIN comes back, then its close.
-#[test]
-fn poll_loop_echoes_everything_before_a_half_close() {
-    let server = start("poll_loop", &[]);
-    half_close_before_reading(server.addr);
-}
-
-/// poll_loop serves 100 clients at once (round trips and 256 KiB each) and
-/// keeps its pollfd array in step as they leave in any order: it serves
-/// new clients afterwards.
-#[test]
-fn poll_loop_serves_100_concurrent_clients() {
-    let server = start("poll_loop", &[]);
-    hundred_clients(server.addr);
-}
-
-/// poll_loop: a resetting client (buffers full, then SO_LINGER 0) disturbs
-/// nobody.
-#[test]
-fn poll_loop_survives_a_client_that_resets() {
-    let server = start("poll_loop", &[]);
-    reset_among_others(server.addr);
-}
-
 /// poll_loop has no FD_SETSIZE: 1,100 clients held at once, past where
 /// select_loop refuses, are all served, the first and the last alike.
 #[test]
@@ -266,38 +260,6 @@ fn poll_loop_serves_clients_past_fd_setsize() {
 
 /// The flags of a conditional_accept that refuses only 127.0.0.2.
 const DENY_ONE: [&str; 2] = ["--deny", "127.0.0.2/32"];
-
-/// conditional_accept echoes byte for byte every size from 1 byte to
-/// 16 MiB, on one connection and on a connection each that half-closes at
-/// once, and closes after each half-close, once all is echoed.
-#[test]
-fn conditional_accept_echoes_1_byte_to_16_mib() {
-    let server = start("conditional_accept", &DENY_ONE);
-    echo_sizes(server.addr);
-}
-
-/// conditional_accept after a half-close that reaches it before the client
-/// has read a byte: everything sent before the FIN comes back, then its
-/// close.
-#[test]
-fn conditional_accept_echoes_everything_before_a_half_close() {
-    let server = start("conditional_accept", &DENY_ONE);
-    half_close_before_reading(server.addr);
-}
-
-/// conditional_accept serves 100 clients at once, one worker thread each.
-#[test]
-fn conditional_accept_serves_100_concurrent_clients() {
-    let server = start("conditional_accept", &DENY_ONE);
-    hundred_clients(server.addr);
-}
-
-/// conditional_accept: a resetting client ends its own worker only.
-#[test]
-fn conditional_accept_survives_a_client_that_resets() {
-    let server = start("conditional_accept", &DENY_ONE);
-    reset_among_others(server.addr);
-}
 
 /// conditional_accept `--deny 127.0.0.2/32`, both outcomes: a client from
 /// 127.0.0.1 is served; one bound to 127.0.0.2 is refused — on Windows
@@ -388,66 +350,6 @@ fn conditional_accept_rejects_bad_flags() {
 // The completion-model examples: io_uring_loop (Linux) and iocp_loop
 // (Windows, run under Wine in CI)
 // ---------------------------------------------------------------------------
-
-/// io_uring_loop echoes byte for byte every size from 1 byte to 16 MiB
-/// (either side of its 16 KiB buffers, and far more than the socket buffers
-/// hold, so sends complete partially and are resumed), on one connection
-/// and on a connection each that half-closes at once.
-#[cfg(target_os = "linux")]
-#[test]
-fn io_uring_loop_echoes_1_byte_to_16_mib() {
-    let Some(server) = io_uring_server(&[]) else {
-        return;
-    };
-    echo_sizes(server.addr);
-}
-
-/// io_uring_loop after a half-close: everything sent before the client's
-/// FIN comes back, then the server's FIN (EOF), and nothing else.
-#[cfg(target_os = "linux")]
-#[test]
-fn io_uring_loop_echoes_everything_before_a_half_close() {
-    let Some(server) = io_uring_server(&[]) else {
-        return;
-    };
-    half_close_before_reading(server.addr);
-}
-
-/// io_uring_loop serves 100 clients connected at the same time, each its
-/// own payload, byte for byte, each closed after its half-close.
-#[cfg(target_os = "linux")]
-#[test]
-fn io_uring_loop_serves_100_concurrent_clients() {
-    let Some(server) = io_uring_server(&[]) else {
-        return;
-    };
-    hundred_clients(server.addr);
-}
-
-/// A client of io_uring_loop that resets (SO_LINGER 0, then close) while
-/// its echo is in flight does not disturb the clients streaming meanwhile,
-/// and the server goes on accepting.
-#[cfg(target_os = "linux")]
-#[test]
-fn io_uring_loop_survives_a_client_that_resets() {
-    let Some(server) = io_uring_server(&[]) else {
-        return;
-    };
-    reset_among_others(server.addr);
-}
-
-/// io_uring_loop's backpressure: a client that sends 4 MiB before reading
-/// any of it has its receive cancelled at the per-connection buffer limit
-/// and re-armed as the echo drains; it gets every byte in order, and
-/// another client is served while it is stalled.
-#[cfg(target_os = "linux")]
-#[test]
-fn io_uring_loop_survives_a_client_that_reads_late() {
-    let Some(server) = io_uring_server(&[]) else {
-        return;
-    };
-    late_reader_and_another(server.addr);
-}
 
 /// io_uring_loop's ENOBUFS path: with a ring of 4 buffers of 512 bytes and
 /// 20 clients streaming at once, the ring runs dry (the server logs
@@ -574,52 +476,13 @@ fn io_uring_loop_says_it_is_linux_only() {
     expect_one_line_refusal("io_uring_loop", "Linux only");
 }
 
-/// iocp_loop echoes byte for byte every size from 1 byte to 16 MiB
-/// (partial sends included), on one connection and on a connection each
-/// that half-closes at once.
-#[cfg(windows)]
-#[test]
-fn iocp_loop_echoes_1_byte_to_16_mib() {
-    let server = start("iocp_loop", &[]);
-    echo_sizes(server.addr);
-}
-
-/// iocp_loop after a half-close: everything sent before the client's FIN
-/// comes back, then `shutdown(SD_SEND)` (EOF), and nothing else.
-#[cfg(windows)]
-#[test]
-fn iocp_loop_echoes_everything_before_a_half_close() {
-    let server = start("iocp_loop", &[]);
-    half_close_before_reading(server.addr);
-}
-
 /// iocp_loop serves 100 clients connected at the same time, more than its
 /// outstanding AcceptEx calls (4 here) and its 2 worker threads.
 #[cfg(windows)]
 #[test]
 fn iocp_loop_serves_100_concurrent_clients() {
     let server = start("iocp_loop", &["--accepts", "4", "--threads", "2"]);
-    hundred_clients(server.addr);
-}
-
-/// A client of iocp_loop that resets (SO_LINGER 0, then close) while its
-/// echo is in flight does not disturb the clients streaming meanwhile, and
-/// the server goes on accepting.
-#[cfg(windows)]
-#[test]
-fn iocp_loop_survives_a_client_that_resets() {
-    let server = start("iocp_loop", &[]);
-    reset_among_others(server.addr);
-}
-
-/// iocp_loop with a client that sends 4 MiB before reading: one operation
-/// per connection means it is not read from while its echo is unsent; it
-/// gets every byte in order, and another client is served meanwhile.
-#[cfg(windows)]
-#[test]
-fn iocp_loop_survives_a_client_that_reads_late() {
-    let server = start("iocp_loop", &[]);
-    late_reader_and_another(server.addr);
+    serves_100_concurrent_clients(server.addr);
 }
 
 /// iocp_loop stays correct across idle periods longer than its workers'
@@ -661,11 +524,12 @@ fn iocp_loop_says_it_is_windows_only() {
 // The sessions
 // ---------------------------------------------------------------------------
 
-/// Every size of [`ECHO_SIZES`], 1 byte to 16 MiB: first all on one
-/// connection, one after the other, each written while its echo is read
-/// back, then half-close and the server's close; then each on a connection
-/// of its own that half-closes as soon as it has written.
-fn echo_sizes(addr: SocketAddr) {
+/// Proves every size of [`ECHO_SIZES`], 1 byte to 16 MiB, is echoed byte
+/// for byte: first all on one connection, one after the other, each written
+/// while its echo is read back, then half-close and the server's close;
+/// then each on a connection of its own that half-closes as soon as it has
+/// written, closed only after everything that preceded its FIN is echoed.
+fn echoes_1_byte_to_16_mib(addr: SocketAddr) {
     let stream = connect(addr);
     for (i, len) in ECHO_SIZES.into_iter().enumerate() {
         stream_through(&stream, &payload(i + 1, len));
@@ -674,14 +538,14 @@ fn echo_sizes(addr: SocketAddr) {
     echo_each_size(addr);
 }
 
-/// Half-close with output still owed: a client with a small receive buffer
-/// (4 KiB, set before connecting) sends everything and its FIN *before*
-/// reading a byte, so the FIN reaches the server while the client has taken
-/// none of its echo. Only then does the client read: it must get every
+/// Proves a half-close with output still owed loses nothing: a client
+/// with a small receive buffer (4 KiB, set before connecting) sends
+/// everything and its FIN *before* reading a byte, so the FIN reaches the
+/// server while the client has taken none of its echo. Only then does the client read: it must get every
 /// byte, then the close. (Whether the owed bytes then sit in the server's
 /// pending buffer or in the kernel's send buffer depends on buffer sizes
 /// the test cannot set: Linux grows the server's to about 4 MiB.)
-fn half_close_before_reading(addr: SocketAddr) {
+fn echoes_everything_before_a_half_close(addr: SocketAddr) {
     for (i, len) in [16 * 1024, 96 * 1024, 200 * 1024, 300 * 1024]
         .into_iter()
         .enumerate()
@@ -694,11 +558,12 @@ fn half_close_before_reading(addr: SocketAddr) {
     }
 }
 
-/// 100 clients connected at once, each proven served by a first round
-/// trip while all are open; then each, on a thread of its own, runs its
-/// round trips and a 256 KiB stream and half-closes. Afterwards two more
-/// clients are served.
-fn hundred_clients(addr: SocketAddr) {
+/// Proves 100 clients at once are served: connected at once, each proven
+/// served by a first round trip while all are open; then each, on a thread
+/// of its own, runs binary round trips and a 256 KiB stream and
+/// half-closes, closed after it. Afterwards two more clients are served:
+/// the server goes on accepting after they leave.
+fn serves_100_concurrent_clients(addr: SocketAddr) {
     let streams: Vec<TcpStream> = (0..100)
         .map(|i| {
             let stream = connect(addr);
@@ -721,12 +586,13 @@ fn hundred_clients(addr: SocketAddr) {
     sessions(addr, 2, 256 * 1024);
 }
 
-/// Eight clients stream 2 MiB each; as they start, a ninth, that has sent
-/// without reading until its socket took no more (so the server holds echo
-/// owed to it and has stopped reading it) and has seen its echo begin,
-/// resets its connection (SO_LINGER 0). The eight get every byte, and a new
-/// client is served afterwards.
-fn reset_among_others(addr: SocketAddr) {
+/// Proves a resetting client disturbs nobody: eight clients stream 2 MiB
+/// each; as they start, a ninth, that has sent without reading until its
+/// socket took no more (so the server holds echo owed to it and has
+/// stopped reading it) and has seen its echo begin, resets its connection
+/// (SO_LINGER 0). The eight get every byte, and a new client is served
+/// afterwards.
+fn survives_a_client_that_resets(addr: SocketAddr) {
     let start = Arc::new(Barrier::new(9));
     let others: Vec<_> = (0..8)
         .map(|i| {
@@ -754,10 +620,12 @@ fn reset_among_others(addr: SocketAddr) {
     session(addr, 999, BIG);
 }
 
-/// A client sends 4 MiB without reading (the server must stop reading it,
-/// keep what it owes, and resume); another is served meanwhile, then the
-/// first reads everything back in order.
-fn late_reader_and_another(addr: SocketAddr) {
+/// Proves backpressure loses nothing and blocks nobody: a client sends
+/// 4 MiB without reading (the server must stop reading it, keep what it
+/// owes, and resume); the reader starts late (after 1 MiB was sent, or when
+/// the writer has visibly stalled); another client is served meanwhile,
+/// then the first reads everything back in order.
+fn survives_a_client_that_reads_late(addr: SocketAddr) {
     let slow = connect(addr);
     let data = Arc::new(payload(7, BIG));
     let (progress_tx, progress_rx) = mpsc::channel::<usize>();
@@ -786,6 +654,14 @@ fn late_reader_and_another(addr: SocketAddr) {
     let echoed = read_to_eof(&slow);
     writer.join().expect("writer thread");
     assert_same(&echoed, &data);
+}
+
+/// Proves `n` clients at once are each served fully (round trips, a 4 MiB
+/// stream, half-close then close), and that the server goes on accepting
+/// after they have all left: two more are served the same way.
+fn serves_concurrent_clients(addr: SocketAddr, n: usize) {
+    sessions(addr, n, BIG);
+    sessions(addr, 2, BIG);
 }
 
 /// `n` clients at once, each running a [`session`] with a `len`-byte

@@ -39,13 +39,14 @@ mod lab {
     #[track_caller]
     fn assert_clean(run: &StressRun) {
         assert!(run.status.success(), "{}", run.describe());
-        for key in [
-            "verification_errors",
-            "connections_failed",
-            "unexpected_closes",
-            "stalled",
+        let r = run.report();
+        for (key, value) in [
+            ("verification_errors", r.verification_errors),
+            ("connections_failed", r.connections_failed),
+            ("unexpected_closes", r.unexpected_closes),
+            ("stalled", r.stalled),
         ] {
-            assert_eq!(run.u64(key), 0, "{key}: {}", run.describe());
+            assert_eq!(value, 0, "{key}: {}", run.describe());
         }
     }
 
@@ -79,9 +80,9 @@ mod lab {
             ]
         }
 
-        /// The sum of a number over the four runs.
-        fn sum(&self, key: &str) -> u64 {
-            self.all().iter().map(|r| r.u64(key)).sum()
+        /// The sum of a count over the four runs.
+        fn sum(&self, count: impl Fn(&Report) -> u64) -> u64 {
+            self.all().iter().map(|r| count(&r.report())).sum()
         }
     }
 
@@ -100,7 +101,7 @@ mod lab {
         };
         let mut server = lab.server(&["--stats-interval", "0.2"]);
         let runs = clean_then_lossy(&lab, &server);
-        let verified = runs.sum("bytes");
+        let verified = runs.sum(|r| r.bytes);
         // The clients' last FINs may still be waiting for a retransmission.
         // (The log holds older lines too: wait for one that has it all.)
         wait_for_stats(&mut server, "every connection closed", RUN_LIMIT, |l| {
@@ -148,17 +149,17 @@ mod lab {
              latency p50 {:.0} µs p99 {:.0} µs max {:.0} µs, connect p99 {:.0} µs, run took {:?}); \
              16 MiB stream: clean {:.1} MiB/s, 10 % loss {:.1} MiB/s (max latency {:.0} µs); \
              {} packets dropped; {last}",
-            runs.clean_many.f64("mib_per_sec"),
-            many.f64("mib_per_sec"),
-            many.u64("bytes"),
-            many.f64("latency_us.p50"),
-            many.f64("latency_us.p99"),
-            many.f64("latency_us.max"),
-            many.f64("connect_latency_us.p99"),
+            runs.clean_many.report().mib_per_sec.expect("mib_per_sec"),
+            many.report().mib_per_sec.expect("mib_per_sec"),
+            many.report().bytes,
+            many.report().latency().p50(),
+            many.report().latency().p99(),
+            many.report().latency().max,
+            many.report().connect_latency().p99(),
             many.took,
-            runs.clean_stream.f64("mib_per_sec"),
-            stream.f64("mib_per_sec"),
-            stream.f64("latency_us.max"),
+            runs.clean_stream.report().mib_per_sec.expect("mib_per_sec"),
+            stream.report().mib_per_sec.expect("mib_per_sec"),
+            stream.report().latency().max,
             runs.dropped,
         );
     }
@@ -171,7 +172,7 @@ mod lab {
         }
         let dropped = runs.dropped;
         assert!(dropped > 100, "only {dropped} packets dropped");
-        assert_eq!(runs.lossy_stream.u64("bytes"), 16 << 20);
+        assert_eq!(runs.lossy_stream.report().bytes, 16 << 20);
     }
 
     /// 50 connections: thousands of packets, so losses that cost a
@@ -180,26 +181,26 @@ mod lab {
     /// each way: selective acknowledgements may repair every loss without a
     /// timeout, and its throughput barely drop.
     fn check_loss_slows_the_many(runs: &LossRuns) {
-        let c = runs.clean_many.f64("mib_per_sec");
-        let l = runs.lossy_many.f64("mib_per_sec");
+        let c = runs.clean_many.report().mib_per_sec.expect("mib_per_sec");
+        let l = runs.lossy_many.report().mib_per_sec.expect("mib_per_sec");
         assert!(
             l > 0.0 && l < c / 2.0,
             "throughput {l} MiB/s with loss, {c} without"
         );
-        assert!(runs.lossy_stream.f64("mib_per_sec") > 0.0);
-        assert!(runs.lossy_many.u64("connections_established") >= 45);
+        assert!(runs.lossy_stream.report().mib_per_sec.expect("mib_per_sec") > 0.0);
+        assert!(runs.lossy_many.report().connections_established >= 45);
     }
 
     /// The server echoed exactly what the clients verified, and closed
     /// every connection it accepted by its peer's close.
     fn check_server_counts(runs: &LossRuns, last: &str) {
-        let verified = runs.sum("bytes");
+        let verified = runs.sum(|r| r.bytes);
         assert_eq!(stat(last, "bytes_in"), verified, "{last}");
         assert_eq!(stat(last, "bytes_out"), verified, "{last}");
         // A connect the client gave up at the deadline may have completed
         // at the server: accepted, then closed by the client.
-        let established = runs.sum("connections_established");
-        let aborted = runs.sum("connections_aborted");
+        let established = runs.sum(|r| r.connections_established);
+        let aborted = runs.sum(|r| r.connections_aborted);
         let accepted = stat(last, "accepted");
         assert!(
             (established..=established + aborted).contains(&accepted),
@@ -249,16 +250,16 @@ mod lab {
         let last = server.stop();
 
         let during = lines_between(&patient, cut_at + Duration::from_secs(1), healed_at);
-        let stall = patient.f64("latency_us.max") / 1e6;
+        let stall = patient.report().latency().max / 1e6;
         eprintln!(
             "partition: {PARTITION:?} from {cut_at:?}: patient run (echo timeout 40 s): {} bytes \
              verified, longest echo {stall:.2} s, exit {:?}; status lines during the partition: \
-             {during:?}; hasty run (echo timeout 2 s): exit {:?}, {} stalled, first: {}; {last}",
-            patient.u64("bytes"),
+             {during:?}; hasty run (echo timeout 2 s): exit {:?}, {} stalled, first: {:?}; {last}",
+            patient.report().bytes,
             patient.status.code(),
             hasty.status.code(),
-            hasty.u64("stalled"),
-            hasty.field("first_stall"),
+            hasty.report().stalled,
+            hasty.report().first_stall,
         );
         assert_clean(&patient);
         assert!(
@@ -278,8 +279,8 @@ mod lab {
             "no traffic after the heal: {after:?}"
         );
         hasty.assert_exit(1);
-        assert_eq!(hasty.u64("stalled"), 10, "{}", hasty.describe());
-        assert_eq!(hasty.u64("verification_errors"), 0);
+        assert_eq!(hasty.report().stalled, 10, "{}", hasty.describe());
+        assert_eq!(hasty.report().verification_errors, 0);
         assert_eq!(stat(&last, "accepted"), 20, "{last}");
         assert!(stat(&last, "closed_by_peer") >= 10, "{last}");
         assert_accounted(&last);
@@ -518,24 +519,24 @@ mod link {
         let marked = lab.counter("marked");
         let rejected = lab.counter("rejected");
         let last = server.stop();
-        let failed = run.u64("unexpected_closes") + run.u64("stalled");
+        let failed = run.report().unexpected_closes + run.report().stalled;
         eprintln!(
             "resets: {marked} of {CONNS} connections marked, {rejected} packets answered with a \
              reset; client: {} unexpected closes + {} stalled, {} messages ({} bytes) verified, \
              exit {:?}; server fds {baseline} before, {fds_after} after; {line}",
-            run.u64("unexpected_closes"),
-            run.u64("stalled"),
-            run.u64("messages"),
-            run.u64("bytes"),
+            run.report().unexpected_closes,
+            run.report().stalled,
+            run.report().messages,
+            run.report().bytes,
             run.status.code(),
         );
         assert!(run.status.success(), "{}", run.describe());
         assert!((1..=30).contains(&marked), "{marked} marked");
         assert!(rejected >= marked, "{rejected} resets for {marked} marked");
-        assert_eq!(run.u64("verification_errors"), 0, "{}", run.describe());
-        assert_eq!(run.u64("connections_established"), CONNS);
+        assert_eq!(run.report().verification_errors, 0, "{}", run.describe());
+        assert_eq!(run.report().connections_established, CONNS);
         assert_eq!(failed, marked, "{}", run.describe());
-        assert!(run.u64("messages") >= (CONNS - marked) * EACH);
+        assert!(run.report().messages >= (CONNS - marked) * EACH);
         assert_eq!(stat(&line, "errored"), marked, "{line}");
         assert_eq!(stat(&line, "closed_by_peer"), CONNS - marked, "{line}");
         assert_eq!(stat(&line, "accepted"), CONNS, "{line}");
@@ -598,16 +599,16 @@ mod link {
             "slow link: 1 Mbit/s to {CONNS} clients: {} bytes verified at {:.3} MiB/s, latency \
              p50 {:.2} s max {:.2} s; peak pending {peak_pending} (cap {}); RSS baseline {} KiB, \
              peak {peak_kib} KiB (bound {bound_kib} KiB); {line}",
-            run.u64("bytes"),
-            run.f64("mib_per_sec"),
-            run.f64("latency_us.p50") / 1e6,
-            run.f64("latency_us.max") / 1e6,
+            run.report().bytes,
+            run.report().mib_per_sec.expect("mib_per_sec"),
+            run.report().latency().p50() / 1e6,
+            run.report().latency().max / 1e6,
             CONNS * CAP,
             baseline_kib,
         );
         assert!(run.status.success(), "{}", run.describe());
-        assert_eq!(run.u64("verification_errors"), 0);
-        assert_eq!(run.u64("stalled") + run.u64("unexpected_closes"), 0);
+        assert_eq!(run.report().verification_errors, 0);
+        assert_eq!(run.report().stalled + run.report().unexpected_closes, 0);
         // Sampled every 0.1 s: at least one connection seen at the cap.
         assert!(
             (CAP..=CONNS * CAP).contains(&peak_pending),
@@ -617,7 +618,7 @@ mod link {
             peak_kib <= bound_kib,
             "RSS {peak_kib} KiB over {bound_kib} KiB"
         );
-        let verified = run.u64("bytes") + warm.u64("bytes");
+        let verified = run.report().bytes + warm.report().bytes;
         assert_eq!(stat(&last, "bytes_in"), verified, "{last}");
         assert_eq!(stat(&last, "bytes_out"), verified, "{last}");
         assert_eq!(stat(&last, "closed_by_peer"), CONNS + 1, "{last}");
@@ -650,14 +651,18 @@ mod link {
         let flags =
             format!("-c {CONNS} -n {CONNS} --connect-timeout {timeout} --max-failures {CONNS}");
         let run = lab.stress(&stress_args(&server, &flags), LIMIT);
-        let established = run.u64("connections_established");
+        let established = run.report().connections_established;
         let dropped = lab.counter("dropped");
         let line = wait_for_stats(&mut server, "every connection closed", LIMIT, |l| {
             stat(l, "active") == 0 && stat(l, "accepted") >= established
         });
         server.stop();
-        let failed = run.u64("connections_failed");
-        let ms = |q: &str| run.f64(&format!("connect_latency_us.{q}")) / 1e3;
+        let failed = run.report().connections_failed;
+        let connect = run.report().connect_latency().clone();
+        let ms = |q: &str| match q {
+            "max" => connect.max,
+            _ => connect.p(q),
+        } / 1e3;
         eprintln!(
             "syn loss (tcp_syn_linear_timeouts {linear}, --connect-timeout {timeout}): {dropped} \
              SYNs dropped; {established} of {CONNS} connected: connect time p50 {:.1} ms, p90 \
@@ -667,16 +672,18 @@ mod link {
             ms("p90"),
             ms("p99"),
             ms("max"),
-            run.f64("failed_by_reason.timeout") as u64,
-            run.u64("messages"),
+            run.report().failed_by_reason.timeout,
+            run.report().messages,
             run.took,
         );
         assert!(run.status.success(), "{}", run.describe());
         assert_eq!(established + failed, CONNS, "{}", run.describe());
         assert!(failed >= 1, "no connect needed a third retransmission");
-        assert_eq!(run.f64("failed_by_reason.timeout") as u64, failed);
+        assert_eq!(run.report().failed_by_reason.timeout, failed);
         assert!(dropped >= CONNS / 5, "only {dropped} SYNs dropped");
-        assert!(ms("p50") < 500.0, "p50 {} ms", ms("p50"));
+        // Fast: before the first retransmission (the edge p90's range
+        // starts from), however slowly 400 connects at once are served.
+        assert!(ms("p50") < 900.0, "p50 {} ms", ms("p50"));
         assert!(
             (900.0..second_ms + 500.0).contains(&ms("p90")),
             "p90 {} ms",
@@ -684,9 +691,9 @@ mod link {
         );
         let p99 = second_ms - 100.0..second_ms + 500.0;
         assert!(p99.contains(&ms("p99")), "p99 {} ms", ms("p99"));
-        assert_eq!(run.u64("messages"), established);
+        assert_eq!(run.report().messages, established);
         assert_eq!(
-            run.u64("verification_errors") + run.u64("unexpected_closes"),
+            run.report().verification_errors + run.report().unexpected_closes,
             0
         );
         assert_eq!(stat(&line, "accepted"), established, "{line}");
@@ -739,8 +746,13 @@ mod udp {
         let flags = "--udp -c 4 -s 1400 -k 8 -n 4000";
         let run = lab.stress(&stress_args(&server, flags), LIMIT);
         assert!(run.status.success(), "{}", run.describe());
-        for (key, want) in [("sent", 4_000), ("echoed", 4_000), ("lost", 0)] {
-            assert_eq!(run.u64(key), want, "{key}: {}", run.describe());
+        let u = run.report().udp().clone();
+        for (key, value, want) in [
+            ("sent", u.sent, 4_000),
+            ("echoed", u.echoed, 4_000),
+            ("lost", u.lost, 0),
+        ] {
+            assert_eq!(value, want, "{key}: {}", run.describe());
         }
         // On mio's poll(2) backend the server's calls are not batched: no GSO to refuse.
         if cfg!(not(mio_unsupported_force_poll_poll)) {
@@ -776,8 +788,9 @@ fn assert_accounted(line: &str) {
 /// (split at spaces) and `--json`.
 #[cfg(target_os = "linux")]
 fn stress_args(server: &support::Binary, flags: &str) -> Vec<String> {
-    let mut args = vec!["--addr".to_string(), server.addr.to_string()];
-    args.extend(flags.split_whitespace().map(String::from));
-    args.push("--json".to_string());
-    args
+    support::StressArgs::to(server.addr)
+        .args(flags.split_whitespace())
+        .json()
+        .argv()
+        .to_vec()
 }

@@ -52,6 +52,7 @@ fn max_connections_refuses_promptly() {
 #[test]
 fn idle_timeout_closes_silent_connections_on_time() {
     let timeout = Duration::from_millis(300);
+    const TALKS: u8 = 30; // 50 ms apart: 5 timeouts
     let server = TestServer::start(|c| c.idle_timeout = Some(timeout));
     // Before the connect: the server cannot stamp it any earlier.
     let started = Instant::now();
@@ -61,10 +62,10 @@ fn idle_timeout_closes_silent_connections_on_time() {
         server.handle.stats().active == 2
     });
 
-    // The chatty client talks every 50 ms for 3 timeouts' worth of time.
+    // The chatty client talks every 50 ms for 5 timeouts' worth of time.
     let chatter = std::thread::spawn(move || {
         let mut buf = [0u8; 1];
-        for i in 0..18u8 {
+        for i in 0..TALKS {
             (&chatty).write_all(&[i]).unwrap();
             (&chatty).read_exact(&mut buf).unwrap();
             assert_eq!(buf, [i]);
@@ -76,18 +77,20 @@ fn idle_timeout_closes_silent_connections_on_time() {
     assert!(read_until_closed(&silent).is_empty());
     let closed_after = started.elapsed();
     assert!(closed_after >= timeout, "closed early: {closed_after:?}");
+    // Not long after: while the chatty client, served by the same loop, is
+    // still in its five timeouts of talk (a bound that a slow platform
+    // stretches on both sides alike, unlike a fixed slack).
     assert!(
-        closed_after < timeout + Duration::from_millis(500),
-        "closed late: {closed_after:?}"
+        !chatter.is_finished(),
+        "closed late: {closed_after:?}, after the chatty client's {:?} of talk",
+        timeout * 5
     );
 
     let chatty = chatter.join().expect("chatty client kept being served");
-    let quiet_since = Instant::now();
     assert!(read_until_closed(&chatty).is_empty());
-    assert!(quiet_since.elapsed() < timeout + Duration::from_millis(500));
     let stats = server.stop();
     assert_eq!(stats.timed_out, 2);
-    assert_eq!(stats.bytes_out, 18);
+    assert_eq!(stats.bytes_out, u64::from(TALKS));
 }
 
 /// Without `--idle-timeout`, silent connections are held indefinitely and

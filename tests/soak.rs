@@ -18,7 +18,6 @@
 
 pub mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -97,13 +96,11 @@ fn soak_churn_and_load_leave_memory_and_descriptors_as_found() {
 
 /// Starts one stress run of `secs` seconds against `server`.
 fn stress(server: &Binary, secs: f64, flags: &str) -> Stress {
-    let addr = server.addr.to_string();
-    let secs = secs.to_string();
-    Stress::spawn(
-        Command::new(STRESS)
-            .args(["--addr", &addr, "--json", "--duration", &secs])
-            .args(flags.split_whitespace()),
-    )
+    StressArgs::to(server.addr)
+        .json()
+        .secs(secs)
+        .args(flags.split_whitespace())
+        .spawn()
 }
 
 /// The server's descriptors and memory at one moment.
@@ -176,18 +173,19 @@ fn report(
     last: &str,
 ) {
     for (name, run) in runs {
+        let r = run.report();
         eprintln!(
             "soak: {name}: exit {:?}, {} messages, {} bytes verified, {} connections, \
-             {} churn cycles, {} msg/s, latency p99 {} us, failures {}, aborted at the end {}",
+             {} churn cycles, {:?} msg/s, latency p99 {} us, failures {}, aborted at the end {}",
             run.status.code(),
-            run.field("messages"),
-            run.field("bytes"),
-            run.field("connections_established"),
-            run.field("churn_cycles"),
-            run.field("msgs_per_sec"),
-            run.f64("latency_us.p99"),
-            run.field("failures"),
-            run.field("connections_aborted"),
+            r.messages,
+            r.bytes,
+            r.connections_established,
+            r.churn_cycles,
+            r.msgs_per_sec,
+            r.latency().p99(),
+            r.failures,
+            r.connections_aborted,
         );
     }
     eprintln!(
@@ -217,11 +215,11 @@ fn check_every_run_verified_every_byte(runs: &[(&str, StressRun)]) {
             Some(0),
             "{name} stress run failed:\n{report}"
         );
-        assert_eq!(run.u64("verification_errors"), 0, "{name}:\n{report}");
-        assert_eq!(run.u64("failures"), 0, "{name}:\n{report}");
-        assert!(run.u64("messages") > 0, "{name}:\n{report}");
+        assert_eq!(run.report().verification_errors, 0, "{name}:\n{report}");
+        assert_eq!(run.report().failures, 0, "{name}:\n{report}");
+        assert!(run.report().messages > 0, "{name}:\n{report}");
     }
-    assert!(runs[0].1.u64("churn_cycles") > 0);
+    assert!(runs[0].1.report().churn_cycles > 0);
 }
 
 /// The server's descriptors after the load are exactly those before it, its
@@ -247,7 +245,10 @@ fn check_left_as_found(start: Facts, loaded: &Loaded, end: Facts) {
 /// every accepted connection was closed by its peer or errored — errored
 /// only for the connections the stress clients cut at the end of their run.
 fn check_final_counters(runs: &[(&str, StressRun)], last: &str) {
-    let aborted: u64 = runs.iter().map(|(_, r)| r.u64("connections_aborted")).sum();
+    let aborted: u64 = runs
+        .iter()
+        .map(|(_, r)| r.report().connections_aborted)
+        .sum();
     assert_eq!(stat(last, "bytes_in"), stat(last, "bytes_out"), "{last}");
     assert_eq!(stat(last, "pending_bytes"), 0, "{last}");
     assert!(stat(last, "errored") <= aborted, "{last}");

@@ -63,7 +63,7 @@ mod lab {
         let spread = lab.stress(&spread_args, LIMIT);
         assert!(spread.status.success(), "{}", spread.describe());
         assert_eq!(
-            spread.u64("connections_established"),
+            spread.report().connections_established,
             30,
             "{}",
             spread.describe()
@@ -85,12 +85,12 @@ mod lab {
         args.extend(["--source-addrs", "127.0.0.1", "--json"]);
         let short = lab.stress(&args, LIMIT);
         assert!(
-            short.f64("failed_by_reason.addr-not-available") as u64 >= 20,
+            short.report().failed_by_reason.addr_not_available >= 20,
             "{}",
             short.describe()
         );
         assert!(
-            short.u64("connections_established") <= 8,
+            short.report().connections_established <= 8,
             "{}",
             short.describe()
         );

@@ -9,7 +9,9 @@
 //!   checks on what comes back;
 //! - [`measure`]: facts about a process from `/proc`, and round-trip
 //!   summaries;
-//! - [`stress_client`]: the real `echoloop-stress` and its JSON report;
+//! - [`stress_client`]: the real `echoloop-stress`, its command lines and
+//!   its run;
+//! - [`stress_report`]: its `--json` report, typed;
 //! - [`fleet`]: hundreds of non-blocking clients on one thread;
 //! - [`netns`]: the fault lab, a network namespace whose loopback the test
 //!   breaks (Linux);
@@ -26,6 +28,7 @@ pub mod netns;
 pub mod process;
 pub mod server;
 pub mod stress_client;
+pub mod stress_report;
 pub mod tools;
 
 pub use bytes::*;
@@ -33,6 +36,7 @@ pub use measure::*;
 pub use process::*;
 pub use server::*;
 pub use stress_client::*;
+pub use stress_report::Report;
 
 use std::sync::{Mutex, MutexGuard};
 use std::thread;

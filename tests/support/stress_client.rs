@@ -1,15 +1,138 @@
-//! The real `echoloop-stress` as a child process, and its JSON report.
+//! The real `echoloop-stress` as a child process: its command line
+//! ([`StressArgs`]), the running process ([`Stress`]) and what it reported
+//! ([`StressRun`], read through [`Report`]).
 
+use std::ffi::OsStr;
+use std::fmt::Display;
 use std::ops::Deref;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::{Exit, Process};
+use super::{Exit, Process, Report};
 
 /// The stress client.
 pub const STRESS: &str = env!("CARGO_BIN_EXE_echoloop-stress");
+
+/// An `echoloop-stress` command line, flag by flag: the one way the tests
+/// build one. The common flags have a method each; any other goes through
+/// [`flag`](Self::flag), [`switch`](Self::switch) or [`args`](Self::args).
+#[derive(Debug, Clone, Default)]
+pub struct StressArgs {
+    argv: Vec<String>,
+}
+
+impl StressArgs {
+    /// No flags at all (for `--help`, `merge`, usage errors).
+    pub fn new() -> StressArgs {
+        StressArgs::default()
+    }
+
+    /// A run against `addr` (`--addr`).
+    pub fn to(addr: impl Display) -> StressArgs {
+        StressArgs::new().flag("--addr", addr)
+    }
+
+    /// `name value`.
+    pub fn flag(mut self, name: &str, value: impl Display) -> StressArgs {
+        self.argv.push(name.to_string());
+        self.argv.push(value.to_string());
+        self
+    }
+
+    /// `name` alone.
+    pub fn switch(mut self, name: &str) -> StressArgs {
+        self.argv.push(name.to_string());
+        self
+    }
+
+    /// Each of `more`, as given.
+    pub fn args<S: AsRef<str>>(mut self, more: impl IntoIterator<Item = S>) -> StressArgs {
+        self.argv
+            .extend(more.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    /// `--connections`.
+    pub fn conns(self, n: u64) -> StressArgs {
+        self.flag("--connections", n)
+    }
+
+    /// `--message-size`.
+    pub fn size(self, bytes: u64) -> StressArgs {
+        self.flag("--message-size", bytes)
+    }
+
+    /// `--pipeline`.
+    pub fn pipeline(self, k: u64) -> StressArgs {
+        self.flag("--pipeline", k)
+    }
+
+    /// `--messages`.
+    pub fn messages(self, n: u64) -> StressArgs {
+        self.flag("--messages", n)
+    }
+
+    /// `--duration`, in seconds.
+    pub fn secs(self, secs: f64) -> StressArgs {
+        self.flag("--duration", secs)
+    }
+
+    /// `--rate`, per connection.
+    pub fn rate(self, per_sec: f64) -> StressArgs {
+        self.flag("--rate", per_sec)
+    }
+
+    /// `--threads`.
+    pub fn threads(self, n: u64) -> StressArgs {
+        self.flag("--threads", n)
+    }
+
+    /// `--mode`.
+    pub fn mode(self, mode: &str) -> StressArgs {
+        self.flag("--mode", mode)
+    }
+
+    /// `--echo-timeout`, in seconds.
+    pub fn echo_timeout(self, secs: f64) -> StressArgs {
+        self.flag("--echo-timeout", secs)
+    }
+
+    /// `--json`.
+    pub fn json(self) -> StressArgs {
+        self.switch("--json")
+    }
+
+    /// `--udp`.
+    pub fn udp(self) -> StressArgs {
+        self.switch("--udp")
+    }
+
+    /// The arguments, for a [`Command`] built elsewhere (the fault lab's).
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// The command, ready to spawn.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(STRESS);
+        cmd.args(self.argv.iter().map(OsStr::new));
+        cmd
+    }
+
+    /// Starts it.
+    #[track_caller]
+    pub fn spawn(&self) -> Stress {
+        Stress::spawn(&mut self.command())
+    }
+
+    /// Runs it to its exit (killing it and failing after `limit`).
+    #[track_caller]
+    pub fn run(&self, limit: Duration) -> StressRun {
+        self.spawn().finish(limit)
+    }
+}
 
 /// A running `echoloop-stress` (a [`Process`]: its status lines on stderr
 /// are collected as it runs).
@@ -44,49 +167,29 @@ impl Deref for Stress {
 }
 
 /// What one run of `echoloop-stress --json` did: its [`Exit`] (the report
-/// is its stdout), with the report's fields read on demand.
+/// is its stdout).
 #[derive(Debug)]
 pub struct StressRun {
     pub exit: Exit,
 }
 
 impl StressRun {
-    /// A top-level field of the report as written (a number, `null`,
-    /// `true`/`false`, or a string without its quotes).
+    /// The report, typed (failing, with the output, if it is not one).
     #[track_caller]
-    pub fn field(&self, key: &str) -> &str {
-        json_field(&self.exit.stdout, key)
+    pub fn report(&self) -> Report {
+        serde_json::from_str(&self.exit.stdout)
+            .unwrap_or_else(|e| panic!("not a stress report ({e}):\n{}", self.describe()))
     }
 
-    /// A top-level number of the report (`messages`, `bytes`, …).
+    /// Asserts the typed report holds every field the binary wrote
+    /// ([`Report::assert_mirrors`]).
     #[track_caller]
-    pub fn u64(&self, key: &str) -> u64 {
-        let v = self.field(key);
-        v.parse()
-            .unwrap_or_else(|_| panic!("{key} = {v:?} is not an integer"))
+    pub fn assert_report_mirrored(&self) {
+        Report::assert_mirrors(&self.exit.stdout);
     }
 
-    /// A top-level or nested float: `f64("mib_per_sec")`,
-    /// `f64("connect_latency_us.p99")`.
-    #[track_caller]
-    pub fn f64(&self, path: &str) -> f64 {
-        let report = self.exit.stdout.as_str();
-        let (scope, key) = match path.split_once('.') {
-            Some((object, key)) => {
-                let start = report
-                    .find(&format!("\"{object}\": {{"))
-                    .unwrap_or_else(|| panic!("no {object} object in\n{report}"));
-                let rest = &report[start..];
-                (&rest[..rest.find('}').unwrap_or(rest.len())], key)
-            }
-            None => (report, path),
-        };
-        let v = json_field(scope, key);
-        v.parse()
-            .unwrap_or_else(|_| panic!("{path} = {v:?} is not a number"))
-    }
-
-    /// The report, parsed (failing, with the output, if it is not JSON).
+    /// The report as untyped JSON (failing, with the output, if it is not
+    /// JSON), for the few checks of the text itself.
     #[track_caller]
     pub fn json(&self) -> Json {
         serde_json::from_str(&self.exit.stdout)
@@ -116,19 +219,6 @@ impl Deref for StressRun {
     fn deref(&self) -> &Exit {
         &self.exit
     }
-}
-
-/// The value of `"key": value` in `json` (the first one).
-#[track_caller]
-fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
-    let needle = format!("\"{key}\": ");
-    let start = json
-        .find(&needle)
-        .unwrap_or_else(|| panic!("no {key:?} in report:\n{json}"))
-        + needle.len();
-    let rest = &json[start..];
-    let end = rest.find([',', '\n', '}']).unwrap_or(rest.len());
-    rest[..end].trim().trim_matches('"')
 }
 
 /// Reading a parsed report's values, failing the test with what was there
