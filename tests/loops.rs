@@ -14,7 +14,6 @@ pub mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -106,27 +105,19 @@ fn a_thousand_clients_from_sixteen_sources_spread_and_add_up() {
     .expect("bind");
     let metrics = server.local_metrics_addr().expect("a metrics address");
     let server = TestServer::run(server);
-    let run = Stress::spawn(Command::new(STRESS).args([
-        "--addr",
-        &server.addr.to_string(),
-        "--source-addrs",
-        "127.0.0.1-127.0.0.16",
-        "--connections",
-        "1000",
-        "--messages",
-        "4000",
-        "--message-size",
-        "512",
-        "--threads",
-        "2",
-        "--json",
-    ]))
-    .finish(Duration::from_secs(120));
+    let run = StressArgs::to(server.addr)
+        .flag("--source-addrs", "127.0.0.1-127.0.0.16")
+        .conns(1000)
+        .messages(4000)
+        .size(512)
+        .threads(2)
+        .json()
+        .run(Duration::from_secs(120));
     run.assert_exit(0);
-    let report = run.json();
-    assert_eq!(report["connections_established"].u64(), 1000);
-    assert_eq!(report["verification_errors"].u64(), 0);
-    assert_eq!(report["messages"].u64(), 4000);
+    let report = run.report();
+    assert_eq!(report.connections_established, 1000);
+    assert_eq!(report.verification_errors, 0);
+    assert_eq!(report.messages, 4000);
     wait_until("every client closed", TIMEOUT, || {
         server.handle.stats().closed_by_peer == 1000
     });
