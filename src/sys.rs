@@ -181,35 +181,6 @@ pub(crate) fn is_peer_gone(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::TimedOut
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The probes add up to the bound exactly, within what the options take.
-    #[test]
-    fn keepalive_schedule_adds_up() {
-        for secs in [2, 3, 4, 5, 6, 7, 20, 60, 7200, Config::TCP_KEEPALIVE.max] {
-            let k = Keepalive::new(Duration::from_secs(secs)).expect("in range");
-            assert!(k.idle >= Duration::from_secs(1), "{secs}: {k:?}");
-            assert!(k.retries >= 1, "{secs}: {k:?}");
-            assert_eq!(k.idle + k.interval * k.retries, k.user_timeout, "{secs}");
-            assert!(k.idle.as_secs() <= 32_767 && k.interval.as_secs() <= 32_767);
-        }
-        assert_eq!(
-            Keepalive::new(Duration::from_secs(60)),
-            Some(Keepalive {
-                idle: Duration::from_secs(30),
-                interval: Duration::from_secs(10),
-                retries: 3,
-                user_timeout: Duration::from_secs(60),
-            })
-        );
-        for bad in [0.0, 1.0, 2.5, 65_001.0] {
-            assert_eq!(Keepalive::new(Duration::from_secs_f64(bad)), None, "{bad}");
-        }
-    }
-}
-
 /// `--pin`: binds the calling thread to the `i`-th core of those this
 /// process may run on (wrapping around), and returns that core's number.
 #[cfg(target_os = "linux")]
@@ -241,4 +212,33 @@ pub(crate) fn pin_to_core(i: usize) -> io::Result<Option<usize>> {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn pin_to_core(_i: usize) -> io::Result<Option<usize>> {
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probes add up to the bound exactly, within what the options take.
+    #[test]
+    fn keepalive_schedule_adds_up() {
+        for secs in [2, 3, 4, 5, 6, 7, 20, 60, 7200, Config::TCP_KEEPALIVE.max] {
+            let k = Keepalive::new(Duration::from_secs(secs)).expect("in range");
+            assert!(k.idle >= Duration::from_secs(1), "{secs}: {k:?}");
+            assert!(k.retries >= 1, "{secs}: {k:?}");
+            assert_eq!(k.idle + k.interval * k.retries, k.user_timeout, "{secs}");
+            assert!(k.idle.as_secs() <= 32_767 && k.interval.as_secs() <= 32_767);
+        }
+        assert_eq!(
+            Keepalive::new(Duration::from_secs(60)),
+            Some(Keepalive {
+                idle: Duration::from_secs(30),
+                interval: Duration::from_secs(10),
+                retries: 3,
+                user_timeout: Duration::from_secs(60),
+            })
+        );
+        for bad in [0.0, 1.0, 2.5, 65_001.0] {
+            assert_eq!(Keepalive::new(Duration::from_secs_f64(bad)), None, "{bad}");
+        }
+    }
 }
