@@ -423,3 +423,39 @@ fn shutdown_under_load_echoes_everything_read() {
     assert_eq!(stats.bytes_out, echoed);
     assert_eq!(stats.errored, 0, "{stats}");
 }
+
+/// `--loops 0`, a count past the bound, a non-number and a negative one
+/// are each one line naming the flag and exit status 2, never a panic.
+#[test]
+fn bad_loops_values_are_usage_errors() {
+    for bad in ["0", "1025", "many", "-1"] {
+        let exit = run_to_exit(std::process::Command::new(ECHOLOOP).args(["--loops", bad]));
+        let line = exit.assert_usage_error(&format!("--loops {bad}"));
+        assert!(line.contains("--loops"), "{line}");
+    }
+}
+
+/// The real binary with `--loops auto --pin` (`ECHOLOOP_LOOPS` spelled as
+/// a flag) says how many loops serve and how, echoes, and on SIGTERM exits
+/// 0 with the totals in its last line.
+#[cfg(unix)]
+#[test]
+fn the_binary_runs_every_core_and_stops_cleanly() {
+    let mut server = Binary::start(&["--loops", "auto", "--pin"]);
+    server.stderr.wait_for(
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            " loops: "
+        } else {
+            "admission:"
+        },
+    );
+    for i in 0..16 {
+        assert_echo(
+            &connect_from(&source(1 + i), server.addr),
+            &payload(i, 4096),
+        );
+    }
+    let last = server.stop();
+    assert_eq!(stat(&last, "accepted"), 16, "{last}");
+    assert_eq!(stat(&last, "bytes_out"), 16 * 4096, "{last}");
+}
