@@ -45,17 +45,6 @@ fn source(i: usize) -> String {
     format!("127.0.0.{i}")
 }
 
-/// A refused client reads end of stream (or a reset) at once, nothing else.
-#[track_caller]
-fn assert_refused(stream: &TcpStream) {
-    let _ = (&*stream).write_all(b"let me in");
-    let mut buf = [0u8; 16];
-    match (&*stream).read(&mut buf) {
-        Ok(0) | Err(_) => {}
-        Ok(n) => panic!("a refused client got {n} bytes of echo"),
-    }
-}
-
 /// `GET /metrics` from `addr`: the body.
 fn scrape(addr: SocketAddr) -> String {
     let mut stream = connect(addr);
@@ -69,15 +58,6 @@ fn scrape(addr: SocketAddr) -> String {
     response
         .split_once("\r\n\r\n")
         .map_or(String::new(), |(_, b)| b.to_string())
-}
-
-/// The value of series `name` (labels included, exactly) in an exposition.
-fn series(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no series {name} in:\n{text}"))
-        .parse::<f64>()
-        .expect("a number") as u64
 }
 
 /// `metric` with `loop="l"` added to its labels, as `/metrics` writes it.

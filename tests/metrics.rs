@@ -79,7 +79,6 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body.to_string())
 }
 
-/// The value of the series `name` (exactly, labels included) in an
 /// exposition.
 fn series(text: &str, name: &str) -> u64 {
     text.lines()
