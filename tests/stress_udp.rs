@@ -527,3 +527,76 @@ fn help_lists_the_udp_flags() {
         assert!(run.stdout.contains(flag), "--help lacks {flag}");
     }
 }
+
+/// The datagrams lost so far, from a `--udp` status line (`… | lost 1,234`).
+#[cfg(unix)]
+fn lost_in(status: &str) -> u64 {
+    let after = status.rsplit("lost ").next().unwrap_or("");
+    let digits: String = after
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap_or(0)
+}
+
+/// Proves a late echo of a datagram too short for its whole sequence number
+/// counts as late, not as duplicated: against the real server, frozen
+/// (SIGSTOP) while the client sends 1-byte datagrams, 128 in flight, with a
+/// 10 ms `--echo-timeout`, until more than 1,000 are lost; thawed, the
+/// server echoes what its socket kept, long after the client moved on to
+/// newer datagrams with the same low byte. Those echoes count late; none
+/// counts duplicated, and the run (tolerating every loss) passes.
+#[cfg(unix)]
+#[test]
+fn late_echoes_of_short_datagrams_are_late_not_duplicated() {
+    let server = Binary::start(&["--udp", "--udp-rate", "0"]);
+    let mut client = StressArgs::to(server.addr)
+        .udp()
+        .json()
+        .conns(1)
+        .size(1)
+        .pipeline(128)
+        .echo_timeout(0.01)
+        .flag("--max-loss", 100)
+        .secs(4.0)
+        .spawn();
+    let before = lost_in(&client.process.stderr.wait_for("datagrams/s"));
+    server.signal(libc::SIGSTOP);
+    // Frozen until the client has given up on many datagrams and sent
+    // newer ones in their place: then the kept ones come back late.
+    while lost_in(&client.process.stderr.wait_for("datagrams/s")) < before + 1000 {}
+    server.signal(libc::SIGCONT);
+    let run = client.finish(RUN_LIMIT);
+    run.assert_exit(0);
+    let report = run.report();
+    let u = report.udp();
+    assert_eq!(u.duplicated, 0, "{}", run.stdout);
+    assert!(u.late > 0, "{}", run.stdout);
+    assert!(u.echoed > 0, "{}", run.stdout);
+}
+
+/// Proves ICMP errors are counted for real: every datagram sent to a
+/// closed UDP port draws a port unreachable, which the report counts (the
+/// text names them too), and the run, with nothing echoed, fails. Linux
+/// and Windows tell an unconnected socket of them; the test runs on Linux.
+#[cfg(target_os = "linux")]
+#[test]
+fn closed_port_counts_icmp_errors_and_fails() {
+    let closed = {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.local_addr().expect("local_addr")
+    };
+    let flags = ["-c", "2", "-k", "1", "-n", "10", "--echo-timeout", "50ms"];
+    let (run, j) = udp_json(closed, &flags);
+    run.assert_exit(1);
+    assert_eq!(j.udp().echoed, 0, "{}", run.stdout);
+    assert!(j.udp().icmp_errors > 0, "{}", run.stdout);
+    let addr = closed.to_string();
+    let mut argv = vec!["--udp", "--addr", &addr];
+    argv.extend_from_slice(&flags);
+    let text = stress(&argv);
+    text.assert_exit(1);
+    assert!(!text.stdout.contains(" 0 ICMP errors"), "{}", text.stdout);
+    assert!(text.stdout.contains(" ICMP errors"), "{}", text.stdout);
+}

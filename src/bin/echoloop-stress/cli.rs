@@ -1,4 +1,5 @@
-//! Command-line flags, their defaults, and the checks that need more than one flag.
+//! Command-line flags and their defaults; each flag checked alone (the checks
+//! that need more than one flag are in `plan.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -19,10 +20,6 @@ pub enum Mode {
     Idle,
     /// Connect, echo one message, close, and again, as fast as allowed.
     Churn,
-    /// UDP echo (`--udp`): datagrams instead of a stream. Not a `--mode`
-    /// value: `--udp` picks it, and the reports name it.
-    #[value(skip)]
-    Udp,
 }
 
 impl Mode {
@@ -32,7 +29,6 @@ impl Mode {
             Mode::Load => "load",
             Mode::Idle => "idle",
             Mode::Churn => "churn",
-            Mode::Udp => "udp",
         }
     }
 }
@@ -187,7 +183,9 @@ pub struct Args {
     /// socket, closed loop or --rate. Each carries its sequence number and
     /// socket, and verifiable bytes. Counts sent, echoed, lost (not back
     /// within --echo-timeout), late, duplicated, reordered and corrupted
-    /// datagrams; --messages counts datagrams sent.
+    /// datagrams; --messages counts datagrams sent. Datagrams under 8 bytes
+    /// carry their sequence number modulo 2^(8 × size): there a second echo
+    /// cannot be told from a late one, and counts as late.
     #[arg(long)]
     pub udp: bool,
 
@@ -382,44 +380,6 @@ fn check_range(item: &str, from: u128, to: u128, already: usize) -> Result<(), S
     Ok(())
 }
 
-/// The largest UDP payload over IPv4: 65,535 less the IPv4 and UDP headers.
-pub const UDP_MAX_V4: u64 = 65_507;
-
-/// The largest UDP payload over IPv6 (no jumbograms): 65,535 less the UDP header.
-pub const UDP_MAX_V6: u64 = 65_527;
-
-impl Args {
-    /// The checks `--udp` adds, and the flags that need it or do not apply to it.
-    fn validate_udp(&self, addr: SocketAddr) -> Result<(), String> {
-        if !self.udp {
-            return match self.max_loss {
-                Some(_) => Err("--max-loss applies to --udp".into()),
-                None => Ok(()),
-            };
-        }
-        if self.mode != Mode::Load {
-            return Err(format!(
-                "--udp sends datagrams for --duration or --messages; --mode {} does not apply",
-                self.mode.name()
-            ));
-        }
-        if self.connect_rate.is_some() {
-            return Err("--connect-rate applies to TCP connects, not to --udp".into());
-        }
-        let (max, family) = match addr {
-            SocketAddr::V4(_) => (UDP_MAX_V4, "IPv4"),
-            SocketAddr::V6(_) => (UDP_MAX_V6, "IPv6"),
-        };
-        if self.message_size > max {
-            return Err(format!(
-                "--message-size {}: a UDP datagram carries at most {max} bytes over {family}",
-                self.message_size
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// The run length when neither `--duration` nor `--messages` is given.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
@@ -431,38 +391,6 @@ impl Args {
             .map_err(|e| format!("resolve {}: {e}", self.addr))?
             .next()
             .ok_or_else(|| format!("resolve {}: no address", self.addr))
-    }
-
-    /// Checks the combinations clap cannot express.
-    pub fn validate(&self, addr: SocketAddr) -> Result<(), String> {
-        self.validate_udp(addr)?;
-        if self.mode == Mode::Idle && self.messages.is_some() {
-            return Err(
-                "--mode idle holds connections for --duration; --messages does not apply".into(),
-            );
-        }
-        if self.mode != Mode::Load && self.rate.is_some() {
-            return Err(format!(
-                "--rate applies to --mode load, not --mode {}",
-                self.mode.name()
-            ));
-        }
-        if let Some(total) = self.messages {
-            if total.checked_mul(self.message_size).is_none() {
-                return Err("--messages × --message-size is more bytes than can be counted".into());
-            }
-        }
-        if self.message_size.checked_mul(self.pipeline).is_none() {
-            return Err("--message-size × --pipeline is more bytes than can be counted".into());
-        }
-        if let Some(SourceAddrs(list)) = &self.source_addrs {
-            if let Some(bad) = list.iter().find(|ip| ip.is_ipv4() != addr.is_ipv4()) {
-                return Err(format!(
-                    "--source-addrs {bad}: not the same address family as --addr {addr}"
-                ));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -173,6 +173,9 @@ pub enum State {
 #[derive(Debug)]
 pub struct Slot {
     /// The socket while connecting or open; `None` frees its descriptor.
+    /// Every byte goes through the library's transport seam
+    /// ([`echoloop::transport::Transport`]: plain TCP here), never straight
+    /// to the socket.
     pub stream: Option<TcpStream>,
     /// Where this slot is in its life.
     pub state: State,

@@ -290,7 +290,7 @@ impl Counts {
     /// bits (only a report made up by hand gets there).
     pub fn checked_failures(&self, mode: Mode) -> Option<u64> {
         let untested = match mode {
-            Mode::Churn | Mode::Udp => 0,
+            Mode::Churn => 0,
             Mode::Load | Mode::Idle => self.aborted.checked_add(self.never_attempted)?,
         };
         self.failed

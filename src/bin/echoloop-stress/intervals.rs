@@ -11,7 +11,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 
 use crate::record::{Recorder, Series};
 use crate::report::{us, Setup};
-use crate::worker::Shared;
+use crate::shared::Shared;
 
 /// The interval log writer `--hlog` writes through.
 pub type HlogWriter<'a, 'b, W> = IntervalLogWriter<'a, 'b, W, V2DeflateSerializer>;
@@ -222,7 +222,7 @@ pub fn hlog_comments(s: &Setup) -> Vec<String> {
                 |r| format!("open loop at {r} msg/s per connection")
             )
         ),
-        if s.mode == crate::cli::Mode::Udp {
+        if s.mode.udp() {
             "[Values in ns; tags: rtt (open loop: from the schedule), rtt-uncorrected \
              (open loop: from the actual send)]"
         } else {

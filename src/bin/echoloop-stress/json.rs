@@ -12,8 +12,8 @@ use hdrhistogram::Histogram;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::cli::Mode;
 use crate::counts::{Counts, Samples, UdpCounts, UdpSamples};
+use crate::plan::Kind;
 use crate::record::{new_histogram, PerSeries, Recorder, Series};
 use crate::report::{at_percentile, percentile_key, us, Report};
 
@@ -72,7 +72,7 @@ fn rounded(v: f64) -> Option<f64> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JsonReport {
     /// What the connections did.
-    pub mode: Mode,
+    pub mode: Kind,
     /// The server's address.
     pub addr: String,
     /// `--connections`.
@@ -171,7 +171,7 @@ pub struct UdpJson {
 impl UdpJson {
     /// The UDP part of `report`, or `None` for a TCP run.
     fn of(report: &Report) -> Option<Self> {
-        if report.setup.mode != Mode::Udp {
+        if !report.setup.mode.udp() {
             return None;
         }
         let u = &report.counts.udp;
@@ -268,7 +268,7 @@ impl JsonReport {
             first_byte_us: Summary::of(report.rec.get(Series::FirstByte), pcts),
             connections_per_sec: report.connections_per_sec().and_then(rounded),
             samples: report.samples.clone(),
-            failures: c.failures(s.mode),
+            failures: c.failures(s.mode.workload),
             verdict: report.verdict(),
             exit_code: report.exit_code(),
             output_errors: report.output_errors.clone(),

@@ -11,7 +11,7 @@ use crate::conn::FailReason;
 use crate::counts::Counts;
 use crate::record::Series;
 use crate::report::{group, us, MIB};
-use crate::worker::Shared;
+use crate::shared::Shared;
 
 /// Counters one loop updates as it goes and the status line reads once a
 /// second. One per loop, on its own cache lines, so loops never contend.

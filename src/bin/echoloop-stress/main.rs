@@ -16,7 +16,7 @@
 //! connections, all non-blocking and edge-triggered. An event means "read
 //! until `WouldBlock`, then write what is due"; WRITABLE interest is
 //! registered only while a socket has output it would not take (see
-//! `worker.rs`). One large read buffer per loop, no buffer per connection, no
+//! `tcp.rs`). One large read buffer per loop, no buffer per connection, no
 //! allocation per message.
 //!
 //! - **Verification without copies.** Each connection's outgoing byte stream
@@ -74,6 +74,7 @@ mod chart;
 mod cli;
 mod conn;
 mod counts;
+mod engine;
 mod intervals;
 mod json;
 mod keyed;
@@ -87,10 +88,11 @@ mod plot;
 mod record;
 mod report;
 mod run;
+mod shared;
+mod tcp;
 mod udp;
 #[path = "../common/usage.rs"]
 mod usage;
-mod worker;
 
 use std::io::{self, Write};
 

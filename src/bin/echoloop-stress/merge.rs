@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{MergeArgs, Mode};
+use crate::cli::MergeArgs;
 use crate::counts::{Counts, Samples};
 use crate::json::{decode_all, JsonReport};
 use crate::record::{Recorder, Series};
@@ -70,7 +70,7 @@ fn read(path: &Path) -> Result<Run, String> {
     let rec = decode_all(&json.histograms).map_err(|e| format!("{name}: {e}"))?;
     let counts = counts_of(&json);
     counts
-        .checked_failures(json.mode)
+        .checked_failures(json.mode.workload)
         .ok_or_else(|| format!("{name}: failures: {TOO_BIG}"))?;
     Ok(Run {
         path: path.to_path_buf(),
@@ -128,9 +128,10 @@ fn check_values(j: &JsonReport) -> Result<(), String> {
 /// set them: runs merge only if these are the same.
 fn settings(j: &JsonReport) -> Vec<String> {
     vec![
-        match j.mode {
-            Mode::Udp => "--udp".to_string(),
-            mode => format!("--mode {}", mode.name()),
+        if j.mode.udp() {
+            "--udp".to_string()
+        } else {
+            format!("--mode {}", j.mode.name())
         },
         format!("--message-size {}", j.message_size),
         format!("--pipeline {}", j.pipeline),
@@ -191,7 +192,7 @@ pub fn merge(paths: &[PathBuf], percentiles: &[f64]) -> Result<Report, String> {
             .checked_add(&run.counts)
             .map_err(|field| format!("{name}: {field}: {TOO_BIG}"))?;
         counts
-            .checked_failures(run.json.mode)
+            .checked_failures(run.json.mode.workload)
             .ok_or_else(|| format!("{name}: failures: {TOO_BIG}"))?;
         for series in Series::ALL {
             rec.get(series)

@@ -1,11 +1,19 @@
 //! The plan every loop follows, made from the flags once the checks that need
-//! more than one flag have passed.
+//! more than one flag have passed. They are all here ([`Plan::from_args`]):
+//! clap checks each flag alone, this file every combination.
+//!
+//! A run is a transport (TCP, or UDP with `--udp`) × a workload (`--mode`
+//! load, idle or churn). UDP runs the load workload only; the other two
+//! are refused here, in one line naming both flags.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::cli::{Args, Mode, SourceAddrs, DEFAULT_DURATION};
 use crate::payload::Payload;
+use crate::udp::datagram::window;
 
 /// Most `sent_at` timestamps (connections × pipeline) we allocate: 128 MiB.
 const MAX_IN_FLIGHT: u64 = 16 << 20;
@@ -15,13 +23,90 @@ const MAX_IN_FLIGHT: u64 = 16 << 20;
 /// at most 128 MiB.
 const UDP_MAX_IN_FLIGHT: u64 = 1 << 20;
 
+/// The largest UDP payload over IPv4: 65,535 less the IPv4 and UDP headers.
+pub const UDP_MAX_V4: u64 = 65_507;
+
+/// The largest UDP payload over IPv6 (no jumbograms): 65,535 less the UDP header.
+pub const UDP_MAX_V6: u64 = 65_527;
+
+/// What carries the messages: it picks the loops' engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP connections, each a verified byte stream (`tcp.rs`).
+    Tcp,
+    /// UDP sockets, each datagram verified on its own (`--udp`, `udp.rs`).
+    Udp,
+}
+
+/// What a run measured, as the reports name it (their `mode`): a TCP run
+/// by its workload (`load`, `idle`, `churn`), a UDP run `udp` (its
+/// workload is always load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    /// What carried the messages.
+    pub transport: Transport,
+    /// What the connections did.
+    pub workload: Mode,
+}
+
+impl Kind {
+    /// Whether it is a `--udp` run.
+    pub fn udp(self) -> bool {
+        self.transport == Transport::Udp
+    }
+
+    /// The name the reports give it.
+    pub fn name(self) -> &'static str {
+        match self.transport {
+            Transport::Tcp => self.workload.name(),
+            Transport::Udp => "udp",
+        }
+    }
+
+    /// The run a report's name stands for.
+    fn named(name: &str) -> Option<Kind> {
+        let (transport, workload) = match name {
+            "udp" => (Transport::Udp, Mode::Load),
+            "load" => (Transport::Tcp, Mode::Load),
+            "idle" => (Transport::Tcp, Mode::Idle),
+            "churn" => (Transport::Tcp, Mode::Churn),
+            _ => return None,
+        };
+        Some(Kind {
+            transport,
+            workload,
+        })
+    }
+}
+
+/// Written as its name.
+impl Serialize for Kind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// Read from its name.
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Kind::named(&name).ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown mode `{name}`, expected load, idle, churn or udp"
+            ))
+        })
+    }
+}
+
 /// The run, as every loop needs it; shared read-only.
 #[derive(Debug)]
 pub struct Plan {
     /// The echo server.
     pub addr: SocketAddr,
-    /// What the connections do.
-    pub mode: Mode,
+    /// What carries the messages.
+    pub transport: Transport,
+    /// What the connections do (`--mode`; UDP: always load).
+    pub workload: Mode,
     /// Connections over all loops (churn: concurrent cycles).
     pub connections: u64,
     /// Number of loops; connection `i` belongs to loop `i mod threads`.
@@ -92,27 +177,22 @@ impl Plan {
     /// Checks the flags and turns them into the plan the loops follow.
     pub fn from_args(args: &Args) -> Result<Plan, String> {
         let addr = args.resolve_addr()?;
-        args.validate(addr)?;
-        if args.connections.saturating_mul(args.pipeline) > MAX_IN_FLIGHT {
-            return Err(format!(
-                "--connections × --pipeline is above {MAX_IN_FLIGHT} messages in flight"
-            ));
-        }
-        let mode = if args.udp { Mode::Udp } else { args.mode };
-        let udp_window = if args.udp {
-            if args.connections.saturating_mul(args.pipeline) > UDP_MAX_IN_FLIGHT {
-                return Err(format!(
-                    "--connections × --pipeline is above {UDP_MAX_IN_FLIGHT} datagrams in flight"
-                ));
-            }
-            crate::udp::window(args.message_size, args.pipeline)?
+        let transport = if args.udp {
+            Transport::Udp
         } else {
-            0
+            Transport::Tcp
+        };
+        check_combination(args, transport)?;
+        check(args, addr)?;
+        let udp_window = match transport {
+            Transport::Udp => check_udp(args, addr)?,
+            Transport::Tcp => 0,
         };
         let duration = args.run_length();
         Ok(Plan {
             addr,
-            mode,
+            transport,
+            workload: args.mode,
             connections: args.connections,
             threads: args.threads.min(args.connections),
             message_size: args.message_size,
@@ -120,7 +200,7 @@ impl Plan {
             messages: args.messages,
             deadline: match args.mode {
                 Mode::Idle => None,
-                Mode::Load | Mode::Churn | Mode::Udp => duration.map(nanos),
+                Mode::Load | Mode::Churn => duration.map(nanos),
             },
             hold_ns: duration.map_or(0, nanos),
             rate_interval_ns: args.rate.map(interval_ns),
@@ -142,14 +222,104 @@ impl Plan {
     /// Messages connection `index` is to echo before closing (`--udp`:
     /// datagrams socket `index` is to send).
     pub fn quota(&self, index: u64) -> u64 {
-        match (self.mode, self.messages) {
-            (Mode::Load | Mode::Udp, Some(total)) => {
+        match (self.workload, self.messages) {
+            (Mode::Load, Some(total)) => {
                 total / self.connections + u64::from(index < total % self.connections)
             }
-            (Mode::Load | Mode::Udp, None) => u64::MAX,
+            (Mode::Load, None) => u64::MAX,
             (Mode::Churn | Mode::Idle, _) => 1,
         }
     }
+
+    /// The source address socket number `index` binds to (`None`: the
+    /// OS picks): the list's, round robin.
+    pub fn source_for(&self, index: u64) -> Option<IpAddr> {
+        let sources = &self.source_addrs;
+        (!sources.is_empty()).then(|| sources[(index % sources.len() as u64) as usize])
+    }
+
+    /// What the run measures, as the reports name it.
+    pub fn kind(&self) -> Kind {
+        Kind {
+            transport: self.transport,
+            workload: self.workload,
+        }
+    }
+}
+
+/// Refuses a transport × workload pair that is not supported, in one line
+/// naming both flags.
+fn check_combination(args: &Args, transport: Transport) -> Result<(), String> {
+    match (transport, args.mode) {
+        (Transport::Tcp, _) | (Transport::Udp, Mode::Load) => Ok(()),
+        (Transport::Udp, mode) => Err(format!(
+            "--udp sends datagrams for --duration or --messages; --mode {} does not apply",
+            mode.name()
+        )),
+    }
+}
+
+/// The combinations of flags clap cannot check, for either transport.
+fn check(args: &Args, addr: SocketAddr) -> Result<(), String> {
+    if !args.udp && args.max_loss.is_some() {
+        return Err("--max-loss applies to --udp".into());
+    }
+    if args.mode == Mode::Idle && args.messages.is_some() {
+        return Err(
+            "--mode idle holds connections for --duration; --messages does not apply".into(),
+        );
+    }
+    if args.mode != Mode::Load && args.rate.is_some() {
+        return Err(format!(
+            "--rate applies to --mode load, not --mode {}",
+            args.mode.name()
+        ));
+    }
+    if let Some(total) = args.messages {
+        if total.checked_mul(args.message_size).is_none() {
+            return Err("--messages × --message-size is more bytes than can be counted".into());
+        }
+    }
+    if args.message_size.checked_mul(args.pipeline).is_none() {
+        return Err("--message-size × --pipeline is more bytes than can be counted".into());
+    }
+    if let Some(SourceAddrs(list)) = &args.source_addrs {
+        if let Some(bad) = list.iter().find(|ip| ip.is_ipv4() != addr.is_ipv4()) {
+            return Err(format!(
+                "--source-addrs {bad}: not the same address family as --addr {addr}"
+            ));
+        }
+    }
+    if args.connections.saturating_mul(args.pipeline) > MAX_IN_FLIGHT {
+        return Err(format!(
+            "--connections × --pipeline is above {MAX_IN_FLIGHT} messages in flight"
+        ));
+    }
+    Ok(())
+}
+
+/// The combinations `--udp` adds; returns the entries of each socket's
+/// record of recent datagrams.
+fn check_udp(args: &Args, addr: SocketAddr) -> Result<usize, String> {
+    if args.connect_rate.is_some() {
+        return Err("--connect-rate applies to TCP connects, not to --udp".into());
+    }
+    let (max, family) = match addr {
+        SocketAddr::V4(_) => (UDP_MAX_V4, "IPv4"),
+        SocketAddr::V6(_) => (UDP_MAX_V6, "IPv6"),
+    };
+    if args.message_size > max {
+        return Err(format!(
+            "--message-size {}: a UDP datagram carries at most {max} bytes over {family}",
+            args.message_size
+        ));
+    }
+    if args.connections.saturating_mul(args.pipeline) > UDP_MAX_IN_FLIGHT {
+        return Err(format!(
+            "--connections × --pipeline is above {UDP_MAX_IN_FLIGHT} datagrams in flight"
+        ));
+    }
+    window(args.message_size, args.pipeline)
 }
 
 impl Args {
@@ -161,5 +331,42 @@ impl Args {
             (None, Some(_)) => None,
             (None, None) => Some(DEFAULT_DURATION),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's kind is written as the name the reports have always used
+    /// (`udp` for a UDP run) and read back to the same transport and
+    /// workload; an unknown name is refused.
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for name in ["load", "idle", "churn", "udp"] {
+            let json = format!("\"{name}\"");
+            let kind: Kind = serde_json::from_str(&json).expect(name);
+            assert_eq!(kind.name(), name);
+            assert_eq!(kind.udp(), name == "udp");
+            assert_eq!(serde_json::to_string(&kind).expect("write"), json);
+        }
+        assert!(serde_json::from_str::<Kind>("\"tls\"").is_err());
+    }
+
+    /// UDP runs the load workload only: the others are refused in one line
+    /// naming both flags.
+    #[test]
+    fn udp_refuses_the_other_workloads() {
+        use clap::Parser;
+        for mode in ["idle", "churn"] {
+            let args = Args::try_parse_from(["x", "--udp", "--mode", mode]).expect("parse");
+            let why = check_combination(&args, Transport::Udp).unwrap_err();
+            assert!(
+                why.contains("--udp") && why.contains(&format!("--mode {mode}")),
+                "{why}"
+            );
+        }
+        let args = Args::try_parse_from(["x", "--udp"]).expect("parse");
+        assert!(check_combination(&args, Transport::Udp).is_ok());
     }
 }

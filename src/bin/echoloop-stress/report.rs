@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use crate::cli::Mode;
 use crate::conn::FailReason;
 use crate::counts::{Counts, Samples};
+use crate::plan::Kind;
 use crate::record::{Recorder, Series};
 
 /// Bytes in a mebibyte.
@@ -45,7 +46,7 @@ pub fn group(n: u64) -> String {
 #[derive(Debug, Clone)]
 pub struct Setup {
     /// What the connections did.
-    pub mode: Mode,
+    pub mode: Kind,
     /// The server's address.
     pub addr: String,
     /// `--connections`.
@@ -109,7 +110,7 @@ impl Setup {
     /// the open loop (in the closed loop it is the round trip); with
     /// `--udp`, no connect and no first byte (there are none).
     pub fn series(&self) -> Vec<Series> {
-        let udp = self.mode == Mode::Udp;
+        let udp = self.mode.udp();
         Series::ALL
             .into_iter()
             .filter(|s| *s != Series::RttUncorrected || self.rate.is_some())
@@ -122,10 +123,10 @@ impl Report {
     /// Why the run failed, or `None` when it passed.
     pub fn verdict(&self) -> Option<String> {
         let c = &self.counts;
-        let mode = self.setup.mode;
-        if mode == Mode::Udp {
+        if self.setup.mode.udp() {
             return self.udp_verdict();
         }
+        let mode = self.setup.mode.workload;
         if c.verification_errors > 0 {
             return Some(format!(
                 "{} connection(s) echoed bytes that differ from those sent",
@@ -136,7 +137,6 @@ impl Report {
             Mode::Load => (c.messages == 0).then_some("no message was echoed and verified"),
             Mode::Idle => (c.idle_survived == 0).then_some("no connection was held and verified"),
             Mode::Churn => (c.cycles == 0).then_some("no connect-echo-close cycle completed"),
-            Mode::Udp => None, // judged above
         };
         if let Some(nothing) = nothing {
             return Some(format!("{nothing}: nothing was tested"));
@@ -174,7 +174,7 @@ impl Report {
 
     /// Completed churn cycles per second (churn mode only).
     pub fn connections_per_sec(&self) -> Option<f64> {
-        (self.setup.mode == Mode::Churn).then(|| self.counts.cycles as f64 / self.secs())
+        (self.setup.mode.workload == Mode::Churn).then(|| self.counts.cycles as f64 / self.secs())
     }
 
     /// Elapsed seconds, never zero.
@@ -186,7 +186,7 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         self.text_setup(&mut out);
-        if self.setup.mode == Mode::Udp {
+        if self.setup.mode.udp() {
             self.udp_text(&mut out);
         } else {
             self.text_connections(&mut out);
@@ -209,7 +209,7 @@ impl Report {
     /// The first line: what was run against what.
     fn text_setup(&self, out: &mut String) {
         let s = &self.setup;
-        let udp = s.mode == Mode::Udp;
+        let udp = s.mode.udp();
         let (unit, per, what, messages) = if udp {
             ("datagrams", "socket", "sockets", "datagrams")
         } else {
@@ -294,7 +294,7 @@ impl Report {
                 group(rate.round() as u64)
             );
         }
-        if self.setup.mode == Mode::Idle {
+        if self.setup.mode.workload == Mode::Idle {
             let _ = writeln!(
                 out,
                 "idle:         {} held to the end, {} of them verified by a final echo",
@@ -308,7 +308,7 @@ impl Report {
     /// plainly enough: connects failing for want of a local port.
     pub fn advice(&self) -> Option<String> {
         let short = self.counts.failed[FailReason::AddrNotAvailable.index()];
-        (short > 0 && self.setup.mode != Mode::Udp).then(|| {
+        (short > 0 && !self.setup.mode.udp()).then(|| {
             format!(
                 "ephemeral ports exhausted (TIME_WAIT): {} connect(s) found no free local \
                  port; spread the connections over more source addresses with --source-addrs \
@@ -384,9 +384,10 @@ pub fn percentiles_text(h: &Histogram<u64>, percentiles: &[f64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Transport;
 
     /// A finished run of `mode` with `counts`, one second long.
-    fn report(mode: Mode, counts: Counts) -> Report {
+    fn report(mode: Kind, counts: Counts) -> Report {
         Report {
             setup: Setup {
                 mode,
@@ -400,7 +401,7 @@ mod tests {
                 duration: None,
                 max_failures: 0,
                 fd_limit: None,
-                max_loss: (mode == Mode::Udp).then_some(0.0),
+                max_loss: mode.udp().then_some(0.0),
             },
             counts,
             samples: Samples::default(),
@@ -427,7 +428,16 @@ mod tests {
             names.push((name, next));
             next += 7_919;
         });
-        let modes = [Mode::Load, Mode::Idle, Mode::Churn, Mode::Udp];
+        let kind = |transport, workload| Kind {
+            transport,
+            workload,
+        };
+        let modes = [
+            kind(Transport::Tcp, Mode::Load),
+            kind(Transport::Tcp, Mode::Idle),
+            kind(Transport::Tcp, Mode::Churn),
+            kind(Transport::Udp, Mode::Load),
+        ];
         let reports: Vec<Report> = modes.map(|m| report(m, counts.clone())).into();
         let texts: Vec<String> = reports.iter().map(Report::text).collect();
         let json = reports[3].json();

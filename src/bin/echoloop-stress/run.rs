@@ -13,33 +13,49 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use mio::{Poll, Waker};
 
-use crate::cli::{Args, Mode};
+use crate::cli::Args;
 use crate::counts::{Counts, Samples};
+use crate::engine::{self, Core};
 use crate::intervals::{hlog_comments, Intervals};
 use crate::live::{show_status, Live};
-use crate::plan::Plan;
+use crate::plan::{Plan, Transport};
 use crate::plot;
 use crate::report::{Report, Setup};
-use crate::udp::UdpWorker;
-use crate::worker::{Outcome, Shared, Worker, WAKER};
+use crate::shared::{Outcome, Shared, WAKER};
+use crate::tcp::Tcp;
+use crate::udp::Udp;
 
 /// Exit status for bad flags or a setup failure.
 pub const EXIT_SETUP: i32 = crate::usage::EXIT_USAGE as i32;
 
-/// One loop of either kind.
-enum AnyWorker {
+/// One loop before it starts: its core, and the engine of its transport.
+enum Loop {
     /// A TCP loop.
-    Tcp(Worker),
+    Tcp(Core, Tcp),
     /// A `--udp` loop.
-    Udp(UdpWorker),
+    Udp(Core, Udp),
 }
 
-impl AnyWorker {
+impl Loop {
+    /// The loop on `core`, for the run's transport.
+    fn new(core: Core) -> Self {
+        match core.plan.transport {
+            Transport::Tcp => {
+                let tcp = Tcp::new(&core);
+                Loop::Tcp(core, tcp)
+            }
+            Transport::Udp => {
+                let udp = Udp::new(&core);
+                Loop::Udp(core, udp)
+            }
+        }
+    }
+
     /// Runs the loop to its end.
     fn run(self) -> Outcome {
         match self {
-            AnyWorker::Tcp(worker) => worker.run(),
-            AnyWorker::Udp(worker) => worker.run(),
+            Loop::Tcp(core, tcp) => engine::run(core, tcp),
+            Loop::Udp(core, udp) => engine::run(core, udp),
         }
     }
 }
@@ -47,7 +63,7 @@ impl AnyWorker {
 /// The loops of a run before they start, with what the main thread keeps.
 struct Loops {
     /// The loops, one per thread.
-    workers: Vec<AnyWorker>,
+    workers: Vec<Loop>,
     /// Each loop's waker, for Ctrl-C.
     wakers: Vec<Waker>,
     /// Each loop's live counters, for the status line.
@@ -223,7 +239,7 @@ impl Outputs {
             }
         }
         let running = w.handles.len();
-        let udp = setup.mode == Mode::Udp;
+        let udp = setup.mode.udp();
         show_status(
             w.done,
             running,
@@ -297,10 +313,9 @@ fn make_loops(plan: &Arc<Plan>, shared: &Arc<Shared>, epoch: Instant) -> Result<
         let live = Arc::new(Live::default());
         loops.lives.push(Arc::clone(&live));
         let (plan, shared) = (Arc::clone(plan), Arc::clone(shared));
-        loops.workers.push(match plan.mode {
-            Mode::Udp => AnyWorker::Udp(UdpWorker::new(id, plan, shared, live, poll, epoch)),
-            _ => AnyWorker::Tcp(Worker::new(id, plan, shared, live, poll, epoch)),
-        });
+        loops
+            .workers
+            .push(Loop::new(Core::new(id, plan, shared, live, poll, epoch)));
     }
     Ok(loops)
 }
@@ -321,7 +336,7 @@ fn on_ctrl_c(shared: &Arc<Shared>, wakers: Vec<Waker>) {
 }
 
 /// Starts `worker` on its own thread; it says so on `done` when it ends.
-fn spawn(worker: AnyWorker, done: mpsc::Sender<()>) -> io::Result<JoinHandle<Outcome>> {
+fn spawn(worker: Loop, done: mpsc::Sender<()>) -> io::Result<JoinHandle<Outcome>> {
     thread::Builder::new()
         .name("echoloop-stress-loop".into())
         .spawn(move || {
@@ -356,7 +371,7 @@ fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
 /// The settings of the run, as the report repeats them.
 fn make_setup(args: &Args, plan: &Plan, fd_limit: Option<u64>) -> Setup {
     Setup {
-        mode: plan.mode,
+        mode: plan.kind(),
         addr: plan.addr.to_string(),
         connections: plan.connections,
         message_size: plan.message_size,
@@ -367,7 +382,7 @@ fn make_setup(args: &Args, plan: &Plan, fd_limit: Option<u64>) -> Setup {
         duration: args.run_length(),
         max_failures: args.max_failures,
         fd_limit,
-        max_loss: (plan.mode == Mode::Udp).then_some(plan.max_loss),
+        max_loss: (plan.transport == Transport::Udp).then_some(plan.max_loss),
     }
 }
 

@@ -1,5 +1,6 @@
-//! `--udp`: one event loop of UDP client sockets, driven with the same
-//! readiness technique as the TCP loops (`worker.rs`).
+//! `--udp`: the UDP engine of a loop (`engine.rs` is the loop itself): a
+//! share of the client sockets, driven with the same readiness technique
+//! as the TCP engine (`tcp.rs`).
 //!
 //! - Each loop is one `mio::Poll`; every socket is registered READABLE.
 //!   On an event we receive until `WouldBlock` (on Linux's epoll, until a
@@ -10,7 +11,8 @@
 //! - Datagrams are built in one send buffer per loop from the payload table
 //!   (`udp/datagram.rs`), a burst at a time: on Linux's epoll the
 //!   datagrams a socket may send at once go out as one GSO message,
-//!   elsewhere one `send_to` each (`udp/wire.rs`). A send that would block
+//!   elsewhere one `send_to` each (`udp/wire.rs`, over `udp/batch.rs` or
+//!   `udp/portable.rs`). A send that would block
 //!   is not dropped — then the loss count would blame the server for our
 //!   own sends — but kept due, and WRITABLE is registered only while any is
 //!   held back (rule 3).
@@ -27,54 +29,34 @@
 //! Timers (open-loop send times, the expiry look, the run deadline) feed
 //! the `poll` timeout, as in the TCP loops.
 
-mod datagram;
+pub mod datagram;
 mod expiry;
 mod flow;
+mod icmp;
 mod open;
 mod report;
 mod traffic;
 mod wire;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::io;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[cfg(linux_batch)]
+mod batch;
+#[cfg(not(linux_batch))]
+mod portable;
 
-use mio::{Events, Poll};
+/// This platform's socket calls: `batch.rs` (Linux's epoll) and
+/// `portable.rs` (everywhere else) offer the same functions; the switch
+/// between them (`linux_batch`, named in `build.rs`) is written once, here.
+#[cfg(linux_batch)]
+use batch as platform;
+#[cfg(not(linux_batch))]
+use portable as platform;
 
-use crate::counts::{Counts, Samples};
-use crate::live::Live;
-use crate::plan::Plan;
-use crate::record::LoopRecording;
-use crate::worker::{Outcome, Shared, PUBLISH_EVERY_NS, WAKER};
+use mio::event::Event;
+
+use crate::engine::{Core, Engine};
 
 use self::datagram::Shape;
 use self::flow::Flow;
-
-/// Events taken from the kernel per `poll`.
-const EVENTS_PER_POLL: usize = 1024;
-
-/// The ring entries of each socket for datagrams of `size` bytes and
-/// `pipeline` in flight: a power of two, at least twice the pipeline and
-/// 64; or why that pipeline cannot be told apart in datagrams so short.
-pub fn window(size: u64, pipeline: u64) -> Result<usize, String> {
-    let bits = Shape::new(size as usize).seq_bits();
-    let ring = pipeline.saturating_mul(2).max(64).next_power_of_two();
-    if bits >= 64 {
-        return Ok(ring as usize);
-    }
-    let span = 1u64 << bits;
-    if pipeline.saturating_mul(2) > span {
-        return Err(format!(
-            "--pipeline {pipeline}: {size}-byte datagrams carry their sequence number modulo \
-             {span}, so at most {} may be in flight",
-            span / 2
-        ));
-    }
-    Ok(ring.min(span) as usize)
-}
 
 /// Where a UDP loop is in the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,39 +71,24 @@ enum Stage {
     },
 }
 
-/// One UDP loop and everything it owns.
+/// The UDP side of one loop: its sockets and their datagrams.
 #[derive(Debug)]
-pub struct UdpWorker {
-    /// This loop's number; its sockets are `id`, `id + threads`, …
-    id: u64,
-    /// The run.
-    plan: Arc<Plan>,
-    /// State shared with the other loops and the main thread.
-    shared: Arc<Shared>,
-    /// Counters the status line reads.
-    live: Arc<Live>,
-    /// Time zero of the run, common to all loops.
-    epoch: Instant,
-    /// This loop's readiness queue.
-    poll: Poll,
+pub struct Udp {
     /// The sockets; the index is the token.
     flows: Vec<Flow>,
     /// The datagrams' size and header.
     shape: Shape,
     /// Where the loop receives: `None` only while a receive is using it.
-    inbox: Option<wire::Inbox>,
+    inbox: Option<platform::Inbox>,
     /// The loop's one send buffer: a burst of datagrams.
     out: Box<[u8]>,
-    /// Datagrams a socket issues and sends together (`wire::burst`).
+    /// Datagrams a socket issues and sends together (`platform::burst`).
     burst: usize,
     /// Whether a burst may go as one GSO message: off for good once the
     /// kernel refuses one (and always off where calls are not batched).
     gso: bool,
     /// Sockets whose drain the receive budget stopped: served next turn.
     ready: Vec<usize>,
-    /// Open loop: (wake time, socket) of sockets waiting for their next
-    /// send time, earliest first.
-    rate_timers: BinaryHeap<Reverse<(u64, usize)>>,
     /// The stage of the run.
     stage: Stage,
     /// Sockets not done yet.
@@ -130,151 +97,100 @@ pub struct UdpWorker {
     open: usize,
     /// When the expiry look is next due.
     next_expiry: u64,
-    /// What this loop timed, and when it publishes it to the timeline.
-    rec: LoopRecording,
-    /// What this loop counted.
-    counts: Counts,
-    /// First trouble of each kind.
-    samples: Samples,
 }
 
-impl UdpWorker {
-    /// A loop for thread `id`, with its sockets not yet opened.
-    pub fn new(
-        id: u64,
-        plan: Arc<Plan>,
-        shared: Arc<Shared>,
-        live: Arc<Live>,
-        poll: Poll,
-        epoch: Instant,
-    ) -> Self {
-        let threads = plan.threads;
-        let burst = wire::burst(plan.message_size, plan.pipeline);
-        let count = (plan.connections - id).div_ceil(threads) as usize;
-        let flows = (0..count as u64)
+impl Udp {
+    /// The sockets of the loop on `core`, not yet opened.
+    pub fn new(core: &Core) -> Self {
+        let plan = &core.plan;
+        let burst = platform::burst(plan.message_size, plan.pipeline);
+        let flows = (0..core.share() as u64)
             .map(|i| {
-                let index = id + i * threads;
+                let index = core.id + i * plan.threads;
                 let start = crate::payload::Payload::start_of(index);
                 Flow::new(index, start, plan.quota(index), plan.udp_window)
             })
             .collect();
-        UdpWorker {
-            id,
-            shared,
-            live,
-            epoch,
-            poll,
+        Udp {
             flows,
             shape: Shape::new(plan.message_size as usize),
-            inbox: Some(wire::inbox()),
+            inbox: Some(platform::inbox()),
             out: vec![0; burst * plan.message_size as usize].into_boxed_slice(),
             burst,
             gso: burst > 1,
             ready: Vec::new(),
-            rate_timers: BinaryHeap::new(),
             stage: Stage::Run,
             active: 0,
             open: 0,
             next_expiry: 0,
-            rec: LoopRecording::new(id as usize, plan.interval_ns, PUBLISH_EVERY_NS),
-            counts: Counts::default(),
-            samples: Samples::default(),
-            plan,
         }
     }
+}
 
-    /// Nanoseconds since the epoch.
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+impl Engine for Udp {
+    /// Opens the sockets and sends the first datagrams.
+    fn start(&mut self, core: &mut Core) {
+        self.open_all(core);
     }
 
-    /// Runs the loop to the end of the run (or Ctrl-C).
-    pub fn run(mut self) -> Outcome {
-        self.open_all();
-        let mut events = Events::with_capacity(EVENTS_PER_POLL);
-        let mut interrupted = false;
-        loop {
-            let now = self.now();
-            if self.shared.stop.load(Ordering::Relaxed) {
-                interrupted = true;
-                break;
-            }
-            self.on_timers(now);
-            if self.active == 0 {
-                break;
-            }
-            self.publish_counters();
-            let timeout = if self.plan.busy_poll || !self.ready.is_empty() {
-                Duration::ZERO
-            } else {
-                Duration::from_nanos(self.next_wake(now).saturating_sub(now))
-            };
-            match self.poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    eprintln!("echoloop-stress: poll: {e}");
-                    break;
-                }
-            }
-            self.dispatch(&events);
-        }
-        self.close_all(interrupted);
-        self.rec.finish(&self.shared.timeline);
-        self.publish_counters();
-        Outcome {
-            counts: self.counts,
-            samples: self.samples,
-            interrupted,
-        }
+    /// Fires whatever is due: the expiry look and the end of the run.
+    fn on_timers(&mut self, core: &mut Core, now: u64) {
+        self.expire(core, now);
+        self.advance_stage(core, now);
     }
 
-    /// Serves the sockets the budget stopped last turn, then each event's.
-    fn dispatch(&mut self, events: &Events) {
-        // Echoes are timed at the moment the kernel reported them.
-        let turn = self.now();
-        self.rec.tick(turn, &self.shared.timeline);
-        for s in std::mem::take(&mut self.ready) {
-            self.flows[s].queued = false;
-            self.receive(s, turn);
-            self.pump(s);
-        }
-        for event in events.iter() {
-            let s = event.token().0;
-            if event.token() == WAKER || s >= self.flows.len() {
-                continue;
-            }
-            // An error or a writable event also gets a receive: the call
-            // says what happened, and costs at most one WouldBlock.
-            self.receive(s, turn);
-            self.pump(s);
-        }
+    /// Open loop: the socket's next send time has come.
+    fn on_send_timer(&mut self, core: &mut Core, s: usize, _generation: u32) {
+        self.flows[s].timer_armed = false;
+        self.pump(core, s);
+    }
+
+    /// Done when every socket is.
+    fn finished(&self, _core: &Core) -> bool {
+        self.active == 0
     }
 
     /// The earliest time something is due, for the `poll` timeout.
-    fn next_wake(&self, now: u64) -> u64 {
-        let mut wake = self.rec.next_due().min(self.next_expiry);
-        if let Some(Reverse((at, _))) = self.rate_timers.peek() {
-            wake = wake.min(*at);
-        }
+    fn next_wake(&self, core: &Core, _now: u64) -> u64 {
         let end = match self.stage {
-            Stage::Run => self.plan.deadline.unwrap_or(u64::MAX),
+            Stage::Run => core.plan.deadline.unwrap_or(u64::MAX),
             Stage::Drain { until } => until,
         };
-        wake.min(end).max(now)
+        self.next_expiry.min(end)
     }
 
-    /// Fires whatever is due: open-loop sends, the expiry look, the
-    /// publish tick and the end of the run.
-    fn on_timers(&mut self, now: u64) {
-        self.rec.tick(now, &self.shared.timeline);
-        self.fire_rate_timers(now);
-        self.expire(now);
-        self.advance_stage(now);
+    /// Sockets the receive budget stopped last turn are served again.
+    fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
     }
 
-    /// Mirrors this loop's counters into its `Live` for the status line.
-    fn publish_counters(&self) {
-        self.live.publish(&self.counts, self.open as u64, 0);
+    /// Serves the sockets the budget stopped last turn.
+    fn begin_turn(&mut self, core: &mut Core, turn: u64) {
+        for s in std::mem::take(&mut self.ready) {
+            self.flows[s].queued = false;
+            self.receive(core, s, turn);
+            self.pump(core, s);
+        }
+    }
+
+    /// Receives on the event's socket and sends what is due. An error or
+    /// a writable event also gets a receive: the call says what happened,
+    /// and costs at most one WouldBlock.
+    fn on_event(&mut self, core: &mut Core, event: &Event, turn: u64) {
+        let s = event.token().0;
+        if s < self.flows.len() {
+            self.receive(core, s, turn);
+            self.pump(core, s);
+        }
+    }
+
+    /// Sockets open; no stall watch (a datagram not back is lost).
+    fn status(&self) -> (u64, u64) {
+        (self.open as u64, 0)
+    }
+
+    /// Takes in the echoes waiting (unless interrupted) and closes.
+    fn close(&mut self, core: &mut Core, interrupted: bool) {
+        self.close_all(core, interrupted);
     }
 }

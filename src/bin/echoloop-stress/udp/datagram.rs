@@ -10,10 +10,33 @@
 //! bytes first: under 8 bytes, the sequence modulo 2^(8 × size). An echo is
 //! then taken for the latest datagram sent with those low bits, which is
 //! right for every datagram in flight as long as they span fewer numbers
-//! than that ([`window`](super::window) refuses a `--pipeline` that would
-//! not).
+//! than that ([`window`] refuses a `--pipeline` that would
+//! not). An echo that comes back later than that is taken for a newer
+//! datagram with the same low bits, so a second echo of one cannot be told
+//! from a late echo of an older one: under 8 bytes it counts as late,
+//! never as duplicated ([`Shape::exact`]).
 
 use crate::payload::Payload;
+
+/// The ring entries of each socket for datagrams of `size` bytes and
+/// `pipeline` in flight: a power of two, at least twice the pipeline and
+/// 64; or why that pipeline cannot be told apart in datagrams so short.
+pub fn window(size: u64, pipeline: u64) -> Result<usize, String> {
+    let bits = Shape::new(size as usize).seq_bits();
+    let ring = pipeline.saturating_mul(2).max(64).next_power_of_two();
+    if bits >= 64 {
+        return Ok(ring as usize);
+    }
+    let span = 1u64 << bits;
+    if pipeline.saturating_mul(2) > span {
+        return Err(format!(
+            "--pipeline {pipeline}: {size}-byte datagrams carry their sequence number modulo \
+             {span}, so at most {} may be in flight",
+            span / 2
+        ));
+    }
+    Ok(ring.min(span) as usize)
+}
 
 /// Header bytes of a full-sized datagram: sequence (8) and socket (4).
 pub const HEADER: usize = 12;
@@ -49,6 +72,13 @@ impl Shape {
     /// How many low bits of the sequence number a datagram carries.
     pub fn seq_bits(self) -> u32 {
         (self.header.min(8) * 8) as u32
+    }
+
+    /// Whether a datagram carries its whole sequence number (8 bytes or
+    /// more), so that an echo names the one datagram it belongs to and a
+    /// second echo of it is a duplicate, not a late echo of another.
+    pub fn exact(self) -> bool {
+        self.seq_bits() == 64
     }
 
     /// Where the bytes after the header come from in the socket's stream.

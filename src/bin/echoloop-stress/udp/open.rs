@@ -13,9 +13,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use echoloop::rules;
 
-use super::UdpWorker;
+use super::Udp;
 use crate::conn::{ConnectError, FailReason};
 use crate::counts::Samples;
+use crate::engine::Core;
 
 /// Receive-buffer bytes one queued datagram of `size` bytes may cost: the
 /// kernel charges the buffer the datagram was allocated in (on Linux up to
@@ -50,6 +51,8 @@ pub fn open(
         Some(Protocol::UDP),
     )
     .map_err(|e| fail("socket".into(), e))?;
+    super::icmp::ask_for_errors(&socket, server.is_ipv6())
+        .map_err(|e| fail("setsockopt IP_RECVERR".into(), e))?;
     let got = raise_rcvbuf(&socket, rcvbuf);
     socket
         .bind(&SocketAddr::new(ip, 0).into())
@@ -71,7 +74,7 @@ fn raise_rcvbuf(socket: &Socket, want: u64) -> u64 {
     size(socket)
 }
 
-impl UdpWorker {
+impl Udp {
     /// Opens and registers every socket of this loop (a failure is counted
     /// by reason, as a TCP connect's, and never stops the run), sets the
     /// open loop's schedules, and sends the first datagrams.
@@ -80,58 +83,51 @@ impl UdpWorker {
     /// whole pipeline: echoes a full buffer drops are lost on this host,
     /// and would be blamed on the server. Where the OS caps it lower, the
     /// first loop says so, once.
-    pub(super) fn open_all(&mut self) {
-        let now = self.now();
-        let want = self
+    pub(super) fn open_all(&mut self, core: &mut Core) {
+        let now = core.now();
+        let want = core
             .plan
             .pipeline
-            .saturating_mul(queued_cost(self.plan.message_size));
+            .saturating_mul(queued_cost(core.plan.message_size));
         for s in 0..self.flows.len() {
-            self.counts.attempted += 1;
-            match self.open_one(s, want) {
+            core.counts.attempted += 1;
+            match self.open_one(core, s, want) {
                 Ok(got) => {
-                    if got < want && self.id == 0 && s == 0 {
+                    if got < want && core.id == 0 && s == 0 {
                         eprintln!(
                             "echoloop-stress: warning: a socket's receive buffer is {got} bytes, \
                              less than the {want} that --pipeline {} × --message-size {} may \
                              need: echoes may be dropped on this host and counted lost (raise \
                              the OS's limit, net.core.rmem_max on Linux)",
-                            self.plan.pipeline, self.plan.message_size
+                            core.plan.pipeline, core.plan.message_size
                         );
                     }
-                    self.counts.established += 1;
+                    core.counts.established += 1;
                     self.open += 1;
                     self.active += 1;
                 }
                 Err(e) => {
-                    self.counts.failed[e.reason.index()] += 1;
-                    Samples::keep(&mut self.samples.failed[e.reason.index()], || e.message);
+                    core.counts.failed[e.reason.index()] += 1;
+                    Samples::keep(&mut core.samples.failed[e.reason.index()], || e.message);
                     self.flows[s].done = true;
                 }
             }
-            if let Some(interval) = self.plan.rate_interval_ns {
-                // Spread the sockets' schedules evenly over one interval.
-                let flow = &mut self.flows[s];
-                let phase = u128::from(interval) * u128::from(flow.index)
-                    / u128::from(self.plan.connections);
-                flow.rate_origin = now.saturating_add(phase as u64);
-            }
+            let flow = &mut self.flows[s];
+            flow.rate_origin = core.send_origin(flow.index, now);
         }
         self.check_gso();
         for s in 0..self.flows.len() {
-            self.pump(s);
+            self.pump(core, s);
         }
     }
 
     /// Opens socket `s` with a receive buffer of `rcvbuf` bytes if allowed,
     /// and registers it READABLE; returns the buffer size it got.
-    fn open_one(&mut self, s: usize, rcvbuf: u64) -> Result<u64, ConnectError> {
-        let sources = &self.plan.source_addrs;
+    fn open_one(&mut self, core: &mut Core, s: usize, rcvbuf: u64) -> Result<u64, ConnectError> {
         let index = self.flows[s].index;
-        let source =
-            (!sources.is_empty()).then(|| sources[(index % sources.len() as u64) as usize]);
-        let (mut socket, got) = open(self.plan.addr, source, rcvbuf)?;
-        self.poll
+        let source = core.plan.source_for(index);
+        let (mut socket, got) = open(core.plan.addr, source, rcvbuf)?;
+        core.poll
             .registry()
             .register(&mut socket, Token(s), rules::interest(false))
             .map_err(|e| ConnectError {

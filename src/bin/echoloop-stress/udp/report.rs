@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::icmp;
 use crate::conn::FailReason;
 use crate::record::Series;
 use crate::report::{failed_by_reason, group, percentiles_text, Report};
@@ -39,7 +40,7 @@ impl Report {
                 u.loss_percent()
             ));
         }
-        let failures = c.failures(self.setup.mode);
+        let failures = c.failures(self.setup.mode.workload);
         if failures > self.setup.max_failures {
             return Some(format!(
                 "{failures} failure(s) (sockets that did not open + socket errors) > \
@@ -82,15 +83,21 @@ impl Report {
             group(u.late),
             group(u.unresolved),
         );
+        // Where unconnected sockets are never told of ICMP errors, their
+        // count is unknown, not 0 (`icmp.rs`).
+        let icmp = if icmp::KNOWN {
+            format!(", {} ICMP errors", group(u.icmp_errors))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "echoes:       {} duplicated, {} reordered, {} corrupted, {} from other addresses, \
-             {} ICMP errors",
+            "echoes:       {} duplicated, {} reordered, {} corrupted, {} from other \
+             addresses{icmp}",
             group(u.duplicated),
             group(u.reordered),
             group(u.corrupted),
             group(u.foreign),
-            group(u.icmp_errors),
         );
         for (label, series) in [
             ("latency:     ", Series::Rtt),

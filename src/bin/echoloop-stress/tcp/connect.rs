@@ -8,10 +8,12 @@ use std::time::Duration;
 use mio::Token;
 
 use echoloop::rules;
+use echoloop::transport::Transport;
 
 use super::end::End;
-use super::Worker;
+use super::Tcp;
 use crate::conn::{self, FailReason, State};
+use crate::engine::Core;
 use crate::payload::Payload;
 use crate::record::Series;
 
@@ -19,9 +21,9 @@ use crate::record::Series;
 /// connections does not starve the ones already open.
 const MAX_CONNECTS_PER_TURN: usize = 256;
 
-impl Worker {
+impl Tcp {
     /// Fails every connect whose `--connect-timeout` has passed.
-    pub(super) fn expire_connects(&mut self, now: u64) {
+    pub(super) fn expire_connects(&mut self, core: &mut Core, now: u64) {
         while let Some(&(deadline, s, generation)) = self.connect_deadlines.front() {
             if deadline > now {
                 break;
@@ -31,17 +33,17 @@ impl Worker {
             if slot.generation == generation && slot.state == State::Connecting {
                 let message = format!(
                     "connect {}: no answer within {:?}",
-                    self.plan.addr,
-                    Duration::from_nanos(self.plan.connect_timeout_ns)
+                    core.plan.addr,
+                    Duration::from_nanos(core.plan.connect_timeout_ns)
                 );
-                self.end(s, End::Failed(FailReason::Timeout, message));
+                self.end(core, s, End::Failed(FailReason::Timeout, message));
             }
         }
     }
 
     /// Starts the queued connects that are due (all of them, unpaced), at
     /// most [`MAX_CONNECTS_PER_TURN`].
-    pub(super) fn start_due_connects(&mut self, now: u64) {
+    pub(super) fn start_due_connects(&mut self, core: &mut Core, now: u64) {
         let mut started = 0;
         while started < MAX_CONNECTS_PER_TURN && self.budget > 0 {
             if self.connect_interval_ns.is_some() && self.next_connect_at > now {
@@ -53,51 +55,53 @@ impl Worker {
             if let Some(interval) = self.connect_interval_ns {
                 self.next_connect_at = self.next_connect_at.saturating_add(interval);
             }
-            self.start_connect(s, now);
+            self.start_connect(core, s, now);
             started += 1;
         }
     }
 
     /// Starts connecting slot `s` as the next connection of this loop.
-    fn start_connect(&mut self, s: usize, now: u64) {
+    fn start_connect(&mut self, core: &mut Core, s: usize, now: u64) {
         self.budget -= 1;
-        let index = self.id + self.launched * self.plan.threads;
+        let index = core.id + self.launched * core.plan.threads;
         self.launched += 1;
-        let quota = self.plan.quota(index);
+        let quota = core.plan.quota(index);
         self.slots[s].reset(index, Payload::start_of(index), quota, now);
-        self.counts.attempted += 1;
-
-        let sources = &self.plan.source_addrs;
-        let source =
-            (!sources.is_empty()).then(|| sources[(index % sources.len() as u64) as usize]);
-        let mut stream = match conn::start(self.plan.addr, source) {
+        core.counts.attempted += 1;
+        let source = core.plan.source_for(index);
+        let mut stream = match conn::start(core.plan.addr, source) {
             Ok(stream) => stream,
-            Err(e) => return self.end(s, End::Failed(e.reason, e.message)),
+            Err(e) => return self.end(core, s, End::Failed(e.reason, e.message)),
         };
-        if let Err(e) = self
+        if let Err(e) = core
             .poll
             .registry()
             .register(&mut stream, Token(s), rules::interest(true))
         {
-            return self.end(s, End::Failed(FailReason::Other, format!("register: {e}")));
+            return self.end(
+                core,
+                s,
+                End::Failed(FailReason::Other, format!("register: {e}")),
+            );
         }
         let slot = &mut self.slots[s];
         slot.stream = Some(stream);
         slot.state = State::Connecting;
         self.connecting += 1;
         self.connect_deadlines.push_back((
-            now.saturating_add(self.plan.connect_timeout_ns),
+            now.saturating_add(core.plan.connect_timeout_ns),
             s,
             slot.generation,
         ));
     }
 
     /// A connecting socket became ready: did the connect succeed?
-    pub(super) fn finish_connect(&mut self, s: usize, turn: u64) {
+    pub(super) fn finish_connect(&mut self, core: &mut Core, s: usize, turn: u64) {
         let Some(stream) = self.slots[s].stream.as_ref() else {
             return;
         };
         // mio's recipe: an error first, then "connected" means a peer address.
+        let stream = Transport::socket(stream);
         let result = match stream.take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
             Ok(None) => match stream.peer_addr() {
@@ -111,33 +115,27 @@ impl Worker {
         match result {
             Ok(false) => {} // Not yet: a spurious event.
             Err(e) => {
-                let message = format!("connect {}: {e}", self.plan.addr);
-                self.end(s, End::Failed(FailReason::of(&e), message));
+                let message = format!("connect {}: {e}", core.plan.addr);
+                self.end(core, s, End::Failed(FailReason::of(&e), message));
             }
             Ok(true) => {
-                self.established(s, turn);
-                self.pump(s);
+                self.established(core, s, turn);
+                self.pump(core, s);
             }
         }
     }
 
     /// Slot `s`'s connect succeeded at `turn`: count it, time it, and (open
     /// loop) set its send schedule.
-    fn established(&mut self, s: usize, turn: u64) {
+    fn established(&mut self, core: &mut Core, s: usize, turn: u64) {
         self.connecting -= 1;
         self.open += 1;
-        self.counts.established += 1;
-        let plan = &self.plan;
+        core.counts.established += 1;
         let slot = &mut self.slots[s];
         slot.state = State::Open;
         slot.first_byte_from = turn;
-        self.rec
+        core.rec
             .record(Series::Connect, turn.saturating_sub(slot.connect_started));
-        if let Some(interval) = plan.rate_interval_ns {
-            // Spread the connections' schedules evenly over one interval.
-            let phase = u128::from(interval) * u128::from(slot.index % plan.connections)
-                / u128::from(plan.connections);
-            slot.rate_origin = turn.saturating_add(phase as u64);
-        }
+        slot.rate_origin = core.send_origin(slot.index, turn);
     }
 }

@@ -2,11 +2,11 @@
 //! slot is closed, so the counts of open and connecting sockets, messages
 //! outstanding and every failure counter stay in step.
 
-use super::phase::Phase;
-use super::Worker;
+use super::{Phase, Tcp};
 use crate::cli::Mode;
 use crate::conn::{FailReason, State};
 use crate::counts::Samples;
+use crate::engine::Core;
 
 /// How a connection ended; each counts differently.
 #[derive(Debug)]
@@ -30,10 +30,10 @@ pub(super) enum End {
     Cut,
 }
 
-impl Worker {
+impl Tcp {
     /// Closes slot `s` and counts how it ended; in churn mode, queues the
     /// slot for its next connection.
-    pub(super) fn end(&mut self, s: usize, how: End) {
+    pub(super) fn end(&mut self, core: &mut Core, s: usize, how: End) {
         let slot = &mut self.slots[s];
         let was = slot.state;
         slot.stream = None;
@@ -47,9 +47,9 @@ impl Worker {
             State::Open => self.open -= 1,
             State::Queued | State::Closed => {}
         }
-        let churn_again = self.count(how, done, received);
+        let churn_again = self.count(core, how, done, received);
         if churn_again
-            && self.plan.mode == Mode::Churn
+            && core.plan.workload == Mode::Churn
             && self.phase == Phase::Run
             && self.budget > 0
         {
@@ -61,12 +61,12 @@ impl Worker {
     /// Counts one ending of a connection that echoed `done` messages and
     /// `received` bytes; returns whether, in churn mode, its slot may go
     /// round again.
-    fn count(&mut self, how: End, done: u64, received: u64) -> bool {
-        let counts = &mut self.counts;
-        let samples = &mut self.samples;
+    fn count(&mut self, core: &mut Core, how: End, done: u64, received: u64) -> bool {
+        let counts = &mut core.counts;
+        let samples = &mut core.samples;
         match how {
             End::Done => {
-                if self.plan.mode == Mode::Churn && done > 0 {
+                if core.plan.workload == Mode::Churn && done > 0 {
                     counts.cycles += 1;
                 }
                 if self.phase == Phase::Verify && done > 0 {
@@ -112,10 +112,10 @@ impl Worker {
 
     /// Gives up on the connections still waiting for their turn to connect
     /// (load and idle mode: each is a connection the run never tested).
-    pub(super) fn never_attempted(&mut self) {
+    pub(super) fn never_attempted(&mut self, core: &mut Core) {
         let queued = std::mem::take(&mut self.queue);
-        if self.plan.mode != Mode::Churn {
-            self.counts.never_attempted += queued.len() as u64;
+        if core.plan.workload != Mode::Churn {
+            core.counts.never_attempted += queued.len() as u64;
         }
         for s in queued {
             self.slots[s].state = State::Closed;
@@ -123,12 +123,12 @@ impl Worker {
     }
 
     /// Ctrl-C: close everything now.
-    pub(super) fn stop_all(&mut self) {
-        self.never_attempted();
+    pub(super) fn stop_all(&mut self, core: &mut Core) {
+        self.never_attempted(core);
         for s in 0..self.slots.len() {
             match self.slots[s].state {
-                State::Connecting => self.end(s, End::Aborted),
-                State::Open => self.end(s, End::Cut),
+                State::Connecting => self.end(core, s, End::Aborted),
+                State::Open => self.end(core, s, End::Cut),
                 State::Queued | State::Closed => {}
             }
         }

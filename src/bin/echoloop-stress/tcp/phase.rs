@@ -5,74 +5,57 @@
 use std::time::Duration;
 
 use super::end::End;
-use super::{Worker, PUBLISH_EVERY_NS};
+use super::{Phase, Tcp};
 use crate::cli::Mode;
 use crate::conn::State;
+use crate::engine::Core;
+use crate::shared::PUBLISH_EVERY_NS;
 
-/// The stage of the run a loop is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// Connecting and (except in idle mode) sending.
-    Run,
-    /// Idle mode: every connect has settled; holding until the given time.
-    Hold {
-        /// End of the hold, in ns since the epoch.
-        until: u64,
-    },
-    /// Idle mode: one message per surviving connection, then done.
-    Verify,
-    /// A timed run is over: no new messages, waiting for echoes in flight.
-    Drain {
-        /// When whatever is still outstanding counts as stalled.
-        until: u64,
-    },
-}
-
-impl Worker {
+impl Tcp {
     /// Whether new messages may be issued: while the run runs (not in idle
     /// mode, which holds its connections silent), and for idle mode's final
     /// verification.
-    pub(super) fn sending(&self) -> bool {
+    pub(super) fn sending(&self, core: &Core) -> bool {
         match self.phase {
-            Phase::Run => self.plan.mode != Mode::Idle,
+            Phase::Run => core.plan.workload != Mode::Idle,
             Phase::Verify => true,
             Phase::Hold { .. } | Phase::Drain { .. } => false,
         }
     }
 
     /// Moves to the next stage when its time has come.
-    pub(super) fn advance_phase(&mut self, now: u64) {
+    pub(super) fn advance_phase(&mut self, core: &mut Core, now: u64) {
         match self.phase {
             Phase::Run => {
-                if self.plan.deadline.is_some_and(|d| now >= d) {
-                    self.begin_drain(now);
-                } else if self.plan.mode == Mode::Idle
+                if core.plan.deadline.is_some_and(|d| now >= d) {
+                    self.begin_drain(core, now);
+                } else if core.plan.workload == Mode::Idle
                     && self.connecting == 0
                     && !self.connects_left()
                 {
                     self.phase = Phase::Hold {
-                        until: now.saturating_add(self.plan.hold_ns),
+                        until: now.saturating_add(core.plan.hold_ns),
                     };
                 }
             }
-            Phase::Hold { until } if now >= until => self.begin_verify(now),
-            Phase::Drain { until } if now >= until => self.end_stalled(now, true),
+            Phase::Hold { until } if now >= until => self.begin_verify(core, now),
+            Phase::Drain { until } if now >= until => self.end_stalled(core, now, true),
             _ => {}
         }
     }
 
     /// A timed run is over: stop sending and connecting; close what has
     /// nothing in flight, and let the rest drain for up to `--echo-timeout`.
-    fn begin_drain(&mut self, now: u64) {
+    fn begin_drain(&mut self, core: &mut Core, now: u64) {
         self.phase = Phase::Drain {
-            until: now.saturating_add(self.plan.echo_timeout_ns),
+            until: now.saturating_add(core.plan.echo_timeout_ns),
         };
-        self.never_attempted();
+        self.never_attempted(core);
         for s in 0..self.slots.len() {
             let slot = &self.slots[s];
             match slot.state {
-                State::Connecting => self.end(s, End::Aborted),
-                State::Open if slot.outstanding() == 0 => self.end(s, End::Done),
+                State::Connecting => self.end(core, s, End::Aborted),
+                State::Open if slot.outstanding() == 0 => self.end(core, s, End::Done),
                 _ => {}
             }
         }
@@ -80,37 +63,37 @@ impl Worker {
 
     /// Idle mode: the hold is over; send one message on every survivor
     /// (its time to first byte counts from now).
-    fn begin_verify(&mut self, now: u64) {
+    fn begin_verify(&mut self, core: &mut Core, now: u64) {
         self.phase = Phase::Verify;
-        self.counts.idle_held = self.open as u64;
+        core.counts.idle_held = self.open as u64;
         for s in 0..self.slots.len() {
             if self.slots[s].state == State::Open {
                 self.slots[s].first_byte_from = now;
-                self.pump(s);
+                self.pump(core, s);
             }
         }
     }
 
     /// Runs the stall watchdog when it is due.
-    pub(super) fn watch_stalls(&mut self, now: u64) {
+    pub(super) fn watch_stalls(&mut self, core: &mut Core, now: u64) {
         if now >= self.next_stall_check {
-            self.next_stall_check = now.saturating_add(self.stall_check_every());
-            self.end_stalled(now, false);
+            self.next_stall_check = now.saturating_add(self.stall_check_every(core));
+            self.end_stalled(core, now, false);
         }
     }
 
     /// How often the stall watchdog looks: often enough that a stall is
     /// seen within a quarter of `--echo-timeout` of happening.
-    fn stall_check_every(&self) -> u64 {
-        (self.plan.echo_timeout_ns / 4).clamp(1_000_000, PUBLISH_EVERY_NS)
+    fn stall_check_every(&self, core: &Core) -> u64 {
+        (core.plan.echo_timeout_ns / 4).clamp(1_000_000, PUBLISH_EVERY_NS)
     }
 
     /// Ends every open connection that is owed an echo and has received no
     /// byte of it for `--echo-timeout`: stalled. With `run_over` (the drain
     /// after a timed run has run out), the others owed an echo end too, as
     /// unfinished: still progressing, not stalled.
-    fn end_stalled(&mut self, now: u64, run_over: bool) {
-        let timeout = self.plan.echo_timeout_ns;
+    fn end_stalled(&mut self, core: &mut Core, now: u64, run_over: bool) {
+        let timeout = core.plan.echo_timeout_ns;
         self.waiting_since = 0;
         for s in 0..self.slots.len() {
             let slot = &self.slots[s];
@@ -138,10 +121,10 @@ impl Worker {
                     "{story}: no echo byte for {:?} (--echo-timeout)",
                     Duration::from_nanos(timeout)
                 );
-                self.end(s, End::Stalled(message));
+                self.end(core, s, End::Stalled(message));
             } else {
                 let message = format!("{story}: still echoing when the drain ended");
-                self.end(s, End::Unfinished(message));
+                self.end(core, s, End::Unfinished(message));
             }
         }
     }
