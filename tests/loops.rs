@@ -180,6 +180,28 @@ fn one_source_is_always_served_by_one_loop() {
     }
 }
 
+/// The same over IPv6 (whose steering program folds the 128-bit source
+/// address): every connection from ::1 is served by one loop.
+#[test]
+fn an_ipv6_source_is_served_by_one_loop() {
+    let server = start(|c| c.listen = vec!["[::1]:0".parse().unwrap()]);
+    let clients: Vec<TcpStream> = (0..20)
+        .map(|i| {
+            let c = connect(server.addr);
+            round_trip(&c, &payload(i, 100));
+            c
+        })
+        .collect();
+    let each = server.handle.stats_per_loop();
+    let serving: Vec<u64> = each.iter().map(|s| s.accepted).filter(|&n| n > 0).collect();
+    assert_eq!(
+        serving,
+        [20],
+        "connections from ::1 spread over loops: {each:?}"
+    );
+    drop(clients);
+}
+
 /// `--max-per-source 5 --loops 4`: from one IP the sixth concurrent
 /// connection is refused, round after round and for sources that hash to
 /// different loops, while another IP is served meanwhile.
