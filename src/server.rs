@@ -187,12 +187,6 @@ impl Server {
         self.parts[0].udp.iter().map(|u| u.addr).collect()
     }
 
-    /// How many loops serve (`Config::loops`), and whether loop 0 hands
-    /// clients to the others (`false`: the kernel steers; see `# Loops`).
-    pub fn loops(&self) -> (usize, bool) {
-        (self.parts.len(), self.shared.handing_off)
-    }
-
     /// The connection limit in force.
     pub fn max_connections(&self) -> usize {
         self.shared.max_connections

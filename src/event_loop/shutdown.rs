@@ -30,8 +30,11 @@ impl EventLoop {
             // new clients instead of queueing them. But closing one resets
             // whoever waits in its queue (with SO_REUSEPORT, each loop's
             // own queue): take them all in first, to be served like the rest.
+            // A queue holds at most the backlog, so that many accepts empty
+            // it, and a flood of new clients cannot hold shutdown up.
+            let queued = usize::try_from(self.shared.config.backlog).unwrap_or(usize::MAX);
             for i in 0..self.listeners.len() {
-                self.accept(i, usize::MAX);
+                self.accept(i, queued.saturating_add(1));
             }
             self.listeners.clear();
             if self.shared.handing_off && self.index == 0 {
