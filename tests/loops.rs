@@ -461,3 +461,22 @@ fn the_binary_runs_every_core_and_stops_cleanly() {
     assert_eq!(stat(&last, "accepted"), 16, "{last}");
     assert_eq!(stat(&last, "bytes_out"), 16 * 4096, "{last}");
 }
+
+/// A listen address another socket holds fails the whole start with one
+/// error naming the bind, whatever the loop count: no loop runs while
+/// another could not bind.
+#[test]
+fn a_taken_address_fails_every_loop_at_start() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the holder");
+    let taken = holder.local_addr().expect("its address");
+    let failed = Server::bind(Config {
+        listen: vec![taken],
+        loops: LOOPS,
+        ..Config::default()
+    })
+    .expect_err("the address is taken");
+    assert!(
+        failed.to_string().contains(&format!("bind {taken}")),
+        "{failed}"
+    );
+}
