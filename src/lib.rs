@@ -108,6 +108,11 @@
 //! - **Shutdown.** Where the OS reports what a peer has acknowledged (Linux),
 //!   a quiet peer that has everything is closed at once; elsewhere shutdown
 //!   waits for its FIN or the end of the grace period.
+//! - **Loops.** With `Config::loops` above 1, Linux's epoll build gives each
+//!   loop its own `SO_REUSEPORT` listener and the kernel steers clients by
+//!   source address; everywhere else (and on forced `poll(2)`) loop 0
+//!   accepts and hands clients off, and serves UDP alone ([`Server`]'s
+//!   `# Loops`).
 //! - **Signals.** The binary stops gracefully on Ctrl-C, SIGTERM and SIGHUP
 //!   (Unix) or console control events (Windows), via the `ctrlc` crate and
 //!   [`Handle::shutdown`], which wakes the loop through a [`mio::Waker`].
