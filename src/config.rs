@@ -118,6 +118,17 @@ pub struct Config {
     /// Pin loop `i` to the `i`-th core this process may run on (Linux; a
     /// log line says it is ignored elsewhere).
     pub pin: bool,
+    /// Balancers that relay clients with a PROXY protocol header (v1 or
+    /// v2): a connection from these ranges must begin with one, and the
+    /// client it names is the one judged by `allow`, `deny` and
+    /// `max_per_source`, and logged. From anywhere else no header is
+    /// looked for. Empty (the default): none.
+    pub proxy_protocol: Vec<IpNet>,
+    /// How long a balancer's connection may take to deliver its whole PROXY
+    /// header before it is closed (counted as `proxy_timeout`). A balancer
+    /// sends it with the connection's first bytes; a slow header is a
+    /// client holding a slot while nobody can judge it.
+    pub proxy_header_timeout: Duration,
 }
 
 impl Default for Config {
@@ -146,6 +157,8 @@ impl Default for Config {
             max_per_source: None,
             loops: 1,
             pin: false,
+            proxy_protocol: Vec::new(),
+            proxy_header_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -238,6 +251,11 @@ impl Config {
             ));
         }
         secs("idle_timeout", Self::IDLE_TIMEOUT, self.idle_timeout)?;
+        secs(
+            "proxy_header_timeout",
+            Self::IDLE_TIMEOUT,
+            Some(self.proxy_header_timeout),
+        )?;
         secs("stats_interval", Self::STATS_INTERVAL, self.stats_interval)?;
         secs(
             "shutdown_grace",
