@@ -185,3 +185,14 @@ pub fn echoloop_with_fd_limit(limit: u64) -> Command {
     }
     cmd
 }
+
+/// The value of the series `name` (exactly, labels included) in a
+/// Prometheus exposition.
+#[track_caller]
+pub fn series(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {name} in:\n{text}"))
+        .parse::<f64>()
+        .expect("a number") as u64
+}
