@@ -75,6 +75,7 @@ mod cli;
 mod conn;
 mod counts;
 mod engine;
+mod html;
 mod intervals;
 mod json;
 mod keyed;
@@ -89,6 +90,7 @@ mod record;
 mod report;
 mod run;
 mod shared;
+mod spectrum;
 mod tcp;
 mod udp;
 #[path = "../common/usage.rs"]
