@@ -5,11 +5,8 @@
 //! in-process, or a thread-per-connection echo written here (another
 //! server to compare with).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::thread;
 use std::time::Duration;
 
 pub mod support;
@@ -25,34 +22,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the scratch directory");
     dir
-}
-
-/// A thread-per-connection blocking echo server on 127.0.0.1:0 (anyone's
-/// RFC 862 server, not ours); its threads end with the test process.
-fn threaded_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local_addr");
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || echo(stream));
-        }
-    });
-    addr
-}
-
-/// Echoes `stream` until the peer closes it.
-fn echo(mut stream: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if stream.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
 }
 
 /// The text of the SVG file at `path`, failing unless it is a whole one.
@@ -143,7 +112,7 @@ fn chart(args: &[&str]) -> support::Exit {
 #[test]
 fn chart_puts_reports_side_by_side() {
     let ours = TestServer::start(|_| {});
-    let theirs = threaded_echo();
+    let theirs = support::threaded_echo();
     let dir = scratch("stress-chart-percentiles");
     let mut reports = Vec::new();
     for (name, addr) in [("echoloop", ours.addr), ("threaded", theirs)] {

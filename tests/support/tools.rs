@@ -1,6 +1,7 @@
 //! The programs some tests run besides ours — Prometheus' `promtool`, the
 //! fault lab's `ip`, `tc`, `ss` and `nft`, the shells that check the
-//! completion scripts, Python's `venv` for HdrHistogram_py — and the one
+//! completion scripts, Python's `venv` for HdrHistogram_py, headless
+//! Chromium for the stress client's HTML page — and the one
 //! rule for a program that is missing.
 //!
 //! 1. Found on `PATH` (or in the sbin folders a non-login root shell may

@@ -25,22 +25,12 @@ use serde_json::Value;
 
 use crate::cli::ChartArgs;
 use crate::merge;
-use crate::plot::tick;
+use crate::plot::{tick, PALETTE};
 use crate::run::EXIT_SETUP;
 use crate::spectrum;
 
 /// Chart size in pixels.
 const SIZE: (u32, u32) = (960, 540);
-
-/// Colours, one per line or per bar of a group.
-const COLOURS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(80, 80, 80),
-];
 
 /// The cases of the techniques chart: results key, legend label.
 const CASES: [(&str, &str); 3] = [
@@ -227,7 +217,7 @@ fn draw_backends(path: &Path, lines: &[Line]) -> Result<(), DrawError> {
         .y_label_formatter(&tick)
         .draw()?;
     for (i, (name, line)) in lines.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let colour = PALETTE[i % PALETTE.len()];
         chart
             .draw_series(LineSeries::new(
                 line.iter().copied(),
@@ -283,7 +273,7 @@ fn draw_techniques(path: &Path, groups: &[Group]) -> Result<(), DrawError> {
         .y_label_formatter(&tick)
         .draw()?;
     for (j, (_, case)) in CASES.iter().enumerate() {
-        let colour = COLOURS[j];
+        let colour = PALETTE[j];
         let bars = groups.iter().enumerate().filter_map(|(i, (_, bars))| {
             let k = i as i32 * 4 + j as i32;
             bars[j].map(|y| {

@@ -60,6 +60,17 @@ pub fn title(s: &Setup) -> String {
     )
 }
 
+/// The line and bar colours of every chart, in legend order
+/// (matplotlib's, which readers know).
+pub const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(80, 80, 80),
+];
+
 /// An axis value as a tick label: `12,345` from 10 up, `1.5` below.
 pub fn tick(v: &f64) -> String {
     if v.abs() >= 10.0 {

@@ -15,22 +15,12 @@
 
 use plotters::prelude::*;
 
-use crate::plot::{self, tick};
+use crate::plot::{self, tick, PALETTE};
 use crate::record::Recorder;
 use crate::report::{us, Setup};
 
 /// The picture's size in pixels.
 pub const SIZE: (u32, u32) = (1000, 560);
-
-/// Line colours, in legend order.
-const COLOURS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(80, 80, 80),
-];
 
 /// Percentile-iteration steps per halving of the distance to 100 %.
 const TICKS_PER_HALF: u32 = 5;
@@ -140,7 +130,7 @@ fn draw(
         .y_label_formatter(&tick)
         .draw()?;
     for (i, line) in lines.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let colour = PALETTE[i % PALETTE.len()];
         chart
             .draw_series(LineSeries::new(
                 line.points.iter().copied(),
