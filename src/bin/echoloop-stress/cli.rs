@@ -154,7 +154,7 @@ pub struct Args {
     pub hlog: Option<PathBuf>,
 
     /// Seconds per histogram of the interval log and per point of the plot,
-    /// at least 0.1. Each interval costs: with --hlog or --plot, a set of
+    /// at least 0.1. Each interval costs: with --hlog, --plot or --html, a set of
     /// histograms (about 1 MiB) is held per interval until the once-a-second
     /// status tick writes it out, and every loop hands its histograms over
     /// at each interval's end (about 10 MiB more at 0.1 s than at 1 s).

@@ -97,7 +97,11 @@ pub fn page(report: &Report, points: &[Point]) -> Result<String, String> {
     out.push_str("<h2>Throughput and latency over time</h2>\n");
     out.push_str(&plot::svg(&report.setup, points)?);
     out.push_str("\n<h2>Latency by percentile</h2>\n");
-    out.push_str(&spectrum::of_run(&report.setup, &report.rec)?);
+    if report.rec.is_empty() {
+        out.push_str("<p>No latency was recorded.</p>");
+    } else {
+        out.push_str(&spectrum::of_run(&report.setup, &report.rec)?);
+    }
     out.push_str("\n<h2>Round trip, connect and first-byte times (µs)</h2>\n");
     latency_table(&mut out, report);
     out.push_str("<h2>Failures by reason</h2>\n");
