@@ -182,7 +182,8 @@ struct Watch<'a> {
 }
 
 /// Where `--hlog`, `--plot`, `--plot-percentiles` and `--html` go, opened
-/// (and so proved writable) before any connection is made. One rule for
+/// (and so proved writable, as `--output` is) before any connection is
+/// made. One rule for
 /// all: a file that could not be written is named in the report and makes
 /// the exit status non-zero ([`EXIT_OUTPUT`](crate::report::EXIT_OUTPUT));
 /// two outputs may not share a path.
@@ -249,16 +250,18 @@ impl Outputs {
         .into_iter()
         .filter_map(|(what, path)| path.clone().map(|p| (what, p)))
         .collect();
-        let mut all: Vec<(&str, &PathBuf)> = args.hlog.iter().map(|p| ("--hlog", p)).collect();
-        all.extend(drawn.iter().map(|(what, path)| (what.flag(), path)));
-        for (i, (flag, path)) in all.iter().enumerate() {
-            if let Some((other, first)) = all[..i]
+        let mut files: Vec<(&str, &PathBuf)> = [("--hlog", &args.hlog), ("--output", &args.output)]
+            .into_iter()
+            .filter_map(|(flag, path)| Some((flag, path.as_ref()?)))
+            .collect();
+        files.extend(drawn.iter().map(|(what, path)| (what.flag(), path)));
+        for (i, (flag, path)) in files.iter().enumerate() {
+            if let Some((other, _)) = files[i + 1..]
                 .iter()
-                .find(|(_, first)| resolved(first) == resolved(path))
+                .find(|(_, p)| resolved(p) == resolved(path))
             {
                 return Err(format!(
-                    "{other} {} and {flag} {} are the same file: each output needs its own",
-                    first.display(),
+                    "{flag} and {other} are the same file ({}): each output needs its own",
                     path.display()
                 ));
             }
@@ -272,6 +275,9 @@ impl Outputs {
         };
         for (what, path) in &drawn {
             create(what.flag(), path)?;
+        }
+        if let Some(path) = &args.output {
+            create("--output", path)?;
         }
         Ok(Outputs { hlog, drawn })
     }
@@ -479,13 +485,23 @@ fn assemble(
     }
 }
 
-/// Prints the report on stdout, as text or JSON; false (said on stderr)
-/// when stdout would not take it.
+/// Prints the report on stdout (or into `--output`), as text or JSON;
+/// false (said on stderr) when it could not be written.
 fn print(args: &Args, report: &Report) -> bool {
     let text = if args.json {
         report.json()
     } else {
         report.text()
     };
-    crate::output::to_stdout("echoloop-stress", format!("{text}\n").as_bytes())
+    let text = format!("{text}\n");
+    let Some(path) = &args.output else {
+        return crate::output::to_stdout("echoloop-stress", text.as_bytes());
+    };
+    match std::fs::write(path, text) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("echoloop-stress: --output {}: write: {e}", path.display());
+            false
+        }
+    }
 }
