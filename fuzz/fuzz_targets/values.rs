@@ -9,6 +9,7 @@
 //! values) is the text.
 
 #![no_main]
+#![allow(dead_code)]
 
 use std::net::IpAddr;
 use std::sync::OnceLock;
@@ -25,10 +26,10 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../src/bin/echoloop/cli.rs"]
 mod server_cli;
 
-/// The stress client's command line, from its own source file.
-#[allow(dead_code)]
-#[path = "../../src/bin/echoloop-stress/cli.rs"]
-mod stress_cli;
+// The stress client, whose command line imports its other modules: all of
+// them, as its `main.rs` declares them (see the report target).
+include!(concat!(env!("OUT_DIR"), "/stress_modules.rs"));
+use stress::cli as stress_cli;
 
 /// The long flags of a command line that take a value, read from its clap
 /// definition (so new flags are fuzzed too), less those in `skip`.
