@@ -11,7 +11,8 @@
 //! (`src/steer.rs`); elsewhere, and on the forced `poll(2)` backend, loop 0
 //! hands accepted clients to the others.
 
-fn main() {
+/// `pub`: the fuzz package's build script (fuzz/build.rs) runs it too.
+pub fn main() {
     cfg_aliases::cfg_aliases! {
         linux_batch: { all(target_os = "linux", not(mio_unsupported_force_poll_poll)) },
         reuseport_steering: { all(target_os = "linux", not(mio_unsupported_force_poll_poll)) },

@@ -57,6 +57,8 @@
 //! - `logging.rs` — rate-limited warnings, peer names for debug lines.
 //! - `sys.rs` — the few facts that differ between operating systems, behind
 //!   `cfg` in one place.
+//! - `fuzzing.rs` — with the `fuzzing` feature only: the internals the fuzz
+//!   targets under `fuzz/` drive, and nothing else.
 //! - `bin/echoloop/` — the server binary: flags, signals, exit codes.
 //! - `bin/echoloop-stress/` — the stress client, built on the same rules.
 //!
@@ -123,6 +125,9 @@ mod admission;
 pub mod config;
 mod connection;
 mod event_loop;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod idle;
 mod logging;
 mod metrics;

@@ -32,7 +32,7 @@
 //!   cannot make its connections newer than one accepted after them.
 
 mod exposition;
-mod http;
+pub(crate) mod http;
 mod process;
 mod scrape;
 

@@ -451,7 +451,9 @@ fn check_range(item: &str, from: u128, to: u128, already: usize) -> Result<(), S
     if from > to {
         return Err(format!("`{item}`: the range runs backwards"));
     }
-    if to - from + 1 + already as u128 > MAX_SOURCE_ADDRS {
+    // `to - from + 1` is 2^128 for the whole IPv6 space: compare without
+    // adding, so nothing wraps.
+    if to - from >= MAX_SOURCE_ADDRS.saturating_sub(already as u128) {
         return Err(format!("`{item}`: more than {MAX_SOURCE_ADDRS} addresses"));
     }
     Ok(())
@@ -493,6 +495,18 @@ mod tests {
         assert!(parse_source_addrs("127.0.0.9-127.0.0.1").is_err());
         assert!(parse_source_addrs("127.0.0.1-::1").is_err());
         assert!(parse_source_addrs("10.0.0.0-10.255.255.255").is_err());
+    }
+
+    /// The whole IPv6 space as one range is refused as too many addresses:
+    /// counting it once wrapped to zero and passed, and expanding it then
+    /// panicked (found while fuzzing the flag values).
+    #[test]
+    fn a_range_of_every_address_is_refused() {
+        let all = "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+        let err = parse_source_addrs(all).expect_err("2^128 addresses");
+        assert!(err.contains("more than 65536 addresses"), "{err}");
+        let err = parse_source_addrs(&format!("::1,{all}")).expect_err("and one more");
+        assert!(err.contains("more than 65536 addresses"), "{err}");
     }
 
     #[test]

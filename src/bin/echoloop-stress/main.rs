@@ -86,6 +86,8 @@ mod json;
 mod keyed;
 mod live;
 mod merge;
+#[cfg(test)]
+mod merge_properties;
 #[path = "../common/output.rs"]
 mod output;
 mod payload;
