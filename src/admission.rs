@@ -218,6 +218,166 @@ mod tests {
         s.parse().unwrap_or_else(|_| IpNet::from(ip(s)))
     }
 
+    mod properties {
+        use super::super::*;
+        use ipnet::Ipv6Net;
+        use proptest::prelude::*;
+
+        /// An IPv4 address from a small block, so that ranges and clients
+        /// meet often.
+        fn v4() -> impl Strategy<Value = Ipv4Addr> {
+            (0u8..4, 0u8..4).prop_map(|(c, d)| Ipv4Addr::new(10, 0, c, d))
+        }
+
+        /// A rule as an operator may write it: IPv4, IPv4-mapped, a prefix
+        /// of `::` (holding the mapped block or not), or plain IPv6.
+        fn rule() -> impl Strategy<Value = IpNet> {
+            prop_oneof![
+                (v4(), 0u8..=32).prop_map(|(a, n)| Ipv4Net::new(a, n).unwrap().into()),
+                (v4(), 0u8..=32)
+                    .prop_map(|(a, n)| Ipv6Net::new(a.to_ipv6_mapped(), 96 + n).unwrap().into()),
+                (0u8..=128).prop_map(|n| Ipv6Net::new(Ipv6Addr::UNSPECIFIED, n).unwrap().into()),
+                (0u8..=128).prop_map(|n| {
+                    Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), n)
+                        .unwrap()
+                        .into()
+                }),
+            ]
+        }
+
+        /// A client: IPv4, the same mapped into IPv6, IPv4-compatible
+        /// (`::a.b.c.d`, plain IPv6), or other IPv6.
+        fn client() -> impl Strategy<Value = IpAddr> {
+            prop_oneof![
+                v4().prop_map(IpAddr::V4),
+                v4().prop_map(|a| IpAddr::V6(a.to_ipv6_mapped())),
+                #[allow(deprecated)]
+                v4().prop_map(|a| IpAddr::V6(a.to_ipv6_compatible())),
+                Just(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+                Just(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
+            ]
+        }
+
+        /// The model of the module docs: a client is in a range when
+        /// either spelling of it is (`a.b.c.d` or `::ffff:a.b.c.d`).
+        fn in_range(net: &IpNet, ip: IpAddr) -> bool {
+            match canonical(ip) {
+                IpAddr::V4(a) => {
+                    net.contains(&IpAddr::V4(a)) || net.contains(&IpAddr::V6(a.to_ipv6_mapped()))
+                }
+                v6 => net.contains(&v6),
+            }
+        }
+
+        fn permitted(allow: &[IpNet], deny: &[IpNet], ip: IpAddr) -> bool {
+            !deny.iter().any(|n| in_range(n, ip))
+                && (allow.is_empty() || allow.iter().any(|n| in_range(n, ip)))
+        }
+
+        /// What the server does to the admission bookkeeping.
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// A client from this address is accepted, and kept if admitted.
+            Accept(IpAddr),
+            /// The n-th open connection (of those open) closes or is reset.
+            Close(usize),
+            /// A key closes that is already closed (a second close path).
+            CloseAgain(usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                3 => client().prop_map(Op::Accept),
+                2 => any::<usize>().prop_map(Op::Close),
+                1 => (0usize..16).prop_map(Op::CloseAgain),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any `--allow`/`--deny` lists, written in any family, judge
+            /// every client as the model does: deny wins, an allow list
+            /// admits only its ranges, and a client is in a range when
+            /// either spelling of its address is.
+            #[test]
+            fn rules_match_either_spelling(
+                allow in prop::collection::vec(rule(), 0..4),
+                deny in prop::collection::vec(rule(), 0..4),
+                clients in prop::collection::vec(client(), 1..16),
+            ) {
+                let rules = Rules::new(&allow, &deny);
+                for ip in clients {
+                    prop_assert_eq!(rules.permits(ip), permitted(&allow, &deny, ip), "{}", ip);
+                }
+            }
+
+            /// Under any order of accepts, closes, resets and second closes
+            /// (slab keys reused as the server reuses them), each source's
+            /// count is that of the model: never above `--max-per-source`,
+            /// a refusal exactly when it is reached (or the rules deny),
+            /// and nothing left once every connection has closed.
+            #[test]
+            fn per_source_counts_match_the_model(
+                limit in 1usize..4,
+                allow in prop::collection::vec(rule(), 0..2),
+                deny in prop::collection::vec(rule(), 0..2),
+                ops in prop::collection::vec(op(), 1..80),
+            ) {
+                let mut admission = Admission::new(&allow, &deny, Some(limit));
+                let mut slab: slab::Slab<IpAddr> = slab::Slab::new();
+                let mut model: HashMap<IpAddr, usize> = HashMap::new();
+                for op in ops {
+                    match op {
+                        Op::Accept(ip) => {
+                            let count = model.get(&canonical(ip)).copied().unwrap_or(0);
+                            let want = if !permitted(&allow, &deny, ip) {
+                                Err(Refusal::Denied)
+                            } else if count >= limit {
+                                Err(Refusal::PerSource)
+                            } else {
+                                Ok(())
+                            };
+                            prop_assert_eq!(admission.check(ip), want, "{}", ip);
+                            if want.is_ok() {
+                                let key = slab.insert(ip);
+                                admission.opened(key, ip);
+                                *model.entry(canonical(ip)).or_insert(0) += 1;
+                            }
+                        }
+                        Op::Close(n) if !slab.is_empty() => {
+                            let key = slab.iter().map(|(k, _)| k).nth(n % slab.len()).unwrap();
+                            let ip = slab.remove(key);
+                            admission.closed(key);
+                            let count = model.get_mut(&canonical(ip)).unwrap();
+                            *count -= 1;
+                            if *count == 0 {
+                                model.remove(&canonical(ip));
+                            }
+                        }
+                        Op::Close(_) => {}
+                        Op::CloseAgain(key) => {
+                            if !slab.contains(key) {
+                                admission.closed(key);
+                            }
+                        }
+                    }
+                    let p = admission.per_source.as_ref().unwrap();
+                    let counts: HashMap<IpAddr, usize> =
+                        p.open.iter().map(|(&ip, &n)| (ip, n as usize)).collect();
+                    prop_assert_eq!(&counts, &model);
+                    prop_assert!(counts.values().all(|&n| n >= 1 && n <= limit));
+                }
+                for key in slab.iter().map(|(k, _)| k).collect::<Vec<_>>() {
+                    admission.closed(key);
+                }
+                let p = admission.per_source.as_ref().unwrap();
+                prop_assert!(p.open.is_empty(), "left open: {:?}", p.open);
+                prop_assert!(p.source_of.iter().all(Option::is_none));
+            }
+        }
+    }
+
     /// Deny wins over allow; an allow list admits only its ranges; IPv4
     /// mapped into IPv6 is judged as IPv4.
     #[test]

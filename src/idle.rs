@@ -118,6 +118,106 @@ impl IdleQueue {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, HashMap};
+
+    /// One thing the loop does to the queue; time only moves forward.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// `ms` pass, then connection `key` moves a byte (or is accepted).
+        Touch { key: usize, ms: u64 },
+        /// Connection `key` closes.
+        Remove(usize),
+        /// `ms` pass, then the timer runs: every expired connection closes.
+        Expire(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0usize..12, 0u64..400).prop_map(|(key, ms)| Op::Touch { key, ms }),
+            1 => (0usize..12).prop_map(Op::Remove),
+            1 => (0u64..1500).prop_map(Op::Expire),
+        ]
+    }
+
+    /// The model: last activity of each open connection, and the same
+    /// connections ordered by when they were last touched (a sequence
+    /// number, since several can share an instant).
+    #[derive(Default)]
+    struct Model {
+        by_key: HashMap<usize, (u64, Instant)>,
+        by_order: BTreeMap<u64, usize>,
+        seq: u64,
+    }
+
+    impl Model {
+        fn touch(&mut self, key: usize, now: Instant) {
+            self.remove(key);
+            self.seq += 1;
+            self.by_key.insert(key, (self.seq, now));
+            self.by_order.insert(self.seq, key);
+        }
+        fn remove(&mut self, key: usize) {
+            if let Some((seq, _)) = self.by_key.remove(&key) {
+                self.by_order.remove(&seq);
+            }
+        }
+        fn front(&self) -> Option<(usize, Instant)> {
+            let (_, &key) = self.by_order.first_key_value()?;
+            Some((key, self.by_key[&key].1))
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Against a sorted-map model, under any touches, closes and timer
+        /// runs (keys reused, several at one instant): the next deadline is
+        /// the least recently active connection's, and a timer run closes
+        /// exactly the connections idle for the timeout, oldest first.
+        #[test]
+        fn queue_matches_a_sorted_map(timeout_ms in 1u64..1000, ops in prop::collection::vec(op(), 1..80)) {
+            let timeout = Duration::from_millis(timeout_ms);
+            let mut q = IdleQueue::new(timeout);
+            let mut model = Model::default();
+            let mut now = Instant::now();
+            for op in ops {
+                match op {
+                    Op::Touch { key, ms } => {
+                        now += Duration::from_millis(ms);
+                        q.touch(key, now);
+                        model.touch(key, now);
+                    }
+                    Op::Remove(key) => {
+                        q.remove(key);
+                        model.remove(key);
+                    }
+                    Op::Expire(ms) => {
+                        now += Duration::from_millis(ms);
+                        let mut closed = Vec::new();
+                        while let Some(key) = q.expired(now) {
+                            prop_assert!(closed.len() <= 12, "expiry does not end");
+                            closed.push(key);
+                            q.remove(key);
+                        }
+                        let mut want = Vec::new();
+                        while let Some((key, last)) = model.front() {
+                            if now < last + timeout {
+                                break;
+                            }
+                            want.push(key);
+                            model.remove(key);
+                        }
+                        prop_assert_eq!(closed, want);
+                    }
+                }
+                let deadline = model.front().map(|(_, last)| last + timeout);
+                prop_assert_eq!(q.next_deadline(), deadline);
+                prop_assert_eq!(q.expired(now).is_some(), deadline.is_some_and(|d| now >= d));
+            }
+        }
+    }
+
     /// Expiry follows last activity, not accept order, and removal unlinks.
     #[test]
     fn expires_in_last_activity_order() {

@@ -1,6 +1,7 @@
 //! echoloop: a TCP and UDP echo server (RFC 862) whose whole work is done by
-//! one readiness loop on one thread — and a reference for how such a loop is
-//! built.
+//! one readiness loop on one thread (or, with `Config::loops`, by several
+//! such loops, shared-nothing, one per core) — and a reference for how such
+//! a loop is built.
 //!
 //! ```no_run
 //! use echoloop::{Config, Server};
@@ -25,7 +26,12 @@
 //!   `part.rs` is what one loop owns alone (its poll, sockets, read buffer,
 //!   the writer of its counters).
 //! - `shared.rs` — what every loop and [`Handle`] share: configuration,
-//!   shutdown flag, each loop's waker, a reader of each loop's counters.
+//!   shutdown flag, each loop's waker, a reader of each loop's counters,
+//!   the `--max-connections` count, the hand-off queues.
+//! - `threads.rs` — `--loops`: loop 0 on the caller's thread, the others
+//!   on their own; a loop that fails stops them all. `steer.rs` — which
+//!   loop serves a source address, and the BPF program that makes Linux
+//!   steer by it (the server's `# Loops` says which platform does what).
 //! - `rules.rs` — the rules of the readiness technique ([`rules`]), shared
 //!   with the stress client: drain, hints, write interest, the epoll shortcut.
 //! - `connection.rs` — one client: its transport, what we know of its
@@ -53,6 +59,8 @@
 //! - `logging.rs` — rate-limited warnings, peer names for debug lines.
 //! - `sys.rs` — the few facts that differ between operating systems, behind
 //!   `cfg` in one place.
+//! - `fuzzing.rs` — with the `fuzzing` feature only: the internals the fuzz
+//!   targets under `fuzz/` drive, and nothing else.
 //! - `bin/echoloop/` — the server binary: flags, signals, exit codes.
 //! - `bin/echoloop-stress/` — the stress client, built on the same rules.
 //!
@@ -105,6 +113,11 @@
 //! - **Shutdown.** Where the OS reports what a peer has acknowledged (Linux),
 //!   a quiet peer that has everything is closed at once; elsewhere shutdown
 //!   waits for its FIN or the end of the grace period.
+//! - **Loops.** With `Config::loops` above 1, Linux's epoll build gives each
+//!   loop its own `SO_REUSEPORT` listener and the kernel steers clients by
+//!   source address; everywhere else (and on forced `poll(2)`) loop 0
+//!   accepts and hands clients off, and serves UDP alone ([`Server`]'s
+//!   `# Loops`).
 //! - **Signals.** The binary stops gracefully on Ctrl-C, SIGTERM and SIGHUP
 //!   (Unix) or console control events (Windows), via the `ctrlc` crate and
 //!   [`Handle::shutdown`], which wakes the loop through a [`mio::Waker`].
@@ -115,6 +128,9 @@ mod admission;
 pub mod config;
 mod connection;
 mod event_loop;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod idle;
 mod logging;
 mod metrics;
@@ -130,7 +146,9 @@ pub mod rules;
 mod server;
 mod shared;
 pub mod stats;
+mod steer;
 mod sys;
+mod threads;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod token;

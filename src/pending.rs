@@ -106,6 +106,85 @@ impl BufferPool {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    /// One step a connection takes on its pending output.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Echo owed: append this many bytes (clipped to the cap, as the
+        /// connection stops reading at the cap).
+        Append(usize),
+        /// The socket took this much of the front (clipped to the front).
+        Write(usize),
+        /// The peer caught up: give the buffer back and take one again.
+        Recycle,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..6000).prop_map(Op::Append),
+            (0usize..6000).prop_map(Op::Write),
+            Just(Op::Recycle),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Against a `VecDeque` model, under any appends, partial writes and
+        /// pool round-trips: what is written out is exactly what was
+        /// appended, in order, none lost or repeated; `front` is the start
+        /// of what is owed and empty only when nothing is; the memory never
+        /// passes the cap; and a buffer taken from the pool owes nothing.
+        #[test]
+        fn ring_matches_a_vecdeque(cap in 1usize..20_000, ops in prop::collection::vec(op(), 1..60)) {
+            let mut pool = BufferPool::new(2);
+            let mut ring = pool.take();
+            let mut model: VecDeque<u8> = VecDeque::new();
+            let mut next = 0u8; // every byte appended is the next of a counter
+            for op in ops {
+                match op {
+                    Op::Append(n) => {
+                        let n = n.min(cap - model.len());
+                        let data: Vec<u8> = (0..n).map(|_| { next = next.wrapping_add(1); next }).collect();
+                        ring.append(&data, cap);
+                        model.extend(&data);
+                    }
+                    Op::Write(n) => {
+                        let n = n.min(ring.front().len());
+                        ring.consume(n);
+                        model.drain(..n);
+                    }
+                    Op::Recycle => {
+                        // The connection gives its buffer back only once the
+                        // peer has everything; write the rest out first.
+                        while ring.len() > 0 {
+                            let n = ring.front().len();
+                            prop_assert!(model.iter().take(n).eq(ring.front().iter()));
+                            ring.consume(n);
+                            model.drain(..n);
+                        }
+                        pool.give_back(ring);
+                        ring = pool.take();
+                        prop_assert_eq!(ring.len(), 0);
+                    }
+                }
+                prop_assert_eq!(ring.len(), model.len());
+                let front = ring.front();
+                prop_assert_eq!(front.is_empty(), model.is_empty());
+                prop_assert!(model.iter().take(front.len()).eq(front.iter()));
+                prop_assert!(ring.bytes.capacity() <= cap, "capacity {} past the cap {cap}", ring.bytes.capacity());
+            }
+            let mut out = Vec::new();
+            while ring.len() > 0 {
+                let n = ring.front().len();
+                out.extend_from_slice(ring.front());
+                ring.consume(n);
+            }
+            prop_assert_eq!(out, Vec::from(model));
+        }
+    }
+
     /// Memory follows the bytes owed, not the cap: with a 1 GiB cap, 100
     /// pending bytes hold a few KiB, and growth stops at the cap exactly.
     #[test]

@@ -194,6 +194,93 @@ mod tests {
         IpAddr::from((0x7f00_0000 | n).to_be_bytes())
     }
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use std::time::Duration;
+
+        /// One source's bucket as the module docs define it, for every
+        /// source at once (no table, no eviction): what the limiter should
+        /// decide for any source it tracks.
+        #[derive(Debug, Clone, Copy)]
+        struct ModelBucket {
+            tokens: f64,
+            refilled: Instant,
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Under any datagrams from more sources than the table holds
+            /// (eviction churn, table full, sources coming back), at any
+            /// spacing: no source is ever echoed more than `rate` a second
+            /// plus one second's burst over any window; and every datagram
+            /// is decided as a plain token bucket per source would decide
+            /// it, except a newcomer refused because the table is full of
+            /// sources still in debt — so a source under its limit is
+            /// never refused while it holds a bucket.
+            #[test]
+            fn never_more_than_rate_plus_burst(
+                rate in 1u32..20,
+                capacity in 1usize..SCAN,
+                datagrams in prop::collection::vec((0u32..10, 0u64..300), 1..300),
+            ) {
+                let t0 = Instant::now();
+                let mut limiter = RateLimiter::new(rate, capacity);
+                let r = f64::from(rate);
+                let mut model: HashMap<IpAddr, ModelBucket> = HashMap::new();
+                let mut echoed: HashMap<IpAddr, Vec<Instant>> = HashMap::new();
+                let mut now = t0;
+                for (source, ms) in datagrams {
+                    now += Duration::from_millis(ms);
+                    let ip = super::ip(source);
+                    let tracked = limiter.index.contains_key(&ip);
+                    let table_full = limiter.len() == capacity;
+                    let allowed = limiter.allow(ip, now);
+                    prop_assert!(limiter.len() <= capacity);
+                    let b = model.entry(ip).or_insert(ModelBucket { tokens: r, refilled: now });
+                    let elapsed = now.saturating_duration_since(b.refilled).as_secs_f64();
+                    b.tokens = (b.tokens + elapsed * r).min(r);
+                    b.refilled = now;
+                    let model_allows = b.tokens >= 1.0;
+                    if allowed {
+                        prop_assert!(model_allows, "{} echoed without a token", ip);
+                        b.tokens -= 1.0;
+                        echoed.entry(ip).or_default().push(now);
+                    } else if model_allows {
+                        prop_assert!(
+                            !tracked && table_full,
+                            "{} refused with a token (tracked {}, table full {})",
+                            ip, tracked, table_full
+                        );
+                        // ... and only while no tracked source has refilled
+                        // (the table is smaller than one scan here).
+                        for other in limiter.index.keys() {
+                            let o = model[other];
+                            let elapsed = now.saturating_duration_since(o.refilled).as_secs_f64();
+                            prop_assert!(
+                                o.tokens + elapsed * r < r,
+                                "{} refused while {} could have been forgotten", ip, other
+                            );
+                        }
+                    }
+                }
+                for (ip, times) in echoed {
+                    for (i, first) in times.iter().enumerate() {
+                        for (j, last) in times.iter().enumerate().skip(i) {
+                            let window = last.duration_since(*first).as_secs_f64();
+                            let count = (j - i + 1) as f64;
+                            prop_assert!(
+                                count <= r * window + r + 1e-9,
+                                "{} echoed {} times in {} s at rate {}", ip, count, window, rate
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// A source gets its burst, then `rate` per second; another source is
     /// not affected by the first's excess.
     #[test]

@@ -456,3 +456,24 @@ fn a_client_with_no_common_cipher_is_refused_and_counted() {
     let stats = server.stop();
     assert_eq!(stats.tls_handshakes, 0, "{stats}");
 }
+
+/// With `--loops 2` every loop serves TLS: clients from several source
+/// addresses (steered to both loops, or handed from loop 0 where the kernel
+/// does not steer) all handshake and echo, and the totals count each once.
+#[test]
+fn tls_is_served_by_every_loop() {
+    let pki = Pki::new("loops");
+    let (server, addr) = start_tls(&pki, false, |c| c.loops = 2);
+    let config = pki.client_config(false);
+    for i in 1..=8u8 {
+        let tcp = connect_from(&format!("127.0.0.{i}"), addr);
+        let mut tls = tls_over(tcp, &config).unwrap();
+        tls_round_trip(&mut tls, &payload(i as usize, 20_000));
+    }
+    let stats = server.stop();
+    assert_eq!(
+        stats.tls_handshakes + stats.tls_handshakes_resumed,
+        8,
+        "{stats}"
+    );
+}

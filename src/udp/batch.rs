@@ -571,6 +571,66 @@ mod tests {
         assert_eq!(dropped, [1, 3]);
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            // Each case sends its batch over loopback: fewer cases.
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Any batch of single datagrams (up to a full one, from three
+            /// sources, of sizes around the GSO limits), any of them
+            /// admitted, GSO on or off: every admitted datagram goes out
+            /// exactly once and no other; each source's replies leave in
+            /// the order they came; a message is one source and one size,
+            /// within what the kernel takes (and one datagram without GSO,
+            /// or above the GSO segment size); and the messages tile the
+            /// pieces. (GRO trains have their own tests above.)
+            #[test]
+            fn every_datagram_once_each_source_in_order(
+                datagrams in prop::collection::vec(
+                    (0usize..3, prop::sample::select(vec![0usize, 1, 7, 100, 1452, 1453, 3000])),
+                    1..=BATCH,
+                ),
+                keep in prop::collection::vec(any::<bool>(), BATCH),
+                gso in any::<bool>(),
+            ) {
+                let (from, lens): (Vec<usize>, Vec<usize>) = datagrams.into_iter().unzip();
+                let admitted: Vec<usize> = keep[..from.len()].iter().map(|&k| usize::from(k)).collect();
+                let plan = batch(&from, &lens).groups(&admitted, gso);
+                let sent: Vec<usize> = plan.pieces_of(0, plan.used).map(|p| p.k).collect();
+                let mut want: Vec<usize> = (0..from.len()).filter(|&k| admitted[k] > 0).collect();
+                let mut sorted = sent.clone();
+                sorted.sort_unstable();
+                prop_assert_eq!(&sorted, &want, "admitted datagrams, once each");
+                for source in 0..3 {
+                    let theirs: Vec<usize> = sent.iter().copied().filter(|&k| from[k] == source).collect();
+                    want = (0..from.len()).filter(|&k| admitted[k] > 0 && from[k] == source).collect();
+                    prop_assert_eq!(theirs, want.clone(), "source {}'s order", source);
+                }
+                let mut next = 0;
+                for g in 0..plan.used {
+                    let m = plan.messages[g];
+                    prop_assert_eq!(m.first, next, "messages tile the pieces");
+                    next += m.pieces;
+                    let pieces: Vec<Piece> = plan.pieces_of(g, g + 1).collect();
+                    prop_assert!(!pieces.is_empty() && pieces.len() == m.pieces);
+                    let (first, len) = (pieces[0].k, lens[pieces[0].k]);
+                    for p in &pieces {
+                        prop_assert!(from[p.k] == from[first] && lens[p.k] == len, "one source, one size");
+                        prop_assert!(p.datagrams == 1 && p.len == lens[p.k] && p.start == 0);
+                    }
+                    prop_assert_eq!(m.datagrams, pieces.len());
+                    if pieces.len() > 1 {
+                        prop_assert!(gso && len <= GSO_MAX_SEGMENT && m.datagrams <= mmsg::gso_capacity(len));
+                    }
+                }
+                prop_assert_eq!(next, plan.placed);
+            }
+        }
+    }
+
     /// Without GSO every datagram is its own message, in batch order.
     #[test]
     fn without_gso_one_message_each() {

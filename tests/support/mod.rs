@@ -18,10 +18,14 @@
 //! - [`tls`]: certificates made by the tests, a rustls client, and
 //!   Python's `ssl` client (`tls_client.py`);
 //! - [`tools`]: the programs some tests run besides ours, installed when
-//!   missing, and the rule for one that cannot be had.
+//!   missing, and the rule for one that cannot be had;
+//! - [`browser`]: a page rendered by headless Chromium, its screenshot
+//!   decoded (Linux).
 //!
 //! Every wait has a deadline; none is a sleep.
 
+#[cfg(target_os = "linux")]
+pub mod browser;
 pub mod bytes;
 pub mod fleet;
 pub mod measure;

@@ -93,9 +93,9 @@ pub struct Report {
     pub interrupted: bool,
     /// How many runs this report adds up (1 for a run of its own).
     pub merged_runs: u64,
-    /// The output files (`--hlog`, `--plot`) that could not be written,
-    /// each `flag path: what failed`: any makes the exit status
-    /// [`EXIT_OUTPUT`], whatever the verdict.
+    /// The output files (`--hlog`, `--plot`, `--plot-percentiles`,
+    /// `--html`) that could not be written, each `flag path: what failed`:
+    /// any makes the exit status [`EXIT_OUTPUT`], whatever the verdict.
     pub output_errors: Vec<String>,
 }
 
