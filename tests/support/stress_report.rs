@@ -26,10 +26,14 @@ pub struct Report {
     pub rate_per_connection: Option<f64>,
     pub messages_requested: Option<u64>,
     pub duration_secs: Option<f64>,
+    /// `--warmup`, if given.
+    pub warmup_secs: Option<f64>,
     pub max_failures: u64,
     pub fd_limit: Option<u64>,
     pub interrupted: bool,
     pub elapsed_secs: Option<f64>,
+    /// `--warmup`: the warm-up's figures, apart from the counts.
+    pub warmup: Option<Warmup>,
     pub connections_attempted: u64,
     pub connections_established: u64,
     pub connections_failed: u64,
@@ -74,6 +78,14 @@ pub struct Report {
     pub ended_unix: f64,
     pub merged_runs: u64,
     pub histograms: Histograms,
+}
+
+/// `--warmup`: what the warm-up did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Warmup {
+    pub messages: u64,
+    pub bytes: u64,
+    pub errors: u64,
 }
 
 /// One value per connect failure reason.

@@ -79,6 +79,16 @@ pub struct Args {
     #[arg(short = 'd', long, value_parser = parse_secs, conflicts_with = "messages")]
     pub duration: Option<Duration>,
 
+    /// Seconds of traffic before the measurement starts, on top of
+    /// --duration: every echo is verified from the first, but the counts
+    /// of traffic, the histograms, the interval log, the plot and the
+    /// throughput start when it ends (connections and errors count over
+    /// the whole run: an error in the warm-up still fails it). The report
+    /// shows the warm-up's messages and errors apart. Example: `--warmup 2
+    /// --duration 10` runs 12 s and measures the last 10.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub warmup: Option<Duration>,
+
     /// Stop after this many echoed messages in total, spread evenly over the
     /// connections (churn mode: this many connect-echo-close cycles; with
     /// --udp: this many datagrams sent, each then echoed or lost).

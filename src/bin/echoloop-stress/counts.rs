@@ -313,6 +313,49 @@ impl Counts {
     }
 }
 
+/// `--warmup`: which counts start after the warm-up. The throughput's
+/// counts (messages, bytes, churn cycles, echoed datagrams) are measured
+/// from the warm-up's end; the connections, every error and, with
+/// `--udp`, the fate of the datagrams sent (sent, lost, late, …) count
+/// over the whole run, so an error or a loss during the warm-up still
+/// fails it, and no datagram straddling the boundary is counted sent in
+/// one window and lost in the other. The report shows the warm-up's own
+/// messages and errors apart.
+impl Counts {
+    /// The traffic counts, which [`Counts::less_warmup`] subtracts.
+    fn traffic(&mut self) -> [&mut u64; 4] {
+        [
+            &mut self.messages,
+            &mut self.bytes,
+            &mut self.cycles,
+            &mut self.udp.echoed,
+        ]
+    }
+
+    /// These counts (of the whole run) with the traffic of `warm` (the
+    /// counts when the warm-up ended) taken out.
+    pub fn less_warmup(mut self, warm: &Counts) -> Counts {
+        let mut warm = warm.clone();
+        for (total, before) in self.traffic().into_iter().zip(warm.traffic()) {
+            *total = total.saturating_sub(*before);
+        }
+        self
+    }
+
+    /// The errors in these counts: verification errors, failures and
+    /// corrupted or duplicated datagrams.
+    pub fn errors(&self, mode: Mode) -> u64 {
+        [
+            self.verification_errors,
+            self.failures(mode),
+            self.udp.corrupted,
+            self.udp.duplicated,
+        ]
+        .into_iter()
+        .fold(0, u64::saturating_add)
+    }
+}
+
 impl Samples {
     /// Keeps `message` in `slot` unless an earlier one is there.
     pub fn keep(slot: &mut Option<String>, message: impl FnOnce() -> String) {

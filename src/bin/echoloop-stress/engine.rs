@@ -60,6 +60,9 @@ pub struct Core {
     pub rec: LoopRecording,
     /// What this loop counted.
     pub counts: Counts,
+    /// `--warmup`: its counts when the warm-up ended (`None` until then,
+    /// and without one).
+    warm: Option<Counts>,
     /// First trouble of each kind.
     pub samples: Samples,
 }
@@ -110,8 +113,9 @@ impl Core {
             epoch,
             poll,
             rate_timers: BinaryHeap::new(),
-            rec: LoopRecording::new(id as usize, plan.interval_ns, PUBLISH_EVERY_NS),
+            rec: LoopRecording::new(id as usize, plan.interval_ns, PUBLISH_EVERY_NS, plan.warmup_ns),
             counts: Counts::default(),
+            warm: None,
             samples: Samples::default(),
             plan,
         }
@@ -165,9 +169,17 @@ impl Core {
         Some(due.min(now))
     }
 
+    /// Publishes what the recorder has due at `now`; at the end of the
+    /// warm-up, keeps the counts so far (once a turn, not per message).
+    fn tick(&mut self, now: u64) {
+        if self.rec.tick(now, &self.shared.timeline) {
+            self.warm = Some(self.counts.clone());
+        }
+    }
+
     /// Fires the publish tick and every send timer due at `now`.
     fn on_timers(&mut self, engine: &mut impl Engine, now: u64) {
-        self.rec.tick(now, &self.shared.timeline);
+        self.tick(now);
         while let Some(&Reverse((at, s, generation))) = self.rate_timers.peek() {
             if at > now {
                 break;
@@ -238,7 +250,7 @@ pub fn run(mut core: Core, mut engine: impl Engine) -> Outcome {
         }
         // Echoes are timed at the moment the kernel reported them.
         let turn = core.now();
-        core.rec.tick(turn, &core.shared.timeline);
+        core.tick(turn);
         engine.begin_turn(&mut core, turn);
         for event in events.iter() {
             if event.token() != WAKER {
@@ -249,7 +261,11 @@ pub fn run(mut core: Core, mut engine: impl Engine) -> Outcome {
     engine.close(&mut core, interrupted);
     core.rec.finish(&core.shared.timeline);
     core.publish(&engine);
+    // A loop that ended within the warm-up measured nothing.
+    let warmup = (core.plan.warmup_ns > 0)
+        .then(|| core.warm.take().unwrap_or_else(|| core.counts.clone()));
     Outcome {
+        warmup,
         counts: core.counts,
         samples: core.samples,
         interrupted,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::counts::{Counts, Samples, UdpCounts, UdpSamples};
 use crate::plan::Kind;
 use crate::record::{new_histogram, PerSeries, Recorder, Series};
-use crate::report::{at_percentile, percentile_key, us, Report};
+use crate::report::{at_percentile, percentile_key, us, Report, Warmup};
 
 /// A histogram's percentiles in microseconds: `{"p50": 12.3, …, "max": …,
 /// "mean": …, "count": n}`.
@@ -87,16 +87,24 @@ pub struct JsonReport {
     pub rate_per_connection: Option<f64>,
     /// `--messages`, if given.
     pub messages_requested: Option<u64>,
-    /// The run length (or hold time), if timed.
+    /// The run length (or hold time), if timed (after the warm-up).
     pub duration_secs: Option<f64>,
+    /// `--warmup`, if given: seconds before the measurement began.
+    #[serde(default)]
+    pub warmup_secs: Option<f64>,
     /// `--max-failures`.
     pub max_failures: u64,
     /// The soft open-file limit after raising it (Unix).
     pub fd_limit: Option<u64>,
     /// Whether Ctrl-C cut the run short.
     pub interrupted: bool,
-    /// Wall time of the run.
+    /// Wall time of the measurement (after the warm-up; `ended_unix −
+    /// started_unix` is the whole run's).
     pub elapsed_secs: Option<f64>,
+    /// `--warmup`: its messages, bytes and errors, apart from the counts
+    /// (which of those start after it: `Counts::less_warmup`).
+    #[serde(default)]
+    pub warmup: Option<Warmup>,
     /// The counts, each a top-level field (named in `counts.rs`).
     #[serde(flatten)]
     pub counts: Counts,
@@ -251,10 +259,12 @@ impl JsonReport {
             rate_per_connection: s.rate.and_then(rounded),
             messages_requested: s.messages,
             duration_secs: s.duration.and_then(|d| rounded(d.as_secs_f64())),
+            warmup_secs: s.warmup.and_then(|d| rounded(d.as_secs_f64())),
             max_failures: s.max_failures,
             fd_limit: s.fd_limit,
             interrupted: report.interrupted,
             elapsed_secs: rounded(report.secs()),
+            warmup: report.warmup,
             counts: c.clone(),
             connections_failed: c.failed_total(),
             msgs_per_sec: rounded(report.msgs_per_sec()),

@@ -19,7 +19,7 @@ use crate::cli::MergeArgs;
 use crate::counts::{Counts, Samples};
 use crate::json::{decode_all, JsonReport};
 use crate::record::{Recorder, Series};
-use crate::report::{Report, Setup};
+use crate::report::{Report, Setup, Warmup};
 use crate::run::EXIT_SETUP;
 
 /// Runs `merge`; returns the exit status (the merged verdict's, or 2 when
@@ -108,6 +108,11 @@ fn check_values(j: &JsonReport) -> Result<(), String> {
             return Err(format!("duration_secs {d}: not from 0 up to a year"));
         }
     }
+    if let Some(w) = j.warmup_secs {
+        if !(0.0..=echoloop::units::MAX_DURATION.as_secs_f64()).contains(&w) {
+            return Err(format!("warmup_secs {w}: not from 0 up to a year"));
+        }
+    }
     if let Some(r) = j.rate_per_connection {
         if !(r.is_finite() && r > 0.0) {
             return Err(format!("rate_per_connection {r}: not a rate above 0"));
@@ -141,6 +146,8 @@ fn settings(j: &JsonReport) -> Vec<String> {
         ),
         j.duration_secs
             .map_or_else(|| "no --duration".into(), |d| format!("--duration {d}")),
+        j.warmup_secs
+            .map_or_else(|| "no --warmup".into(), |w| format!("--warmup {w}")),
         j.udp.as_ref().map_or_else(String::new, |u| {
             format!("--max-loss {}", u.max_loss_percent)
         }),
@@ -219,6 +226,7 @@ pub fn merge(paths: &[PathBuf], percentiles: &[f64]) -> Result<Report, String> {
         started_unix: started,
         interrupted: runs.iter().any(|r| r.json.interrupted),
         merged_runs: sum(&runs, "merged_runs", |j| Some(j.merged_runs.max(1)))?.unwrap_or(0),
+        warmup: warmup_of(&runs)?,
         output_errors: Vec::new(),
     })
 }
@@ -271,6 +279,8 @@ fn setup_of(runs: &[Run]) -> Result<Setup, String> {
         max_failures: total("max_failures", |j| j.max_failures)?,
         fd_limit: runs.iter().filter_map(|r| r.json.fd_limit).min(),
         max_loss: first.udp.as_ref().map(|u| u.max_loss_percent),
+        // Checked alike; bounded like duration_secs.
+        warmup: first.warmup_secs.map(Duration::from_secs_f64),
     })
 }
 
@@ -286,4 +296,20 @@ fn samples_of(j: &JsonReport) -> Samples {
     let mut samples = j.samples.clone();
     samples.udp = j.udp.as_ref().map(|u| u.first.clone()).unwrap_or_default();
     samples
+}
+
+/// `--warmup`: the runs' warm-ups added up (the same length: checked
+/// alike), or `None` without one.
+fn warmup_of(runs: &[Run]) -> Result<Option<Warmup>, String> {
+    if runs[0].json.warmup.is_none() {
+        return Ok(None);
+    }
+    let field = |name: &str, f: fn(&Warmup) -> u64| {
+        sum(runs, name, |j| Some(j.warmup.as_ref().map_or(0, f))).map(|s| s.unwrap_or(0))
+    };
+    Ok(Some(Warmup {
+        messages: field("warmup.messages", |w| w.messages)?,
+        bytes: field("warmup.bytes", |w| w.bytes)?,
+        errors: field("warmup.errors", |w| w.errors)?,
+    }))
 }

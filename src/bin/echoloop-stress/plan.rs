@@ -119,6 +119,9 @@ pub struct Plan {
     pub messages: Option<u64>,
     /// Load and churn: end of a timed run, in ns since the epoch.
     pub deadline: Option<u64>,
+    /// `--warmup`: when the measurement starts, in ns since the epoch (0:
+    /// from the start). The deadline comes this much later.
+    pub warmup_ns: u64,
     /// Idle: how long to hold the connections, in ns.
     pub hold_ns: u64,
     /// Open loop: ns between two messages of one connection.
@@ -189,6 +192,7 @@ impl Plan {
             Transport::Tcp => 0,
         };
         let duration = args.run_length();
+        let warmup_ns = args.warmup.map_or(0, nanos);
         Ok(Plan {
             addr,
             transport,
@@ -200,8 +204,9 @@ impl Plan {
             messages: args.messages,
             deadline: match args.mode {
                 Mode::Idle => None,
-                Mode::Load | Mode::Churn => duration.map(nanos),
+                Mode::Load | Mode::Churn => duration.map(|d| nanos(d).saturating_add(warmup_ns)),
             },
+            warmup_ns,
             hold_ns: duration.map_or(0, nanos),
             rate_interval_ns: args.rate.map(interval_ns),
             connect_interval_ns: args.connect_rate.map(interval_ns),
@@ -274,6 +279,13 @@ fn check(args: &Args, addr: SocketAddr) -> Result<(), String> {
             "--rate applies to --mode load, not --mode {}",
             args.mode.name()
         ));
+    }
+    if args.warmup.is_some() && (args.mode == Mode::Idle || args.messages.is_some()) {
+        return Err(
+            "--warmup precedes a timed run of --mode load or churn (--duration); \
+             not --mode idle or --messages"
+                .into(),
+        );
     }
     if let Some(total) = args.messages {
         if total.checked_mul(args.message_size).is_none() {

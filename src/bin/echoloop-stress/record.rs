@@ -189,7 +189,13 @@ pub struct LoopRecording {
     id: usize,
     /// `--interval`, in ns.
     interval_ns: u64,
-    /// The interval (time / `--interval`) being recorded into.
+    /// When the measurement starts (`--warmup`; 0 without), in ns since
+    /// the epoch: intervals are numbered from it, and what is timed before
+    /// it is thrown away.
+    origin: u64,
+    /// Whether the warm-up is still on (nothing is published meanwhile).
+    warming: bool,
+    /// The interval ((time − origin) / `--interval`) being recorded into.
     interval: u64,
     /// When the status line's figures are next published (ns since the
     /// epoch): every `publish_every` ns.
@@ -201,11 +207,13 @@ pub struct LoopRecording {
 }
 
 impl LoopRecording {
-    /// Nothing recorded yet, for loop `id`.
-    pub fn new(id: usize, interval_ns: u64, publish_every: u64) -> Self {
+    /// Nothing recorded yet, for loop `id`, measuring from `origin`.
+    pub fn new(id: usize, interval_ns: u64, publish_every: u64, origin: u64) -> Self {
         LoopRecording {
             id,
             interval_ns: interval_ns.max(1),
+            origin,
+            warming: origin > 0,
             interval: 0,
             next_publish: publish_every,
             publish_every,
@@ -219,9 +227,20 @@ impl LoopRecording {
     }
 
     /// Publishes what is due at `now`: the past interval at an interval
-    /// boundary, and the interval so far at the publish tick.
-    pub fn tick(&mut self, now: u64, timeline: &Mutex<Timeline>) {
-        let current = now / self.interval_ns;
+    /// boundary, and the interval so far at the publish tick. During the
+    /// warm-up nothing; at its end, what was timed in it is thrown away:
+    /// returns `true` then (once).
+    pub fn tick(&mut self, now: u64, timeline: &Mutex<Timeline>) -> bool {
+        if self.warming {
+            if now < self.origin {
+                return false;
+            }
+            self.warming = false;
+            self.rec.reset();
+            self.next_publish = now + self.publish_every;
+            return true;
+        }
+        let current = (now - self.origin) / self.interval_ns;
         if current != self.interval {
             self.publish(timeline, current);
             self.interval = current;
@@ -230,18 +249,29 @@ impl LoopRecording {
             self.publish(timeline, self.interval);
             self.next_publish = now + self.publish_every;
         }
+        false
     }
 
-    /// Publishes the rest: this loop records no more.
+    /// Publishes the rest (nothing if the warm-up is still on): this loop
+    /// records no more.
     pub fn finish(&mut self, timeline: &Mutex<Timeline>) {
+        if self.warming {
+            self.rec.reset();
+        }
         self.publish(timeline, u64::MAX);
     }
 
     /// When [`LoopRecording::tick`] next has something to do.
     pub fn next_due(&self) -> u64 {
+        if self.warming {
+            return self.origin;
+        }
         let next_interval = self.interval.saturating_add(1);
-        self.next_publish
-            .min(next_interval.saturating_mul(self.interval_ns))
+        self.next_publish.min(
+            next_interval
+                .saturating_mul(self.interval_ns)
+                .saturating_add(self.origin),
+        )
     }
 
     /// Adds what was recorded since the last call to the timeline, under

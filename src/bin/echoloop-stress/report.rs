@@ -69,6 +69,20 @@ pub struct Setup {
     pub fd_limit: Option<u64>,
     /// `--udp`: `--max-loss` in percent (0 unless given); `None` for TCP.
     pub max_loss: Option<f64>,
+    /// `--warmup`, if given.
+    pub warmup: Option<Duration>,
+}
+
+/// `--warmup`: what the warm-up did, shown apart from the measured run
+/// (see [`Counts::less_warmup`] for which counts start after it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Warmup {
+    /// Messages (`--udp`: datagrams) echoed and verified in it.
+    pub messages: u64,
+    /// Bytes echoed and verified in it.
+    pub bytes: u64,
+    /// Its errors ([`Counts::errors`]); they are in the run's counts too.
+    pub errors: u64,
 }
 
 /// The final report: setup, what was counted, and the histograms.
@@ -93,6 +107,8 @@ pub struct Report {
     pub interrupted: bool,
     /// How many runs this report adds up (1 for a run of its own).
     pub merged_runs: u64,
+    /// `--warmup`: what the warm-up did (its time is `setup.warmup`).
+    pub warmup: Option<Warmup>,
     /// The output files (`--hlog`, `--plot`) that could not be written,
     /// each `flag path: what failed`: any makes the exit status
     /// [`EXIT_OUTPUT`], whatever the verdict.
@@ -177,9 +193,10 @@ impl Report {
         (self.setup.mode.workload == Mode::Churn).then(|| self.counts.cycles as f64 / self.secs())
     }
 
-    /// Elapsed seconds, never zero.
+    /// Elapsed seconds after the warm-up, never zero.
     pub fn secs(&self) -> f64 {
-        self.elapsed.as_secs_f64().max(1e-9)
+        let warmup = self.setup.warmup.unwrap_or_default();
+        self.elapsed.saturating_sub(warmup).as_secs_f64().max(1e-9)
     }
 
     /// The human-readable report.
@@ -193,6 +210,7 @@ impl Report {
             self.text_traffic(&mut out);
             self.text_errors(&mut out);
         }
+        self.text_warmup(&mut out);
         let _ = match self.verdict() {
             None => writeln!(out, "result:       PASS"),
             Some(why) => writeln!(out, "result:       FAIL: {why}"),
@@ -304,6 +322,23 @@ impl Report {
         }
     }
 
+    /// `--warmup`: what it did, apart from the figures above.
+    fn text_warmup(&self, out: &mut String) {
+        let (Some(secs), Some(w)) = (self.setup.warmup, self.warmup) else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "warm-up:      {:.3} s before the figures above: {} {} echoed and verified \
+             ({:.2} MiB), {} error(s) (counted above too)",
+            secs.as_secs_f64(),
+            group(w.messages),
+            if self.setup.mode.udp() { "datagrams" } else { "messages" },
+            w.bytes as f64 / MIB,
+            group(w.errors),
+        );
+    }
+
     /// What a failure of this run means and what to do, if it says so
     /// plainly enough: connects failing for want of a local port.
     pub fn advice(&self) -> Option<String> {
@@ -402,6 +437,7 @@ mod tests {
                 max_failures: 0,
                 fd_limit: None,
                 max_loss: mode.udp().then_some(0.0),
+                warmup: None,
             },
             counts,
             samples: Samples::default(),
@@ -411,6 +447,7 @@ mod tests {
             started_unix: 0.0,
             interrupted: false,
             merged_runs: 1,
+            warmup: None,
             output_errors: Vec::new(),
         }
     }

@@ -20,7 +20,7 @@ use crate::intervals::{hlog_comments, Intervals};
 use crate::live::{show_status, Live};
 use crate::plan::{Plan, Transport};
 use crate::plot;
-use crate::report::{Report, Setup};
+use crate::report::{Report, Setup, Warmup};
 use crate::shared::{Outcome, Shared, WAKER};
 use crate::tcp::Tcp;
 use crate::udp::Udp;
@@ -78,6 +78,8 @@ struct Totals {
     samples: Samples,
     /// Whether Ctrl-C ended a loop.
     interrupted: bool,
+    /// `--warmup`: the counts when it ended.
+    warmup: Option<Counts>,
 }
 
 /// Runs the loops, shows the status line, prints the report; returns the
@@ -228,7 +230,9 @@ impl Outputs {
             for comment in hlog_comments(setup) {
                 builder.add_comment(&comment);
             }
-            let start = UNIX_EPOCH + Duration::from_secs_f64(w.started_unix);
+            // The log's time zero is the measurement's start (after --warmup).
+            let warmup = setup.warmup.unwrap_or_default();
+            let start = UNIX_EPOCH + Duration::from_secs_f64(w.started_unix) + warmup;
             builder
                 .with_start_time(start)
                 .with_base_time(start)
@@ -240,6 +244,8 @@ impl Outputs {
         }
         let running = w.handles.len();
         let udp = setup.mode.udp();
+        let warmup = setup.warmup.unwrap_or_default();
+        let phase = |at: Duration| (at < warmup).then(|| "warm-up (not counted)".to_string());
         show_status(
             w.done,
             running,
@@ -247,12 +253,14 @@ impl Outputs {
             w.shared,
             w.epoch,
             udp,
+            &phase,
             &mut || {
                 intervals.drain(w.shared, None, log.as_mut());
             },
         );
         let joined = join(w.handles);
-        let end_ns = u64::try_from(w.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let measured = w.epoch.elapsed().saturating_sub(setup.warmup.unwrap_or_default());
+        let end_ns = u64::try_from(measured.as_nanos()).unwrap_or(u64::MAX);
         intervals.drain(w.shared, Some(end_ns), log.as_mut());
         drop(log);
         if let Some((_, file)) = self.hlog.as_mut() {
@@ -353,6 +361,7 @@ fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
         counts: Counts::default(),
         samples: Samples::default(),
         interrupted: false,
+        warmup: None,
     };
     let mut crashed = false;
     for handle in handles {
@@ -361,6 +370,9 @@ fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
                 totals.counts.add(&outcome.counts);
                 totals.samples.add(&outcome.samples);
                 totals.interrupted |= outcome.interrupted;
+                if let Some(warm) = &outcome.warmup {
+                    totals.warmup.get_or_insert_with(Counts::default).add(warm);
+                }
             }
             Err(_) => crashed = true,
         }
@@ -383,6 +395,7 @@ fn make_setup(args: &Args, plan: &Plan, fd_limit: Option<u64>) -> Setup {
         max_failures: args.max_failures,
         fd_limit,
         max_loss: (plan.transport == Transport::Udp).then_some(plan.max_loss),
+        warmup: args.warmup,
     }
 }
 
@@ -401,9 +414,22 @@ fn assemble(
         .unwrap_or_else(PoisonError::into_inner)
         .total
         .clone();
+    let mode = setup.mode.workload;
+    let (counts, warmup) = match &totals.warmup {
+        Some(warm) => (
+            totals.counts.less_warmup(warm),
+            Some(Warmup {
+                messages: warm.messages,
+                bytes: warm.bytes,
+                errors: warm.errors(mode),
+            }),
+        ),
+        None => (totals.counts, None),
+    };
     Report {
         setup,
-        counts: totals.counts,
+        counts,
+        warmup,
         samples: totals.samples,
         rec,
         percentiles: args.percentiles.0.clone(),

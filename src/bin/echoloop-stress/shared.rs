@@ -53,6 +53,8 @@ impl Shared {
 pub struct Outcome {
     /// Its counts.
     pub counts: Counts,
+    /// `--warmup`: its counts when the warm-up ended.
+    pub warmup: Option<Counts>,
     /// The first error of each kind it saw.
     pub samples: Samples,
     /// Whether Ctrl-C ended it.

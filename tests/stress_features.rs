@@ -1,0 +1,140 @@
+//! End-to-end tests of what `echoloop-stress` offers beyond a plain echo
+//! run: the warm-up (`--warmup`), stages of load (`--stages`), servers
+//! that answer without echoing (`--send`, `--expect`, `--expect-bytes`)
+//! and UDP jitter.
+//!
+//! Each test runs the real binary against a small server written here,
+//! thread per connection, on 127.0.0.1 port 0; every run is bounded and
+//! every wait on the child has a timeout.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+pub mod support;
+
+use support::StressArgs;
+
+/// Longest any run may take before the test kills it and fails.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Starts a thread-per-connection TCP server on 127.0.0.1:0 that hands
+/// each connection to `serve`; its threads are detached.
+fn tcp_server(serve: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
+/// RFC 862: every byte back, until the client closes.
+fn echo(mut stream: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Echoes, but flips one bit of stream byte 100 of each connection.
+fn echo_flipping_byte_100(mut stream: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut at = 0u64;
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            return;
+        }
+        if (at..at + n as u64).contains(&100) {
+            buf[(100 - at) as usize] ^= 0x10;
+        }
+        at += n as u64;
+        if stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Proves the warm-up runs and verifies traffic but keeps it out of the
+/// figures: its messages are reported apart, the measured messages are
+/// exactly the round trips in the latency histogram (none of the
+/// warm-up's), the throughput's time is the measured window only, and
+/// the run as a whole lasted warm-up plus duration.
+#[test]
+fn warmup_is_verified_but_not_counted() {
+    let addr = tcp_server(echo);
+    let run = StressArgs::to(addr)
+        .json()
+        .conns(4)
+        .size(64)
+        .flag("--warmup", 0.6)
+        .secs(0.6)
+        .run(RUN_LIMIT);
+    run.assert_exit(0);
+    run.assert_report_mirrored();
+    let report = run.report();
+    let warmup = report.warmup.as_ref().expect("a warm-up section");
+    assert!(warmup.messages > 0, "{}", run.describe());
+    assert_eq!(warmup.errors, 0);
+    assert_eq!(warmup.bytes, warmup.messages * 64);
+    assert_eq!(report.warmup_secs, Some(0.6));
+    assert!(report.messages > 0);
+    assert_eq!(report.bytes, report.messages * 64);
+    assert_eq!(report.latency().count, report.messages, "{}", run.describe());
+    let measured = report.elapsed_secs.expect("elapsed");
+    let whole = report.ended_unix - report.started_unix;
+    assert!(whole >= 1.2 - 0.01, "the run lasted {whole} s");
+    assert!(
+        (whole - measured - 0.6).abs() < 0.05,
+        "measured {measured} s of {whole} s"
+    );
+}
+
+/// Proves an error during the warm-up still fails the run: a server that
+/// corrupts byte 100 of every connection is caught within the warm-up,
+/// the run fails (exit 1) with the verification errors, the warm-up
+/// section counts them, and the text report shows the warm-up line.
+#[test]
+fn error_during_warmup_fails_the_run() {
+    let addr = tcp_server(echo_flipping_byte_100);
+    let base = StressArgs::to(addr)
+        .conns(2)
+        .size(64)
+        .flag("--warmup", 5)
+        .secs(0.5);
+    let run = base.clone().json().run(RUN_LIMIT);
+    run.assert_exit(1);
+    let report = run.report();
+    assert_eq!(report.verification_errors, 2, "{}", run.describe());
+    assert_eq!(report.warmup.as_ref().expect("warm-up").errors, 2);
+    let text = base.run(RUN_LIMIT);
+    text.assert_exit(1);
+    assert!(
+        text.stdout.contains("warm-up:") && text.stdout.contains("2 error(s)"),
+        "{}",
+        text.describe()
+    );
+}
+
+/// Proves `--warmup` is refused, in one line with exit status 2, where it
+/// has no meaning: before a run counted by `--messages` or an idle hold.
+#[test]
+fn warmup_refused_where_it_does_not_apply() {
+    for extra in [["--messages", "10"], ["--mode", "idle"]] {
+        let run = StressArgs::new()
+            .flag("--warmup", 1)
+            .args(extra)
+            .run(RUN_LIMIT);
+        run.assert_exit(2);
+        let err = run.stderr_text();
+        assert!(
+            err.contains("--warmup") && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+}
