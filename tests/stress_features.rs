@@ -9,6 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -135,6 +136,93 @@ fn warmup_refused_where_it_does_not_apply() {
         assert!(
             err.contains("--warmup") && err.trim().lines().count() == 1,
             "{err}"
+        );
+    }
+}
+
+/// Connections the counting echo server holds open now, and the most it
+/// ever held at once (one test uses it).
+static OPEN_NOW: AtomicUsize = AtomicUsize::new(0);
+static OPEN_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Echoes, keeping [`OPEN_NOW`] and [`OPEN_PEAK`].
+fn echo_counting(stream: TcpStream) {
+    let now = OPEN_NOW.fetch_add(1, Ordering::SeqCst) + 1;
+    OPEN_PEAK.fetch_max(now, Ordering::SeqCst);
+    echo(stream);
+    OPEN_NOW.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Proves `--stages` ramps the connections and reports each stage: up
+/// from none to 4, on to 8, down to none, the server never sees more than
+/// the largest count (8) at once and sees it reached, no connection is
+/// made twice on a ramp that never comes back up, and the JSON has one
+/// entry per stage whose messages and round trips add up to the run's.
+#[test]
+fn stages_ramp_connections_and_report_each() {
+    let addr = tcp_server(echo_counting);
+    let run = StressArgs::to(addr)
+        .json()
+        .size(64)
+        .flag("--stages", "0.4s:4,0.4s:8,0.4s:0")
+        .run(RUN_LIMIT);
+    run.assert_exit(0);
+    run.assert_report_mirrored();
+    let report = run.report();
+    assert_eq!(report.connections, 8);
+    assert_eq!(report.connections_attempted, 8, "{}", run.describe());
+    assert_eq!(OPEN_PEAK.load(Ordering::SeqCst), 8);
+    let stages = report.stages.as_ref().expect("stages");
+    let ramps: Vec<(u64, u64)> = stages
+        .iter()
+        .map(|s| (s.connections_from, s.connections_to))
+        .collect();
+    assert_eq!(ramps, [(0, 4), (4, 8), (8, 0)]);
+    assert!(stages.iter().all(|s| s.messages > 0 && s.secs == 0.4));
+    let sum: u64 = stages.iter().map(|s| s.messages).sum();
+    assert_eq!(sum, report.messages);
+    let timed: u64 = stages
+        .iter()
+        .map(|s| s.latency_us.as_ref().map_or(0, |l| l.count))
+        .sum();
+    assert_eq!(timed, report.latency().count);
+}
+
+/// Proves a connection that falls out of the stages' count is closed and
+/// a new one made when the count comes back: 6 connections, down to
+/// none, up to 6 again, is 12 connects, none a failure (one begun as
+/// the run ends is cut, neither established nor failed).
+#[test]
+fn stages_reopen_connections_after_a_ramp_down() {
+    let addr = tcp_server(echo);
+    let run = StressArgs::to(addr)
+        .json()
+        .size(64)
+        .flag("--stages", "0.3s:6,0.3s:0,0.3s:6")
+        .run(RUN_LIMIT);
+    run.assert_exit(0);
+    let report = run.report();
+    assert_eq!(report.connections_attempted, 12, "{}", run.describe());
+    assert!(report.connections_established >= 11);
+    assert_eq!(report.failures, 0);
+    assert_eq!(report.connections_never_attempted, 0);
+}
+
+/// Proves `--stages` with `--duration`, and a stage of bad syntax, are
+/// each one line and exit status 2.
+#[test]
+fn stages_refused_with_duration_or_bad_syntax() {
+    for (args, says) in [
+        (["--stages", "1s:10", "--duration", "5"].as_slice(), "--duration"),
+        (["--stages", "1s:10,2s"].as_slice(), "stage 2"),
+        (["--stages", "1s:10", "--connections", "5"].as_slice(), "--connections"),
+    ] {
+        let run = StressArgs::new().args(args).run(RUN_LIMIT);
+        run.assert_exit(2);
+        let err = run.stderr_text();
+        assert!(
+            err.contains(says) && err.trim().lines().count() == 1,
+            "{args:?}: {err}"
         );
     }
 }

@@ -78,6 +78,21 @@ pub struct Report {
     pub ended_unix: f64,
     pub merged_runs: u64,
     pub histograms: Histograms,
+    /// `--stages` runs only: what each stage did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<Stage>>,
+}
+
+/// One stage of a `--stages` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stage {
+    pub secs: f64,
+    pub connections_from: u64,
+    pub connections_to: u64,
+    pub messages: u64,
+    pub msgs_per_sec: Option<f64>,
+    pub latency_us: Option<Summary>,
+    pub histogram: Option<String>,
 }
 
 /// `--warmup`: what the warm-up did.

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use echoloop::units::{Bounds, MAX_DURATION};
 use serde::{Deserialize, Serialize};
 
+use crate::stages::Stages;
+
 /// What the connections do once they are up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,6 +80,17 @@ pub struct Args {
     /// to hold the connections). Default: 10, unless --messages is given.
     #[arg(short = 'd', long, value_parser = parse_secs, conflicts_with = "messages")]
     pub duration: Option<Duration>,
+
+    /// Load that ramps: stages LENGTH:CONNECTIONS, comma-separated; the
+    /// number of active connections moves linearly through each stage,
+    /// from where the one before ended (the first from 0). Closed loop: N
+    /// connections each with --pipeline in flight; open loop: N × --rate
+    /// messages per second. A connection above the count closes once its
+    /// echoes are in; a new one opens when the count rises again. The run
+    /// lasts the stages' total (so not with --duration); the status line
+    /// and the report show each stage. Example: `--stages 10s:100,30s:1000,10s:0`.
+    #[arg(long, value_name = "LENGTH:CONNECTIONS,...", value_parser = crate::stages::parse, conflicts_with = "connections")]
+    pub stages: Option<Stages>,
 
     /// Seconds of traffic before the measurement starts, on top of
     /// --duration: every echo is verified from the first, but the counts

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::counts::{Counts, Samples, UdpCounts, UdpSamples};
 use crate::plan::Kind;
 use crate::record::{new_histogram, PerSeries, Recorder, Series};
-use crate::report::{at_percentile, percentile_key, us, Report, Warmup};
+use crate::report::{at_percentile, percentile_key, us, Report, StageFigures, Warmup};
 
 /// A histogram's percentiles in microseconds: `{"p50": 12.3, …, "max": …,
 /// "mean": …, "count": n}`.
@@ -158,6 +158,44 @@ pub struct JsonReport {
     /// Every series' histogram in full (base64 of V2-deflate), by tag;
     /// `null` for a series not recorded.
     pub histograms: Histograms,
+    /// `--stages`: what each stage did, in order; absent without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageJson>>,
+}
+
+/// One stage of a `--stages` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageJson {
+    /// Its length.
+    pub secs: f64,
+    /// The active connections it ramps from.
+    pub connections_from: u64,
+    /// The active connections it ramps to.
+    pub connections_to: u64,
+    /// Messages echoed and verified in it.
+    pub messages: u64,
+    /// Messages per second over it.
+    pub msgs_per_sec: Option<f64>,
+    /// Its round-trip percentiles (µs), `null` with no samples.
+    #[serde(skip_deserializing)]
+    pub latency_us: Option<Summary>,
+    /// Its round trips in full (base64 of V2-deflate), for `merge`.
+    pub histogram: Option<String>,
+}
+
+impl StageJson {
+    /// The JSON form of one stage's figures.
+    fn of(s: &StageFigures, percentiles: &[f64]) -> Self {
+        StageJson {
+            secs: s.stage.length.as_secs_f64(),
+            connections_from: s.from,
+            connections_to: s.stage.target,
+            messages: s.messages,
+            msgs_per_sec: rounded(s.msgs_per_sec()),
+            latency_us: Summary::of(&s.rtt, percentiles),
+            histogram: encode(&s.rtt).ok(),
+        }
+    }
 }
 
 /// The datagram counts of a `--udp` report, at the top level of the
@@ -287,6 +325,8 @@ impl JsonReport {
             ended_unix: report.started_unix + report.elapsed.as_secs_f64(),
             merged_runs: report.merged_runs,
             histograms: encode_all(&report.rec, &report.setup.series()),
+            stages: (!report.stages.is_empty())
+                .then(|| report.stages.iter().map(|s| StageJson::of(s, pcts)).collect()),
         }
     }
 }

@@ -89,6 +89,7 @@ mod record;
 mod report;
 mod run;
 mod shared;
+mod stages;
 mod tcp;
 mod udp;
 #[path = "../common/usage.rs"]

@@ -13,6 +13,7 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cli::{Args, Mode, SourceAddrs, DEFAULT_DURATION};
 use crate::payload::Payload;
+use crate::stages::Stages;
 use crate::udp::datagram::window;
 
 /// Most `sent_at` timestamps (connections × pipeline) we allocate: 128 MiB.
@@ -119,6 +120,9 @@ pub struct Plan {
     pub messages: Option<u64>,
     /// Load and churn: end of a timed run, in ns since the epoch.
     pub deadline: Option<u64>,
+    /// `--stages`: the active connections over time (`None`: all of them
+    /// throughout).
+    pub stages: Option<Stages>,
     /// `--warmup`: when the measurement starts, in ns since the epoch (0:
     /// from the start). The deadline comes this much later.
     pub warmup_ns: u64,
@@ -193,12 +197,13 @@ impl Plan {
         };
         let duration = args.run_length();
         let warmup_ns = args.warmup.map_or(0, nanos);
+        let connections = args.stages.as_ref().map_or(args.connections, Stages::max);
         Ok(Plan {
             addr,
             transport,
             workload: args.mode,
-            connections: args.connections,
-            threads: args.threads.min(args.connections),
+            connections,
+            threads: args.threads.min(connections),
             message_size: args.message_size,
             pipeline: args.pipeline,
             messages: args.messages,
@@ -207,6 +212,7 @@ impl Plan {
                 Mode::Load | Mode::Churn => duration.map(|d| nanos(d).saturating_add(warmup_ns)),
             },
             warmup_ns,
+            stages: args.stages.clone(),
             hold_ns: duration.map_or(0, nanos),
             rate_interval_ns: args.rate.map(interval_ns),
             connect_interval_ns: args.connect_rate.map(interval_ns),
@@ -280,6 +286,9 @@ fn check(args: &Args, addr: SocketAddr) -> Result<(), String> {
             args.mode.name()
         ));
     }
+    if args.stages.is_some() {
+        check_stages(args)?;
+    }
     if args.warmup.is_some() && (args.mode == Mode::Idle || args.messages.is_some()) {
         return Err(
             "--warmup precedes a timed run of --mode load or churn (--duration); \
@@ -310,6 +319,25 @@ fn check(args: &Args, addr: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
+/// What `--stages` cannot go with: it sets the run's length and its
+/// connections, for the load workload over TCP.
+fn check_stages(args: &Args) -> Result<(), String> {
+    let clash = if args.duration.is_some() {
+        "--duration (the stages set the run's length)"
+    } else if args.messages.is_some() {
+        "--messages (the stages set the run's length)"
+    } else if args.mode != Mode::Load {
+        "--mode idle or churn (stages ramp the load workload)"
+    } else if args.udp {
+        "--udp (stages ramp TCP connections)"
+    } else if args.warmup.is_some() {
+        "--warmup (make the first stage the warm-up)"
+    } else {
+        return Ok(());
+    };
+    Err(format!("--stages does not go with {clash}"))
+}
+
 /// The combinations `--udp` adds; returns the entries of each socket's
 /// record of recent datagrams.
 fn check_udp(args: &Args, addr: SocketAddr) -> Result<usize, String> {
@@ -338,6 +366,9 @@ impl Args {
     /// The run length (idle mode: the hold), or `None` for a run counted by
     /// `--messages`.
     pub fn run_length(&self) -> Option<Duration> {
+        if let Some(stages) = &self.stages {
+            return stages.total();
+        }
         match (self.duration, self.messages) {
             (Some(d), _) => Some(d),
             (None, Some(_)) => None,

@@ -129,6 +129,8 @@ pub struct Timeline {
     keep_intervals: bool,
     /// Per loop: the interval it records into now; `u64::MAX` once it ended.
     progress: Vec<u64>,
+    /// `--stages`: the round trips of each stage (empty without).
+    pub stages: Vec<Histogram<u64>>,
 }
 
 impl Timeline {
@@ -139,7 +141,13 @@ impl Timeline {
             pending: BTreeMap::new(),
             keep_intervals: true,
             progress: vec![0; loops],
+            stages: Vec::new(),
         }
+    }
+
+    /// `--stages`: keeps the round trips of each of `count` stages apart.
+    pub fn keep_stages(&mut self, count: usize) {
+        self.stages = (0..count).map(|_| new_histogram()).collect();
     }
 
     /// Whether to keep each interval for [`Timeline::take_complete`]
@@ -148,12 +156,16 @@ impl Timeline {
         self.keep_intervals = keep;
     }
 
-    /// Adds loop `id`'s recordings of interval `interval` (and empties
-    /// them); the loop now records into interval `next` (`u64::MAX`: it
-    /// ended).
-    pub fn publish(&mut self, id: usize, interval: u64, rec: &mut Recorder, next: u64) {
+    /// Adds loop `id`'s recordings of interval `interval` and stage
+    /// `stage` (and empties them); the loop now records into interval
+    /// `next` (`u64::MAX`: it ended).
+    pub fn publish(&mut self, id: usize, at: (u64, usize), rec: &mut Recorder, next: u64) {
+        let (interval, stage) = at;
         if !rec.is_empty() {
             self.total.add(rec);
+            if let Some(h) = self.stages.get_mut(stage) {
+                let _ = h.add(rec.get(Series::Rtt));
+            }
             if self.keep_intervals {
                 self.pending
                     .entry(interval)
@@ -204,6 +216,8 @@ pub struct LoopRecording {
     publish_every: u64,
     /// What was timed since the last publish, all in `interval`.
     rec: Recorder,
+    /// `--stages`: the stage being recorded into (0 without).
+    stage: usize,
 }
 
 impl LoopRecording {
@@ -218,6 +232,7 @@ impl LoopRecording {
             next_publish: publish_every,
             publish_every,
             rec: Recorder::new(),
+            stage: 0,
         }
     }
 
@@ -252,6 +267,13 @@ impl LoopRecording {
         false
     }
 
+    /// `--stages`: publishes what belongs to the stage that ended; what
+    /// is timed from now on belongs to `stage`.
+    pub fn begin_stage(&mut self, stage: usize, timeline: &Mutex<Timeline>) {
+        self.publish(timeline, self.interval);
+        self.stage = stage;
+    }
+
     /// Publishes the rest (nothing if the warm-up is still on): this loop
     /// records no more.
     pub fn finish(&mut self, timeline: &Mutex<Timeline>) {
@@ -278,7 +300,7 @@ impl LoopRecording {
     /// the current interval; from now on records go into interval `next`.
     fn publish(&mut self, timeline: &Mutex<Timeline>, next: u64) {
         let mut timeline = timeline.lock().unwrap_or_else(PoisonError::into_inner);
-        timeline.publish(self.id, self.interval, &mut self.rec, next);
+        timeline.publish(self.id, (self.interval, self.stage), &mut self.rec, next);
     }
 }
 
@@ -296,7 +318,7 @@ mod tests {
             let mut rec = Recorder::new();
             for interval in 0..3 {
                 rec.record(Series::Rtt, 1_000);
-                timeline.publish(0, interval, &mut rec, interval + 1);
+                timeline.publish(0, (interval, 0), &mut rec, interval + 1);
             }
             assert_eq!(timeline.total.get(Series::Rtt).len(), 3);
             assert_eq!(timeline.take_complete(true).len(), if keep { 3 } else { 0 });

@@ -11,6 +11,7 @@ use crate::conn::FailReason;
 use crate::counts::{Counts, Samples};
 use crate::plan::Kind;
 use crate::record::{Recorder, Series};
+use crate::stages::{Stage, Stages};
 
 /// Bytes in a mebibyte.
 pub const MIB: f64 = 1024.0 * 1024.0;
@@ -71,6 +72,41 @@ pub struct Setup {
     pub max_loss: Option<f64>,
     /// `--warmup`, if given.
     pub warmup: Option<Duration>,
+    /// `--stages`, if given.
+    pub stages: Option<Stages>,
+}
+
+/// `--stages`: what one stage did.
+#[derive(Debug, Clone)]
+pub struct StageFigures {
+    /// Its length and the count it ramps to.
+    pub stage: Stage,
+    /// The count it ramps from.
+    pub from: u64,
+    /// Messages echoed and verified in it.
+    pub messages: u64,
+    /// Its round trips, in ns.
+    pub rtt: Histogram<u64>,
+}
+
+impl StageFigures {
+    /// Each stage of `stages` with nothing counted yet.
+    pub fn empty(stages: &Stages) -> Vec<StageFigures> {
+        stages
+            .spans()
+            .map(|(_, _, from, stage)| StageFigures {
+                stage: *stage,
+                from,
+                messages: 0,
+                rtt: crate::record::new_histogram(),
+            })
+            .collect()
+    }
+
+    /// Messages per second over the stage.
+    pub fn msgs_per_sec(&self) -> f64 {
+        self.messages as f64 / self.stage.length.as_secs_f64().max(1e-9)
+    }
 }
 
 /// `--warmup`: what the warm-up did, shown apart from the measured run
@@ -109,6 +145,8 @@ pub struct Report {
     pub merged_runs: u64,
     /// `--warmup`: what the warm-up did (its time is `setup.warmup`).
     pub warmup: Option<Warmup>,
+    /// `--stages`: what each stage did (empty without).
+    pub stages: Vec<StageFigures>,
     /// The output files (`--hlog`, `--plot`) that could not be written,
     /// each `flag path: what failed`: any makes the exit status
     /// [`EXIT_OUTPUT`], whatever the verdict.
@@ -211,6 +249,7 @@ impl Report {
             self.text_errors(&mut out);
         }
         self.text_warmup(&mut out);
+        self.text_stages(&mut out);
         let _ = match self.verdict() {
             None => writeln!(out, "result:       PASS"),
             Some(why) => writeln!(out, "result:       FAIL: {why}"),
@@ -339,6 +378,23 @@ impl Report {
         );
     }
 
+    /// `--stages`: a line per stage.
+    fn text_stages(&self, out: &mut String) {
+        for (n, s) in self.stages.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "stage {:<7}{:.3} s, {} -> {} connections: {} messages = {} msg/s, latency {}",
+                format!("{}:", n + 1),
+                s.stage.length.as_secs_f64(),
+                group(s.from),
+                group(s.stage.target),
+                group(s.messages),
+                group(s.msgs_per_sec().round() as u64),
+                percentiles_text(&s.rtt, &self.percentiles),
+            );
+        }
+    }
+
     /// What a failure of this run means and what to do, if it says so
     /// plainly enough: connects failing for want of a local port.
     pub fn advice(&self) -> Option<String> {
@@ -438,6 +494,7 @@ mod tests {
                 fd_limit: None,
                 max_loss: mode.udp().then_some(0.0),
                 warmup: None,
+                stages: None,
             },
             counts,
             samples: Samples::default(),
@@ -448,6 +505,7 @@ mod tests {
             interrupted: false,
             merged_runs: 1,
             warmup: None,
+            stages: Vec::new(),
             output_errors: Vec::new(),
         }
     }

@@ -20,7 +20,7 @@ use crate::intervals::{hlog_comments, Intervals};
 use crate::live::{show_status, Live};
 use crate::plan::{Plan, Transport};
 use crate::plot;
-use crate::report::{Report, Setup, Warmup};
+use crate::report::{Report, Setup, StageFigures, Warmup};
 use crate::shared::{Outcome, Shared, WAKER};
 use crate::tcp::Tcp;
 use crate::udp::Udp;
@@ -80,6 +80,8 @@ struct Totals {
     interrupted: bool,
     /// `--warmup`: the counts when it ended.
     warmup: Option<Counts>,
+    /// `--stages`: messages echoed in each stage.
+    stages: Vec<u64>,
 }
 
 /// Runs the loops, shows the status line, prints the report; returns the
@@ -102,6 +104,10 @@ pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .keep_intervals(keep_intervals);
+    if let Some(stages) = &plan.stages {
+        let mut timeline = shared.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+        timeline.keep_stages(stages.0.len());
+    }
     let (epoch, started_unix) = (Instant::now(), unix_now());
     let loops = match make_loops(&plan, &shared, epoch) {
         Ok(loops) => loops,
@@ -245,7 +251,7 @@ impl Outputs {
         let running = w.handles.len();
         let udp = setup.mode.udp();
         let warmup = setup.warmup.unwrap_or_default();
-        let phase = |at: Duration| (at < warmup).then(|| "warm-up (not counted)".to_string());
+        let phase = |at: Duration| phase_at(setup, warmup, at);
         show_status(
             w.done,
             running,
@@ -362,6 +368,7 @@ fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
         samples: Samples::default(),
         interrupted: false,
         warmup: None,
+        stages: Vec::new(),
     };
     let mut crashed = false;
     for handle in handles {
@@ -370,6 +377,10 @@ fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
                 totals.counts.add(&outcome.counts);
                 totals.samples.add(&outcome.samples);
                 totals.interrupted |= outcome.interrupted;
+                totals.stages.resize(outcome.stages.len(), 0);
+                for (total, n) in totals.stages.iter_mut().zip(&outcome.stages) {
+                    *total += n;
+                }
                 if let Some(warm) = &outcome.warmup {
                     totals.warmup.get_or_insert_with(Counts::default).add(warm);
                 }
@@ -396,6 +407,7 @@ fn make_setup(args: &Args, plan: &Plan, fd_limit: Option<u64>) -> Setup {
         fd_limit,
         max_loss: (plan.transport == Transport::Udp).then_some(plan.max_loss),
         warmup: args.warmup,
+        stages: plan.stages.clone(),
     }
 }
 
@@ -408,12 +420,14 @@ fn assemble(
     elapsed: Duration,
     started_unix: f64,
 ) -> Report {
-    let rec = shared
-        .timeline
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .total
-        .clone();
+    let timeline = shared.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+    let rec = timeline.total.clone();
+    let mut stages = setup.stages.as_ref().map_or_else(Vec::new, StageFigures::empty);
+    for ((figures, messages), rtt) in stages.iter_mut().zip(&totals.stages).zip(&timeline.stages) {
+        figures.messages = *messages;
+        figures.rtt.clone_from(rtt);
+    }
+    drop(timeline);
     let mode = setup.mode.workload;
     let (counts, warmup) = match &totals.warmup {
         Some(warm) => (
@@ -430,6 +444,7 @@ fn assemble(
         setup,
         counts,
         warmup,
+        stages,
         samples: totals.samples,
         rec,
         percentiles: args.percentiles.0.clone(),
@@ -450,4 +465,20 @@ fn print(args: &Args, report: &Report) -> bool {
         report.text()
     };
     crate::output::to_stdout("echoloop-stress", format!("{text}\n").as_bytes())
+}
+
+/// What the status line says the run is doing `at` its start: in the
+/// warm-up, or in which stage with how many connections active.
+fn phase_at(setup: &Setup, warmup: Duration, at: Duration) -> Option<String> {
+    if at < warmup {
+        return Some("warm-up (not counted)".into());
+    }
+    let stages = setup.stages.as_ref()?;
+    let ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+    Some(format!(
+        "stage {}/{}: {} connections active",
+        stages.index_at(ns) + 1,
+        stages.0.len(),
+        crate::report::group(stages.target_at(ns))
+    ))
 }

@@ -123,7 +123,13 @@ impl Tcp {
         if slot.done >= slot.quota || (draining && slot.outstanding() == 0) {
             return self.end(core, s, End::Done);
         }
-        if self.sending(core) {
+        if core.plan.stages.is_some() && !core.active(s) {
+            // Out of the stages' count: no new message; closed once the
+            // last echo is in (and reopened when the count comes back).
+            if slot.outstanding() == 0 {
+                return self.end(core, s, End::Done);
+            }
+        } else if self.sending(core) {
             self.issue(core, s);
         }
         let pending = match self.flush(core, s) {
