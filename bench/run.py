@@ -72,8 +72,12 @@ class Servers:
             # --udp-rate 0: the load comes from one host, and the default
             # per-source limit (1,000/s) would drop most of it.
             echoloop_udp = [REL / "echoloop", "--udp", "--udp-rate", "0", "--listen", ANY_PORT]
-            self.udp = [Server("echoloop", echoloop_udp)] + (
-                [udp_ref] if udp_ref else [])
+            # The C loop twice: with the system's socket buffers, and with
+            # echoloop's (4 MiB, UDP_BUFFER in src/server.rs), so the page
+            # compares the technique, not the buffer size.
+            equal = [Server(f"{udp_ref.name} --buffers 4 MiB", [udp_ref.argv[0], "--buffers", str(4 << 20), ANY_PORT])
+                     ] if udp_ref and not args.udp_reference else []
+            self.udp = [Server("echoloop", echoloop_udp)] + ([udp_ref] if udp_ref else []) + equal
         if results["settings"]["references"]:
             ctx.say()  # after the reference lines
 

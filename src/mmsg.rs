@@ -17,6 +17,17 @@
 //!   loopback, at the receiving socket. The receiver sees the same separate
 //!   datagrams it would have seen one by one.
 //!
+//! - **UDP receive offload** (`UDP_GRO`, [`enable_gro`]): the other way
+//!   round. A socket that asks for it may be handed a *train* — datagrams
+//!   of one source, one after the other, as one buffer with the segment
+//!   size in a control message ([`Received::segment_size`]) — instead of
+//!   the datagrams one by one: the datagrams of a GSO message that loopback
+//!   never cut, or those a NIC's GRO joined. The kernel's rule defines a
+//!   train: every segment has the segment size but the last, which may be
+//!   shorter (a datagram shorter than the segment size ends a train). So
+//!   the boundaries are known exactly, and such a train can go back as one
+//!   GSO message with the same segment size: each datagram as it came.
+//!
 //! GSO came in Linux 4.18, and a kernel without it does not refuse the
 //! control message — it ignores it, and would send a message as *one*
 //! datagram. So it is used only where [`gso_supported`] says the kernel
@@ -26,6 +37,8 @@
 //! a device cannot checksum (`EIO`); [`gso_refused`] names those errors, and
 //! the caller sends that message's datagrams one per message instead.
 //! [`gso_capacity`] says how many datagrams of a size may share a message.
+//! GRO came in Linux 5.0; where the kernel lacks it, [`enable_gro`] says so
+//! and the socket receives datagrams one by one, as before.
 //!
 //! Everything here works on a socket the caller lends ([`AsFd`]: a
 //! descriptor that stays open for the call) and caller-owned memory; the
@@ -34,6 +47,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::OnceLock;
 
@@ -54,17 +68,25 @@ const HEADERS: usize = 48;
 /// cut, so its UDP payload stays under 64 KiB with IPv6's headers.
 pub const GSO_MAX_BYTES: usize = 65_000;
 
-/// The memory of one `recvmmsg`: a buffer and a source address per datagram.
+/// The memory of one `recvmmsg`: a buffer, a source address and control
+/// space per message. A message is one datagram, or on a socket with
+/// [`enable_gro`] a train of them ([`Received::segments`]).
 pub struct Received {
     /// [`BATCH`] buffers of [`DATAGRAM_MAX`] bytes, one after the other:
-    /// 2 MiB, touched only as datagrams fill them.
+    /// 2 MiB, touched only as datagrams fill them. A train is at most one
+    /// IP packet's worth, so it fits one buffer whole.
     bufs: Vec<u8>,
-    /// Each datagram's source address, as the kernel wrote it.
+    /// Each message's source address, as the kernel wrote it.
     addrs: Vec<libc::sockaddr_storage>,
     /// Each source address's length.
     addr_lens: [libc::socklen_t; BATCH],
-    /// Each datagram's length.
+    /// Each message's length (a train's: all its datagrams').
     lens: [usize; BATCH],
+    /// Each message's control space, where the kernel says a train's
+    /// segment size.
+    controls: [ControlSpace; BATCH],
+    /// Each message's segment size: a train's, else its length.
+    segment_sizes: [usize; BATCH],
 }
 
 impl std::fmt::Debug for Received {
@@ -90,11 +112,14 @@ impl Received {
             addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
             addr_lens: [0; BATCH],
             lens: [0; BATCH],
+            controls: [ControlSpace::default(); BATCH],
+            segment_sizes: [0; BATCH],
         }
     }
 
-    /// One `recvmmsg` on `socket`: how many datagrams arrived (at least 1),
-    /// or the error (`WouldBlock` when there were none).
+    /// One `recvmmsg` on `socket`: how many messages arrived (at least 1),
+    /// or the error (`WouldBlock` when there were none). Without
+    /// [`enable_gro`] each message is one datagram.
     pub fn receive(&mut self, socket: impl AsFd) -> io::Result<usize> {
         // SAFETY: zeroed iovec and mmsghdr are valid (null pointers, 0 lengths).
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
@@ -102,7 +127,7 @@ impl Received {
         // One pointer into each vector, offset per datagram: indexing the
         // vectors again would re-borrow them and void the pointers taken.
         let (bufs, addrs) = (self.bufs.as_mut_ptr(), self.addrs.as_mut_ptr());
-        let iovs = iov.as_mut_ptr();
+        let (iovs, controls) = (iov.as_mut_ptr(), self.controls.as_mut_ptr());
         for (k, hdr) in hdrs.iter_mut().enumerate() {
             // SAFETY: k < BATCH: within the arrays and the BATCH buffers.
             unsafe {
@@ -111,9 +136,11 @@ impl Received {
                 v.iov_len = DATAGRAM_MAX;
                 hdr.msg_hdr.msg_iov = iovs.add(k);
                 hdr.msg_hdr.msg_name = addrs.add(k).cast();
+                hdr.msg_hdr.msg_control = controls.add(k).cast();
             }
             hdr.msg_hdr.msg_iovlen = 1;
             hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
+            hdr.msg_hdr.msg_controllen = std::mem::size_of::<ControlSpace>() as _;
         }
         // SAFETY: BATCH headers, each pointing at its own live iovec, buffer
         // and address storage of the lengths given; all outlive the call.
@@ -133,21 +160,35 @@ impl Received {
         for (k, hdr) in hdrs.iter().take(n).enumerate() {
             self.lens[k] = hdr.msg_len as usize;
             self.addr_lens[k] = hdr.msg_hdr.msg_namelen;
+            self.segment_sizes[k] = gro_segment_size(&hdr.msg_hdr).unwrap_or(self.lens[k]);
         }
         Ok(n)
     }
 
-    /// Datagram `k`'s length.
+    /// Message `k`'s length (a train's: all its datagrams').
     pub fn len(&self, k: usize) -> usize {
         self.lens[k]
     }
 
-    /// Datagram `k`'s bytes.
+    /// Message `k`'s bytes (a train's: its datagrams one after the other).
     pub fn data(&self, k: usize) -> &[u8] {
         &self.bufs[k * DATAGRAM_MAX..k * DATAGRAM_MAX + self.lens[k]]
     }
 
-    /// Datagram `k`'s source (`None` if not an IP address).
+    /// Message `k`'s segment size: each of its datagrams has this many
+    /// bytes but the last, which may have fewer. A message that is not a
+    /// train is one datagram: its length.
+    pub fn segment_size(&self, k: usize) -> usize {
+        self.segment_sizes[k]
+    }
+
+    /// How many datagrams message `k` holds: 1 unless it is a train (an
+    /// empty datagram is one too).
+    pub fn segments(&self, k: usize) -> usize {
+        segments(self.lens[k], self.segment_sizes[k])
+    }
+
+    /// Message `k`'s source (`None` if not an IP address).
     pub fn source(&self, k: usize) -> Option<SocketAddr> {
         let mut storage = socket2::SockAddrStorage::zeroed();
         // SAFETY: sockaddr_storage is a sockaddr type of this platform, and
@@ -159,36 +200,43 @@ impl Received {
         addr.as_socket()
     }
 
-    /// Points `iovs[i]` at datagram `order[i]`'s bytes, for each `i`, to
-    /// send them back as received; returns each one's source address (name
-    /// and length) for the replies' headers.
+    /// Points `iovs[i]` at the bytes `pieces[i]` names (a message and a
+    /// range of its bytes), for each `i`, to send them back as received;
+    /// writes each one's source address (name and length) into `names[i]`
+    /// for the replies' headers.
     pub(crate) fn replies(
         &mut self,
-        order: &[usize],
+        pieces: &[(usize, Range<usize>)],
         iovs: &mut [libc::iovec],
-    ) -> [(*mut libc::c_void, libc::socklen_t); BATCH] {
+        names: &mut [(*mut libc::c_void, libc::socklen_t)],
+    ) {
         assert!(
-            order.len() <= iovs.len(),
-            "{} datagrams, {} iovecs",
-            order.len(),
-            iovs.len()
+            pieces.len() <= iovs.len() && pieces.len() <= names.len(),
+            "{} pieces, {} iovecs, {} names",
+            pieces.len(),
+            iovs.len(),
+            names.len()
         );
-        let mut names = [(std::ptr::null_mut(), 0); BATCH];
         // As in `receive`: one pointer into each vector.
         let (bufs, addrs) = (self.bufs.as_mut_ptr(), self.addrs.as_mut_ptr());
-        for ((&k, iov), name) in order.iter().zip(iovs).zip(&mut names) {
-            assert!(k < BATCH, "datagram {k} of a batch of {BATCH}");
-            // SAFETY: k < BATCH: within the buffers and the addresses.
+        for (((k, bytes), iov), name) in pieces.iter().zip(iovs).zip(names) {
+            let k = *k;
+            assert!(k < BATCH, "message {k} of a batch of {BATCH}");
+            assert!(
+                bytes.start <= bytes.end && bytes.end <= self.lens[k],
+                "{bytes:?} of {k}"
+            );
+            // SAFETY: k < BATCH and the range lies within its length: within
+            // the buffers and the addresses.
             unsafe {
-                iov.iov_base = bufs.add(k * DATAGRAM_MAX).cast();
+                iov.iov_base = bufs.add(k * DATAGRAM_MAX + bytes.start).cast();
                 *name = (addrs.add(k).cast(), self.addr_lens[k]);
             }
-            iov.iov_len = self.lens[k];
+            iov.iov_len = bytes.len();
         }
-        names
     }
 
-    /// Whether datagrams `a` and `b` came from the same address.
+    /// Whether messages `a` and `b` came from the same address.
     pub(crate) fn same_source(&self, a: usize, b: usize) -> bool {
         let bytes = |k: usize| {
             let len = self.addr_lens[k] as usize;
@@ -203,13 +251,45 @@ impl Received {
     }
 }
 
-/// Space for one control message of [`set_segment_size`]: 8-aligned, larger
-/// than `CMSG_SPACE(2)`.
-pub(crate) type SegmentControl = [u64; 4];
+/// Space for one UDP control message: `UDP_SEGMENT`'s (a `u16`) of
+/// [`set_segment_size`], or the `UDP_GRO` one (a `c_int`) a train comes
+/// with. 8-aligned, 32 bytes: more than `CMSG_SPACE(4)`.
+pub(crate) type ControlSpace = [u64; 4];
+
+/// How many datagrams `len` bytes in segments of `segment_size` are: a
+/// segment size of 0 (an empty datagram) is one.
+pub fn segments(len: usize, segment_size: usize) -> usize {
+    if segment_size == 0 {
+        1
+    } else {
+        len.div_ceil(segment_size).max(1)
+    }
+}
+
+/// The segment size of the `UDP_GRO` control message in `hdr`, as
+/// `recvmsg`/`recvmmsg` left it: `Some` for a train, `None` for one
+/// datagram (the kernel adds the message only to a train).
+fn gro_segment_size(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: `hdr` points at control space of `msg_controllen` bytes, into
+    // which the kernel wrote well-formed control messages; CMSG_FIRSTHDR
+    // (null when there is less than one header, or no space) and
+    // CMSG_NXTHDR stay within that length.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return usize::try_from(size).ok();
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
+}
 
 /// Asks for `hdr`'s bytes to go out as datagrams of `size` bytes: writes a
 /// `UDP_SEGMENT` control message into `control` and points `hdr` at it.
-pub(crate) fn set_segment_size(hdr: &mut libc::msghdr, control: &mut SegmentControl, size: u16) {
+pub(crate) fn set_segment_size(hdr: &mut libc::msghdr, control: &mut ControlSpace, size: u16) {
     hdr.msg_control = control.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE only computes a length.
     hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
@@ -249,7 +329,7 @@ pub fn send_segments(
     hdr.msg_iovlen = 1;
     hdr.msg_name = dst.as_ptr() as *mut libc::c_void;
     hdr.msg_namelen = dst.len();
-    let mut control = SegmentControl::default();
+    let mut control = ControlSpace::default();
     set_segment_size(&mut hdr, &mut control, segment);
     // SAFETY: `hdr` points at a live iovec over `bytes` (which the kernel
     // only reads), at `dst` and at `control`; all outlive the call.
@@ -268,6 +348,26 @@ pub fn send_segments(
 pub fn gso_supported(socket: impl AsFd) -> bool {
     static SUPPORTED: OnceLock<bool> = OnceLock::new();
     *SUPPORTED.get_or_init(|| knows_udp_segment(socket.as_fd()))
+}
+
+/// Asks the kernel to hand `socket` trains (`UDP_GRO`, Linux 5.0+; see the
+/// module docs): true if it will. A kernel without it refuses the option,
+/// and the socket receives datagrams one by one as before. Only for a
+/// socket whose every receive reads [`Received::segment_size`]: to one
+/// that does not, a train would look like one large datagram.
+pub fn enable_gro(socket: impl AsFd) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: a live c_int and its length, which is what the option reads.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_fd().as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
 }
 
 /// Whether `getsockopt(UDP_SEGMENT)` works on `socket`: it does where the
@@ -325,6 +425,30 @@ mod tests {
         if let Ok(v6) = std::net::UdpSocket::bind("[::1]:0") {
             assert!(knows_udp_segment(v6.as_fd()));
         }
+    }
+
+    /// This kernel (5.0+) takes `UDP_GRO` on IPv4 and (where there is IPv6
+    /// loopback) IPv6 sockets alike; a train to an IPv6 socket arrives
+    /// whole with its segment size, as to an IPv4 one.
+    #[test]
+    fn gro_is_available_here() {
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        assert!(enable_gro(&v4));
+        let Ok(v6) = std::net::UdpSocket::bind("[::1]:0") else {
+            eprintln!("IPv6 part skipped: this machine has no IPv6 loopback ([::1])");
+            return;
+        };
+        assert!(enable_gro(&v6));
+        let sender = std::net::UdpSocket::bind("[::1]:0").expect("bind");
+        let to = v6.local_addr().expect("local_addr");
+        send_segments(&sender, &[3; 2500], 1000, to).expect("sendmsg");
+        let mut r = Received::new();
+        assert_eq!(r.receive(&v6).expect("recvmmsg"), 1);
+        assert_eq!(
+            (r.len(0), r.segment_size(0), r.segments(0)),
+            (2500, 1000, 3)
+        );
+        assert_eq!(r.source(0), Some(sender.local_addr().expect("local_addr")));
     }
 
     /// Empty datagrams never share a message; small ones are capped by the

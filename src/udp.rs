@@ -26,9 +26,12 @@
 //! it is counted (`udp_errors`) and service goes on.
 //!
 //! On Linux's epoll, datagrams are received and sent in batches (`recvmmsg`
-//! and `sendmmsg`, `udp/batch.rs`): one system call for up to 32 datagrams
+//! and `sendmmsg`, `udp/batch.rs`): one system call for up to 32 messages
 //! each way instead of one per datagram, and the replies to one source of
-//! one size share one GSO message ([`crate::mmsg`] explains both). Elsewhere
+//! one size share one GSO message. Where the kernel has GRO, a GSO train
+//! is received whole, as one message with its segment size, and goes back
+//! as one ([`crate::mmsg`] explains all three). Rules, rate limit and
+//! counters still see every datagram of a train. Elsewhere
 //! — and on Linux with mio's forced `poll(2)` backend, so that CI runs the
 //! portable path too — one `recv_from` and one `send_to` per datagram
 //! (`udp/portable.rs`). The two files offer the same functions; the switch
@@ -86,8 +89,11 @@ pub(crate) struct Udp {
 }
 
 impl Udp {
-    /// A socket just bound and registered.
+    /// A socket just bound and registered; on Linux's epoll, set up for
+    /// GRO where the kernel has it (`udp/batch.rs`).
     pub(crate) fn new(socket: UdpSocket, addr: SocketAddr) -> Self {
+        #[cfg(linux_batch)]
+        batch::prepare(&socket);
         Udp {
             socket,
             addr,
@@ -170,49 +176,67 @@ impl UdpEcho {
 }
 
 impl Policy {
-    /// Counts a received datagram and checks the rules and the rate limit;
-    /// false if it is to be dropped (counted and warned about here).
-    fn admit(&mut self, src: SocketAddr, len: usize, counters: &Counters, now: Instant) -> bool {
-        counters.add(Counter::UdpDatagramsIn, 1);
-        counters.add(Counter::UdpBytesIn, len as u64);
-        let limited = |l: &mut RateLimiter| !l.allow(src.ip(), now);
-        let (counter, why) = if !self.rules.permits(src.ip()) {
-            (Counter::UdpDroppedDenied, "--allow/--deny")
-        } else if self.limiter.as_mut().is_some_and(limited) {
-            (Counter::UdpDroppedRateLimited, "over --udp-rate")
+    /// Counts `datagrams` received from `src` in `bytes` (one, or a GRO
+    /// train's) and checks each against the rules and the rate limit, in
+    /// order: how many of them, from the first, may be echoed. The rest are
+    /// dropped (counted and warned about here): all of them if `src` is
+    /// denied, those over its `--udp-rate` allowance if limited.
+    fn admit(
+        &mut self,
+        src: SocketAddr,
+        bytes: usize,
+        datagrams: usize,
+        counters: &Counters,
+        now: Instant,
+    ) -> usize {
+        counters.add(Counter::UdpDatagramsIn, datagrams as u64);
+        counters.add(Counter::UdpBytesIn, bytes as u64);
+        let (admitted, counter, why) = if !self.rules.permits(src.ip()) {
+            (0, Counter::UdpDroppedDenied, "--allow/--deny")
+        } else if let Some(limiter) = self.limiter.as_mut() {
+            let allowed = (0..datagrams)
+                .take_while(|_| limiter.allow(src.ip(), now))
+                .count();
+            (allowed, Counter::UdpDroppedRateLimited, "over --udp-rate")
         } else {
-            return true;
+            return datagrams;
         };
-        counters.add(counter, 1);
-        if let Some(missed) = self.dropped_warnings.allow(now) {
-            warn!(
-                "udp: dropped a datagram from {} ({why}); {missed} more dropped since last \
-                 warning",
-                src.ip()
-            );
+        let dropped = datagrams - admitted;
+        if dropped > 0 {
+            counters.add(counter, dropped as u64);
+            if let Some(missed) = self.dropped_warnings.allow(now) {
+                warn!(
+                    "udp: dropped {dropped} of {datagrams} datagram(s) from {} ({why}); {missed} \
+                     more drops since last warning",
+                    src.ip()
+                );
+            }
         }
-        false
+        admitted
     }
 
-    /// Counts what became of one echo of `len` bytes to `dst`.
+    /// Counts what became of one echo of `datagrams` in `bytes` to `dst`
+    /// (one send: a datagram, or a GSO message of several).
     fn account_send(
         &mut self,
         sent: io::Result<()>,
-        len: usize,
+        datagrams: usize,
+        bytes: usize,
         dst: Option<SocketAddr>,
         counters: &Counters,
         now: Instant,
     ) {
+        let datagrams = datagrams as u64;
         match sent {
             Ok(()) => {
-                counters.add(Counter::UdpDatagramsOut, 1);
-                counters.add(Counter::UdpBytesOut, len as u64);
+                counters.add(Counter::UdpDatagramsOut, datagrams);
+                counters.add(Counter::UdpBytesOut, bytes as u64);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                counters.add(Counter::UdpDroppedWouldBlock, 1);
+                counters.add(Counter::UdpDroppedWouldBlock, datagrams);
             }
             Err(e) => {
-                counters.add(Counter::UdpErrors, 1);
+                counters.add(Counter::UdpErrors, datagrams);
                 if let Some(missed) = self.error_warnings.allow(now) {
                     let dst = dst.map_or_else(|| "?".to_string(), |d| d.to_string());
                     warn!("sendto {dst}: {e} ({missed} more errors since last warning)");

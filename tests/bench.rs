@@ -52,6 +52,11 @@ impl Drop for Reference {
 /// 127.0.0.1:0; None, after saying why, when there is no C compiler (a
 /// failure under CI, which has one).
 fn reference(name: &str) -> Option<Reference> {
+    reference_with(name, &[])
+}
+
+/// [`reference`], started with `args` before its address.
+fn reference_with(name: &str, args: &[&str]) -> Option<Reference> {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("bench/reference/{name}.c"));
     let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let Some(cc) = ["cc", "gcc"]
@@ -80,6 +85,7 @@ fn reference(name: &str) -> Option<Reference> {
     }
     drop(built);
     let mut child = Command::new(&exe)
+        .args(args)
         .arg("127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -174,4 +180,30 @@ fn udp_echo_returns_each_datagram_to_its_source() {
         let (n, _) = s.recv_from(&mut buf).expect("echo");
         assert_eq!(&buf[..n], &payload(100 + i, 512)[..], "socket {i}");
     }
+}
+
+/// udp_echo --buffers: with the socket buffers echoloop asks for (4 MiB) it
+/// serves as before; a size that is not one is a usage error (exit 2, one
+/// line naming the flag).
+#[test]
+fn udp_echo_takes_socket_buffers_and_refuses_a_bad_size() {
+    let Some(server) = reference_with("udp_echo", &["--buffers", "4194304"]) else {
+        return;
+    };
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let sent = payload(7, 1400);
+    socket.send_to(&sent, server.addr).expect("send_to");
+    let mut buf = vec![0; 2048];
+    let (n, from) = socket.recv_from(&mut buf).expect("echo");
+    assert_eq!((&buf[..n], from), (&sent[..], server.addr));
+    let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("udp_echo");
+    let out = Command::new(exe)
+        .args(["--buffers", "lots", "127.0.0.1:0"])
+        .output()
+        .expect("run udp_echo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--buffers"), "{stderr}");
 }

@@ -139,6 +139,153 @@ fn bursts_come_back_as_their_datagrams() {
     assert_eq!(stats.udp_dropped_would_block + stats.udp_errors, 0);
 }
 
+/// What a test sends in one go: a GSO train of `len` bytes in segments of
+/// `segment` (the last may be shorter), or one plain datagram of `len`.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug)]
+enum Send {
+    /// One `sendmsg` with `UDP_SEGMENT`: the kernel's GSO.
+    Train { segment: usize, len: usize },
+    /// One `send_to`.
+    Plain { len: usize },
+}
+
+/// Sends `what` from `socket` to `server`, its datagrams numbered from
+/// `*next` (each one's bytes are its own), and returns them as the
+/// receiver must see them: one `Vec` per datagram, in order.
+#[cfg(target_os = "linux")]
+#[track_caller]
+fn send(socket: &UdpSocket, server: SocketAddr, what: Send, next: &mut usize) -> Vec<Vec<u8>> {
+    let (segment, len) = match what {
+        Send::Train { segment, len } => (segment, len),
+        Send::Plain { len } => (len.max(1), len),
+    };
+    let datagrams: Vec<Vec<u8>> = (0..echoloop::mmsg::segments(len, segment))
+        .map(|i| {
+            *next += 1;
+            payload(*next, segment.min(len - i * segment))
+        })
+        .collect();
+    match what {
+        Send::Train { segment, .. } => {
+            echoloop::mmsg::send_segments(socket, &datagrams.concat(), segment, server)
+                .expect("sendmsg with UDP_SEGMENT");
+        }
+        Send::Plain { .. } => {
+            socket.send_to(&datagrams[0], server).expect("send_to");
+        }
+    }
+    datagrams
+}
+
+/// Receives `want` on `socket`, each datagram whole and byte-exact, from
+/// `server`, in order.
+#[cfg(target_os = "linux")]
+#[track_caller]
+fn receive_all(socket: &UdpSocket, server: SocketAddr, want: &[Vec<u8>]) {
+    let mut buf = vec![0u8; 70_000];
+    for (i, want) in want.iter().enumerate() {
+        let (n, from) = socket
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("echo {i} of {} within the timeout: {e}", want.len()));
+        assert_eq!(from, server);
+        assert_same(&buf[..n], want);
+    }
+}
+
+/// GSO trains come back as the datagrams they were: two sockets send,
+/// interleaved and without waiting, trains of several segment sizes (the
+/// last segment shorter, or not), a plain datagram of a train's size
+/// between two trains, and one-byte segments. The server receives each
+/// train whole where the kernel has GRO (else cut into its datagrams) and
+/// echoes it; each socket gets exactly its own datagrams back, each with
+/// its own boundaries and bytes, in the order sent; every datagram is
+/// counted once each way.
+#[cfg(target_os = "linux")]
+#[test]
+fn gso_trains_come_back_as_their_datagrams() {
+    let server = TestServer::start(|c| {
+        c.udp = true;
+        c.udp_rate = 0;
+    });
+    let sockets = [client("127.0.0.1"), client("127.0.0.1")];
+    let train = |segment, len| Send::Train { segment, len };
+    // Per send: (socket, what), sent in this order.
+    let sends = [
+        (0, train(1000, 4000)),
+        (0, Send::Plain { len: 1000 }),
+        (0, train(1000, 2500)),
+        (1, train(1400, 11_200)),
+        (0, train(37, 190)),
+        (1, train(1200, 2500)),
+        (1, train(500, 10_001)),
+        (1, Send::Plain { len: 500 }),
+        (0, train(2000, 4500)),
+        (1, train(1400, 4200)),
+        (0, train(1, 16)),
+    ];
+    let (mut next, mut datagrams, mut bytes) = (0, 0, 0);
+    for _round in 0..30 {
+        let mut sent: [Vec<Vec<u8>>; 2] = Default::default();
+        for &(s, what) in &sends {
+            sent[s].extend(send(&sockets[s], server.addr, what, &mut next));
+        }
+        for (socket, want) in sockets.iter().zip(&sent) {
+            receive_all(socket, server.addr, want);
+            datagrams += want.len() as u64;
+            bytes += want.iter().map(|d| d.len() as u64).sum::<u64>();
+        }
+    }
+    let stats = server.stop();
+    assert_eq!(
+        (stats.udp_datagrams_in, stats.udp_datagrams_out),
+        (datagrams, datagrams)
+    );
+    assert_eq!((stats.udp_bytes_in, stats.udp_bytes_out), (bytes, bytes));
+    assert_eq!(stats.udp_dropped_would_block + stats.udp_errors, 0);
+}
+
+/// A train from a source over its `--udp-rate`: the server echoes the
+/// train's first datagrams, as many as the source's allowance (its burst,
+/// `--udp-rate` datagrams), in order, and counts every datagram of it —
+/// received, echoed, and the rest as rate-limited — not the train as one.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_train_over_the_rate_gets_its_allowed_prefix() {
+    const RATE: u32 = 4;
+    let server = TestServer::start(|c| {
+        c.udp = true;
+        c.udp_rate = RATE;
+    });
+    let socket = client("127.0.0.1");
+    let sent = send(
+        &socket,
+        server.addr,
+        Send::Train {
+            segment: 300,
+            len: 3500,
+        },
+        &mut 0,
+    );
+    let (n, allowed) = (sent.len() as u64, u64::from(RATE));
+    wait_until("the train counted", TIMEOUT, || {
+        let s = server.handle.stats();
+        s.udp_datagrams_in == n && s.udp_datagrams_out + s.udp_dropped_rate_limited == n
+    });
+    let stats = server.handle.stats();
+    assert_eq!(
+        (stats.udp_datagrams_out, stats.udp_dropped_rate_limited),
+        (allowed, n - allowed)
+    );
+    receive_all(&socket, server.addr, &sent[..RATE as usize]);
+    socket.set_nonblocking(true).unwrap();
+    let more = socket.recv_from(&mut [0u8; 512]);
+    assert!(
+        matches!(&more, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "more than the allowed prefix came back: {more:?}"
+    );
+}
+
 /// TCP and UDP share the port and the loop: a TCP stream and UDP round
 /// trips interleave on the same address, each byte-exact.
 #[test]
@@ -295,6 +442,36 @@ fn allow_serves_datagrams_from_its_range_only() {
     assert_denied_then_served(&server, &client("127.0.0.1"), &client("127.0.0.2"));
     let stats = server.stop();
     assert_eq!((stats.udp_datagrams_out, stats.udp_dropped_denied), (1, 1));
+}
+
+/// A train from a denied source is dropped whole, every datagram of it
+/// counted as denied, while a datagram from an allowed source is echoed.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_denied_sources_train_is_dropped_whole() {
+    needs_distinct_sources!();
+    let server = TestServer::start(|c| {
+        c.udp = true;
+        c.deny = vec!["127.0.0.1/32".parse().unwrap()];
+    });
+    let (denied, served) = (client("127.0.0.1"), client("127.0.0.2"));
+    let train = Send::Train {
+        segment: 1000,
+        len: 7777,
+    };
+    let n = send(&denied, server.addr, train, &mut 0).len() as u64;
+    let data = payload(5, 64);
+    assert_same(&round_trip(&served, server.addr, &data).0, &data);
+    wait_until("the train counted", TIMEOUT, || {
+        server.handle.stats().udp_datagrams_in == n + 1
+    });
+    let stats = server.stop();
+    assert_eq!((stats.udp_dropped_denied, stats.udp_datagrams_out), (n, 1));
+    denied.set_nonblocking(true).unwrap();
+    assert!(
+        denied.recv_from(&mut [0u8; 16]).is_err(),
+        "a denied train was echoed"
+    );
 }
 
 /// A rule in IPv4-mapped form, through the real binary's flag parsing:

@@ -51,11 +51,15 @@ class TcpReport:
 class UdpReport:
     """The stress client's UDP side, in this one place: its flags and the
     report fields we read (our name: the client's name). Rates are derived
-    from `echoed` and `elapsed_secs` when the report has none of its own."""
+    from `echoed` and the run's `duration_secs` when the report has none of
+    its own (`elapsed_secs` only for a run without a duration): a lost
+    datagram holds the end of the run for --echo-timeout, so elapsed time
+    would charge a lossy server for the client's wait."""
 
     FIELDS = {"sent": "sent", "echoed": "echoed", "lost": "lost", "duplicated": "duplicated",
               "reordered": "reordered", "corrupted": "corrupted", "latency_us": "latency_us",
-              "elapsed_secs": "elapsed_secs", "datagrams_per_sec": "datagrams_per_sec"}
+              "elapsed_secs": "elapsed_secs", "duration_secs": "duration_secs",
+              "datagrams_per_sec": "datagrams_per_sec"}
     unit = "datagram"
 
     @staticmethod
@@ -73,8 +77,9 @@ class UdpReport:
     @classmethod
     def fields(cls, rep):
         f = {ours: (rep or {}).get(theirs) for ours, theirs in cls.FIELDS.items()}
-        if f["datagrams_per_sec"] is None and f["echoed"] is not None and f["elapsed_secs"]:
-            f["datagrams_per_sec"] = f["echoed"] / f["elapsed_secs"]
+        secs = f["duration_secs"] or f["elapsed_secs"]
+        if f["datagrams_per_sec"] is None and f["echoed"] is not None and secs:
+            f["datagrams_per_sec"] = f["echoed"] / secs
         return f
 
     @classmethod

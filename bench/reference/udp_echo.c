@@ -2,7 +2,12 @@
  * udp_echo: a plain UDP echo server in C (RFC 862, section 2), the reference
  * bench/run.py measures echoloop's UDP side against.
  *
- *     cc -O2 -o udp_echo udp_echo.c && ./udp_echo 127.0.0.1:0
+ *     cc -O2 -o udp_echo udp_echo.c && ./udp_echo [--buffers BYTES] 127.0.0.1:0
+ *
+ * --buffers asks for SO_RCVBUF and SO_SNDBUF of BYTES (echoloop asks for
+ * 4194304), so the two can be compared with equal socket buffers; without
+ * it the socket keeps the system's defaults. The kernel caps the request at
+ * net.core.rmem_max/wmem_max, as it does echoloop's.
  *
  * One non-blocking UDP socket, registered edge-triggered with epoll. On each
  * event: recvfrom into one 65,536-byte buffer (larger than any datagram, so
@@ -27,7 +32,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define USAGE "usage: udp_echo IPV4:PORT (e.g. 127.0.0.1:0)\n"
+#define USAGE "usage: udp_echo [--buffers BYTES] IPV4:PORT (e.g. 127.0.0.1:0)\n"
 
 static char buf[65536];
 static volatile sig_atomic_t stop;
@@ -39,7 +44,7 @@ static void on_signal(int sig) {
 
 static void die(const char *what) { perror(what); exit(1); }
 
-static int bind_udp(const char *arg) {
+static int bind_udp(const char *arg, int buffers) {
     char host[64];
     const char *colon = strrchr(arg, ':');
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -57,6 +62,9 @@ static int bind_udp(const char *arg) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         die("socket");
+    if (buffers > 0 && (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffers, sizeof buffers) < 0 ||
+                        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffers, sizeof buffers) < 0))
+        die("setsockopt SO_RCVBUF/SO_SNDBUF");
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
         die("bind");
     socklen_t len = sizeof sa;
@@ -70,11 +78,20 @@ static int bind_udp(const char *arg) {
 int main(int argc, char **argv) {
     unsigned long long echoed = 0, dropped = 0, errors = 0;
     struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: wakes epoll_wait */
+    int buffers = 0;
+    if (argc == 4 && strcmp(argv[1], "--buffers") == 0) {
+        char *end;
+        long n = strtol(argv[2], &end, 10);
+        if (*end || n <= 0 || n > 1 << 30)
+            return fprintf(stderr, "udp_echo: --buffers: not a size in bytes: %s\n", argv[2]), 2;
+        buffers = (int)n;
+        argv += 2, argc -= 2;
+    }
     if (argc != 2)
         return fputs(USAGE, stderr), 2;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    int fd = bind_udp(argv[1]);
+    int fd = bind_udp(argv[1], buffers);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLET}, out;
     if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)

@@ -42,9 +42,9 @@ pub(super) fn serve(
     for _ in 0..DATAGRAMS_PER_TURN {
         match udp.socket.recv_from(buf) {
             Ok((n, src)) => {
-                if policy.admit(src, n, counters, now) {
+                if policy.admit(src, n, 1, counters, now) == 1 {
                     let sent = send_to(&udp.socket, &buf[..n], src).map(drop);
-                    policy.account_send(sent, n, Some(src), counters, now);
+                    policy.account_send(sent, 1, n, Some(src), counters, now);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
