@@ -226,3 +226,157 @@ fn stages_refused_with_duration_or_bad_syntax() {
         );
     }
 }
+
+/// A Redis-like line server: `PING` → `+PONG`; `SEQ k` → `+OK` if `k` is
+/// the line's number on this connection (0, 1, …), else `-ERR`; anything
+/// else `-ERR`. Lines end in CRLF; pipelined lines are answered in order.
+fn redis_like(mut stream: TcpStream) {
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut line_no = 0u64;
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            return;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        let mut out = Vec::new();
+        while let Some(end) = pending.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = pending.drain(..end + 2).take(end).collect();
+            let reply: &[u8] = match line.as_slice() {
+                b"PING" => b"+PONG\r\n",
+                l if l == format!("SEQ {line_no}").as_bytes() => b"+OK\r\n",
+                _ => b"-ERR\r\n",
+            };
+            out.extend_from_slice(reply);
+            line_no += 1;
+        }
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+/// An HTTP/1.1 keep-alive server: every request (up to its blank line)
+/// gets `200 OK` with the body `ok`; pipelined requests in order.
+fn http_keep_alive(mut stream: TcpStream) {
+    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            return;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        let mut out = Vec::new();
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            pending.drain(..end + 4);
+            out.extend_from_slice(RESPONSE);
+        }
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Proves the client measures request → response against a server that
+/// does not echo: `PING` → `+PONG` over 4 connections with 8 in flight
+/// each, exactly the messages asked for, each response matched and timed,
+/// the bytes counted those of the responses.
+#[test]
+fn redis_like_ping_pong_pipelined() {
+    let addr = tcp_server(redis_like);
+    let run = StressArgs::to(addr)
+        .json()
+        .conns(4)
+        .pipeline(8)
+        .messages(4_000)
+        .args(["--send", "PING\\r\\n", "--expect", "\\+PONG\\r\\n"])
+        .run(RUN_LIMIT);
+    run.assert_exit(0);
+    run.assert_report_mirrored();
+    let report = run.report();
+    assert_eq!(report.messages, 4_000);
+    assert_eq!(report.bytes, 4_000 * 7);
+    assert_eq!(report.latency().count, 4_000);
+    assert_eq!(report.message_size, 6);
+    assert_eq!(report.verification_errors, 0);
+}
+
+/// Proves `{n}` is each message's number on its connection: the server
+/// answers `+OK` only when `SEQ k` carries the line's own number, and a
+/// pipelined run of 1,000 verifies every one. A server's `-ERR` is a
+/// verification error (exit 1) at its first byte, well before the echo
+/// timeout, and the report shows the bytes.
+#[test]
+fn counter_placeholder_numbers_each_message() {
+    let addr = tcp_server(redis_like);
+    let run = StressArgs::to(addr)
+        .json()
+        .conns(2)
+        .pipeline(4)
+        .messages(1_000)
+        .args(["--send", "SEQ {n}\\r\\n", "--expect", "\\+OK\\r\\n"])
+        .run(RUN_LIMIT);
+    run.assert_exit(0);
+    assert_eq!(run.report().messages, 1_000, "{}", run.describe());
+    let wrong = StressArgs::to(addr)
+        .json()
+        .conns(2)
+        .messages(10)
+        .args(["--send", "SEQ 0\\r\\n", "--expect", "\\+OK\\r\\n"])
+        .echo_timeout(60.0)
+        .run(RUN_LIMIT);
+    wrong.assert_exit(1);
+    let report = wrong.report();
+    assert_eq!(report.verification_errors, 2, "{}", wrong.describe());
+    let first = report.first_verification_error.expect("first error");
+    assert!(first.contains("-ERR"), "{first}");
+}
+
+/// Proves an HTTP/1.1 keep-alive server can be measured, pipelined and in
+/// the open loop: `GET` requests on 4 connections at 200/s each for 0.5 s,
+/// each response (headers and a 2-byte body) matched; with
+/// `--expect-bytes` the same responses are taken by their length.
+#[test]
+fn http_keep_alive_open_loop() {
+    let addr = tcp_server(http_keep_alive);
+    let request = "GET /{n} HTTP/1.1\\r\\nHost: test\\r\\n\\r\\n";
+    for expect in [
+        ["--expect", "(?s)HTTP/1\\.1 200 .*?\\r\\n\\r\\nok"],
+        ["--expect-bytes", "64"],
+    ] {
+        let run = StressArgs::to(addr)
+            .json()
+            .conns(4)
+            .pipeline(2)
+            .rate(200.0)
+            .secs(0.5)
+            .args(["--send", request])
+            .args(expect)
+            .run(RUN_LIMIT);
+        run.assert_exit(0);
+        let report = run.report();
+        assert!(report.messages > 0, "{}", run.describe());
+        assert_eq!(report.bytes, report.messages * 64, "{expect:?}");
+        report.assert_on_schedule(400);
+    }
+}
+
+/// Proves the any-server flags are checked: `--send` without a response
+/// rule, `--expect` without `--send`, a bad escape and a bad regex are
+/// each one line and exit status 2.
+#[test]
+fn any_server_flags_are_checked() {
+    for (args, says) in [
+        (["--send", "PING"].as_slice(), "--expect"),
+        (["--expect", "x"].as_slice(), "--send"),
+        (["--send", "\\q", "--expect", "x"].as_slice(), "escape"),
+        (["--send", "x", "--expect", "("].as_slice(), "--expect"),
+        (["--send", "x", "--expect-bytes", "1", "--udp"].as_slice(), "--udp"),
+    ] {
+        let run = StressArgs::new().args(args).run(RUN_LIMIT);
+        run.assert_exit(2);
+        let err = run.stderr_text();
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

@@ -81,6 +81,30 @@ pub struct Args {
     #[arg(short = 'd', long, value_parser = parse_secs, conflicts_with = "messages")]
     pub duration: Option<Duration>,
 
+    /// Any TCP server, not only echo: each message is this (TEXT, with
+    /// escapes \r \n \t \0 \\ \xHH) or this file's bytes (@FILE, as
+    /// they are); `{n}` becomes the message's number on its connection
+    /// (0, 1, …), `{{` a `{`. Needs --expect or --expect-bytes; latency is
+    /// request to response, and each response must match. Example, a
+    /// Redis server: `--send 'PING\r\n' --expect '\+PONG\r\n'`.
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub send: Option<String>,
+
+    /// With --send: what one response is, a regular expression over bytes
+    /// (the regex crate's syntax) matched where the response starts;
+    /// responses come in order, each right after the one before. A
+    /// response no continuation could make match, or 1 MiB with no match,
+    /// is a verification error. Write it so a partial response does not
+    /// match. Example, HTTP/1.1
+    /// keep-alive with a 2-byte body: `--send 'GET / HTTP/1.1\r\nHost:
+    /// x\r\n\r\n' --expect '(?s)HTTP/1\.1 200 .*?\r\n\r\nok'`.
+    #[arg(long, value_name = "REGEX", group = "response")]
+    pub expect: Option<String>,
+
+    /// With --send: each response is this many bytes, whatever they are.
+    #[arg(long, value_name = "N", group = "response", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub expect_bytes: Option<u64>,
+
     /// Load that ramps: stages LENGTH:CONNECTIONS, comma-separated; the
     /// number of active connections moves linearly through each stage,
     /// from where the one before ended (the first from 0). Closed loop: N

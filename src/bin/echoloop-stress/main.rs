@@ -75,6 +75,7 @@ mod cli;
 mod conn;
 mod counts;
 mod engine;
+mod exchange;
 mod intervals;
 mod json;
 mod keyed;

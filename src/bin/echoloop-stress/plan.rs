@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cli::{Args, Mode, SourceAddrs, DEFAULT_DURATION};
+use crate::exchange::{self, Expect, Request};
 use crate::payload::Payload;
 use crate::stages::Stages;
 use crate::udp::datagram::window;
@@ -120,6 +121,9 @@ pub struct Plan {
     pub messages: Option<u64>,
     /// Load and churn: end of a timed run, in ns since the epoch.
     pub deadline: Option<u64>,
+    /// `--send` with `--expect` or `--expect-bytes`: what a message and a
+    /// response are (`None`: echo, verified byte for byte).
+    pub exchange: Option<Exchange>,
     /// `--stages`: the active connections over time (`None`: all of them
     /// throughout).
     pub stages: Option<Stages>,
@@ -149,6 +153,49 @@ pub struct Plan {
     /// `--udp`: the entries of each socket's record of recent datagrams
     /// (a power of two, at least twice the pipeline).
     pub udp_window: usize,
+}
+
+/// Any TCP server: the request and what one response is.
+#[derive(Debug)]
+pub struct Exchange {
+    /// `--send`.
+    pub request: Request,
+    /// `--expect` or `--expect-bytes`.
+    pub expect: Expect,
+}
+
+impl Exchange {
+    /// `--send` with its `--expect` (clap made sure one comes with the
+    /// other); reads an @FILE. `None` without `--send`.
+    fn from_args(args: &Args) -> Result<Option<Exchange>, String> {
+        let Some(send) = &args.send else {
+            if args.expect.is_some() || args.expect_bytes.is_some() {
+                return Err("--expect and --expect-bytes say what a response to --send is; \
+                            give --send too"
+                    .into());
+            }
+            return Ok(None);
+        };
+        if args.udp {
+            return Err("--send applies to TCP; --udp echoes datagrams".into());
+        }
+        let request = match send.strip_prefix('@') {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| format!("--send @{path}: read: {e}"))?;
+                exchange::parse_send(&bytes, false).map_err(|e| format!("--send @{path}: {e}"))?
+            }
+            None => exchange::parse_send(send.as_bytes(), true)
+                .map_err(|e| format!("--send {send:?}: {e}"))?,
+        };
+        let expect = match (&args.expect, args.expect_bytes) {
+            (Some(pattern), _) => {
+                Expect::parse(pattern).map_err(|e| format!("--expect {pattern:?}: {e}"))?
+            }
+            (None, Some(n)) => Expect::Bytes(n as usize),
+            (None, None) => return Err("--send needs --expect or --expect-bytes".into()),
+        };
+        Ok(Some(Exchange { request, expect }))
+    }
 }
 
 /// A duration in whole nanoseconds, saturating.
@@ -197,6 +244,7 @@ impl Plan {
         };
         let duration = args.run_length();
         let warmup_ns = args.warmup.map_or(0, nanos);
+        let exchange = Exchange::from_args(args)?;
         let connections = args.stages.as_ref().map_or(args.connections, Stages::max);
         Ok(Plan {
             addr,
@@ -204,7 +252,12 @@ impl Plan {
             workload: args.mode,
             connections,
             threads: args.threads.min(connections),
-            message_size: args.message_size,
+            // Any server: the first request's size, for the report.
+            message_size: exchange.as_ref().map_or(args.message_size, |x| {
+                let mut first = Vec::new();
+                x.request.render(0, &mut first);
+                first.len() as u64
+            }),
             pipeline: args.pipeline,
             messages: args.messages,
             deadline: match args.mode {
@@ -213,6 +266,7 @@ impl Plan {
             },
             warmup_ns,
             stages: args.stages.clone(),
+            exchange,
             hold_ns: duration.map_or(0, nanos),
             rate_interval_ns: args.rate.map(interval_ns),
             connect_interval_ns: args.connect_rate.map(interval_ns),

@@ -32,6 +32,7 @@
 mod connect;
 mod end;
 mod phase;
+mod request;
 mod traffic;
 
 use std::collections::VecDeque;
@@ -83,6 +84,9 @@ pub struct Tcp {
     sent_actual: Vec<u64>,
     /// The loop's one read buffer.
     buf: Box<[u8]>,
+    /// Any-server mode (`--send`) only (else empty): each slot's requests
+    /// and responses in flight, by slot.
+    wires: Vec<request::Wire>,
     /// Slots waiting for their turn to connect, in order.
     queue: VecDeque<usize>,
     /// Connects this loop may still start (load, idle: one per slot; churn:
@@ -134,6 +138,10 @@ impl Tcp {
                 None => Vec::new(),
             },
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            wires: match plan.exchange {
+                Some(_) => (0..slot_count).map(|_| request::Wire::default()).collect(),
+                None => Vec::new(),
+            },
             queue: (0..slot_count).collect(),
             budget,
             launched: 0,

@@ -41,6 +41,9 @@ impl Tcp {
         slot.generation = slot.generation.wrapping_add(1);
         slot.timer_armed = false;
         self.outstanding -= slot.outstanding();
+        if let Some(wire) = self.wires.get_mut(s) {
+            wire.clear();
+        }
         let (done, received) = (slot.done, slot.received);
         match was {
             State::Connecting => self.connecting -= 1,
