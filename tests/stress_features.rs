@@ -86,7 +86,12 @@ fn warmup_is_verified_but_not_counted() {
     assert_eq!(report.warmup_secs, Some(0.6));
     assert!(report.messages > 0);
     assert_eq!(report.bytes, report.messages * 64);
-    assert_eq!(report.latency().count, report.messages, "{}", run.describe());
+    assert_eq!(
+        report.latency().count,
+        report.messages,
+        "{}",
+        run.describe()
+    );
     let measured = report.elapsed_secs.expect("elapsed");
     let whole = report.ended_unix - report.started_unix;
     assert!(whole >= 1.2 - 0.01, "the run lasted {whole} s");
@@ -213,9 +218,15 @@ fn stages_reopen_connections_after_a_ramp_down() {
 #[test]
 fn stages_refused_with_duration_or_bad_syntax() {
     for (args, says) in [
-        (["--stages", "1s:10", "--duration", "5"].as_slice(), "--duration"),
+        (
+            ["--stages", "1s:10", "--duration", "5"].as_slice(),
+            "--duration",
+        ),
         (["--stages", "1s:10,2s"].as_slice(), "stage 2"),
-        (["--stages", "1s:10", "--connections", "5"].as_slice(), "--connections"),
+        (
+            ["--stages", "1s:10", "--connections", "5"].as_slice(),
+            "--connections",
+        ),
     ] {
         let run = StressArgs::new().args(args).run(RUN_LIMIT);
         run.assert_exit(2);
@@ -259,7 +270,8 @@ fn redis_like(mut stream: TcpStream) {
 /// An HTTP/1.1 keep-alive server: every request (up to its blank line)
 /// gets `200 OK` with the body `ok`; pipelined requests in order.
 fn http_keep_alive(mut stream: TcpStream) {
-    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+    const RESPONSE: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
     let mut pending = Vec::new();
     let mut buf = [0u8; 4096];
     while let Ok(n) = stream.read(&mut buf) {
@@ -372,11 +384,113 @@ fn any_server_flags_are_checked() {
         (["--expect", "x"].as_slice(), "--send"),
         (["--send", "\\q", "--expect", "x"].as_slice(), "escape"),
         (["--send", "x", "--expect", "("].as_slice(), "--expect"),
-        (["--send", "x", "--expect-bytes", "1", "--udp"].as_slice(), "--udp"),
+        (
+            ["--send", "x", "--expect-bytes", "1", "--udp"].as_slice(),
+            "--udp",
+        ),
     ] {
         let run = StressArgs::new().args(args).run(RUN_LIMIT);
         run.assert_exit(2);
         let err = run.stderr_text();
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// How much longer a delaying UDP echo holds every second datagram.
+const DELAY: Duration = Duration::from_millis(20);
+
+/// A UDP echo that holds every second datagram of each sender (its 2nd,
+/// 4th, …) for [`DELAY`] before echoing it, on a thread of its own so
+/// no other datagram waits behind it: round trips alternate short and
+/// short + [`DELAY`], a known jitter.
+fn udp_echo_alternately_delayed() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("local_addr");
+    thread::spawn(move || {
+        let mut seen = std::collections::HashMap::<SocketAddr, u64>::new();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let count = seen.entry(from).or_default();
+            *count += 1;
+            if *count % 2 == 1 {
+                let _ = socket.send_to(&buf[..n], from);
+                continue;
+            }
+            let (late, data) = (socket.try_clone().expect("clone"), buf[..n].to_vec());
+            thread::spawn(move || {
+                thread::sleep(DELAY);
+                let _ = late.send_to(&data, from);
+            });
+        }
+    });
+    addr
+}
+
+/// The mean of RFC 3550's running estimate over `samples` arrivals whose
+/// transit times differ by `d` each time: J(k) = d × (1 − (15/16)^k).
+fn expected_mean_jitter(d: f64, samples: u64) -> f64 {
+    let sum: f64 = (1..=samples as i32)
+        .map(|k| d * (1.0 - (15f64 / 16.0).powi(k)))
+        .sum();
+    sum / samples as f64
+}
+
+/// Proves the UDP jitter is RFC 3550's, per socket and combined: against
+/// an echo that delays every second datagram by 20 ms, 2 sockets × 30
+/// datagrams give 29 samples each, and the combined jitter (the sockets'
+/// estimates over all their samples) is at least what |D| = 20 ms makes
+/// (a sleep only ever lasts longer) and not far above it; the worst
+/// socket's is of the same size; the text report shows it; and `merge`
+/// of two such runs adds the sums and samples, so its figure is the
+/// samples' mean, not a mean of the two runs' figures.
+#[test]
+fn udp_jitter_against_a_delaying_echo() {
+    let addr = udp_echo_alternately_delayed();
+    let args = StressArgs::to(addr).udp().conns(2).messages(60);
+    let run = args.clone().json().run(RUN_LIMIT);
+    run.assert_exit(0);
+    run.assert_report_mirrored();
+    let report = run.report();
+    let udp = report.udp();
+    assert_eq!(udp.echoed, 60, "{}", run.describe());
+    assert_eq!(udp.jitter_samples, 58);
+    let want_us = expected_mean_jitter(DELAY.as_micros() as f64, 29);
+    let jitter = udp.jitter_us.expect("jitter");
+    assert!(
+        jitter >= want_us * 0.9 && jitter <= want_us * 3.0,
+        "jitter {jitter} us, expected about {want_us} us"
+    );
+    let worst = udp.jitter_max_socket_us.expect("worst socket");
+    assert!(worst >= jitter && worst <= want_us * 3.0, "{worst}");
+    let text = args.clone().run(RUN_LIMIT);
+    assert!(text.stdout.contains("jitter:"), "{}", text.describe());
+
+    let dir = std::env::temp_dir().join(format!("echoloop-jitter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (a, b) = (dir.join("a.json"), dir.join("b.json"));
+    std::fs::write(&a, &run.stdout).expect("write a");
+    let second = StressArgs::to(addr)
+        .udp()
+        .conns(1)
+        .messages(11)
+        .json()
+        .run(RUN_LIMIT);
+    second.assert_exit(0);
+    std::fs::write(&b, &second.stdout).expect("write b");
+    let merged = StressArgs::new()
+        .args(["merge", "--json"])
+        .args([a.to_str().expect("path"), b.to_str().expect("path")])
+        .run(RUN_LIMIT);
+    std::fs::remove_dir_all(&dir).ok();
+    merged.assert_exit(0);
+    let (m, s) = (merged.report(), second.report());
+    let (mu, su) = (m.udp(), s.udp());
+    assert_eq!(mu.jitter_samples, 58 + 10);
+    assert_eq!(mu.jitter_sum_ns, udp.jitter_sum_ns + su.jitter_sum_ns);
+    let mean = mu.jitter_sum_ns as f64 / mu.jitter_samples as f64 / 1000.0;
+    assert!((mu.jitter_us.expect("merged jitter") - mean).abs() < 0.01);
+    assert_eq!(
+        mu.jitter_max_socket_ns,
+        udp.jitter_max_socket_ns.max(su.jitter_max_socket_ns)
+    );
 }

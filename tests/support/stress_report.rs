@@ -127,8 +127,16 @@ pub struct Udp {
     pub foreign: u64,
     pub icmp_errors: u64,
     pub unresolved: u64,
+    /// RFC 3550 jitter: the sum of every socket's estimate over its
+    /// samples (ns), the samples, and the worst socket's mean (ns).
+    pub jitter_sum_ns: u64,
+    pub jitter_samples: u64,
+    pub jitter_max_socket_ns: u64,
     pub loss_percent: Option<f64>,
     pub max_loss_percent: f64,
+    /// `jitter_sum_ns / jitter_samples` in µs, and the worst socket's.
+    pub jitter_us: Option<f64>,
+    pub jitter_max_socket_us: Option<f64>,
     pub first_lost: Option<String>,
     pub first_duplicated: Option<String>,
     pub first_reordered: Option<String>,

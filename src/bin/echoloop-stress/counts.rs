@@ -224,6 +224,34 @@ tally! {
         /// Datagrams still in flight when the run was interrupted or their
         /// socket failed: neither echoed nor lost.
         unresolved: u64 => "unresolved",
+        /// RFC 3550 jitter (`udp/jitter.rs`): the sum over every socket's
+        /// samples of its running estimate, in ns.
+        jitter_sum_ns: u64 => "jitter_sum_ns",
+        /// The samples of that sum: arrivals after each socket's first.
+        jitter_samples: u64 => "jitter_samples",
+        /// The largest socket's own jitter (its mean), in ns.
+        jitter_max_socket_ns: Max => "jitter_max_socket_ns",
+    }
+}
+
+/// A value that tallies as the largest of its parts, not their sum (the
+/// worst socket's jitter). In JSON a bare number.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Max(pub u64);
+
+impl Tally for Max {
+    fn add(&mut self, other: &Max) {
+        self.0 = self.0.max(other.0);
+    }
+
+    fn checked_add(&mut self, other: &Max) -> Result<(), &'static str> {
+        Tally::add(self, other);
+        Ok(())
+    }
+
+    fn each_count(&mut self, name: &'static str, f: &mut dyn FnMut(&'static str, &mut u64)) {
+        f(name, &mut self.0);
     }
 }
 
@@ -267,6 +295,12 @@ tally! {
 }
 
 impl UdpCounts {
+    /// The run's jitter (ns): the mean of every socket's estimate over all
+    /// their samples (`udp/jitter.rs`); `None` without a sample.
+    pub fn jitter_ns(&self) -> Option<f64> {
+        (self.jitter_samples > 0).then(|| self.jitter_sum_ns as f64 / self.jitter_samples as f64)
+    }
+
     /// Lost datagrams as a percentage of those sent (0 with none sent).
     pub fn loss_percent(&self) -> f64 {
         if self.sent == 0 {

@@ -122,7 +122,12 @@ impl Core {
             epoch,
             poll,
             rate_timers: BinaryHeap::new(),
-            rec: LoopRecording::new(id as usize, plan.interval_ns, PUBLISH_EVERY_NS, plan.warmup_ns),
+            rec: LoopRecording::new(
+                id as usize,
+                plan.interval_ns,
+                PUBLISH_EVERY_NS,
+                plan.warmup_ns,
+            ),
             counts: Counts::default(),
             warm: None,
             active: if plan.stages.is_some() { 0 } else { u64::MAX },
@@ -301,8 +306,8 @@ pub fn run(mut core: Core, mut engine: impl Engine) -> Outcome {
     core.publish(&engine);
     core.close_stage();
     // A loop that ended within the warm-up measured nothing.
-    let warmup = (core.plan.warmup_ns > 0)
-        .then(|| core.warm.take().unwrap_or_else(|| core.counts.clone()));
+    let warmup =
+        (core.plan.warmup_ns > 0).then(|| core.warm.take().unwrap_or_else(|| core.counts.clone()));
     Outcome {
         warmup,
         stages: core.stage_messages,

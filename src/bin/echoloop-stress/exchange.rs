@@ -225,8 +225,8 @@ mod tests {
     /// Escapes and the counter placeholder make the bytes asked for.
     #[test]
     fn templates_render() {
-        let request = parse_send(b"GET /{n} HTTP/1.1\\r\\nX: \\x41{{\\t\\\\\\0\\n", true)
-            .expect("parse");
+        let request =
+            parse_send(b"GET /{n} HTTP/1.1\\r\\nX: \\x41{{\\t\\\\\\0\\n", true).expect("parse");
         let mut out = Vec::new();
         request.render(42, &mut out);
         assert_eq!(out, b"GET /42 HTTP/1.1\r\nX: A{\t\\\0\n");

@@ -209,6 +209,13 @@ pub struct UdpJson {
     pub loss_percent: Option<f64>,
     /// `--max-loss`.
     pub max_loss_percent: f64,
+    /// RFC 3550 jitter of all sockets together, µs (`jitter_sum_ns /
+    /// jitter_samples`; see `udp/jitter.rs`), `null` without a sample.
+    #[serde(default, skip_deserializing)]
+    pub jitter_us: Option<f64>,
+    /// The worst socket's jitter, µs.
+    #[serde(default, skip_deserializing)]
+    pub jitter_max_socket_us: Option<f64>,
     /// The first datagram of each kind of trouble, each a top-level field.
     #[serde(flatten)]
     pub first: UdpSamples,
@@ -225,6 +232,8 @@ impl UdpJson {
             counts: u.clone(),
             loss_percent: rounded(u.loss_percent()),
             max_loss_percent: report.setup.max_loss.unwrap_or(0.0),
+            jitter_us: u.jitter_ns().and_then(|ns| rounded(ns / 1000.0)),
+            jitter_max_socket_us: rounded(u.jitter_max_socket_ns.0 as f64 / 1000.0),
             first: report.samples.udp.clone(),
         })
     }
@@ -325,8 +334,13 @@ impl JsonReport {
             ended_unix: report.started_unix + report.elapsed.as_secs_f64(),
             merged_runs: report.merged_runs,
             histograms: encode_all(&report.rec, &report.setup.series()),
-            stages: (!report.stages.is_empty())
-                .then(|| report.stages.iter().map(|s| StageJson::of(s, pcts)).collect()),
+            stages: (!report.stages.is_empty()).then(|| {
+                report
+                    .stages
+                    .iter()
+                    .map(|s| StageJson::of(s, pcts))
+                    .collect()
+            }),
         }
     }
 }

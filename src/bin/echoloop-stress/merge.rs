@@ -20,8 +20,8 @@ use crate::counts::{Counts, Samples};
 use crate::json::{decode, decode_all, JsonReport};
 use crate::record::{Recorder, Series};
 use crate::report::{Report, Setup, StageFigures, Warmup};
-use crate::stages::{Stage, Stages};
 use crate::run::EXIT_SETUP;
+use crate::stages::{Stage, Stages};
 
 /// Runs `merge`; returns the exit status (the merged verdict's, or 2 when
 /// a report cannot be read or the runs do not belong together).
@@ -116,7 +116,10 @@ fn check_values(j: &JsonReport) -> Result<(), String> {
     }
     for s in j.stages.iter().flatten() {
         if !(0.001..=echoloop::units::MAX_DURATION.as_secs_f64()).contains(&s.secs) {
-            return Err(format!("stages: secs {}: not from 1 ms up to a year", s.secs));
+            return Err(format!(
+                "stages: secs {}: not from 1 ms up to a year",
+                s.secs
+            ));
         }
     }
     if let Some(r) = j.rate_per_connection {

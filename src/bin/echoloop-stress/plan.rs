@@ -170,9 +170,11 @@ impl Exchange {
     fn from_args(args: &Args) -> Result<Option<Exchange>, String> {
         let Some(send) = &args.send else {
             if args.expect.is_some() || args.expect_bytes.is_some() {
-                return Err("--expect and --expect-bytes say what a response to --send is; \
+                return Err(
+                    "--expect and --expect-bytes say what a response to --send is; \
                             give --send too"
-                    .into());
+                        .into(),
+                );
             }
             return Ok(None);
         };
@@ -181,7 +183,8 @@ impl Exchange {
         }
         let request = match send.strip_prefix('@') {
             Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| format!("--send @{path}: read: {e}"))?;
+                let bytes =
+                    std::fs::read(path).map_err(|e| format!("--send @{path}: read: {e}"))?;
                 exchange::parse_send(&bytes, false).map_err(|e| format!("--send @{path}: {e}"))?
             }
             None => exchange::parse_send(send.as_bytes(), true)

@@ -372,7 +372,11 @@ impl Report {
              ({:.2} MiB), {} error(s) (counted above too)",
             secs.as_secs_f64(),
             group(w.messages),
-            if self.setup.mode.udp() { "datagrams" } else { "messages" },
+            if self.setup.mode.udp() {
+                "datagrams"
+            } else {
+                "messages"
+            },
             w.bytes as f64 / MIB,
             group(w.errors),
         );
@@ -538,8 +542,9 @@ mod tests {
         let json = reports[3].json();
         for (name, value) in names {
             let shown = texts.iter().any(|t| t.contains(&group(value)));
+            // Shown as MiB/s, and the jitter's sum as the mean it makes.
             assert!(
-                shown || name == "bytes",
+                shown || ["bytes", "jitter_sum_ns", "jitter_max_socket_ns"].contains(&name),
                 "{name} ({value}) in no text report"
             );
             assert!(json.contains(&value.to_string()), "{name} not in the JSON");

@@ -105,7 +105,10 @@ pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
         .unwrap_or_else(PoisonError::into_inner)
         .keep_intervals(keep_intervals);
     if let Some(stages) = &plan.stages {
-        let mut timeline = shared.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut timeline = shared
+            .timeline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         timeline.keep_stages(stages.0.len());
     }
     let (epoch, started_unix) = (Instant::now(), unix_now());
@@ -265,7 +268,10 @@ impl Outputs {
             },
         );
         let joined = join(w.handles);
-        let measured = w.epoch.elapsed().saturating_sub(setup.warmup.unwrap_or_default());
+        let measured = w
+            .epoch
+            .elapsed()
+            .saturating_sub(setup.warmup.unwrap_or_default());
         let end_ns = u64::try_from(measured.as_nanos()).unwrap_or(u64::MAX);
         intervals.drain(w.shared, Some(end_ns), log.as_mut());
         drop(log);
@@ -420,9 +426,15 @@ fn assemble(
     elapsed: Duration,
     started_unix: f64,
 ) -> Report {
-    let timeline = shared.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+    let timeline = shared
+        .timeline
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let rec = timeline.total.clone();
-    let mut stages = setup.stages.as_ref().map_or_else(Vec::new, StageFigures::empty);
+    let mut stages = setup
+        .stages
+        .as_ref()
+        .map_or_else(Vec::new, StageFigures::empty);
     for ((figures, messages), rtt) in stages.iter_mut().zip(&totals.stages).zip(&timeline.stages) {
         figures.messages = *messages;
         figures.rtt.clone_from(rtt);

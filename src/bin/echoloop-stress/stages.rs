@@ -57,7 +57,9 @@ pub fn parse(text: &str) -> Result<Stages, String> {
         let (length, target) = part
             .split_once(':')
             .ok_or_else(|| why("expected LENGTH:CONNECTIONS, e.g. 10s:100".into()))?;
-        let length = LENGTH.parse(length).map_err(|e| why(format!("length: {e}")))?;
+        let length = LENGTH
+            .parse(length)
+            .map_err(|e| why(format!("length: {e}")))?;
         let target = Bounds {
             min: 0,
             max: MAX_TARGET,

@@ -33,6 +33,7 @@ pub mod datagram;
 mod expiry;
 mod flow;
 mod icmp;
+mod jitter;
 mod open;
 mod report;
 mod traffic;
@@ -192,5 +193,8 @@ impl Engine for Udp {
     /// Takes in the echoes waiting (unless interrupted) and closes.
     fn close(&mut self, core: &mut Core, interrupted: bool) {
         self.close_all(core, interrupted);
+        for flow in &self.flows {
+            flow.jitter.add_to(&mut core.counts.udp);
+        }
     }
 }

@@ -12,11 +12,11 @@ use echoloop::transport::Transport;
 
 use super::end::End;
 use super::{Phase, Tcp};
-use crate::engine::{Core, SendTimer};
 use crate::conn::Slot;
 use crate::counts::Counts;
-use crate::record::LoopRecording;
+use crate::engine::{Core, SendTimer};
 use crate::payload::PERIOD;
+use crate::record::LoopRecording;
 use crate::record::Series;
 
 impl Tcp {
