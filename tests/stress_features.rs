@@ -314,7 +314,7 @@ fn redis_like_ping_pong_pipelined() {
     assert_eq!(report.verification_errors, 0);
 }
 
-/// Proves `{n}` is each message's number on its connection: the server
+/// Proves `{seq}` is each message's number on its connection: the server
 /// answers `+OK` only when `SEQ k` carries the line's own number, and a
 /// pipelined run of 1,000 verifies every one. A server's `-ERR` is a
 /// verification error (exit 1) at its first byte, well before the echo
@@ -327,7 +327,7 @@ fn counter_placeholder_numbers_each_message() {
         .conns(2)
         .pipeline(4)
         .messages(1_000)
-        .args(["--send", "SEQ {n}\\r\\n", "--expect", "\\+OK\\r\\n"])
+        .args(["--send", "SEQ {seq}\\r\\n", "--expect", "\\+OK\\r\\n"])
         .run(RUN_LIMIT);
     run.assert_exit(0);
     assert_eq!(run.report().messages, 1_000, "{}", run.describe());
@@ -352,7 +352,7 @@ fn counter_placeholder_numbers_each_message() {
 #[test]
 fn http_keep_alive_open_loop() {
     let addr = tcp_server(http_keep_alive);
-    let request = "GET /{n} HTTP/1.1\\r\\nHost: test\\r\\n\\r\\n";
+    let request = "GET /{seq} HTTP/1.1\\r\\nHost: test\\r\\n\\r\\n";
     for expect in [
         ["--expect", "(?s)HTTP/1\\.1 200 .*?\\r\\n\\r\\nok"],
         ["--expect-bytes", "64"],

@@ -83,7 +83,7 @@ pub struct Args {
 
     /// Any TCP server, not only echo: each message is this (TEXT, with
     /// escapes \r \n \t \0 \\ \xHH) or this file's bytes (@FILE, as
-    /// they are); `{n}` becomes the message's number on its connection
+    /// they are); `{seq}` becomes the message's number on its connection
     /// (0, 1, …), `{{` a `{`. Needs --expect or --expect-bytes; latency is
     /// request to response, and each response must match. Example, a
     /// Redis server: `--send 'PING\r\n' --expect '\+PONG\r\n'`.

@@ -5,10 +5,10 @@
 //! latency instead, and verification is "each response matches".
 //!
 //! - **The request.** `--send TEXT` is the message, with escapes `\r`,
-//!   `\n`, `\t`, `\0`, `\\` and `\xHH`, and the placeholder `{n}`: the
+//!   `\n`, `\t`, `\0`, `\\` and `\xHH`, and the placeholder `{seq}`: the
 //!   message's number on its connection (0, 1, 2, …), in decimal; `{{` is
 //!   a literal `{`. `--send @FILE` takes the file's bytes as they are (no
-//!   escapes), `{n}` and `{{` still replaced. Example: a Redis server,
+//!   escapes), `{seq}` and `{{` still replaced. Example: a Redis server,
 //!   `--send 'PING\r\n' --expect '\+PONG\r\n'`.
 //! - **The response.** Responses come back in order (pipelining included):
 //!   the first response is at the start of what the connection has
@@ -43,7 +43,7 @@ pub const MAX_RESPONSE: usize = 1 << 20;
 pub enum Piece {
     /// Bytes sent as they are.
     Bytes(Vec<u8>),
-    /// `{n}`: the message's number on its connection, in decimal.
+    /// `{seq}`: the message's number on its connection, in decimal.
     Counter,
 }
 
@@ -76,7 +76,7 @@ impl Request {
 
 /// Parses a `--send` template: `escapes` (a TEXT: yes; an @FILE's bytes:
 /// no) turns `\r`, `\n`, `\t`, `\0`, `\\` and `\xHH` into their bytes;
-/// `{n}` is the counter and `{{` a literal `{` either way.
+/// `{seq}` is the counter and `{{` a literal `{` either way.
 pub fn parse_send(text: &[u8], escapes: bool) -> Result<Request, String> {
     let mut pieces = Vec::new();
     let mut bytes = Vec::new();
@@ -84,10 +84,10 @@ pub fn parse_send(text: &[u8], escapes: bool) -> Result<Request, String> {
     while i < text.len() {
         let c = text[i];
         let rest = &text[i..];
-        if rest.starts_with(b"{n}") {
+        if rest.starts_with(b"{seq}") {
             pieces.push(Piece::Bytes(std::mem::take(&mut bytes)));
             pieces.push(Piece::Counter);
-            i += 3;
+            i += 5;
         } else if rest.starts_with(b"{{") {
             bytes.push(b'{');
             i += 2;
@@ -226,11 +226,11 @@ mod tests {
     #[test]
     fn templates_render() {
         let request =
-            parse_send(b"GET /{n} HTTP/1.1\\r\\nX: \\x41{{\\t\\\\\\0\\n", true).expect("parse");
+            parse_send(b"GET /{seq} HTTP/1.1\\r\\nX: \\x41{{\\t\\\\\\0\\n", true).expect("parse");
         let mut out = Vec::new();
         request.render(42, &mut out);
         assert_eq!(out, b"GET /42 HTTP/1.1\r\nX: A{\t\\\0\n");
-        let raw = parse_send(b"a\\r{n}", false).expect("parse");
+        let raw = parse_send(b"a\\r{seq}", false).expect("parse");
         out.clear();
         raw.render(7, &mut out);
         assert_eq!(out, b"a\\r7");

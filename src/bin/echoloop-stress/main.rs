@@ -51,6 +51,15 @@
 //!   flight per socket, and every echo sorted into echoed, lost, late,
 //!   duplicated, reordered or corrupted (`udp.rs`).
 //!
+//! - **Beyond a plain run.** `--warmup` verifies traffic before it is
+//!   counted (the loop core keeps its counts at the warm-up's end, the
+//!   recorder throws away what it timed: `record.rs`, `counts.rs`);
+//!   `--stages` ramps the active connections (`stages.rs`); `--send` with
+//!   `--expect` loads servers that answer without echoing (`exchange.rs`,
+//!   `tcp/request.rs`); UDP runs report RFC 3550 jitter (`udp/jitter.rs`).
+//!   Each costs a plain echo run nothing per message: the loop core looks
+//!   at the warm-up and the stages once a turn, and the TCP engine takes
+//!   the any-server path by one branch per read and per write.
 //! - **Latency over time.** Each loop records round trips (corrected and,
 //!   in the open loop, uncorrected), connect times and times to first byte
 //!   into histograms it hands to a shared timeline per `--interval`

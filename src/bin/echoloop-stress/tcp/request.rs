@@ -20,7 +20,7 @@ pub struct Wire {
     out: Vec<u8>,
     /// Bytes of `out` written.
     written: usize,
-    /// Messages rendered into `out` so far (the next one's `{n}`).
+    /// Messages rendered into `out` so far (the next one's `{seq}`).
     rendered: u64,
     /// Bytes received since the last whole response.
     got: Vec<u8>,
