@@ -133,15 +133,19 @@ pub enum Expect {
     /// `--expect-bytes N`: N bytes, whatever they are.
     Bytes(usize),
     /// `--expect REGEX`: the match starting where the response starts.
-    Regex {
-        /// The pattern anchored at the start.
-        anchored: Regex,
-        /// The same pattern as a lazy DFA, to tell a partial response
-        /// from a wrong one ([`could_match`]); `None` for a pattern it
-        /// cannot take (a Unicode word boundary): then a wrong response
-        /// is waited for until it stalls.
-        dfa: Option<DFA>,
-    },
+    Regex(Box<Pattern>),
+}
+
+/// `--expect REGEX`, compiled twice.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// The pattern anchored at the start.
+    anchored: Regex,
+    /// The same pattern as a lazy DFA, to tell a partial response from a
+    /// wrong one ([`could_match`]); `None` for a pattern it cannot take (a
+    /// Unicode word boundary): then a wrong response is waited for until
+    /// it stalls.
+    dfa: Option<DFA>,
 }
 
 /// What [`Expect::take`] found at the start of the bytes received.
@@ -164,7 +168,7 @@ impl Expect {
             return Err("it matches the empty response: every response would be empty".into());
         }
         let dfa = DFA::new(pattern).ok();
-        Ok(Expect::Regex { anchored, dfa })
+        Ok(Expect::Regex(Box::new(Pattern { anchored, dfa })))
     }
 
     /// Whether `got`, the bytes received since the last response, begins
@@ -173,7 +177,8 @@ impl Expect {
         match self {
             Expect::Bytes(n) if got.len() >= *n => Found::Response(*n),
             Expect::Bytes(_) => Found::Partial,
-            Expect::Regex { anchored, dfa } => {
+            Expect::Regex(pattern) => {
+                let Pattern { anchored, dfa } = &**pattern;
                 if let Some(m) = anchored.find(got) {
                     return Found::Response(m.end());
                 }

@@ -160,21 +160,19 @@ pub fn status_line(
 /// Prints one status line per second to stderr until every loop is done
 /// (`done` receives one message per loop that ends): rewritten in place on
 /// a terminal, one line each otherwise. `on_tick` runs after each line;
-/// `udp`: the line of a `--udp` run; `phase`: what the run is doing at
-/// that time since its start, if it says (the warm-up, a stage), shown at
-/// the end of the line.
+/// `look` says what kind of line.
 pub fn show_status(
     done: &mpsc::Receiver<()>,
     mut running: usize,
     lives: &[Arc<Live>],
     shared: &Shared,
     epoch: Instant,
-    udp: bool,
-    phase: &dyn Fn(Duration) -> Option<String>,
+    look: Look<'_>,
     on_tick: &mut dyn FnMut(),
 ) {
     const TICK: Duration = Duration::from_secs(1);
-    let mut line = StatusWriter::new(epoch, udp);
+    let phase = look.phase;
+    let mut line = StatusWriter::new(epoch, look.udp);
     let mut next_tick = epoch + TICK;
     while running > 0 {
         match done.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
@@ -193,6 +191,23 @@ pub fn show_status(
         }
     }
     line.finish();
+}
+
+/// What kind of status line a run shows.
+pub struct Look<'a> {
+    /// The line of a `--udp` run (sockets and datagrams).
+    pub udp: bool,
+    /// What the run is doing at that time since its start, if it says
+    /// (the warm-up, a stage), shown at the end of the line.
+    pub phase: &'a dyn Fn(Duration) -> Option<String>,
+}
+
+impl std::fmt::Debug for Look<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Look")
+            .field("udp", &self.udp)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The status line's state between ticks.

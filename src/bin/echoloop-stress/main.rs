@@ -127,7 +127,7 @@ fn start() -> i32 {
     }
     match Plan::from_args(&args) {
         Ok(plan) => {
-            let fd_limit = raise_fd_limit(&args);
+            let fd_limit = raise_fd_limit(plan.connections);
             run::execute(&args, plan, fd_limit)
         }
         Err(message) => {
@@ -139,8 +139,9 @@ fn start() -> i32 {
 
 /// Every connection is a descriptor, and distributions default the soft
 /// limit to 1,024: raises it to the hard limit, and warns when even that is
-/// too few. Returns the limit (Unix; `None` on Windows).
-fn raise_fd_limit(args: &Args) -> Option<u64> {
+/// too few for `connections` (the plan's: `--stages` sets them). Returns
+/// the limit (Unix; `None` on Windows).
+fn raise_fd_limit(connections: u64) -> Option<u64> {
     let fd_limit = match echoloop::raise_fd_limit() {
         Ok(limit) => limit,
         Err(e) => {
@@ -150,11 +151,11 @@ fn raise_fd_limit(args: &Args) -> Option<u64> {
     };
     if let Some(limit) = fd_limit {
         // Each connection is a descriptor; a few more go to polls and stdio.
-        if args.connections.saturating_add(32) > limit {
+        if connections.saturating_add(32) > limit {
             eprintln!(
-                "echoloop-stress: warning: --connections {} exceeds what the open-file \
-                 limit ({limit}) allows; the excess connects will fail (counted as other)",
-                args.connections
+                "echoloop-stress: warning: {connections} connections exceed what the \
+                 open-file limit ({limit}) allows; the excess connects will fail (counted \
+                 as other)"
             );
         }
     }

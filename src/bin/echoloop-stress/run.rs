@@ -17,7 +17,7 @@ use crate::cli::Args;
 use crate::counts::{Counts, Samples};
 use crate::engine::{self, Core};
 use crate::intervals::{hlog_comments, Intervals};
-use crate::live::{show_status, Live};
+use crate::live::{show_status, Live, Look};
 use crate::plan::{Plan, Transport};
 use crate::plot;
 use crate::report::{Report, Setup, StageFigures, Warmup};
@@ -261,8 +261,7 @@ impl Outputs {
             w.lives,
             w.shared,
             w.epoch,
-            udp,
-            &phase,
+            Look { udp, phase: &phase },
             &mut || {
                 intervals.drain(w.shared, None, log.as_mut());
             },
