@@ -225,11 +225,15 @@ tally! {
         /// socket failed: neither echoed nor lost.
         unresolved: u64 => "unresolved",
         /// RFC 3550 jitter (`udp/jitter.rs`): the sum over every socket's
-        /// samples of its running estimate, in ns.
+        /// samples of its running estimate, in ns. (These three read as 0
+        /// from a report written before they were: it still merges.)
+        #[serde(default)]
         jitter_sum_ns: u64 => "jitter_sum_ns",
         /// The samples of that sum: arrivals after each socket's first.
+        #[serde(default)]
         jitter_samples: u64 => "jitter_samples",
         /// The largest socket's own jitter (its mean), in ns.
+        #[serde(default)]
         jitter_max_socket_ns: Max => "jitter_max_socket_ns",
     }
 }
