@@ -8,7 +8,7 @@
 //! every wait on the child has a timeout.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
@@ -20,18 +20,7 @@ use support::StressArgs;
 /// Longest any run may take before the test kills it and fails.
 const RUN_LIMIT: Duration = Duration::from_secs(30);
 
-/// Starts a thread-per-connection TCP server on 127.0.0.1:0 that hands
-/// each connection to `serve`; its threads are detached.
-fn tcp_server(serve: fn(TcpStream)) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("local_addr");
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || serve(stream));
-        }
-    });
-    addr
-}
+use support::thread_per_connection as tcp_server;
 
 /// RFC 862: every byte back, until the client closes.
 fn echo(mut stream: TcpStream) {

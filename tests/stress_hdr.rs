@@ -14,11 +14,10 @@ pub mod support;
 use support::{Exit, Process, STRESS};
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::thread;
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -145,14 +144,7 @@ fn checker(test: &str) -> Option<PathBuf> {
 /// A thread-per-connection echo server on 127.0.0.1:0 (anyone's RFC 862
 /// server, not ours); its threads end with the test process.
 fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local_addr");
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || echo(stream));
-        }
-    });
-    addr
+    support::thread_per_connection(echo)
 }
 
 /// Echoes one connection until it closes.
