@@ -110,6 +110,17 @@ pub struct Config {
     /// IP. UDP has no connections: its per-source limit is `udp_rate`, and
     /// with `udp` on, `udp_rate` 0 and this set together are refused.
     pub max_per_source: Option<usize>,
+    /// Balancers that relay clients with a PROXY protocol header (v1 or
+    /// v2): a connection from these ranges must begin with one, and the
+    /// client it names is the one judged by `allow`, `deny` and
+    /// `max_per_source`, and logged. From anywhere else no header is
+    /// looked for. Empty (the default): none.
+    pub proxy_protocol: Vec<IpNet>,
+    /// How long a balancer's connection may take to deliver its whole PROXY
+    /// header before it is closed (counted as `proxy_timeout`). A balancer
+    /// sends it with the connection's first bytes; a slow header is a
+    /// client holding a slot while nobody can judge it.
+    pub proxy_header_timeout: Duration,
 }
 
 impl Default for Config {
@@ -136,6 +147,8 @@ impl Default for Config {
             allow: Vec::new(),
             deny: Vec::new(),
             max_per_source: None,
+            proxy_protocol: Vec::new(),
+            proxy_header_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -225,6 +238,11 @@ impl Config {
             ));
         }
         secs("idle_timeout", Self::IDLE_TIMEOUT, self.idle_timeout)?;
+        secs(
+            "proxy_header_timeout",
+            Self::IDLE_TIMEOUT,
+            Some(self.proxy_header_timeout),
+        )?;
         secs("stats_interval", Self::STATS_INTERVAL, self.stats_interval)?;
         secs(
             "shutdown_grace",

@@ -25,14 +25,20 @@
 //! Every byte goes through the connection's [`Transport`] (plain TCP by
 //! default, the socket itself); the connection never touches its socket's
 //! data directly.
+//!
+//! A trusted balancer's connection (`--proxy-protocol`) first reads its
+//! PROXY header, no byte past it, and echoes nothing until the loop has
+//! admitted the client the header names ([`Status::Header`]).
 
 use std::io;
+use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
 use crate::logging::context;
 use crate::pending::{BufferPool, Pending};
+use crate::proxy::{self, Parsed};
 use crate::rules::{self, READ_INTEREST};
 use crate::stats::{Counter, Counters};
 use crate::transport::Transport;
@@ -65,6 +71,18 @@ pub(crate) enum Status {
     ReadAgain,
     /// The peer shut down its side and everything was echoed: close it.
     Finished,
+    /// `--proxy-protocol`: the balancer's header is read, and says the
+    /// connection is for `client` (its source, or the balancer itself for
+    /// LOCAL and UNKNOWN). Admit or refuse that client; then serve again.
+    Header {
+        /// Whom to judge, count and log.
+        client: SocketAddr,
+        /// What the header said.
+        header: proxy::Header,
+    },
+    /// `--proxy-protocol`: what came is not an acceptable header. Close
+    /// it; none of it was echoed.
+    BadHeader(proxy::Error),
 }
 
 /// What an event said about a connection. All hints: the next read or
@@ -123,6 +141,19 @@ pub(crate) struct Connection<T: Transport = TcpStream> {
     /// In the loop's queue of connections to read again next turn. The
     /// loop's bookkeeping, kept here so the check costs no lookup.
     pub(crate) queued: bool,
+    /// `--proxy-protocol`: a balancer's PROXY header still to be read
+    /// before anything is echoed. Boxed: most connections never have one.
+    header: Option<Box<AwaitedHeader>>,
+}
+
+/// A balancer's connection whose PROXY header is not complete yet.
+#[derive(Debug)]
+struct AwaitedHeader {
+    /// The balancer: the client when the header names none.
+    balancer: SocketAddr,
+    /// The header's bytes so far: only bytes [`proxy::parse`] said are the
+    /// header's are read, so the data behind it stays in the socket.
+    bytes: Vec<u8>,
 }
 
 impl<T: Transport> Connection<T> {
@@ -146,7 +177,20 @@ impl<T: Transport> Connection<T> {
             heard_since_check: false,
             write_interest: false,
             queued: false,
+            header: None,
         })
+    }
+
+    /// `--proxy-protocol`: nothing is echoed until a PROXY header from
+    /// `balancer` is read ([`Status::Header`]).
+    pub(crate) fn expect_header(&mut self, balancer: SocketAddr) {
+        let bytes = Vec::new();
+        self.header = Some(Box::new(AwaitedHeader { balancer, bytes }));
+    }
+
+    /// Whether its PROXY header is still awaited.
+    pub(crate) fn awaits_header(&self) -> bool {
+        self.header.is_some()
     }
 
     /// Bytes owed to the peer and still held here.
@@ -191,6 +235,14 @@ impl<T: Transport> Connection<T> {
         } = hints;
         self.maybe_readable |= readable || short_read_unproven;
         self.short_read_unproven |= short_read_unproven;
+        if self.header.is_some() {
+            // Nothing owed yet; during shutdown, nothing to wait for.
+            let status = match io.reading {
+                true => self.read_header(io)?,
+                false => Status::Finished,
+            };
+            return Ok((status, false));
+        }
 
         // a. Output first: what we owe was read before anything new (and
         //    what the transport holds of earlier writes before that).
@@ -283,6 +335,50 @@ impl<T: Transport> Connection<T> {
             }
         }
         Ok((false, read_any))
+    }
+
+    /// Reads the PROXY header, never a byte past it: each read asks for no
+    /// more than [`proxy::parse`] says is certainly the header's. Stops at
+    /// `WouldBlock`, at the read budget, or once the header is decided.
+    /// The peer closing first is [`Status::Finished`].
+    fn read_header(&mut self, io: &mut Io<'_>) -> io::Result<Status> {
+        let Some(awaited) = self.header.as_mut() else {
+            return Ok(Status::Waiting);
+        };
+        let mut reads = 0;
+        while self.maybe_readable {
+            let needed = match proxy::parse(&awaited.bytes) {
+                Ok(Parsed::Incomplete { needed }) => needed,
+                Ok(Parsed::Complete { header, .. }) => {
+                    let client = match header {
+                        proxy::Header::Proxied { source, .. } => source,
+                        proxy::Header::Local | proxy::Header::Unknown => awaited.balancer,
+                    };
+                    self.header = None;
+                    return Ok(Status::Header { client, header });
+                }
+                Err(e) => return Ok(Status::BadHeader(e)),
+            };
+            if reads == io.reads_per_turn {
+                return Ok(Status::ReadAgain);
+            }
+            reads += 1;
+            let room = needed.min(io.buf.len());
+            match self.stream.read(&mut io.buf[..room]) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    return Ok(Status::Finished);
+                }
+                Ok(n) => awaited.bytes.extend_from_slice(&io.buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.maybe_readable = false;
+                    self.short_read_unproven = false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(context("read", e)),
+            }
+        }
+        Ok(Status::Waiting)
     }
 
     /// Echoes the first `n` bytes of the read buffer: straight to the socket

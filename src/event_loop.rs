@@ -2,10 +2,11 @@
 //! registered with it; a turn is the numbered steps of [`EventLoop::turn`]
 //! (the one place they are written out).
 //!
-//! `accept.rs` takes clients in (step 3), `shutdown.rs` winds the loop down
-//! (step 5); the rest is here. The rules every step follows are
-//! [`crate::rules`]; what the loop does with each kind of error is the
-//! error policy (`server.rs`).
+//! `accept.rs` takes clients in (step 3), `proxied.rs` reads the PROXY
+//! headers of a trusted balancer's connections before they are admitted,
+//! `shutdown.rs` winds the loop down (step 5); the rest is here. The rules
+//! every step follows are [`crate::rules`]; what the loop does with each
+//! kind of error is the error policy (`server.rs`).
 //!
 //! A loop is built from what it owns alone (`part.rs`: its poll, sockets,
 //! read buffer and counter writer) and a handle to what all loops share
@@ -13,6 +14,7 @@
 
 mod accept;
 mod part;
+mod proxied;
 mod shutdown;
 
 pub use accept::ACCEPT_BACKOFF;
@@ -57,6 +59,9 @@ enum Close {
     Idle,
     /// Still open when shutdown ended.
     Shutdown,
+    /// Never admitted: its PROXY header failed, or named a client that was
+    /// refused. Counted by the caller, as the refusal it is.
+    Unadmitted,
 }
 
 /// The running loop's state.
@@ -109,6 +114,9 @@ pub(crate) struct EventLoop {
     admission: Admission,
     /// `--metrics`: the HTTP endpoint and its connections.
     metrics: Option<MetricsService>,
+    /// `--proxy-protocol`: the balancers trusted to send a PROXY header,
+    /// and the connections whose header is still being read.
+    balancers: Option<proxied::Balancers>,
 }
 
 impl EventLoop {
@@ -142,6 +150,7 @@ impl EventLoop {
                 .udp
                 .then(|| UdpEcho::new(Rules::new(&config.allow, &config.deny), config.udp_rate)),
             admission: Admission::new(&config.allow, &config.deny, config.max_per_source),
+            balancers: proxied::Balancers::new(config),
             metrics: metrics
                 .map(|(listener, addr)| MetricsService::new(listener, addr, config.reads_per_turn)),
             poll,
@@ -288,6 +297,7 @@ impl EventLoop {
     /// the counters when due.
     fn timers(&mut self) {
         self.expire_idle();
+        self.expire_headers();
         if let Some(metrics) = &mut self.metrics {
             metrics.expire(self.now);
         }
@@ -331,6 +341,9 @@ impl EventLoop {
             self.metrics
                 .as_ref()
                 .and_then(MetricsService::next_deadline),
+            self.balancers
+                .as_ref()
+                .and_then(proxied::Balancers::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -373,6 +386,8 @@ impl EventLoop {
                         self.close(key, Close::Shutdown)
                     }
                     Status::Finished => self.close(key, Close::PeerDone),
+                    Status::Header { client, header } => self.admit_proxied(key, client, header),
+                    Status::BadHeader(why) => self.refuse_header(key, why),
                 }
             }
             Err(e) => self.close(key, Close::Error(e)),
@@ -386,6 +401,16 @@ impl EventLoop {
             idle.remove(key);
         }
         self.admission.closed(key);
+        let why = if conn.awaits_header() {
+            // Never admitted, so not a close: a header that did not come.
+            self.header_ended(key);
+            if !matches!(why, Close::Unadmitted) {
+                self.counters.add(Counter::ProxyIncomplete, 1);
+            }
+            Close::Unadmitted
+        } else {
+            why
+        };
         let counters = &self.counters;
         let peer = self.peers.get(key);
         let owed = conn.pending_len();
@@ -415,9 +440,17 @@ impl EventLoop {
                 counters.add(Counter::ShutDown, 1);
                 debug!("conn {key} ({peer}): closed by shutdown ({owed} bytes not echoed)");
             }
+            Close::Unadmitted => debug!("conn {key} ({peer}): closed, never admitted"),
         }
-        counters.set_active(self.conns.len());
-        conn.close(&mut self.pool, counters);
+        self.set_active();
+        conn.close(&mut self.pool, &self.counters);
+    }
+
+    /// Updates the `active` gauge: the connections admitted and open (those
+    /// still reading a PROXY header are not yet).
+    fn set_active(&self) {
+        let reading_header = self.balancers.as_ref().map_or(0, |b| b.pending);
+        self.counters.set_active(self.conns.len() - reading_header);
     }
 
     /// Closes every connection idle past the timeout: O(1) per connection

@@ -121,6 +121,7 @@ mod metrics;
 #[cfg_attr(not(linux_batch), allow(dead_code))]
 pub mod mmsg;
 mod pending;
+pub mod proxy;
 mod rate_limit;
 pub mod rules;
 mod server;

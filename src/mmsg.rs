@@ -149,7 +149,8 @@ impl Received {
                 socket.as_fd().as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 BATCH as _,
-                libc::MSG_DONTWAIT,
+                // glibc declares the flags `int`, musl `unsigned int`.
+                libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
             )
         };

@@ -199,8 +199,12 @@ fn admission_summary(config: &Config) -> String {
     } else {
         ""
     };
+    let proxy = match config.proxy_protocol.as_slice() {
+        [] => String::new(),
+        nets => format!("; PROXY header required from {}", list(nets, "")),
+    };
     format!(
-        "admission: allow {}; deny {}; max per source {per_source}{metrics}",
+        "admission: allow {}; deny {}; max per source {per_source}{proxy}{metrics}",
         list(&config.allow, "all"),
         list(&config.deny, "none"),
     )

@@ -135,6 +135,32 @@ counters! {
     /// had `--max-per-source` open.
     refused_per_source: RefusedPerSource, Counter,
         r#"connections_refused_total{reason="per_source"}"#;
+    /// `--proxy-protocol`: balancers' connections whose header named a
+    /// client (v1 TCP4/TCP6, v2 PROXY over IPv4/IPv6), then judged as it.
+    proxy_proxied: ProxyProxied, Counter, r#"proxy_headers_total{kind="proxied"}"#;
+    /// `--proxy-protocol`: v2 LOCAL headers, the balancer's own connections
+    /// (health checks), served as the balancer.
+    proxy_local: ProxyLocal, Counter, r#"proxy_headers_total{kind="local"}"#;
+    /// `--proxy-protocol`: headers with no address used here (v1 UNKNOWN;
+    /// v2 AF_UNSPEC, AF_UNIX or a datagram), served as the balancer.
+    proxy_unknown: ProxyUnknown, Counter, r#"proxy_headers_total{kind="unknown"}"#;
+    /// `--proxy-protocol`: balancers' connections closed because they did
+    /// not begin with a PROXY header.
+    proxy_not_proxy: ProxyNotProxy, Counter, r#"proxy_rejected_total{reason="not_proxy"}"#;
+    /// `--proxy-protocol`: closed on a header that breaks the specification.
+    proxy_malformed: ProxyMalformed, Counter, r#"proxy_rejected_total{reason="malformed"}"#;
+    /// `--proxy-protocol`: closed on a header longer than the bound (107
+    /// bytes in v1, 4 KiB in v2).
+    proxy_oversized: ProxyOversized, Counter, r#"proxy_rejected_total{reason="oversized"}"#;
+    /// `--proxy-protocol`: closed for not delivering the header within
+    /// `--proxy-header-timeout`.
+    proxy_timeout: ProxyTimeout, Counter, r#"proxy_rejected_total{reason="timeout"}"#;
+    /// `--proxy-protocol`: closed before the header ended (by the balancer,
+    /// an error, the idle timeout or shutdown).
+    proxy_incomplete: ProxyIncomplete, Counter, r#"proxy_rejected_total{reason="incomplete"}"#;
+    /// `--proxy-protocol`: balancers' connections whose header is still
+    /// being read (not yet `active`: nobody knows yet whom they are for).
+    proxy_pending: ProxyPending, Gauge, "proxy_headers_pending";
     /// Connections that ended cleanly: the peer shut down its side and
     /// everything it sent was echoed.
     closed_by_peer: ClosedByPeer, Counter, r#"connections_closed_total{reason="peer"}"#;

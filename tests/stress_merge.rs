@@ -383,3 +383,56 @@ fn merge_refuses_extreme_values_naming_file_and_field() {
         assert!(line.contains(field), "{bad}: no {field} in {line}");
     }
 }
+
+/// Proves the recipe for a container with no shell to redirect with (the
+/// Kubernetes Job of docs/distributed.md): `--json --output FILE` writes the
+/// report into the file, not onto stdout, and `merge` reads such files; an
+/// `--output` that is another output's file, or cannot be created, is
+/// refused before the run (exit 2, naming the flag).
+#[test]
+fn reports_written_with_output_merge() {
+    let addr = echo_server().to_string();
+    let dir = scratch("stress-merge-output");
+    let paths: Vec<String> = (0..2)
+        .map(|i| dir.join(format!("{i}.json")).to_string_lossy().into_owned())
+        .collect();
+    for path in &paths {
+        let run = stress(&[
+            "--addr", &addr, "-c", "2", "-n", "200", "--json", "--output", path,
+        ]);
+        run.assert_exit(0);
+        assert_eq!(run.exit.stdout, "", "the report went to --output");
+    }
+    let merged = stress(&["merge", &paths[0], &paths[1]]);
+    merged.assert_exit(0);
+    assert!(
+        merged.exit.stdout.contains("2 runs merged"),
+        "{}",
+        merged.describe()
+    );
+
+    let same = stress(&[
+        "--addr", &addr, "-n", "1", "--output", &paths[0], "--hlog", &paths[0],
+    ]);
+    same.assert_exit(2);
+    assert!(
+        same.stderr_text().contains("--hlog and --output"),
+        "{}",
+        same.describe()
+    );
+    let missing = dir.join("no-such-folder/0.json");
+    let missing = stress(&[
+        "--addr",
+        &addr,
+        "-n",
+        "1",
+        "--output",
+        missing.to_str().unwrap(),
+    ]);
+    missing.assert_exit(2);
+    assert!(
+        missing.stderr_text().contains("--output"),
+        "{}",
+        missing.describe()
+    );
+}

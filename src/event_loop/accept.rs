@@ -62,9 +62,17 @@ impl EventLoop {
     }
 
     /// Takes an accepted client in, or refuses it: denied by the admission
-    /// rules, the server full, or its source at its limit.
+    /// rules, the server full, or its source at its limit. A trusted
+    /// balancer's connection is judged by the client its PROXY header
+    /// names, once that is read (`proxied.rs`); only the server being full
+    /// refuses it here.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let refusal = match self.admission.check(peer.ip()) {
+        let balancer = (self.balancers.as_ref()).is_some_and(|b| b.trusts(peer.ip()));
+        let check = match balancer {
+            true => Ok(()),
+            false => self.admission.check(peer.ip()),
+        };
+        let refusal = match check {
             Err(Refusal::Denied) => Some((Counter::RefusedDenied, "--allow/--deny")),
             _ if self.conns.len() >= self.shared.max_connections => {
                 Some((Counter::Refused, "--max-connections"))
@@ -76,14 +84,7 @@ impl EventLoop {
             // Refuse promptly: closing tells the client at once, where
             // leaving it in the backlog would let it hang.
             drop(stream);
-            self.counters.add(counter, 1);
-            if let Some(missed) = self.refused_warnings.allow(self.now) {
-                warn!(
-                    "refused {peer} ({flag}; {} connections open); {missed} more refused \
-                     since last warning",
-                    self.conns.len()
-                );
-            }
+            self.refused(peer, counter, flag);
             return;
         }
         self.set_options(&stream, peer);
@@ -95,15 +96,20 @@ impl EventLoop {
             Ok(conn) => {
                 entry.insert(conn);
                 self.peers.record(key, peer);
+                // The clock now, not at the start of the turn: a flood of
+                // accepts can take a while, and an early stamp would let
+                // the connection expire early.
+                let now = Instant::now();
+                if let Some(idle) = &mut self.idle {
+                    idle.touch(key, now);
+                }
+                if balancer {
+                    self.await_header(key, peer, now);
+                    return;
+                }
                 self.admission.opened(key, peer.ip());
                 counters.add(Counter::Accepted, 1);
-                counters.set_active(self.conns.len());
-                if let Some(idle) = &mut self.idle {
-                    // The clock now, not at the start of the turn: a flood of
-                    // accepts can take a while, and an early stamp would let
-                    // the connection expire early.
-                    idle.touch(key, Instant::now());
-                }
+                self.set_active();
                 debug!("conn {key}: accepted from {peer}");
             }
             Err(e) => {
@@ -113,6 +119,19 @@ impl EventLoop {
                 counters.add(Counter::Errored, 1);
                 debug!("conn {key}: register {peer}: {e}");
             }
+        }
+    }
+
+    /// Counts a refused client and warns (at most once a second) naming
+    /// `peer` and the `flag` that refused it.
+    pub(super) fn refused(&mut self, peer: SocketAddr, counter: Counter, flag: &str) {
+        self.counters.add(counter, 1);
+        if let Some(missed) = self.refused_warnings.allow(self.now) {
+            warn!(
+                "refused {peer} ({flag}; {} connections open); {missed} more refused \
+                 since last warning",
+                self.conns.len()
+            );
         }
     }
 

@@ -32,6 +32,17 @@ const FAMILY_HELP: &[(&str, &str)] = &[
          (--idle-timeout), vanished (the peer stopped answering), shutdown.",
     ),
     (
+        "proxy_headers_total",
+        "PROXY headers read from --proxy-protocol balancers, by kind: proxied (a client \
+         named), local (the balancer's own connection), unknown (no usable address).",
+    ),
+    (
+        "proxy_rejected_total",
+        "--proxy-protocol balancers' connections closed for their header, by reason: \
+         not_proxy, malformed, oversized, timeout (--proxy-header-timeout), incomplete \
+         (closed before it ended).",
+    ),
+    (
         "udp_dropped_datagrams_total",
         "UDP datagrams dropped, by reason: would_block (send buffer full), rate_limited \
          (--udp-rate), denied (--allow/--deny).",

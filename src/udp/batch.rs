@@ -405,7 +405,8 @@ unsafe fn sendmmsg(socket: BorrowedFd<'_>, hdrs: &mut [libc::mmsghdr]) -> io::Re
             socket.as_raw_fd(),
             hdrs.as_mut_ptr(),
             hdrs.len() as _,
-            libc::MSG_DONTWAIT,
+            // glibc declares the flags `int`, musl `unsigned int`.
+            libc::MSG_DONTWAIT as _,
         )
     };
     usize::try_from(r).map_err(|_| io::Error::last_os_error())

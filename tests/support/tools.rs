@@ -1,7 +1,8 @@
 //! The programs some tests run besides ours — Prometheus' `promtool`, the
 //! fault lab's `ip`, `tc`, `ss` and `nft`, the shells that check the
-//! completion scripts, Python's `venv` for HdrHistogram_py — and the one
-//! rule for a program that is missing.
+//! completion scripts, Python's `venv` for HdrHistogram_py, podman and runc
+//! for the container image (and rustup's musl target) — and the one rule for
+//! a program that is missing.
 //!
 //! 1. Found on `PATH` (or in the sbin folders a non-login root shell may
 //!    lack): the test runs.
@@ -127,4 +128,31 @@ fn apt_get(args: &[&str]) -> Result<(), String> {
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive");
     super::run_tool(&format!("apt-get {}", args.join(" ")), &mut cmd).map(drop)
+}
+
+/// Whether the Rust standard library for `triple` is installed, adding it
+/// with `rustup target add` first when it is not (rule 2, with rustup in
+/// apt-get's place); `false` after saying why the test `test` skips
+/// (rule 3).
+pub fn rust_target(test: &str, triple: &str) -> bool {
+    let installed = || {
+        let mut cmd = Command::new("rustup");
+        cmd.args(["target", "list", "--installed"]);
+        super::run_tool("rustup target list", &mut cmd).map(|out| out.lines().any(|l| l == triple))
+    };
+    let why = match installed() {
+        Ok(true) => return true,
+        Ok(false) => {
+            eprintln!("{test}: adding the Rust target {triple} (rustup), which this test needs");
+            let mut cmd = Command::new("rustup");
+            cmd.args(["target", "add", triple]);
+            match super::run_tool("rustup target add", &mut cmd) {
+                Ok(_) => return true,
+                Err(why) => why,
+            }
+        }
+        Err(why) => format!("the Rust target {triple} cannot be checked ({why})"),
+    };
+    unavailable(test, &why);
+    false
 }

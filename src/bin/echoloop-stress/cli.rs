@@ -35,6 +35,15 @@ impl Mode {
     }
 }
 
+/// `--proxy-protocol`: which version of the header to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyVersion {
+    /// The text line: `PROXY TCP4 <client> <server> <ports>\r\n`.
+    V1,
+    /// The binary form.
+    V2,
+}
+
 /// Load generator for TCP and (with --udp) UDP echo servers (RFC 862): many
 /// connections or sockets on mio readiness loops; every echoed byte is
 /// verified and every message's round trip lands in a latency histogram.
@@ -149,9 +158,30 @@ pub struct Args {
     #[arg(long, value_parser = parse_source_addrs)]
     pub source_addrs: Option<SourceAddrs>,
 
+    /// Begin every connection with a PROXY protocol header (HAProxy's v1
+    /// text or v2 binary), as a balancer does, naming a client from
+    /// --proxy-source: a PROXY-aware server (echoloop --proxy-protocol)
+    /// then admits, limits and logs each connection as that client. The
+    /// header is not echoed by such a server, and not expected back. TCP
+    /// only.
+    #[arg(long, value_enum, value_name = "VERSION", requires = "proxy_source")]
+    pub proxy_protocol: Option<ProxyVersion>,
+
+    /// With --proxy-protocol: the client addresses the headers name, round
+    /// robin by connection (a range, a list or one address, as
+    /// --source-addrs), with ports from 1024 up.
+    #[arg(long, value_name = "RANGE", value_parser = parse_source_addrs, requires = "proxy_protocol")]
+    pub proxy_source: Option<SourceAddrs>,
+
     /// Print the final report as JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Write the final report (text, or JSON with --json) to this file
+    /// instead of stdout: for a container with no shell to redirect with,
+    /// whose log mixes stdout with the status lines on stderr.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 
     /// Open loop: send R messages per second on each connection on a fixed
     /// schedule, and measure each latency from the message's *scheduled* send

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::cli::{Args, Mode, SourceAddrs, DEFAULT_DURATION};
+use crate::cli::{Args, Mode, ProxyVersion, SourceAddrs, DEFAULT_DURATION};
 use crate::exchange::{self, Expect, Request};
 use crate::payload::Payload;
 use crate::stages::Stages;
@@ -142,6 +142,9 @@ pub struct Plan {
     pub echo_timeout_ns: u64,
     /// Source addresses to bind to, round robin by connection index.
     pub source_addrs: Vec<IpAddr>,
+    /// `--proxy-protocol`: the header version, and the clients the headers
+    /// name (round robin by connection index).
+    pub proxy: Option<(ProxyVersion, Vec<IpAddr>)>,
     /// The bytes every connection sends.
     pub payload: Payload,
     /// Spin on `poll` with a zero timeout instead of sleeping in it.
@@ -279,6 +282,9 @@ impl Plan {
                 .source_addrs
                 .clone()
                 .map_or_else(|| default_sources(addr), |SourceAddrs(list)| list),
+            proxy: args
+                .proxy_protocol
+                .zip(args.proxy_source.clone().map(|s| s.0)),
             payload: Payload::new(),
             busy_poll: args.busy_poll,
             interval_ns: nanos(args.interval).max(1),
@@ -304,6 +310,22 @@ impl Plan {
     pub fn source_for(&self, index: u64) -> Option<IpAddr> {
         let sources = &self.source_addrs;
         (!sources.is_empty()).then(|| sources[(index % sources.len() as u64) as usize])
+    }
+
+    /// `--proxy-protocol`: the header connection `index` begins with, for
+    /// the client `--proxy-source` gives it: the addresses in turn, then the
+    /// next port (from 1024), so every connection of a run names its own
+    /// client address and port.
+    pub fn proxy_header(&self, index: u64) -> Option<Vec<u8>> {
+        let (version, sources) = self.proxy.as_ref()?;
+        let n = sources.len() as u64;
+        let ip = sources[(index % n) as usize];
+        let port = 1024 + ((index / n) % (65_536 - 1024)) as u16;
+        let client = SocketAddr::new(ip, port);
+        Some(match version {
+            ProxyVersion::V1 => echoloop::proxy::v1(client, self.addr),
+            ProxyVersion::V2 => echoloop::proxy::v2(client, self.addr),
+        })
     }
 
     /// What the run measures, as the reports name it.
@@ -400,6 +422,9 @@ fn check_stages(args: &Args) -> Result<(), String> {
 fn check_udp(args: &Args, addr: SocketAddr) -> Result<usize, String> {
     if args.connect_rate.is_some() {
         return Err("--connect-rate applies to TCP connects, not to --udp".into());
+    }
+    if args.proxy_protocol.is_some() {
+        return Err("--proxy-protocol heads TCP connections; UDP has no header".into());
     }
     let (max, family) = match addr {
         SocketAddr::V4(_) => (UDP_MAX_V4, "IPv4"),

@@ -204,12 +204,23 @@ impl Outputs {
     /// Creates the output files; the error names the flag, the path and the
     /// OS's words.
     fn open(args: &Args) -> Result<Outputs, String> {
-        if let (Some(hlog), Some(plot)) = (&args.hlog, &args.plot) {
-            if resolved(hlog) == resolved(plot) {
+        let files = [
+            ("--hlog", &args.hlog),
+            ("--plot", &args.plot),
+            ("--output", &args.output),
+        ];
+        let files: Vec<(&str, &PathBuf)> = files
+            .into_iter()
+            .filter_map(|(flag, path)| Some((flag, path.as_ref()?)))
+            .collect();
+        for (i, (flag, path)) in files.iter().enumerate() {
+            if let Some((other, _)) = files[i + 1..]
+                .iter()
+                .find(|(_, p)| resolved(p) == resolved(path))
+            {
                 return Err(format!(
-                    "--hlog {} and --plot {} are the same file: each output needs its own",
-                    hlog.display(),
-                    plot.display()
+                    "{flag} and {other} are the same file ({}): each output needs its own",
+                    path.display()
                 ));
             }
         }
@@ -222,6 +233,9 @@ impl Outputs {
         };
         if let Some(path) = &args.plot {
             create("--plot", path)?;
+        }
+        if let Some(path) = &args.output {
+            create("--output", path)?;
         }
         Ok(Outputs {
             hlog,
@@ -467,15 +481,25 @@ fn assemble(
     }
 }
 
-/// Prints the report on stdout, as text or JSON; false (said on stderr)
-/// when stdout would not take it.
+/// Prints the report on stdout (or into `--output`), as text or JSON;
+/// false (said on stderr) when it could not be written.
 fn print(args: &Args, report: &Report) -> bool {
     let text = if args.json {
         report.json()
     } else {
         report.text()
     };
-    crate::output::to_stdout("echoloop-stress", format!("{text}\n").as_bytes())
+    let text = format!("{text}\n");
+    let Some(path) = &args.output else {
+        return crate::output::to_stdout("echoloop-stress", text.as_bytes());
+    };
+    match std::fs::write(path, text) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("echoloop-stress: --output {}: write: {e}", path.display());
+            false
+        }
+    }
 }
 
 /// What the status line says the run is doing `at` its start: in the

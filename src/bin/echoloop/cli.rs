@@ -150,6 +150,33 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_per_source: Option<u64>,
 
+    /// Balancers that send a PROXY protocol header (HAProxy's v1 or v2,
+    /// detected) before each relayed connection (CIDR; repeat for
+    /// several). A connection from these must begin with one, and the
+    /// client it names is the one --allow, --deny, --max-per-source and the
+    /// logs see; v2 LOCAL (the balancer's health checks) and headers with
+    /// no usable address are served as the balancer. A header malformed,
+    /// oversized or not complete within --proxy-header-timeout closes the
+    /// connection; none of its bytes is echoed. From anywhere else no
+    /// header is looked for. Default: none.
+    #[arg(long, env = "ECHOLOOP_PROXY_PROTOCOL", value_delimiter = ',', value_name = "CIDR",
+          value_parser = parse_net)]
+    pub proxy_protocol: Vec<IpNet>,
+
+    /// Seconds a --proxy-protocol balancer has to deliver a connection's
+    /// whole header (0.01 up to a year).
+    #[arg(long, env = "ECHOLOOP_PROXY_HEADER_TIMEOUT", value_name = "SECS",
+          default_value_t = Secs(Config::default().proxy_header_timeout),
+          value_parser = |s: &str| Config::IDLE_TIMEOUT.parse(s).map(Secs))]
+    pub proxy_header_timeout: Secs,
+
+    /// Instead of serving: ask the --metrics address (on loopback when it
+    /// is 0.0.0.0 or [::]) for GET /healthz and exit 0 if it answers 200,
+    /// 1 otherwise. The container image's HEALTHCHECK: an image with no
+    /// shell or curl runs this.
+    #[arg(long, requires = "metrics")]
+    pub health_check: bool,
+
     /// Print the man page (roff) for this command line and exit:
     /// `echoloop --man > echoloop.1`.
     #[arg(long, exclusive = true)]
@@ -249,6 +276,8 @@ impl Cli {
             max_per_source: self
                 .max_per_source
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            proxy_protocol: self.proxy_protocol,
+            proxy_header_timeout: self.proxy_header_timeout.0,
             ..Config::default()
         }
     }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use echoloop::{Config, Server};
 
 mod cli;
+mod health;
 #[path = "../common/output.rs"]
 mod output;
 #[path = "../common/usage.rs"]
@@ -19,6 +20,10 @@ fn main() -> ExitCode {
     let cli: Cli = usage::parse_or_exit("echoloop");
     if cli.man || cli.completions.is_some() {
         return generate(&cli);
+    }
+    // clap requires --metrics with --health-check.
+    if let Some(metrics) = cli.metrics.filter(|_| cli.health_check) {
+        return health_check(metrics);
     }
     // Flags each in range can still clash (`--metrics` on a `--listen`
     // address, say): the library's own check, reported as a usage error.
@@ -57,6 +62,18 @@ fn generate(cli: &Cli) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(output::EXIT_OUTPUT)
+    }
+}
+
+/// `--health-check`: exit 0 when the server at `--metrics` is healthy, 1
+/// (with one line saying why) when not.
+fn health_check(metrics: std::net::SocketAddr) -> ExitCode {
+    match health::check(metrics) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("echoloop: health check: {why}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -122,9 +122,34 @@ impl Tcp {
                 self.end(core, s, End::Failed(FailReason::of(&e), message));
             }
             Ok(true) => {
+                if let Err(message) = self.send_proxy_header(core, s) {
+                    return self.end(core, s, End::Failed(FailReason::Other, message));
+                }
                 self.established(core, s, turn);
                 self.pump(core, s);
             }
+        }
+    }
+
+    /// `--proxy-protocol`: writes slot `s`'s PROXY header, before any
+    /// payload, on the socket itself (a transport that wrapped the stream,
+    /// TLS say, would start after it, as a balancer's header precedes the
+    /// handshake). A fresh connection's send buffer takes its few dozen
+    /// bytes whole; anything less fails the connection, since the stream
+    /// would then begin with half a header.
+    fn send_proxy_header(&mut self, core: &Core, s: usize) -> Result<(), String> {
+        let slot = &self.slots[s];
+        let (Some(header), Some(stream)) = (core.plan.proxy_header(slot.index), &slot.stream)
+        else {
+            return Ok(());
+        };
+        match rules::write_until_full(Transport::socket(stream), &header) {
+            Ok(n) if n == header.len() => Ok(()),
+            Ok(n) => Err(format!(
+                "PROXY header: only {n} of {} bytes sent",
+                header.len()
+            )),
+            Err(e) => Err(format!("PROXY header: write: {e}")),
         }
     }
 
