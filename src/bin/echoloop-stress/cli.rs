@@ -119,7 +119,8 @@ pub struct Args {
     /// from where the one before ended (the first from 0). Closed loop: N
     /// connections each with --pipeline in flight; open loop: N × --rate
     /// messages per second. A connection above the count closes once its
-    /// echoes are in; a new one opens when the count rises again. The run
+    /// echoes are in; a new one opens when the count rises again (--udp:
+    /// a socket above it sends nothing until it is back in). The run
     /// lasts the stages' total (so not with --duration); the status line
     /// and the report show each stage. Example: `--stages 10s:100,30s:1000,10s:0`.
     #[arg(long, value_name = "LENGTH:CONNECTIONS,...", value_parser = crate::stages::parse, conflicts_with = "connections")]

@@ -399,7 +399,7 @@ fn check(args: &Args, addr: SocketAddr) -> Result<(), String> {
 }
 
 /// What `--stages` cannot go with: it sets the run's length and its
-/// connections, for the load workload over TCP.
+/// connections (`--udp`: sockets), for the load workload.
 fn check_stages(args: &Args) -> Result<(), String> {
     let clash = if args.duration.is_some() {
         "--duration (the stages set the run's length)"
@@ -407,8 +407,6 @@ fn check_stages(args: &Args) -> Result<(), String> {
         "--messages (the stages set the run's length)"
     } else if args.mode != Mode::Load {
         "--mode idle or churn (stages ramp the load workload)"
-    } else if args.udp {
-        "--udp (stages ramp TCP connections)"
     } else if args.warmup.is_some() {
         "--warmup (make the first stage the warm-up)"
     } else {

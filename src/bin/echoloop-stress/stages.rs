@@ -10,8 +10,9 @@
 //! pipeline in flight; in the open loop, N × `--rate` messages per second
 //! (the total rate ramps with it). A TCP connection that falls out of the
 //! count closes once its last echo is in, and a new one is made when the
-//! count comes back up. The run's slots are the largest count of any
-//! stage.
+//! count comes back up; a `--udp` socket stays open and sends nothing
+//! until it is back in, its open-loop schedule then starting afresh. The
+//! run's slots are the largest count of any stage.
 //!
 //! [`parse`] is a pure function of the flag's text (a fuzz target can call
 //! it as is); [`Stages`] answers "how many at time t" and "which stage".
@@ -117,14 +118,18 @@ impl Stages {
     }
 
     /// The active connections at `at` ns since the run began: linear
-    /// within each stage, rounded down; past the end, the last target.
+    /// within each stage, rounded to the nearest; past the end, the last
+    /// target.
     pub fn target_at(&self, at: u64) -> u64 {
         for (start, end, from, stage) in self.spans() {
             if at < end {
                 let (from, to) = (i128::from(from), i128::from(stage.target));
                 let done = i128::from(at - start);
                 let length = i128::from((end - start).max(1));
-                return (from + (to - from) * done / length) as u64;
+                // Rounded to the nearest (halves up), whichever way the
+                // count moves: a stage reaches its count before its end.
+                let twice = 2 * (from * length + (to - from) * done) + length;
+                return twice.div_euclid(2 * length) as u64;
             }
         }
         self.0.last().map_or(0, |s| s.target)
@@ -154,6 +159,13 @@ mod tests {
         assert_eq!(stages.target_at(10 * s), 100);
         assert_eq!(stages.target_at(25 * s), 550);
         assert_eq!(stages.target_at(45 * s), 500);
+        assert_eq!(
+            stages.target_at(45 * s + 1_000_000),
+            500,
+            "rounded to the nearest"
+        );
+        assert_eq!(stages.target_at(45 * s + 10_000_000), 499);
+        assert_eq!(stages.target_at(s / 20), 1, "0.5 rounds up");
         assert_eq!(stages.target_at(60 * s), 0);
         assert_eq!(stages.index_at(9 * s), 0);
         assert_eq!(stages.index_at(10 * s), 1);

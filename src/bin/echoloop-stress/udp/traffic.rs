@@ -60,7 +60,7 @@ impl Udp {
     fn issue(&mut self, core: &mut Core, s: usize, now: u64) -> bool {
         let pipeline = core.plan.pipeline;
         let flow = &mut self.flows[s];
-        if !flow.may_issue(pipeline) {
+        if !flow.may_issue(pipeline) || !core.active(s) {
             return false;
         }
         let timer = SendTimer {
