@@ -16,8 +16,7 @@ use crate::conn::Slot;
 use crate::counts::Counts;
 use crate::engine::{Core, SendTimer};
 use crate::payload::PERIOD;
-use crate::record::LoopRecording;
-use crate::record::Series;
+use crate::record::{LoopRecording, Series};
 
 impl Tcp {
     /// Reads slot `s` until drained, verifying and timing the echoes.
