@@ -8,6 +8,7 @@ example technique side by side and the epoll-vs-poll(2) backend measurement.
     python3 bench/run.py --compare           # + every example server side by side (--wine: + iocp_loop)
     python3 bench/run.py --backends          # + epoll vs poll(2) with idle connections held
     python3 bench/run.py --reference ./cecho # another echo server as the reference column
+    python3 bench/run.py --loops 1,2,4       # + the scaling ladder: --loops L against client --threads L
 
 What it does: builds the release binaries and the C reference servers of
 bench/reference/ (into target/bench/, with cc or gcc), starts the server
@@ -55,6 +56,7 @@ from echobench.cases import (
     run_technique, run_throughput, run_udp, tcp_syscall_cases, techniques, udp_cases, udp_syscall_cases
 )
 from echobench.build import build_rust, prepare_wine, reference_spec, stress_help, udp_support
+from echobench.loops import ladder_table, run_ladder
 
 
 class Servers:
@@ -214,6 +216,18 @@ def chartable(results):
         for e in entries if isinstance(e, dict) for c in e.values())
 
 
+def part_loops(ctx, results):
+    """The scaling ladder: echoloop --loops L, client --threads L."""
+    ladder = ctx.args.loops
+    ctx.log("== loops: " + ", ".join(str(n) for n in ladder))
+    results["loops"] = run_ladder(ctx, ladder)
+    ctx.say("\n## Loops: echoloop --loops L against echoloop-stress --threads L (16 source addresses)\n")
+    ctx.say(ladder_table(results["loops"]))
+    ctx.say("\nCPUs: disjoint = server on CPUs 0..L-1, client on the next L; shared = both unpinned on every "
+            "core (the machine has fewer than 2L CPUs). Shares: each loop's part of the connections accepted "
+            "and bytes received, from its loop=\"i\" series in /metrics.")
+
+
 def draw_charts(ctx, results):
     """Draws the charts from the results file when the stress client can."""
     default = ctx.out_path.resolve() == (ROOT / "bench" / "results.json").resolve()
@@ -295,6 +309,9 @@ def parse_args():
                                               "'listening on ADDR'); default: bench/reference/epoll_echo.c, built here")
     add("--udp-reference", metavar="SERVER", help="the UDP reference server; default: bench/reference/udp_echo.c")
     add("--no-reference", action="store_true", help="measure echoloop alone (no reference columns)")
+    add("--loops", type=lambda v: [int(n) for n in v.split(",")], default=None, metavar="L,L,...",
+        help="also run the scaling ladder: echoloop --loops L against echoloop-stress --threads L over 16 "
+             "source addresses, cases 2 and 3, server and client on disjoint CPUs where there are 2L")
     add("--skip-main", action="store_true", help="skip the main and UDP tables (run only the extras asked for)")
     add("--quiet-wait", type=float, default=10.0, metavar="SECS",
         help="before each run, wait up to SECS for other processes to use < 0.3 cores (default 10; 0: never wait)")
@@ -365,6 +382,8 @@ def main():
             part_compare(ctx, results, servers)
         if ctx.args.backends:
             part_backends(ctx, results)
+        if ctx.args.loops:
+            part_loops(ctx, results)
         if ctx.errors:
             ctx.say("\n## Errors (the run went on without these)\n\n" + "\n".join(f"- {e}" for e in ctx.errors))
     except KeyboardInterrupt:

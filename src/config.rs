@@ -110,6 +110,14 @@ pub struct Config {
     /// IP. UDP has no connections: its per-source limit is `udp_rate`, and
     /// with `udp` on, `udp_rate` 0 and this set together are refused.
     pub max_per_source: Option<usize>,
+    /// Event loops, each on its own thread with its own poll, connections,
+    /// buffers and counters; a client is served by the loop its source
+    /// address hashes to (how, per platform: [`Server`](crate::Server)'s
+    /// `# Loops`). 1 (the default) is the single loop.
+    pub loops: usize,
+    /// Pin loop `i` to the `i`-th core this process may run on (Linux; a
+    /// log line says it is ignored elsewhere).
+    pub pin: bool,
     /// Balancers that relay clients with a PROXY protocol header (v1 or
     /// v2): a connection from these ranges must begin with one, and the
     /// client it names is the one judged by `allow`, `deny` and
@@ -147,6 +155,8 @@ impl Default for Config {
             allow: Vec::new(),
             deny: Vec::new(),
             max_per_source: None,
+            loops: 1,
+            pin: false,
             proxy_protocol: Vec::new(),
             proxy_header_timeout: Duration::from_secs(3),
         }
@@ -208,6 +218,9 @@ impl Config {
         min: 0,
         max: 1_000_000_000,
     };
+    /// `--loops`: past 1,024 threads a loop each would serve no one faster
+    /// on any machine this runs on, only cost memory and wake-ups.
+    pub const LOOPS: Bounds<u64> = Bounds { min: 1, max: 1024 };
     /// Per-turn budgets: at 0 a connection or listener would never be served.
     pub const PER_TURN: Bounds<u64> = Bounds {
         min: 1,
@@ -267,6 +280,7 @@ impl Config {
         count("reads_per_turn", Self::PER_TURN, self.reads_per_turn)?;
         count("accepts_per_turn", Self::PER_TURN, self.accepts_per_turn)?;
         count("udp_rate", Self::UDP_RATE, self.udp_rate as usize)?;
+        count("loops", Self::LOOPS, self.loops)?;
         if self.max_per_source == Some(0) {
             return Err("max_per_source must be at least 1".into());
         }

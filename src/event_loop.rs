@@ -67,6 +67,12 @@ enum Close {
 /// The running loop's state.
 #[derive(Debug)]
 pub(crate) struct EventLoop {
+    /// This loop's number: 0 holds the metrics endpoint and logs the
+    /// counters, and where the kernel does not steer, holds the listeners.
+    index: usize,
+    /// Where loop 0 hands off: it has closed its listeners, and this loop
+    /// has taken in the last clients it handed over (shutdown only).
+    hand_off_over: bool,
     /// What every loop shares: configuration, shutdown flag, wakers, the
     /// readers of every counter slot.
     shared: Arc<Shared>,
@@ -120,8 +126,8 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// The loop that serves `part`, before its first turn.
-    pub(crate) fn new(part: Part, shared: Arc<Shared>) -> EventLoop {
+    /// Loop `index`, which serves `part`, before its first turn.
+    pub(crate) fn new(part: Part, shared: Arc<Shared>, index: usize) -> EventLoop {
         let Part {
             poll,
             listeners,
@@ -132,6 +138,8 @@ impl EventLoop {
         } = part;
         let config = &shared.config;
         EventLoop {
+            index,
+            hand_off_over: false,
             events: Events::with_capacity(EVENTS_CAPACITY),
             conns: Slab::new(),
             read_again: VecDeque::new(),
@@ -139,7 +147,10 @@ impl EventLoop {
             buf: read_buffer,
             pool: BufferPool::new(SPARE_BUFFERS),
             accept_paused_until: None,
-            next_stats: config.stats_interval.map(|every| Instant::now() + every),
+            // One line for the server's totals, from loop 0.
+            next_stats: (config.stats_interval)
+                .filter(|_| index == 0)
+                .map(|every| Instant::now() + every),
             shutdown_deadline: None,
             next_linger_check: None,
             refused_warnings: Throttle::default(),
@@ -184,14 +195,15 @@ impl EventLoop {
 
         // 3. The sockets every client comes in by: accept until WouldBlock,
         //    echo datagrams until WouldBlock — each within a budget per
-        //    socket per turn.
+        //    socket per turn; take in clients loop 0 handed to this loop.
         if self.shutdown_deadline.is_none() && self.accept_paused_until.is_none() {
             for i in 0..self.listeners.len() {
                 if self.listeners[i].ready {
-                    self.accept(i);
+                    self.accept(i, self.shared.config.accepts_per_turn);
                 }
             }
         }
+        self.take_handed();
         self.echo_datagrams();
         if let Some(metrics) = self.metrics.as_mut().filter(|m| m.ready) {
             metrics.accept(self.poll.registry(), self.now);
@@ -224,7 +236,9 @@ impl EventLoop {
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
             match Source::of(event.token()) {
-                Source::Waker => {} // the shutdown flag is checked in step 5
+                // Shutdown (step 5), clients handed to us (step 3): both
+                // looked at every turn.
+                Source::Waker => {}
                 // None once shutdown closed the listeners (and UDP sockets).
                 Source::Listener(i) => {
                     if let Some(listener) = self.listeners.get_mut(i) {
@@ -267,10 +281,10 @@ impl EventLoop {
             return;
         };
         let view = View {
-            stats: self.shared.stats(),
+            per_loop: self.shared.per_loop(),
             config: &self.shared.config,
             max_connections: self.shared.max_connections,
-            shutting_down: self.shutdown_deadline.is_some(),
+            shutting_down: self.shutdown_deadline.is_some() || self.shared.unhealthy(),
         };
         let registry = self.poll.registry();
         match key {
@@ -323,7 +337,10 @@ impl EventLoop {
     /// the nearest deadline, or forever.
     fn poll_timeout(&self) -> Option<Duration> {
         let accepting = self.shutdown_deadline.is_none() && self.accept_paused_until.is_none();
+        let waiting_for_loop_0 = self.shutdown_deadline.is_some() && self.waits_for_loop_0();
         if !self.read_again.is_empty()
+            || (self.shared).needs_turn(self.index, self.shutdown_deadline.is_some())
+            || (waiting_for_loop_0 && self.shared.accepting_over())
             || (accepting && self.listeners.iter().any(|l| l.ready))
             || self.udp.iter().any(|u| u.ready && u.wake_at().is_none())
             || self.metrics.as_ref().is_some_and(MetricsService::busy)
@@ -401,6 +418,7 @@ impl EventLoop {
             idle.remove(key);
         }
         self.admission.closed(key);
+        self.shared.release();
         let why = if conn.awaits_header() {
             // Never admitted, so not a close: a header that did not come.
             self.header_ended(key);

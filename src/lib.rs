@@ -1,6 +1,7 @@
 //! echoloop: a TCP and UDP echo server (RFC 862) whose whole work is done by
-//! one readiness loop on one thread — and a reference for how such a loop is
-//! built.
+//! one readiness loop on one thread (or, with `Config::loops`, by several
+//! such loops, shared-nothing, one per core) — and a reference for how such
+//! a loop is built.
 //!
 //! ```no_run
 //! use echoloop::{Config, Server};
@@ -25,7 +26,12 @@
 //!   `part.rs` is what one loop owns alone (its poll, sockets, read buffer,
 //!   the writer of its counters).
 //! - `shared.rs` — what every loop and [`Handle`] share: configuration,
-//!   shutdown flag, each loop's waker, a reader of each loop's counters.
+//!   shutdown flag, each loop's waker, a reader of each loop's counters,
+//!   the `--max-connections` count, the hand-off queues.
+//! - `threads.rs` — `--loops`: loop 0 on the caller's thread, the others
+//!   on their own; a loop that fails stops them all. `steer.rs` — which
+//!   loop serves a source address, and the BPF program that makes Linux
+//!   steer by it (the server's `# Loops` says which platform does what).
 //! - `rules.rs` — the rules of the readiness technique ([`rules`]), shared
 //!   with the stress client: drain, hints, write interest, the epoll shortcut.
 //! - `connection.rs` — one client: its transport, what we know of its
@@ -102,6 +108,11 @@
 //! - **Shutdown.** Where the OS reports what a peer has acknowledged (Linux),
 //!   a quiet peer that has everything is closed at once; elsewhere shutdown
 //!   waits for its FIN or the end of the grace period.
+//! - **Loops.** With `Config::loops` above 1, Linux's epoll build gives each
+//!   loop its own `SO_REUSEPORT` listener and the kernel steers clients by
+//!   source address; everywhere else (and on forced `poll(2)`) loop 0
+//!   accepts and hands clients off, and serves UDP alone ([`Server`]'s
+//!   `# Loops`).
 //! - **Signals.** The binary stops gracefully on Ctrl-C, SIGTERM and SIGHUP
 //!   (Unix) or console control events (Windows), via the `ctrlc` crate and
 //!   [`Handle::shutdown`], which wakes the loop through a [`mio::Waker`].
@@ -127,7 +138,9 @@ pub mod rules;
 mod server;
 mod shared;
 pub mod stats;
+mod steer;
 mod sys;
+mod threads;
 mod token;
 pub mod transport;
 mod udp;

@@ -73,13 +73,13 @@ const ACCEPTS_PER_TURN: usize = 8;
 /// What the metrics endpoint needs to know of the server to answer.
 #[derive(Debug)]
 pub(crate) struct View<'a> {
-    /// The counters now.
-    pub(crate) stats: Stats,
+    /// Each loop's counters now, in loop order (the totals are their sum).
+    pub(crate) per_loop: Vec<Stats>,
     /// The configuration in force.
     pub(crate) config: &'a Config,
     /// `--max-connections` as resolved.
     pub(crate) max_connections: usize,
-    /// Shutdown has begun: `/healthz` says 503.
+    /// Shutdown has begun, or a loop is gone: `/healthz` says 503.
     pub(crate) shutting_down: bool,
 }
 
@@ -295,7 +295,7 @@ fn answer(request: Request, view: &View<'_>) -> Vec<u8> {
     const TEXT: &str = "text/plain; charset=utf-8";
     match request {
         Request::Metrics { head } => {
-            let body = exposition::render(&view.stats, &limits(view));
+            let body = exposition::render(&view.per_loop, &limits(view));
             http::response(
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -303,9 +303,12 @@ fn answer(request: Request, view: &View<'_>) -> Vec<u8> {
                 head,
             )
         }
-        Request::Health { head } if view.shutting_down => {
-            http::response("503 Service Unavailable", TEXT, "shutting down\n", head)
-        }
+        Request::Health { head } if view.shutting_down => http::response(
+            "503 Service Unavailable",
+            TEXT,
+            "shutting down or a loop is gone\n",
+            head,
+        ),
         Request::Health { head } => http::response("200 OK", TEXT, "ok\n", head),
         Request::NotFound => http::response("404 Not Found", TEXT, "not found\n", false),
         Request::MethodNotAllowed => {
@@ -331,6 +334,11 @@ fn answer(request: Request, view: &View<'_>) -> Vec<u8> {
 fn limits(view: &View<'_>) -> Vec<exposition::Limit> {
     let c = view.config;
     vec![
+        (
+            "loops",
+            "Event loops serving (--loops); each series with a loop label is one loop's.",
+            view.per_loop.len() as f64,
+        ),
         (
             "max_connections",
             "Most echo connections open at once (--max-connections).",

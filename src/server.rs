@@ -8,7 +8,30 @@
 //! A loop owns its part (poll, sockets, buffers, the writer of its counter
 //! slot: `event_loop/part.rs`); what every loop and handle shares —
 //! configuration, shutdown flag, wakers, counter readers — is
-//! [`crate::shared`]. The server builds both and hands them to the loop.
+//! [`crate::shared`]. The server builds both and hands them to the loops.
+//!
+//! # Loops
+//!
+//! With `Config::loops` above 1 the server runs that many loops, loop 0 on
+//! the thread that calls [`Server::run`] and each other on a thread of its
+//! own; each owns its poll, connections, buffers and counter slot. A client
+//! is served by the loop its source address hashes to ([`crate::steer`]),
+//! so the per-source limits stay exact without shared state:
+//!
+//! - Linux (epoll): each loop binds its own listener, and with `--udp` its
+//!   own UDP socket, on every listen address with `SO_REUSEPORT`, and a
+//!   BPF program makes the kernel steer each SYN and datagram by source.
+//! - Elsewhere (Windows, macOS, the BSDs, mio's forced `poll(2)`), and for
+//!   listeners given to [`Server::from_listeners`]: loop 0 holds the
+//!   listeners, accepts, and hands each client to its loop through that
+//!   loop's queue and waker; UDP is served by loop 0 alone.
+//!
+//! Shared by all loops and off the data path: the `--max-connections` count
+//! (a total, reserved before admitting), the shutdown flag, the counter
+//! readers. Start-up binds every loop's sockets before any loop runs, so a
+//! bind that fails fails the whole start. A loop that panics (or whose poll
+//! fails) stops the others, and `run` returns its message as an error;
+//! `/healthz` says 503 from that moment, as it does once shutdown began.
 //!
 //! # Error policy
 //!
@@ -33,7 +56,7 @@ use std::sync::Arc;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, UdpSocket};
 
-use crate::event_loop::{Bound, EventLoop, Part};
+use crate::event_loop::{Bound, Part};
 use crate::logging::context;
 use crate::shared::Shared;
 use crate::stats::Stats;
@@ -61,19 +84,26 @@ impl Handle {
         self.shared.shutdown()
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters: every loop's, summed.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// A snapshot of each loop's counters, loop 0 first (see `# Loops` on
+    /// [`Server`]); [`Stats::sum`] of them is [`Handle::stats`].
+    pub fn stats_per_loop(&self) -> Vec<Stats> {
+        self.shared.per_loop()
     }
 }
 
 /// A bound, not yet running echo server.
 #[derive(Debug)]
 pub struct Server {
-    /// What the loop and every [`Handle`] share.
-    shared: Arc<Shared>,
-    /// What the loop owns alone, until [`Server::run`] moves it in.
-    part: Part,
+    /// What the loops and every [`Handle`] share.
+    pub(crate) shared: Arc<Shared>,
+    /// What each loop owns alone, loop 0 first, until [`Server::run`]
+    /// moves each into its loop.
+    pub(crate) parts: Vec<Part>,
 }
 
 impl Server {
@@ -82,9 +112,7 @@ impl Server {
     /// `bind 127.0.0.1:7878: Address already in use`.
     pub fn bind(config: Config) -> io::Result<Server> {
         let limits = Limits::new(&config)?;
-        let sockets = (config.listen.iter())
-            .map(|&want| bind_address(want, &config))
-            .collect::<io::Result<Vec<_>>>()?;
+        let sockets = bind_loops(&config)?;
         Server::assemble(config, limits, sockets)
     }
 
@@ -94,7 +122,9 @@ impl Server {
     /// `config.udp` a UDP socket is bound on each of them. They get the
     /// options accepted clients inherit (urgent data inline,
     /// `config.send_buffer`) and are made non-blocking; `config.backlog`
-    /// does not apply (their backlog was set by `listen`).
+    /// does not apply (their backlog was set by `listen`). With
+    /// `config.loops` above 1, loop 0 serves them and hands clients to the
+    /// others (`# Loops`).
     pub fn from_listeners(
         mut config: Config,
         listeners: Vec<std::net::TcpListener>,
@@ -107,42 +137,54 @@ impl Server {
         let sockets = (listeners.into_iter().zip(&config.listen))
             .map(|(listener, &addr)| adopt(listener, addr, &config))
             .collect::<io::Result<Vec<_>>>()?;
-        Server::assemble(config, limits, sockets)
+        let mut per_loop: Vec<Vec<Bound>> = (0..config.loops).map(|_| Vec::new()).collect();
+        per_loop[0] = sockets;
+        Server::assemble(config, limits, per_loop)
     }
 
-    /// The rest of start-up, once the listen addresses are bound: the
-    /// metrics listener, the read buffer, the loop's part and what it shares.
-    fn assemble(config: Config, limits: Limits, sockets: Vec<Bound>) -> io::Result<Server> {
-        let metrics = config.metrics.map(bind_metrics).transpose()?;
-        let read_buffer = read_buffer(config.read_buffer)?;
-        let (part, waker) = Part::new(sockets, metrics, read_buffer)?;
+    /// The rest of start-up, once every loop's sockets are bound (`sockets`,
+    /// loop 0 first; only loop 0's when it hands off): the metrics listener
+    /// (loop 0's), each loop's read buffer and part, and what they share.
+    fn assemble(config: Config, limits: Limits, sockets: Vec<Vec<Bound>>) -> io::Result<Server> {
+        let handing_off = sockets.len() > 1 && sockets[1..].iter().all(Vec::is_empty);
+        let mut metrics = config.metrics.map(bind_metrics).transpose()?;
+        let mut parts = Vec::with_capacity(sockets.len());
+        let mut wakers = Vec::with_capacity(sockets.len());
+        for mine in sockets {
+            let read_buffer = read_buffer(config.read_buffer)?;
+            let (part, waker) = Part::new(mine, metrics.take(), read_buffer)?;
+            parts.push(part);
+            wakers.push(waker);
+        }
+        let readers = parts.iter().map(|p| p.counters.reader()).collect();
         let shared = Shared::new(
             config,
             limits.max_connections,
             limits.keepalive,
-            vec![waker],
-            vec![part.counters.reader()],
+            handing_off,
+            wakers,
+            readers,
         );
         Ok(Server {
             shared: Arc::new(shared),
-            part,
+            parts,
         })
     }
 
     /// The addresses actually listened on (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.part.listeners.iter().map(|l| l.addr).collect()
+        self.parts[0].listeners.iter().map(|l| l.addr).collect()
     }
 
     /// Where the metrics endpoint listens (`Config::metrics`), port 0
     /// resolved.
     pub fn local_metrics_addr(&self) -> Option<SocketAddr> {
-        self.part.metrics.as_ref().map(|(_, addr)| *addr)
+        self.parts[0].metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The UDP addresses served (`Config::udp`): the listeners' addresses.
     pub fn local_udp_addrs(&self) -> Vec<SocketAddr> {
-        self.part.udp.iter().map(|u| u.addr).collect()
+        self.parts[0].udp.iter().map(|u| u.addr).collect()
     }
 
     /// The connection limit in force.
@@ -157,26 +199,34 @@ impl Server {
         }
     }
 
-    /// Runs the loop on this thread until shut down; returns the final
-    /// counters.
+    /// Runs the loops until shut down (loop 0 on this thread, the others
+    /// on their own); returns the final counters, or the error or panic
+    /// that stopped a loop (and with it the server).
     pub fn run(self) -> io::Result<Stats> {
-        for l in &self.part.listeners {
+        let first = &self.parts[0];
+        for l in &first.listeners {
             info!("listening on {}", l.addr);
         }
-        for u in &self.part.udp {
+        for u in &first.udp {
             info!("udp echo on {}", u.addr);
         }
-        if let Some((_, addr)) = &self.part.metrics {
+        if let Some((_, addr)) = &first.metrics {
             info!("metrics on http://{addr}/metrics");
         }
         info!("{}", admission_summary(&self.shared.config));
-        let Server { shared, part } = self;
-        let mut event_loop = EventLoop::new(part, Arc::clone(&shared));
-        while event_loop.turn()? {}
-        drop(event_loop);
+        if self.parts.len() > 1 {
+            let how = if self.shared.handing_off {
+                "loop 0 accepts and hands each client to its loop"
+            } else {
+                "each with its own SO_REUSEPORT listener, steered by source address"
+            };
+            info!("{} loops: {how}", self.parts.len());
+        }
+        let Server { shared, parts } = self;
+        let outcome = crate::threads::run_loops(parts, &shared);
         let stats = shared.stats();
         info!("stopped: {stats}");
-        Ok(stats)
+        outcome.map(|()| stats)
     }
 }
 
@@ -261,6 +311,67 @@ fn read_buffer(size: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Every loop's sockets, loop 0 first: where the kernel steers by source
+/// (`# Loops`), each loop gets a listener (and UDP socket) of its own on
+/// every listen address; otherwise loop 0 gets them all.
+fn bind_loops(config: &Config) -> io::Result<Vec<Vec<Bound>>> {
+    let mut per_loop: Vec<Vec<Bound>> = (0..config.loops).map(|_| Vec::new()).collect();
+    let steer = cfg!(reuseport_steering) && config.loops > 1;
+    for &want in &config.listen {
+        if !steer {
+            per_loop[0].push(bind_address(want, config, false)?);
+            continue;
+        }
+        let first = bind_address(want, config, true)?;
+        let addr = first.addr;
+        let mut group = vec![first];
+        for _ in 1..config.loops {
+            let named = |e| context(&format!("bind {addr} (SO_REUSEPORT)"), e);
+            let tcp = listen(addr, config.backlog, config.send_buffer, true).map_err(named)?;
+            let udp = (config.udp)
+                .then(|| bind_udp(addr, true).map_err(|e| context(&format!("bind udp {addr}"), e)))
+                .transpose()?;
+            group.push(Bound { tcp, addr, udp });
+        }
+        steer_group(&group, config.loops)?;
+        for (i, bound) in group.into_iter().enumerate() {
+            per_loop[i].push(bound);
+        }
+    }
+    Ok(per_loop)
+}
+
+/// Attaches the steering program to a group of loops' sockets on one
+/// address (to its first TCP and UDP socket: it then serves the group).
+#[cfg(reuseport_steering)]
+fn steer_group(group: &[Bound], loops: usize) -> io::Result<()> {
+    let first = &group[0];
+    let named = |e| context(&format!("SO_ATTACH_REUSEPORT_CBPF {}", first.addr), e);
+    let ipv6 = first.addr.is_ipv6();
+    crate::steer::attach(&socket2::SockRef::from(&first.tcp), ipv6, loops).map_err(named)?;
+    if let Some(udp) = &first.udp {
+        crate::steer::attach(&socket2::SockRef::from(udp), ipv6, loops).map_err(named)?;
+    }
+    Ok(())
+}
+
+/// The kernel does not steer here: never called with a group.
+#[cfg(not(reuseport_steering))]
+fn steer_group(_group: &[Bound], _loops: usize) -> io::Result<()> {
+    Ok(())
+}
+
+/// Sets `SO_REUSEPORT` when `yes` (only where the kernel steers, so
+/// nowhere else is it asked for).
+fn share_port(socket: &socket2::Socket, yes: bool) -> io::Result<()> {
+    #[cfg(reuseport_steering)]
+    if yes {
+        socket.set_reuse_port(true)?;
+    }
+    let _ = (socket, yes);
+    Ok(())
+}
+
 /// How many fresh ports to try for a port-0 listen address whose port turns
 /// out to be taken for UDP by someone else.
 const UDP_PORT_TRIES: usize = 8;
@@ -268,12 +379,13 @@ const UDP_PORT_TRIES: usize = 8;
 /// The TCP listener for `want`, its real address, and with `--udp` the UDP
 /// socket on the same port. With port 0 the UDP port is the one TCP got; if
 /// another program holds it for UDP, both are given up and a fresh port is
-/// tried, [`UDP_PORT_TRIES`] times.
-fn bind_address(want: SocketAddr, config: &Config) -> io::Result<Bound> {
+/// tried, [`UDP_PORT_TRIES`] times. `reuse_port`: the first of a group of
+/// loops' sockets on this address (`SO_REUSEPORT`).
+fn bind_address(want: SocketAddr, config: &Config, reuse_port: bool) -> io::Result<Bound> {
     let mut tries = 0;
     loop {
         let named = |e| context(&format!("bind {want}"), e);
-        let tcp = listen(want, config.backlog, config.send_buffer).map_err(named)?;
+        let tcp = listen(want, config.backlog, config.send_buffer, reuse_port).map_err(named)?;
         let addr = tcp.local_addr().map_err(named)?;
         if !config.udp {
             return Ok(Bound {
@@ -283,7 +395,7 @@ fn bind_address(want: SocketAddr, config: &Config) -> io::Result<Bound> {
             });
         }
         tries += 1;
-        match bind_udp(addr) {
+        match bind_udp(addr, reuse_port) {
             Ok(udp) => {
                 let udp = Some(udp);
                 return Ok(Bound { tcp, addr, udp });
@@ -305,7 +417,7 @@ fn adopt(listener: std::net::TcpListener, addr: SocketAddr, config: &Config) -> 
     inherited_options(&socket2::SockRef::from(&listener), config.send_buffer).map_err(named)?;
     listener.set_nonblocking(true).map_err(named)?;
     let udp = (config.udp)
-        .then(|| bind_udp(addr).map_err(|e| context(&format!("bind udp {addr}"), e)))
+        .then(|| bind_udp(addr, false).map_err(|e| context(&format!("bind udp {addr}"), e)))
         .transpose()?;
     Ok(Bound {
         tcp: TcpListener::from_std(listener),
@@ -318,7 +430,7 @@ fn adopt(listener: std::net::TcpListener, addr: SocketAddr, config: &Config) -> 
 fn bind_metrics(want: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
     const BACKLOG: u32 = 128; // scrapers come a few at a time
     let named = |e| context(&format!("bind metrics {want}"), e);
-    let socket = listen(want, BACKLOG, None).map_err(named)?;
+    let socket = listen(want, BACKLOG, None, false).map_err(named)?;
     let addr = socket.local_addr().map_err(named)?;
     Ok((socket, addr))
 }
@@ -335,13 +447,15 @@ const UDP_BUFFER: usize = 4 << 20;
 
 /// A non-blocking UDP socket bound to `addr`, IPv6-only when `addr` is
 /// IPv6 (see [`listen`]), so that it binds beside an IPv4 one on the same
-/// port; with [`UDP_BUFFER`]-sized buffers.
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// port; with [`UDP_BUFFER`]-sized buffers. `reuse_port`: one of a group
+/// of loops' sockets on one address (`SO_REUSEPORT`).
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    share_port(&socket, reuse_port)?;
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;
     let udp = UdpSocket::from_std(socket.into());
@@ -375,7 +489,15 @@ fn enlarge_udp_buffers(udp: &UdpSocket) {
 /// and `[::]:7` side by side failed with "Address already in use". Each
 /// family is now served by its own `--listen`, on every OS alike (Windows
 /// and the BSDs default to IPv6-only already).
-fn listen(addr: SocketAddr, backlog: u32, send_buffer: Option<usize>) -> io::Result<TcpListener> {
+///
+/// `reuse_port`: one of a group of loops' listeners on one address
+/// (`SO_REUSEPORT`, see `# Loops`).
+fn listen(
+    addr: SocketAddr,
+    backlog: u32,
+    send_buffer: Option<usize>,
+    reuse_port: bool,
+) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // Rebind at once after a restart despite connections in TIME_WAIT. Not
@@ -385,6 +507,7 @@ fn listen(addr: SocketAddr, backlog: u32, send_buffer: Option<usize>) -> io::Res
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    share_port(&socket, reuse_port)?;
     inherited_options(&socket, send_buffer)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;

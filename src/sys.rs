@@ -181,6 +181,39 @@ pub(crate) fn is_peer_gone(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::TimedOut
 }
 
+/// `--pin`: binds the calling thread to the `i`-th core of those this
+/// process may run on (wrapping around), and returns that core's number.
+#[cfg(target_os = "linux")]
+pub(crate) fn pin_to_core(i: usize) -> io::Result<Option<usize>> {
+    // SAFETY: `cpu_set_t` is plain data, valid when zeroed; each call gets
+    // a pointer to a live set of the size passed; pid 0 is this thread.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let cores: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
+        let Some(&core) = cores.get(i % cores.len().max(1)) else {
+            return Ok(None);
+        };
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut one);
+        if libc::sched_setaffinity(0, size, &one) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(core))
+    }
+}
+
+/// `--pin`: not supported on this OS (`None`).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn pin_to_core(_i: usize) -> io::Result<Option<usize>> {
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,6 @@
 pub mod support;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 
 use echoloop::Stats;
 use support::*;
@@ -17,17 +16,6 @@ macro_rules! needs_distinct_sources {
             return;
         }
     };
-}
-
-/// A refused client reads end of stream (or a reset) at once, nothing else.
-#[track_caller]
-fn assert_refused(stream: &TcpStream) {
-    let _ = (&*stream).write_all(b"let me in");
-    let mut buf = [0u8; 16];
-    match (&*stream).read(&mut buf) {
-        Ok(0) | Err(_) => {}
-        Ok(n) => panic!("a refused client got {n} bytes of echo"),
-    }
 }
 
 /// Accepted plus refused, by every reason, is every connection attempted.

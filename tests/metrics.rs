@@ -79,7 +79,6 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body.to_string())
 }
 
-/// The value of the series `name` (exactly, labels included) in an
 /// exposition.
 fn series(text: &str, name: &str) -> u64 {
     text.lines()
@@ -115,8 +114,9 @@ fn exposed_counters_equal_the_stats() {
     assert_eq!(stats.accepted, 100);
 }
 
-/// Prometheus' own checker finds no problem in the exposition (names, HELP
-/// and TYPE lines, counters' `_total`, the limits and, on Linux, the
+/// Prometheus' own checker finds no problem in the exposition of a
+/// two-loop server (names, HELP and TYPE lines, counters' `_total`, the
+/// totals beside each loop's `loop="i"` series, the limits and, on Linux, the
 /// `process_*` metrics). promtool comes with Debian's `prometheus`
 /// package (see `support::tools` for when it is installed, and when its
 /// absence skips the test). Unix: promtool is a Linux program, which a
@@ -139,6 +139,7 @@ fn promtool_finds_no_problem() {
     let server = Scraped::start(|c| {
         c.udp = true;
         c.idle_timeout = Some(Duration::from_secs(60));
+        c.loops = 2; // each loop's series besides the totals
     });
     assert_echo(&connect(server.echo), b"something to count");
     let (_, text) = get(server.metrics, "/metrics");

@@ -654,6 +654,8 @@ fn help_lists_every_flag() {
         "--mode",
         "--connect-timeout",
         "--echo-timeout",
+        "--plot-percentiles",
+        "--html",
         "[default: 127.0.0.1:7878]",
     ] {
         assert!(
@@ -665,7 +667,8 @@ fn help_lists_every_flag() {
 }
 
 /// Proves output files are checked before any connection is made: an
-/// unwritable `--hlog` or `--plot` path is one line naming the flag and
+/// unwritable `--hlog`, `--plot`, `--plot-percentiles` or `--html` path is
+/// one line naming the flag and
 /// the path, exit status 2, and the server never sees a connect; so is a
 /// percentile above 100 (a usage error).
 #[test]
@@ -678,6 +681,8 @@ fn unwritable_outputs_and_bad_percentiles_fail_before_connecting() {
     for (flag, value) in [
         ("--hlog", &*nowhere),
         ("--plot", &*nowhere),
+        ("--plot-percentiles", &*nowhere),
+        ("--html", &*nowhere),
         ("--percentiles", "50,101"),
         ("--percentiles", "0"),
     ] {
@@ -758,14 +763,15 @@ fn percentiles_flag_picks_the_columns() {
 
 /// Proves one rule for output files that cannot be written once the run
 /// is under way (`/dev/full` takes the open, refuses the bytes): the exit
-/// status is 2 for `--hlog` and for `--plot` alike, the text report says
+/// status is 2 for `--hlog`, `--plot`, `--plot-percentiles` and `--html`
+/// alike, the text report says
 /// which file was not written, and with `--json` the report's `exit_code`
 /// is the process's and `output_errors` names the file.
 #[cfg(target_os = "linux")]
 #[test]
 fn unwritable_output_files_fail_the_run_and_say_so() {
     let server = serve(Behaviour::Echo);
-    for flag in ["--hlog", "--plot"] {
+    for flag in ["--hlog", "--plot", "--plot-percentiles", "--html"] {
         let base = StressArgs::to(server.addr)
             .conns(2)
             .messages(50)
@@ -818,20 +824,30 @@ fn one_file_for_two_outputs_is_a_usage_error() {
     let dir = std::env::temp_dir().join(format!("echoloop-stress-same-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a scratch directory");
     let absolute = dir.join("out");
-    for (hlog, plot) in [
-        (absolute.clone(), absolute.clone()),
+    let spellings = [
         (absolute.clone(), std::path::PathBuf::from("./out")),
+        (absolute.clone(), absolute.clone()),
         (dir.join(".").join("out"), std::path::PathBuf::from("out")),
-    ] {
-        let mut cmd = StressArgs::to(server.addr)
-            .messages(10)
-            .flag("--hlog", hlog.display())
-            .flag("--plot", plot.display())
-            .command();
-        let run = Stress::spawn(cmd.current_dir(&dir)).finish(RUN_LIMIT);
-        let line = run.assert_usage_error(&format!("--hlog {hlog:?} --plot {plot:?}"));
-        assert!(line.contains("--hlog") && line.contains("--plot"), "{line}");
-        assert!(line.contains("same file"), "{line}");
+    ];
+    let flags = [
+        ("--hlog", "--plot"),
+        ("--plot", "--plot-percentiles"),
+        ("--hlog", "--html"),
+        ("--plot-percentiles", "--html"),
+    ];
+    // Every pair of outputs under one spelling; the others with one pair.
+    for (i, (first, second)) in spellings.iter().enumerate() {
+        for (a, b) in &flags[if i == 0 { 0 } else { 3 }..] {
+            let mut cmd = StressArgs::to(server.addr)
+                .messages(10)
+                .flag(a, first.display())
+                .flag(b, second.display())
+                .command();
+            let run = Stress::spawn(cmd.current_dir(&dir)).finish(RUN_LIMIT);
+            let line = run.assert_usage_error(&format!("{a} {first:?} {b} {second:?}"));
+            assert!(line.contains(a) && line.contains(b), "{line}");
+            assert!(line.contains("same file"), "{line}");
+        }
     }
     assert!(server.peers.lock().expect("peers").is_empty());
     let _ = std::fs::remove_dir_all(&dir);

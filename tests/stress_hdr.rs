@@ -13,8 +13,6 @@ pub mod support;
 
 use support::{Exit, Process, STRESS};
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -141,23 +139,6 @@ fn checker(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// A thread-per-connection echo server on 127.0.0.1:0 (anyone's RFC 862
-/// server, not ours); its threads end with the test process.
-fn echo_server() -> SocketAddr {
-    support::thread_per_connection(echo)
-}
-
-/// Echoes one connection until it closes.
-fn echo(mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let mut buf = vec![0u8; 64 * 1024];
-    while let Ok(n) = stream.read(&mut buf) {
-        if n == 0 || stream.write_all(&buf[..n]).is_err() {
-            return;
-        }
-    }
-}
-
 /// Runs a command to completion within a minute (killing it otherwise).
 fn run_bounded(cmd: &mut Command) -> Exit {
     Process::spawn("check", cmd).finish(Duration::from_secs(60))
@@ -219,7 +200,7 @@ fn hlog_json_and_plot_read_by_other_tools() {
         dir.join("run.hlog"),
         dir.join("run.svg"),
     );
-    let addr = echo_server().to_string();
+    let addr = support::threaded_echo().to_string();
     let out = run_bounded(
         Command::new(STRESS)
             .args(["--addr", &addr, "-c", "8", "-k", "2"])
@@ -278,7 +259,7 @@ fn merged_histogram_is_the_sum_of_the_parts() {
         return;
     };
     let dir = scratch("stress-hdr-merge");
-    let addr = echo_server().to_string();
+    let addr = support::threaded_echo().to_string();
     let mut parts = Vec::new();
     for (i, size) in ["4", "8", "16"].into_iter().enumerate() {
         let out = run_bounded(

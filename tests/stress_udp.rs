@@ -469,19 +469,37 @@ fn sockets_spread_over_source_addresses() {
     assert_eq!(server.ips(), want);
 }
 
-/// Proves `--hlog` and `--plot` work for UDP: the interval log has round
-/// trips (tag rtt) and no connect or first-byte series, whose histograms
-/// together count every echoed datagram; the plot is an SVG picture.
+/// Proves `--hlog`, `--plot`, `--plot-percentiles` and `--html` work for
+/// UDP: the interval log has round trips (tag rtt) and no connect or
+/// first-byte series, whose histograms together count every echoed
+/// datagram; the plots are SVG pictures, the percentile plot with the one
+/// rtt line and no connect or first-byte; the page has the datagram counts
+/// and both pictures.
 #[test]
-fn interval_log_and_plot() {
+fn interval_log_plots_and_page() {
     let server = serve(Behaviour::Echo);
     let dir = std::env::temp_dir().join(format!("stress-udp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a temp dir");
     let (hlog, svg) = (dir.join("run.hlog"), dir.join("run.svg"));
-    let (hlog_s, svg_s) = (hlog.to_string_lossy(), svg.to_string_lossy());
+    let (spectrum, page) = (dir.join("spectrum.svg"), dir.join("run.html"));
+    let [hlog_s, svg_s, spectrum_s, page_s] =
+        [&hlog, &svg, &spectrum, &page].map(|p| p.to_string_lossy().into_owned());
     let (run, j) = udp_json(
         server.addr,
-        &["-c", "2", "-n", "300", "--hlog", &hlog_s, "--plot", &svg_s],
+        &[
+            "-c",
+            "2",
+            "-n",
+            "300",
+            "--hlog",
+            &hlog_s,
+            "--plot",
+            &svg_s,
+            "--plot-percentiles",
+            &spectrum_s,
+            "--html",
+            &page_s,
+        ],
     );
     run.assert_exit(0);
     assert_eq!(j.udp().echoed, 300);
@@ -490,6 +508,22 @@ fn interval_log_and_plot() {
     assert!(!log.contains("Tag=connect,") && !log.contains("Tag=first-byte,"));
     let picture = std::fs::read_to_string(&svg).expect("read the plot");
     assert!(picture.contains("<svg"), "not an SVG picture");
+    let picture = std::fs::read_to_string(&spectrum).expect("read the percentile plot");
+    assert!(
+        picture.contains(">\nrtt\n</text>"),
+        "no rtt line: {picture}"
+    );
+    for absent in ["connect", "first-byte", "rtt-uncorrected"] {
+        assert!(
+            !picture.contains(&format!(">\n{absent}\n</text>")),
+            "{absent}"
+        );
+    }
+    let html = std::fs::read_to_string(&page).expect("read the page");
+    assert_eq!(html.matches("<svg").count(), 2, "two inline pictures");
+    for field in ["<th>echoed</th>", "<th>lost</th>", "<th>reordered</th>"] {
+        assert!(html.contains(field), "no {field} in the page");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -32,14 +32,17 @@ class Processes:
         self.logdir, self.pin, self.live = logdir, pin, []
 
     def spawn(self, cmd, name, cpu=None, env=None):
-        """Starts cmd in a new process group, stdout/stderr to log files."""
+        """Starts cmd in a new process group, stdout/stderr to log files,
+        pinned to `cpu` (one CPU, or a list of them; None: unpinned)."""
         base = os.path.join(self.logdir, f"{name}-{len(os.listdir(self.logdir))}")
         out = open(base + ".out", "wb")
         err = open(base + ".err", "wb")
         preexec = None
-        if cpu is not None and self.pin["how"] == "sched_setaffinity":
-            preexec = lambda: os.sched_setaffinity(0, {cpu})  # noqa: E731
-        prefix = ["taskset", "-c", str(cpu)] if cpu is not None and self.pin["how"] == "taskset" else []
+        cpus = None if cpu is None else ({cpu} if isinstance(cpu, int) else set(cpu))
+        if cpus is not None and self.pin["how"] == "sched_setaffinity":
+            preexec = lambda: os.sched_setaffinity(0, cpus)  # noqa: E731
+        listed = ",".join(str(c) for c in sorted(cpus or []))
+        prefix = ["taskset", "-c", listed] if cpus is not None and self.pin["how"] == "taskset" else []
         try:
             p = subprocess.Popen(prefix + [str(c) for c in cmd], stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=err, start_new_session=True, preexec_fn=preexec, env=env)
@@ -298,11 +301,11 @@ class Running:
             time.sleep(0.1)
 
 
-def start_server(ctx, spec, strace_out=None):
+def start_server(ctx, spec, strace_out=None, cpu=0):
     cmd = list(spec.argv)
     if strace_out:
         cmd = ["strace", "-f", "-c", "-o", strace_out] + cmd
-    p = ctx.procs.spawn(cmd, re.sub(r"\W+", "_", spec.name), cpu=0, env=spec.env)
+    p = ctx.procs.spawn(cmd, re.sub(r"\W+", "_", spec.name), cpu=cpu, env=spec.env)
     end = time.monotonic() + spec.start_timeout
     addr = None
     while time.monotonic() < end:

@@ -96,10 +96,11 @@ class UdpReport:
         return bool(rep) and code == 0 and not f["corrupted"] and not f["duplicated"]
 
 
-def run_stress(ctx, argv, timeout, name="stress", during=None, report=TcpReport):
-    """Runs one stress client pinned to CPU 1 and waits for it (bounded).
-    `during(elapsed, client)` is called every 50 ms while it runs."""
-    p = ctx.procs.spawn(argv, name, cpu=1)
+def run_stress(ctx, argv, timeout, name="stress", during=None, report=TcpReport, cpu=1):
+    """Runs one stress client pinned to `cpu` (CPU 1 by default) and waits
+    for it (bounded). `during(elapsed, client)` is called every 50 ms while
+    it runs."""
+    p = ctx.procs.spawn(argv, name, cpu=cpu)
     t0 = time.monotonic()
     interrupted = False
     res = None
@@ -148,12 +149,13 @@ def wait_quiet(ctx):
             return load
 
 
-def measured(ctx, srv, argv, timeout, name="stress", during=None, report=TcpReport):
-    """One stress run with the server's CPU delta and the machine's other load.
-    For UDP runs a "message" is an echoed datagram."""
+def measured(ctx, srv, argv, timeout, name="stress", during=None, report=TcpReport, cpu=1):
+    """One stress run (the client pinned to `cpu`) with the server's CPU
+    delta and the machine's other load. For UDP runs a "message" is an
+    echoed datagram."""
     background = wait_quiet(ctx)
     c0, b0 = srv.cpu(), busy_seconds()
-    r = run_stress(ctx, argv, timeout, name, during, report)
+    r = run_stress(ctx, argv, timeout, name, during, report, cpu)
     srv.settle_children()
     c1, b1 = srv.cpu(), busy_seconds()
     rep = r["report"] or {}

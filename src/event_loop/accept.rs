@@ -1,4 +1,6 @@
-//! Step 3 of a turn: take clients in from the listeners, or refuse them.
+//! Step 3 of a turn: take clients in from the listeners, or refuse them;
+//! where loop 0 accepts for every loop, hand each client to its loop, and
+//! take in those handed to this one.
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,8 +11,9 @@ use mio::net::TcpStream;
 
 use super::EventLoop;
 use crate::admission::Refusal;
-use crate::connection::Connection;
+use crate::connection::{Connection, Hints};
 use crate::stats::Counter;
+use crate::steer;
 use crate::sys;
 use crate::token::Source;
 
@@ -20,12 +23,13 @@ use crate::token::Source;
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 impl EventLoop {
-    /// Accepts from listener `i` until it says `WouldBlock`, the budget is
-    /// spent (it stays ready for next turn), or it fails (accepting pauses).
-    pub(super) fn accept(&mut self, i: usize) {
-        for _ in 0..self.shared.config.accepts_per_turn {
+    /// Accepts from listener `i` until it says `WouldBlock`, `budget`
+    /// accepts are done (it stays ready for next turn), or it fails
+    /// (accepting pauses).
+    pub(super) fn accept(&mut self, i: usize, budget: usize) {
+        for _ in 0..budget {
             match self.listeners[i].socket.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                Ok((stream, peer)) => self.route(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.listeners[i].ready = false;
                     return;
@@ -61,12 +65,39 @@ impl EventLoop {
         }
     }
 
-    /// Takes an accepted client in, or refuses it: denied by the admission
-    /// rules, the server full, or its source at its limit. A trusted
+    /// An accepted client goes to the loop its source hashes to: served
+    /// here, or (where this loop accepts for all) handed to its loop.
+    fn route(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if self.shared.handing_off {
+            let to = steer::loop_for(peer.ip(), self.shared.loops());
+            if to != self.index {
+                self.shared.hand_off(to, stream, peer);
+                return;
+            }
+        }
+        self.admit(stream, peer);
+    }
+
+    /// Takes in the clients loop 0 handed to this loop. During shutdown
+    /// each is served once at once, without reading: it gets its FIN like
+    /// every other connection, and nothing queued is reset.
+    pub(super) fn take_handed(&mut self) {
+        for (stream, peer) in self.shared.take_handed(self.index) {
+            if let Some(key) = self.admit(stream, peer) {
+                if self.shutdown_deadline.is_some() {
+                    self.serve(key, Hints::default());
+                }
+            }
+        }
+    }
+
+    /// Takes an accepted client in (returning its key), or refuses it:
+    /// denied by the admission rules, the server full (over all loops), or
+    /// its source at its limit. A trusted
     /// balancer's connection is judged by the client its PROXY header
     /// names, once that is read (`proxied.rs`); only the server being full
     /// refuses it here.
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<usize> {
         let balancer = (self.balancers.as_ref()).is_some_and(|b| b.trusts(peer.ip()));
         let check = match balancer {
             true => Ok(()),
@@ -74,10 +105,11 @@ impl EventLoop {
         };
         let refusal = match check {
             Err(Refusal::Denied) => Some((Counter::RefusedDenied, "--allow/--deny")),
-            _ if self.conns.len() >= self.shared.max_connections => {
-                Some((Counter::Refused, "--max-connections"))
+            _ if !self.shared.reserve() => Some((Counter::Refused, "--max-connections")),
+            Err(Refusal::PerSource) => {
+                self.shared.release();
+                Some((Counter::RefusedPerSource, "--max-per-source"))
             }
-            Err(Refusal::PerSource) => Some((Counter::RefusedPerSource, "--max-per-source")),
             Ok(()) => None,
         };
         if let Some((counter, flag)) = refusal {
@@ -85,7 +117,7 @@ impl EventLoop {
             // leaving it in the backlog would let it hang.
             drop(stream);
             self.refused(peer, counter, flag);
-            return;
+            return None;
         }
         self.set_options(&stream, peer);
         let counters = &self.counters;
@@ -105,19 +137,22 @@ impl EventLoop {
                 }
                 if balancer {
                     self.await_header(key, peer, now);
-                    return;
+                    return Some(key);
                 }
                 self.admission.opened(key, peer.ip());
                 counters.add(Counter::Accepted, 1);
                 self.set_active();
                 debug!("conn {key}: accepted from {peer}");
+                Some(key)
             }
             Err(e) => {
+                self.shared.release();
                 // Accepted, then lost at once: counted both ways so that
                 // accepted = closed (all reasons) + active still holds.
                 counters.add(Counter::Accepted, 1);
                 counters.add(Counter::Errored, 1);
                 debug!("conn {key}: register {peer}: {e}");
+                None
             }
         }
     }
@@ -130,7 +165,7 @@ impl EventLoop {
             warn!(
                 "refused {peer} ({flag}; {} connections open); {missed} more refused \
                  since last warning",
-                self.conns.len()
+                self.shared.open()
             );
         }
     }

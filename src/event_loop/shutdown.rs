@@ -27,8 +27,19 @@ impl EventLoop {
                 return true;
             }
             // Stop accepting: closing the listeners makes the kernel refuse
-            // new clients instead of queueing them.
+            // new clients instead of queueing them. But closing one resets
+            // whoever waits in its queue (with SO_REUSEPORT, each loop's
+            // own queue): take them all in first, to be served like the rest.
+            // A queue holds at most the backlog, so that many accepts empty
+            // it, and a flood of new clients cannot hold shutdown up.
+            let queued = usize::try_from(self.shared.config.backlog).unwrap_or(usize::MAX);
+            for i in 0..self.listeners.len() {
+                self.accept(i, queued.saturating_add(1));
+            }
             self.listeners.clear();
+            if self.shared.handing_off && self.index == 0 {
+                self.shared.close_accepting();
+            }
             // UDP owes nobody anything: its sockets close at once.
             self.udp.clear();
             // From now, not from the start of the turn: the grace is a promise to the
@@ -65,7 +76,23 @@ impl EventLoop {
             }
             self.next_linger_check = Some(self.now + LINGER_CHECK);
         }
+        // Where loop 0 hands off, the others stay until it has closed its
+        // listeners (what it took from its queue may be theirs), then take
+        // in what it handed them last.
+        if self.waits_for_loop_0() {
+            if !self.shared.accepting_over() {
+                return true;
+            }
+            self.hand_off_over = true;
+            self.take_handed();
+        }
         !self.conns.is_empty()
+    }
+
+    /// Where loop 0 hands off: whether this loop (another) must still wait
+    /// for it to close its listeners before it may finish.
+    pub(super) fn waits_for_loop_0(&self) -> bool {
+        self.shared.handing_off && self.index != 0 && !self.hand_off_over
     }
 
     /// What the connections still open at the end of the grace period are

@@ -1,6 +1,8 @@
 //! The Prometheus text exposition format, version 0.0.4: every counter of
-//! [`Stats`], the limits in force, and (Linux) the standard `process_*`
-//! metrics.
+//! [`Stats`] — the server's total, unlabelled, then each loop's series
+//! labelled `loop="i"` — the limits in force, and (Linux) the standard
+//! `process_*` metrics. (Sum the labelled series or read the unlabelled
+//! one; summing a family whole counts everything twice.)
 //!
 //! Written by hand, not with `prometheus-client`: the counters already live
 //! in [`Stats`] with their names, kinds and descriptions ([`Stats::FIELDS`]),
@@ -52,10 +54,11 @@ const FAMILY_HELP: &[(&str, &str)] = &[
 /// One gauge of the limits in force: name (without prefix), help, value.
 pub(crate) type Limit = (&'static str, &'static str, f64);
 
-/// The whole `/metrics` body.
-pub(crate) fn render(stats: &Stats, limits: &[Limit]) -> String {
-    let mut out = String::with_capacity(8 * 1024);
-    let values = stats.values();
+/// The whole `/metrics` body, from each loop's counters.
+pub(crate) fn render(per_loop: &[Stats], limits: &[Limit]) -> String {
+    let mut out = String::with_capacity(8 * 1024 * (1 + per_loop.len()));
+    let values = Stats::sum(per_loop.iter().copied()).values();
+    let each: Vec<Vec<u64>> = per_loop.iter().map(Stats::values).collect();
     let mut family_done: Vec<&str> = Vec::new();
     for (i, field) in Stats::FIELDS.iter().enumerate() {
         let family = field.metric.split('{').next().unwrap_or(field.metric);
@@ -71,6 +74,10 @@ pub(crate) fn render(stats: &Stats, limits: &[Limit]) -> String {
             for (j, member) in Stats::FIELDS.iter().enumerate().skip(i) {
                 if member.metric.split('{').next() == Some(family) {
                     let _ = writeln!(out, "{PREFIX}{} {}", member.metric, values[j]);
+                    for (l, loop_values) in each.iter().enumerate() {
+                        let series = labelled(member.metric, l);
+                        let _ = writeln!(out, "{PREFIX}{series} {}", loop_values[j]);
+                    }
                 }
             }
         }
@@ -84,6 +91,14 @@ pub(crate) fn render(stats: &Stats, limits: &[Limit]) -> String {
         let _ = writeln!(out, "{name} {value}");
     }
     out
+}
+
+/// `metric` (`name` or `name{labels}`) with the label `loop="l"` added.
+fn labelled(metric: &str, l: usize) -> String {
+    match metric.strip_suffix('}') {
+        Some(open) => format!("{open},loop=\"{l}\"}}"),
+        None => format!("{metric}{{loop=\"{l}\"}}"),
+    }
 }
 
 /// `# HELP` and `# TYPE` lines; the help text on one line, escaped.
@@ -106,7 +121,10 @@ mod tests {
     /// together; every counter ends in `_total`; limits are gauges.
     #[test]
     fn families_are_announced_once_and_kept_together() {
-        let text = render(&Stats::default(), &[("max_connections", "The cap.", 5.0)]);
+        let text = render(
+            &[Stats::default(); 2],
+            &[("max_connections", "The cap.", 5.0)],
+        );
         let typed: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
         let mut names: Vec<&str> = typed.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
         let count = names.len();
@@ -118,6 +136,9 @@ mod tests {
             }
         }
         assert!(text.contains("echoloop_connections_refused_total{reason=\"per_source\"} 0\n"));
+        assert!(text
+            .contains("echoloop_connections_refused_total{reason=\"per_source\",loop=\"1\"} 0\n"));
+        assert!(text.contains("echoloop_received_bytes_total{loop=\"0\"} 0\n"));
         assert!(
             text.contains("# TYPE echoloop_max_connections gauge\necholoop_max_connections 5\n")
         );

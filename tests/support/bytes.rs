@@ -306,3 +306,14 @@ where
         .set_linger(Some(Duration::ZERO))
         .expect("SO_LINGER 0");
 }
+
+/// A refused client reads end of stream (or a reset) at once, nothing else.
+#[track_caller]
+pub fn assert_refused(stream: &TcpStream) {
+    let _ = (&*stream).write_all(b"let me in");
+    let mut buf = [0u8; 16];
+    match (&*stream).read(&mut buf) {
+        Ok(0) | Err(_) => {}
+        Ok(n) => panic!("a refused client got {n} bytes of echo"),
+    }
+}

@@ -16,10 +16,14 @@
 //! - [`netns`]: the fault lab, a network namespace whose loopback the test
 //!   breaks (Linux);
 //! - [`tools`]: the programs some tests run besides ours, installed when
-//!   missing, and the rule for one that cannot be had.
+//!   missing, and the rule for one that cannot be had;
+//! - [`browser`]: a page rendered by headless Chromium, its screenshot
+//!   decoded (Linux).
 //!
 //! Every wait has a deadline; none is a sleep.
 
+#[cfg(target_os = "linux")]
+pub mod browser;
 pub mod bytes;
 pub mod fleet;
 pub mod measure;

@@ -2,8 +2,8 @@
 //! real `echoloop` binary as a child process ([`Binary`]), whose log lines
 //! (stats lines among them) the test reads.
 
-use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -11,6 +11,31 @@ use std::time::{Duration, Instant};
 use echoloop::{Config, Handle, Server, Stats};
 
 use super::{assert_same, read_until_closed, wait_until, Binary, Process, TIMEOUT};
+
+/// A thread-per-connection blocking echo server on 127.0.0.1:0 (anyone's
+/// RFC 862 server, not ours: what a test compares with, or checks the
+/// stress client against); its threads end with the test process.
+pub fn threaded_echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local_addr");
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || echo_all(stream));
+        }
+    });
+    addr
+}
+
+/// Echoes one connection until it closes.
+fn echo_all(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
 
 /// The server binary under test.
 pub const ECHOLOOP: &str = env!("CARGO_BIN_EXE_echoloop");
@@ -198,4 +223,15 @@ pub fn thread_per_connection(serve: fn(TcpStream)) -> SocketAddr {
         }
     });
     addr
+}
+
+/// The value of the series `name` (exactly, labels included) in a
+/// Prometheus exposition.
+#[track_caller]
+pub fn series(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {name} in:\n{text}"))
+        .parse::<f64>()
+        .expect("a number") as u64
 }

@@ -1,8 +1,9 @@
 //! The programs some tests run besides ours — Prometheus' `promtool`, the
 //! fault lab's `ip`, `tc`, `ss` and `nft`, the shells that check the
 //! completion scripts, Python's `venv` for HdrHistogram_py, podman and runc
-//! for the container image (and rustup's musl target) — and the one rule for
-//! a program that is missing.
+//! for the container image (and rustup's musl target), headless Chromium for
+//! the stress client's HTML page — and the one rule for a program that is
+//! missing.
 //!
 //! 1. Found on `PATH` (or in the sbin folders a non-login root shell may
 //!    lack): the test runs.

@@ -10,6 +10,12 @@
 //! The results file is read loosely: a technique or backend missing, or a
 //! case it has no figure for, is left out of the chart rather than refused,
 //! so the charts follow whatever the benchmark measured.
+//!
+//! `echoloop-stress chart --percentiles A.json B.json … --out F.svg`: the
+//! latency distributions of several `--json` reports side by side, one line
+//! per report (and series asked for), drawn as `--plot-percentiles` draws
+//! one run (`spectrum.rs`); reports are read as `merge` reads them, so a
+//! broken one is refused naming the file and the field.
 
 use std::path::Path;
 
@@ -18,21 +24,13 @@ use plotters::prelude::*;
 use serde_json::Value;
 
 use crate::cli::ChartArgs;
-use crate::plot::tick;
+use crate::merge;
+use crate::plot::{tick, PALETTE};
 use crate::run::EXIT_SETUP;
+use crate::spectrum;
 
 /// Chart size in pixels.
 const SIZE: (u32, u32) = (960, 540);
-
-/// Colours, one per line or per bar of a group.
-const COLOURS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(80, 80, 80),
-];
 
 /// The cases of the techniques chart: results key, legend label.
 const CASES: [(&str, &str); 3] = [
@@ -49,7 +47,17 @@ type Group = (String, [Option<f64>; 3]);
 
 /// Runs `chart`; returns the exit status.
 pub fn run(args: &ChartArgs) -> i32 {
-    match chart(&args.results, &args.out) {
+    let written = if args.percentiles {
+        percentiles(args).map(|path| vec![path])
+    } else {
+        match args.files.as_slice() {
+            [results] => chart(results, &args.out),
+            _ => Err("the benchmark's charts are drawn from one results file; \
+                      several --json reports are charted with --percentiles"
+                .to_string()),
+        }
+    };
+    match written {
         Ok(written) => {
             let listed: String = written.iter().map(|path| format!("{path}\n")).collect();
             if !crate::output::to_stdout("echoloop-stress", listed.as_bytes()) {
@@ -90,6 +98,50 @@ fn chart(results: &Path, out: &Path) -> Result<Vec<String>, String> {
         ));
     }
     Ok(written)
+}
+
+/// `chart --percentiles`: the reports' distributions into one SVG file;
+/// returns its name.
+fn percentiles(args: &ChartArgs) -> Result<String, String> {
+    if !args.labels.is_empty() && args.labels.len() != args.files.len() {
+        return Err(format!(
+            "{} --label for {} reports: give one per report, in the same order",
+            args.labels.len(),
+            args.files.len()
+        ));
+    }
+    let mut lines = Vec::new();
+    let mut names = Vec::new();
+    for (i, path) in args.files.iter().enumerate() {
+        let run = merge::read(path)?;
+        let name = args.labels.get(i).cloned().unwrap_or_else(|| {
+            let stem = path.file_stem().unwrap_or(path.as_os_str());
+            stem.to_string_lossy().into_owned()
+        });
+        for &series in &args.series {
+            let label = if args.series.len() == 1 {
+                name.clone()
+            } else {
+                format!("{name}: {}", series.tag())
+            };
+            lines.extend(spectrum::Line::of(label, run.rec.get(series)));
+        }
+        names.push(name);
+    }
+    if lines.is_empty() {
+        let tags: Vec<&str> = args.series.iter().map(|s| s.tag()).collect();
+        return Err(format!("no report has samples of {}", tags.join(", ")));
+    }
+    let tags: Vec<&str> = args.series.iter().map(|s| s.tag()).collect();
+    let title = format!(
+        "latency by percentile ({}): {}",
+        tags.join(", "),
+        names.join(" vs ")
+    );
+    let svg = spectrum::svg(&title, &lines)?;
+    let out = args.out.display();
+    std::fs::write(&args.out, svg).map_err(|e| format!("{out}: write: {e}"))?;
+    Ok(out.to_string())
 }
 
 /// A number at `key` of `v`, if there is one.
@@ -165,7 +217,7 @@ fn draw_backends(path: &Path, lines: &[Line]) -> Result<(), DrawError> {
         .y_label_formatter(&tick)
         .draw()?;
     for (i, (name, line)) in lines.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let colour = PALETTE[i % PALETTE.len()];
         chart
             .draw_series(LineSeries::new(
                 line.iter().copied(),
@@ -221,7 +273,7 @@ fn draw_techniques(path: &Path, groups: &[Group]) -> Result<(), DrawError> {
         .y_label_formatter(&tick)
         .draw()?;
     for (j, (_, case)) in CASES.iter().enumerate() {
-        let colour = COLOURS[j];
+        let colour = PALETTE[j];
         let bars = groups.iter().enumerate().filter_map(|(i, (_, bars))| {
             let k = i as i32 * 4 + j as i32;
             bars[j].map(|y| {

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use echoloop::units::{Bounds, MAX_DURATION};
 use serde::{Deserialize, Serialize};
 
+use crate::record::Series;
 use crate::stages::Stages;
 
 /// What the connections do once they are up.
@@ -230,7 +231,7 @@ pub struct Args {
     pub hlog: Option<PathBuf>,
 
     /// Seconds per histogram of the interval log and per point of the plot,
-    /// at least 0.1. Each interval costs: with --hlog or --plot, a set of
+    /// at least 0.1. Each interval costs: with --hlog, --plot or --html, a set of
     /// histograms (about 1 MiB) is held per interval until the once-a-second
     /// status tick writes it out, and every loop hands its histograms over
     /// at each interval's end (about 10 MiB more at 0.1 s than at 1 s).
@@ -248,6 +249,22 @@ pub struct Args {
     /// per --interval, as an SVG picture here.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+
+    /// Draw the latency distribution as an SVG picture here: latency by
+    /// percentile on a log-scaled "1 in N" axis (0%, 90%, 99%, 99.9%, …),
+    /// as HdrHistogram's plotter draws it, one line per series (rtt,
+    /// rtt-uncorrected in the open loop, connect, first-byte), from the
+    /// run's full histograms. Example: --rate 1000 -d 30 --plot-percentiles p.svg
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot_percentiles: Option<PathBuf>,
+
+    /// Write the report as one self-contained HTML page here (no network
+    /// fetches: the charts are inline SVG, no scripts): the parameters, the
+    /// verdict, msgs/s and latency over time, the percentile spectrum,
+    /// connect and first-byte times, failures by reason and every figure
+    /// of the --json report. Example: -c 100 -d 30 --html report.html
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
 
     /// Wait until this Unix time (seconds, fractions allowed) before the
     /// first connect, so that clients on several machines begin together.
@@ -283,7 +300,8 @@ pub enum Command {
     Merge(MergeArgs),
     /// Draw the benchmark's results file (bench/results.json) as SVG
     /// charts: epoll vs poll(2) as idle connections grow, and the
-    /// techniques side by side.
+    /// techniques side by side; or, with --percentiles, the latency
+    /// distributions of several --json reports side by side.
     Chart(ChartArgs),
 }
 
@@ -304,12 +322,40 @@ pub struct MergeArgs {
 /// `echoloop-stress chart`.
 #[derive(Debug, clap::Args)]
 pub struct ChartArgs {
-    /// The benchmark's results file.
-    #[arg(value_name = "RESULTS.json")]
-    pub results: PathBuf,
-    /// The folder to write the charts to (created if missing).
-    #[arg(long, value_name = "DIR")]
+    /// The benchmark's results file; with --percentiles, the --json
+    /// reports to draw (one or more).
+    #[arg(required = true, value_name = "FILE.json")]
+    pub files: Vec<PathBuf>,
+    /// Where to write: the folder for the benchmark's charts (created if
+    /// missing); with --percentiles, the SVG file.
+    #[arg(long, value_name = "DIR|FILE.svg")]
     pub out: PathBuf,
+    /// Draw the latency by percentile of each --json report, runs side by
+    /// side on one "1 in N" axis (echoloop against another server, before
+    /// against after). Example: chart --percentiles before.json after.json
+    /// --out cmp.svg
+    #[arg(long)]
+    pub percentiles: bool,
+    /// With --percentiles: the legend of each report, in the order given
+    /// (once per report). Default: each file's name without `.json`.
+    #[arg(long = "label", value_name = "TEXT", requires = "percentiles")]
+    pub labels: Vec<String>,
+    /// With --percentiles: the series drawn of each report,
+    /// comma-separated: rtt, rtt-uncorrected, connect, first-byte.
+    #[arg(long, value_delimiter = ',', default_value = "rtt", value_parser = parse_series, requires = "percentiles")]
+    pub series: Vec<Series>,
+}
+
+/// A latency series by its tag (`rtt`, `rtt-uncorrected`, `connect`,
+/// `first-byte`).
+fn parse_series(text: &str) -> Result<Series, String> {
+    Series::ALL
+        .into_iter()
+        .find(|s| s.tag() == text.trim())
+        .ok_or_else(|| {
+            let tags: Vec<&str> = Series::ALL.iter().map(|s| s.tag()).collect();
+            format!("`{text}`: not one of {}", tags.join(", "))
+        })
 }
 
 /// `--percentiles`: each a percentile above 0 and at most 100, in order given.

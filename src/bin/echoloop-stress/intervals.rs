@@ -1,6 +1,6 @@
 //! The run over time: each complete interval of the timeline becomes one
 //! histogram per series in the interval log (`--hlog`) and one point of the
-//! plot (`--plot`).
+//! plot (`--plot`, and the `--html` page's).
 
 use std::io::Write;
 use std::sync::PoisonError;

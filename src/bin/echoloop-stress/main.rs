@@ -66,6 +66,11 @@
 //!   (`record.rs`); the main thread writes each complete interval to the
 //!   `--hlog` interval log and keeps a point for the `--plot` picture
 //!   (`intervals.rs`, `plot.rs`).
+//! - **The latency distribution.** `--plot-percentiles` draws the run's
+//!   whole histograms by percentile on HdrHistogram's "1 in N" axis, and
+//!   `chart --percentiles` several reports side by side (`spectrum.rs`);
+//!   `--html` puts the report and both pictures on one self-contained page
+//!   (`html.rs`). Every output file follows one rule (`run.rs`).
 //! - **Many machines.** `--json` embeds every histogram, `--start-at`
 //!   starts clients together, and `echoloop-stress merge` adds their
 //!   reports up exactly (`merge.rs`). `echoloop-stress chart` draws the
@@ -85,6 +90,7 @@ mod conn;
 mod counts;
 mod engine;
 mod exchange;
+mod html;
 mod intervals;
 mod json;
 mod keyed;
@@ -99,6 +105,7 @@ mod record;
 mod report;
 mod run;
 mod shared;
+mod spectrum;
 mod stages;
 mod tcp;
 mod udp;

@@ -45,16 +45,17 @@ pub fn run(args: &MergeArgs) -> i32 {
     }
 }
 
-/// One report read back, with its histograms decoded.
-struct Run {
+/// One report read back, with its histograms decoded (also what `chart
+/// --percentiles` draws).
+pub struct Run {
     /// The file it came from.
-    path: PathBuf,
+    pub path: PathBuf,
     /// The report as written.
-    json: JsonReport,
+    pub json: JsonReport,
     /// Its counts.
     counts: Counts,
     /// Its histograms.
-    rec: Recorder,
+    pub rec: Recorder,
 }
 
 /// The latest Unix time a report may carry: the year 2500 (as `--start-at`).
@@ -62,7 +63,7 @@ const LAST_UNIX_TIME: f64 = 16_725_225_600.0;
 
 /// Reads `path` as an `echoloop-stress --json` report; the error names the
 /// file and where it broke.
-fn read(path: &Path) -> Result<Run, String> {
+pub fn read(path: &Path) -> Result<Run, String> {
     let name = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: read: {e}"))?;
     let json: JsonReport = serde_json::from_str(&text)

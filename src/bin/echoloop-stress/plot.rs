@@ -1,9 +1,8 @@
 //! `--plot`: the run over time as an SVG picture — msgs/s in one panel,
 //! latency (p50, p99, p99.9, max; log scale) in the other, one point per
 //! `--interval`, the run's parameters in the title. Drawn with plotters'
-//! SVG backend.
-
-use std::path::Path;
+//! SVG backend, into a string: the file of `--plot` and the page of
+//! `--html` get the same picture.
 
 use plotters::prelude::*;
 
@@ -21,9 +20,16 @@ const COLOURS: [RGBColor; LATENCY_LINES.len()] = [
     RGBColor(80, 80, 80),
 ];
 
-/// Draws `points` of the run `setup` describes into `path`.
-pub fn draw(path: &Path, setup: &Setup, points: &[Point]) -> Result<(), String> {
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+/// The picture of `points` of the run `setup` describes, as SVG text.
+pub fn svg(setup: &Setup, points: &[Point]) -> Result<String, String> {
+    let mut text = String::new();
+    draw(SVGBackend::with_string(&mut text, SIZE), setup, points)?;
+    Ok(text)
+}
+
+/// Draws `points` of the run `setup` describes on `backend`.
+fn draw(backend: SVGBackend<'_>, setup: &Setup, points: &[Point]) -> Result<(), String> {
+    let root = backend.into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let root = root
         .titled(&title(setup), ("sans-serif", 17))
@@ -37,7 +43,7 @@ pub fn draw(path: &Path, setup: &Setup, points: &[Point]) -> Result<(), String> 
 }
 
 /// `load mode, 1,000 connections × 128 B, pipeline 4, closed loop, against …`
-fn title(s: &Setup) -> String {
+pub fn title(s: &Setup) -> String {
     let how = s.rate.map_or_else(
         || "closed loop".to_string(),
         |r| format!("open loop {r} msg/s per connection"),
@@ -53,6 +59,17 @@ fn title(s: &Setup) -> String {
         s.addr
     )
 }
+
+/// The line and bar colours of every chart, in legend order
+/// (matplotlib's, which readers know).
+pub const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(80, 80, 80),
+];
 
 /// An axis value as a tick label: `12,345` from 10 up, `1.5` below.
 pub fn tick(v: &f64) -> String {

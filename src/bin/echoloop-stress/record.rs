@@ -125,7 +125,7 @@ pub struct Timeline {
     /// kept only when [`Timeline::keep_intervals`] asks (an interval log or
     /// a plot): each costs a set of histograms until it is taken.
     pending: BTreeMap<u64, Recorder>,
-    /// Whether the run wants its intervals (`--hlog`, `--plot`).
+    /// Whether the run wants its intervals (`--hlog`, `--plot`, `--html`).
     keep_intervals: bool,
     /// Per loop: the interval it records into now; `u64::MAX` once it ended.
     progress: Vec<u64>,

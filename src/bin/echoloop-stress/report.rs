@@ -147,9 +147,9 @@ pub struct Report {
     pub warmup: Option<Warmup>,
     /// `--stages`: what each stage did (empty without).
     pub stages: Vec<StageFigures>,
-    /// The output files (`--hlog`, `--plot`) that could not be written,
-    /// each `flag path: what failed`: any makes the exit status
-    /// [`EXIT_OUTPUT`], whatever the verdict.
+    /// The output files (`--hlog`, `--plot`, `--plot-percentiles`,
+    /// `--html`) that could not be written, each `flag path: what failed`:
+    /// any makes the exit status [`EXIT_OUTPUT`], whatever the verdict.
     pub output_errors: Vec<String>,
 }
 

@@ -19,11 +19,11 @@ use crate::engine::{self, Core};
 use crate::intervals::{hlog_comments, Intervals};
 use crate::live::{show_status, Live, Look};
 use crate::plan::{Plan, Transport};
-use crate::plot;
 use crate::report::{Report, Setup, StageFigures, Warmup};
 use crate::shared::{Outcome, Shared, WAKER};
 use crate::tcp::Tcp;
 use crate::udp::Udp;
+use crate::{html, plot, spectrum};
 
 /// Exit status for bad flags or a setup failure.
 pub const EXIT_SETUP: i32 = crate::usage::EXIT_USAGE as i32;
@@ -98,7 +98,7 @@ pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
     wait_for_start(args.start_at);
     let plan = Arc::new(plan);
     let shared = Arc::new(Shared::new(plan.threads as usize));
-    let keep_intervals = args.hlog.is_some() || args.plot.is_some();
+    let keep_intervals = Outputs::wants_intervals(args);
     shared
         .timeline
         .lock()
@@ -133,7 +133,11 @@ pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
         }
     }
     drop(done_tx);
-    let mut intervals = Intervals::new(plan.interval_ns, setup.series(), args.plot.is_some());
+    let mut intervals = Intervals::new(
+        plan.interval_ns,
+        setup.series(),
+        Outputs::wants_points(args),
+    );
     let watched = Watch {
         done: &done_rx,
         handles,
@@ -144,7 +148,7 @@ pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
     };
     let (totals, crashed) = outputs.watch(watched, &setup, &mut intervals);
     let mut report = assemble(args, setup, &shared, totals, epoch.elapsed(), started_unix);
-    report.output_errors = outputs.finish(&report.setup, &intervals);
+    outputs.finish(&mut report, &intervals);
     if !print(args, &report) {
         return EXIT_SETUP;
     }
@@ -188,31 +192,80 @@ struct Watch<'a> {
     started_unix: f64,
 }
 
-/// Where `--hlog` and `--plot` go, opened (and so proved writable) before
-/// any connection is made. One rule for both: a file that could not be
-/// written is named in the report and makes the exit status non-zero
-/// ([`EXIT_OUTPUT`](crate::report::EXIT_OUTPUT)); two outputs may not
-/// share a path.
+/// Where `--hlog`, `--plot`, `--plot-percentiles` and `--html` go, opened
+/// (and so proved writable, as `--output` is) before any connection is
+/// made. One rule for
+/// all: a file that could not be written is named in the report and makes
+/// the exit status non-zero ([`EXIT_OUTPUT`](crate::report::EXIT_OUTPUT));
+/// two outputs may not share a path.
 struct Outputs {
     /// `--hlog`: its path and the open file.
     hlog: Option<(PathBuf, BufWriter<File>)>,
-    /// `--plot`: its path (created empty at start).
-    plot: Option<PathBuf>,
+    /// The files drawn once the run is over (created empty at start), in
+    /// the order they are written: the page last, so that it can name the
+    /// others that failed.
+    drawn: Vec<(Drawn, PathBuf)>,
+}
+
+/// An output file written once the run is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drawn {
+    /// `--plot`: the run over time.
+    Plot,
+    /// `--plot-percentiles`: the latency distribution.
+    Percentiles,
+    /// `--html`: the page.
+    Html,
+}
+
+impl Drawn {
+    /// The flag that asks for it.
+    fn flag(self) -> &'static str {
+        match self {
+            Drawn::Plot => "--plot",
+            Drawn::Percentiles => "--plot-percentiles",
+            Drawn::Html => "--html",
+        }
+    }
+
+    /// Its contents, for `report` whose intervals are `intervals`.
+    fn render(self, report: &Report, intervals: &Intervals) -> Result<String, String> {
+        match self {
+            Drawn::Plot => plot::svg(&report.setup, &intervals.points),
+            Drawn::Percentiles => spectrum::of_run(&report.setup, &report.rec),
+            Drawn::Html => html::page(report, &intervals.points),
+        }
+    }
 }
 
 impl Outputs {
+    /// Whether the run must keep its intervals: for the interval log, and
+    /// for the pictures over time (`--plot`, and the page's).
+    fn wants_intervals(args: &Args) -> bool {
+        args.hlog.is_some() || Outputs::wants_points(args)
+    }
+
+    /// Whether the run must keep a point per interval for a picture.
+    fn wants_points(args: &Args) -> bool {
+        args.plot.is_some() || args.html.is_some()
+    }
+
     /// Creates the output files; the error names the flag, the path and the
     /// OS's words.
     fn open(args: &Args) -> Result<Outputs, String> {
-        let files = [
-            ("--hlog", &args.hlog),
-            ("--plot", &args.plot),
-            ("--output", &args.output),
-        ];
-        let files: Vec<(&str, &PathBuf)> = files
+        let drawn: Vec<(Drawn, PathBuf)> = [
+            (Drawn::Plot, &args.plot),
+            (Drawn::Percentiles, &args.plot_percentiles),
+            (Drawn::Html, &args.html),
+        ]
+        .into_iter()
+        .filter_map(|(what, path)| path.clone().map(|p| (what, p)))
+        .collect();
+        let mut files: Vec<(&str, &PathBuf)> = [("--hlog", &args.hlog), ("--output", &args.output)]
             .into_iter()
             .filter_map(|(flag, path)| Some((flag, path.as_ref()?)))
             .collect();
+        files.extend(drawn.iter().map(|(what, path)| (what.flag(), path)));
         for (i, (flag, path)) in files.iter().enumerate() {
             if let Some((other, _)) = files[i + 1..]
                 .iter()
@@ -231,16 +284,13 @@ impl Outputs {
             Some(path) => Some((path.clone(), BufWriter::new(create("--hlog", path)?))),
             None => None,
         };
-        if let Some(path) = &args.plot {
-            create("--plot", path)?;
+        for (what, path) in &drawn {
+            create(what.flag(), path)?;
         }
         if let Some(path) = &args.output {
             create("--output", path)?;
         }
-        Ok(Outputs {
-            hlog,
-            plot: args.plot.clone(),
-        })
+        Ok(Outputs { hlog, drawn })
     }
 
     /// Shows the status line and writes the interval log while the loops
@@ -296,22 +346,28 @@ impl Outputs {
         joined
     }
 
-    /// Draws `--plot`, if asked; returns what could not be written, each
-    /// `flag path: why` (also said on stderr).
-    fn finish(&self, setup: &Setup, intervals: &Intervals) -> Vec<String> {
-        let mut errors = Vec::new();
+    /// Writes the files drawn at the end; adds what could not be written
+    /// to `report.output_errors`, each `flag path: why` (also said on
+    /// stderr).
+    fn finish(&self, report: &mut Report, intervals: &Intervals) {
         if let (Some((path, _)), Some(why)) = (&self.hlog, &intervals.failed) {
-            errors.push(format!("--hlog {}: {why}", path.display()));
+            report
+                .output_errors
+                .push(format!("--hlog {}: {why}", path.display()));
         }
-        if let Some(path) = &self.plot {
-            if let Err(e) = plot::draw(path, setup, &intervals.points) {
-                errors.push(format!("--plot {}: {e}", path.display()));
+        for &(what, ref path) in &self.drawn {
+            let written = what
+                .render(report, intervals)
+                .and_then(|text| std::fs::write(path, text).map_err(|e| format!("write: {e}")));
+            if let Err(e) = written {
+                report
+                    .output_errors
+                    .push(format!("{} {}: {e}", what.flag(), path.display()));
             }
         }
-        for error in &errors {
+        for error in &report.output_errors {
             eprintln!("echoloop-stress: {error}");
         }
-        errors
     }
 }
 

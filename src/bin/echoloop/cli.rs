@@ -15,8 +15,8 @@ use echoloop::config::DEFAULT_LISTEN;
 use echoloop::Config;
 use ipnet::IpNet;
 
-/// echoloop: a TCP and UDP echo server (RFC 862) on one single-threaded
-/// readiness loop. Every byte a TCP client sends comes back, in order, until
+/// echoloop: a TCP and UDP echo server (RFC 862) on single-threaded
+/// readiness loops (one by default, --loops for more). Every byte a TCP client sends comes back, in order, until
 /// it closes; with --udp, every datagram goes back to its source.
 ///
 /// Signals: Ctrl-C (SIGINT), SIGTERM and SIGHUP start a graceful shutdown; a
@@ -118,8 +118,8 @@ pub struct Cli {
     pub udp_rate: u32,
 
     /// Serve Prometheus metrics (GET /metrics) and a health check (GET
-    /// /healthz: 200 while serving, 503 once shutdown began) over HTTP on
-    /// this address, from the same loop. Default: off. --allow, --deny and
+    /// /healthz: 200 while serving, 503 once shutdown began or a loop is
+    /// gone) over HTTP on this address, from loop 0. Default: off. --allow, --deny and
     /// --max-per-source do NOT apply to it: it is an operator's port, to
     /// bind to a private address or firewall.
     #[arg(long, env = "ECHOLOOP_METRICS", value_name = "ADDR", value_parser = resolve_one)]
@@ -150,6 +150,22 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_per_source: Option<u64>,
 
+    /// Event loops to run, each a thread with its own connections, buffers
+    /// and counters (1 to 1024, or `auto`: the cores this process may run
+    /// on). A client is served by the loop its source IP hashes to, so
+    /// --max-per-source and --udp-rate stay exact; --max-connections is the
+    /// total. On Linux each loop has its own SO_REUSEPORT listener (and UDP
+    /// socket) and the kernel steers by source; elsewhere (Windows, macOS,
+    /// the BSDs) loop 0 accepts and hands each client to its loop, and UDP
+    /// is served by loop 0 alone. All clients from one IP share one loop.
+    #[arg(long, env = "ECHOLOOP_LOOPS", value_name = "N|auto", default_value = "1",
+          value_parser = parse_loops)]
+    pub loops: usize,
+
+    /// Pin loop i to the i-th core this process may run on (Linux; ignored
+    /// elsewhere, with a log line).
+    #[arg(long, env = "ECHOLOOP_PIN", value_parser = parse_switch)]
+    pub pin: bool,
     /// Balancers that send a PROXY protocol header (HAProxy's v1 or v2,
     /// detected) before each relayed connection (CIDR; repeat for
     /// several). A connection from these must begin with one, and the
@@ -217,6 +233,14 @@ fn parse_switch(text: &str) -> Result<bool, String> {
     }
 }
 
+/// Parses `--loops`: a count within the library's bounds, or `auto`.
+fn parse_loops(text: &str) -> Result<usize, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    Config::LOOPS.parse(text).map(|n| n as usize)
+}
+
 /// Parses a CIDR range; a bare address is the one host.
 fn parse_net(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
@@ -276,6 +300,8 @@ impl Cli {
             max_per_source: self
                 .max_per_source
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            loops: self.loops,
+            pin: self.pin,
             proxy_protocol: self.proxy_protocol,
             proxy_header_timeout: self.proxy_header_timeout.0,
             ..Config::default()
