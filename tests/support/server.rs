@@ -211,6 +211,20 @@ pub fn echoloop_with_fd_limit(limit: u64) -> Command {
     cmd
 }
 
+/// Starts a thread-per-connection TCP server on 127.0.0.1:0 (anyone's
+/// server, not ours) that hands each connection to `serve`; its threads
+/// are detached and end with the test process.
+pub fn thread_per_connection(serve: fn(TcpStream)) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local_addr");
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
 /// The value of the series `name` (exactly, labels included) in a
 /// Prometheus exposition.
 #[track_caller]

@@ -26,10 +26,14 @@ pub struct Report {
     pub rate_per_connection: Option<f64>,
     pub messages_requested: Option<u64>,
     pub duration_secs: Option<f64>,
+    /// `--warmup`, if given.
+    pub warmup_secs: Option<f64>,
     pub max_failures: u64,
     pub fd_limit: Option<u64>,
     pub interrupted: bool,
     pub elapsed_secs: Option<f64>,
+    /// `--warmup`: the warm-up's figures, apart from the counts.
+    pub warmup: Option<Warmup>,
     pub connections_attempted: u64,
     pub connections_established: u64,
     pub connections_failed: u64,
@@ -74,6 +78,29 @@ pub struct Report {
     pub ended_unix: f64,
     pub merged_runs: u64,
     pub histograms: Histograms,
+    /// `--stages` runs only: what each stage did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<Stage>>,
+}
+
+/// One stage of a `--stages` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stage {
+    pub secs: f64,
+    pub connections_from: u64,
+    pub connections_to: u64,
+    pub messages: u64,
+    pub msgs_per_sec: Option<f64>,
+    pub latency_us: Option<Summary>,
+    pub histogram: Option<String>,
+}
+
+/// `--warmup`: what the warm-up did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Warmup {
+    pub messages: u64,
+    pub bytes: u64,
+    pub errors: u64,
 }
 
 /// One value per connect failure reason.
@@ -100,8 +127,16 @@ pub struct Udp {
     pub foreign: u64,
     pub icmp_errors: u64,
     pub unresolved: u64,
+    /// RFC 3550 jitter: the sum of every socket's estimate over its
+    /// samples (ns), the samples, and the worst socket's mean (ns).
+    pub jitter_sum_ns: u64,
+    pub jitter_samples: u64,
+    pub jitter_max_socket_ns: u64,
     pub loss_percent: Option<f64>,
     pub max_loss_percent: f64,
+    /// `jitter_sum_ns / jitter_samples` in µs, and the worst socket's.
+    pub jitter_us: Option<f64>,
+    pub jitter_max_socket_us: Option<f64>,
     pub first_lost: Option<String>,
     pub first_duplicated: Option<String>,
     pub first_reordered: Option<String>,

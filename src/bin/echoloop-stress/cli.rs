@@ -10,6 +10,7 @@ use echoloop::units::{Bounds, MAX_DURATION};
 use serde::{Deserialize, Serialize};
 
 use crate::record::Series;
+use crate::stages::Stages;
 
 /// What the connections do once they are up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -89,6 +90,52 @@ pub struct Args {
     /// to hold the connections). Default: 10, unless --messages is given.
     #[arg(short = 'd', long, value_parser = parse_secs, conflicts_with = "messages")]
     pub duration: Option<Duration>,
+
+    /// Any TCP server, not only echo: each message is this (TEXT, with
+    /// escapes \r \n \t \0 \\ \xHH) or this file's bytes (@FILE, as
+    /// they are); `{seq}` becomes the message's number on its connection
+    /// (0, 1, …), `{{` a `{`. Needs --expect or --expect-bytes; latency is
+    /// request to response, and each response must match. Example, a
+    /// Redis server: `--send 'PING\r\n' --expect '\+PONG\r\n'`.
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub send: Option<String>,
+
+    /// With --send: what one response is, a regular expression over bytes
+    /// (the regex crate's syntax) matched where the response starts;
+    /// responses come in order, each right after the one before. A
+    /// response no continuation could make match, or 1 MiB with no match,
+    /// is a verification error. Write it so a partial response does not
+    /// match. Example, HTTP/1.1
+    /// keep-alive with a 2-byte body: `--send 'GET / HTTP/1.1\r\nHost:
+    /// x\r\n\r\n' --expect '(?s)HTTP/1\.1 200 .*?\r\n\r\nok'`.
+    #[arg(long, value_name = "REGEX", group = "response")]
+    pub expect: Option<String>,
+
+    /// With --send: each response is this many bytes, whatever they are.
+    #[arg(long, value_name = "N", group = "response", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub expect_bytes: Option<u64>,
+
+    /// Load that ramps: stages LENGTH:CONNECTIONS, comma-separated; the
+    /// number of active connections moves linearly through each stage,
+    /// from where the one before ended (the first from 0). Closed loop: N
+    /// connections each with --pipeline in flight; open loop: N × --rate
+    /// messages per second. A connection above the count closes once its
+    /// echoes are in; a new one opens when the count rises again (--udp:
+    /// a socket above it sends nothing until it is back in). The run
+    /// lasts the stages' total (so not with --duration); the status line
+    /// and the report show each stage. Example: `--stages 10s:100,30s:1000,10s:0`.
+    #[arg(long, value_name = "LENGTH:CONNECTIONS,...", value_parser = crate::stages::parse, conflicts_with = "connections")]
+    pub stages: Option<Stages>,
+
+    /// Seconds of traffic before the measurement starts, on top of
+    /// --duration: every echo is verified from the first, but the counts
+    /// of traffic, the histograms, the interval log, the plot and the
+    /// throughput start when it ends (connections and errors count over
+    /// the whole run: an error in the warm-up still fails it). The report
+    /// shows the warm-up's messages and errors apart. Example: `--warmup 2
+    /// --duration 10` runs 12 s and measures the last 10.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub warmup: Option<Duration>,
 
     /// Stop after this many echoed messages in total, spread evenly over the
     /// connections (churn mode: this many connect-echo-close cycles; with

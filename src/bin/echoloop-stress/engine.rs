@@ -60,6 +60,18 @@ pub struct Core {
     pub rec: LoopRecording,
     /// What this loop counted.
     pub counts: Counts,
+    /// `--warmup`: its counts when the warm-up ended (`None` until then,
+    /// and without one).
+    warm: Option<Counts>,
+    /// `--stages`: connections numbered below this carry traffic now
+    /// (`u64::MAX` without stages); set once a turn.
+    pub active: u64,
+    /// `--stages`: the stage the run is in.
+    stage: usize,
+    /// `--stages`: messages echoed in each stage so far.
+    stage_messages: Vec<u64>,
+    /// `--stages`: `counts.messages` when the current stage began.
+    stage_mark: u64,
     /// First trouble of each kind.
     pub samples: Samples,
 }
@@ -110,8 +122,18 @@ impl Core {
             epoch,
             poll,
             rate_timers: BinaryHeap::new(),
-            rec: LoopRecording::new(id as usize, plan.interval_ns, PUBLISH_EVERY_NS),
+            rec: LoopRecording::new(
+                id as usize,
+                plan.interval_ns,
+                PUBLISH_EVERY_NS,
+                plan.warmup_ns,
+            ),
             counts: Counts::default(),
+            warm: None,
+            active: if plan.stages.is_some() { 0 } else { u64::MAX },
+            stage: 0,
+            stage_messages: vec![0; plan.stages.as_ref().map_or(0, |s| s.0.len())],
+            stage_mark: 0,
             samples: Samples::default(),
             plan,
         }
@@ -165,9 +187,42 @@ impl Core {
         Some(due.min(now))
     }
 
+    /// Publishes what the recorder has due at `now`; at the end of the
+    /// warm-up, keeps the counts so far (once a turn, not per message).
+    fn tick(&mut self, now: u64) {
+        if self.rec.tick(now, &self.shared.timeline) {
+            self.warm = Some(self.counts.clone());
+        }
+        if let Some(stages) = &self.plan.stages {
+            self.active = stages.target_at(now);
+            let stage = stages.index_at(now);
+            if stage != self.stage {
+                self.close_stage();
+                self.stage = stage;
+                self.rec.begin_stage(stage, &self.shared.timeline);
+            }
+        }
+    }
+
+    /// `--stages`: adds the messages since the stage began to its count.
+    fn close_stage(&mut self) {
+        let messages = self.counts.messages - self.stage_mark;
+        self.stage_mark = self.counts.messages;
+        if let Some(count) = self.stage_messages.get_mut(self.stage) {
+            *count += messages;
+        }
+    }
+
+    /// `--stages`: whether the socket in position `s` of this loop (its
+    /// token) may carry traffic now: whether its number over all loops is
+    /// below the active count.
+    pub fn active(&self, s: usize) -> bool {
+        self.id + s as u64 * self.plan.threads < self.active
+    }
+
     /// Fires the publish tick and every send timer due at `now`.
     fn on_timers(&mut self, engine: &mut impl Engine, now: u64) {
-        self.rec.tick(now, &self.shared.timeline);
+        self.tick(now);
         while let Some(&Reverse((at, s, generation))) = self.rate_timers.peek() {
             if at > now {
                 break;
@@ -238,7 +293,7 @@ pub fn run(mut core: Core, mut engine: impl Engine) -> Outcome {
         }
         // Echoes are timed at the moment the kernel reported them.
         let turn = core.now();
-        core.rec.tick(turn, &core.shared.timeline);
+        core.tick(turn);
         engine.begin_turn(&mut core, turn);
         for event in events.iter() {
             if event.token() != WAKER {
@@ -249,7 +304,13 @@ pub fn run(mut core: Core, mut engine: impl Engine) -> Outcome {
     engine.close(&mut core, interrupted);
     core.rec.finish(&core.shared.timeline);
     core.publish(&engine);
+    core.close_stage();
+    // A loop that ended within the warm-up measured nothing.
+    let warmup =
+        (core.plan.warmup_ns > 0).then(|| core.warm.take().unwrap_or_else(|| core.counts.clone()));
     Outcome {
+        warmup,
+        stages: core.stage_messages,
         counts: core.counts,
         samples: core.samples,
         interrupted,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::counts::{Counts, Samples, UdpCounts, UdpSamples};
 use crate::plan::Kind;
 use crate::record::{new_histogram, PerSeries, Recorder, Series};
-use crate::report::{at_percentile, percentile_key, us, Report};
+use crate::report::{at_percentile, percentile_key, us, Report, StageFigures, Warmup};
 
 /// A histogram's percentiles in microseconds: `{"p50": 12.3, …, "max": …,
 /// "mean": …, "count": n}`.
@@ -87,16 +87,24 @@ pub struct JsonReport {
     pub rate_per_connection: Option<f64>,
     /// `--messages`, if given.
     pub messages_requested: Option<u64>,
-    /// The run length (or hold time), if timed.
+    /// The run length (or hold time), if timed (after the warm-up).
     pub duration_secs: Option<f64>,
+    /// `--warmup`, if given: seconds before the measurement began.
+    #[serde(default)]
+    pub warmup_secs: Option<f64>,
     /// `--max-failures`.
     pub max_failures: u64,
     /// The soft open-file limit after raising it (Unix).
     pub fd_limit: Option<u64>,
     /// Whether Ctrl-C cut the run short.
     pub interrupted: bool,
-    /// Wall time of the run.
+    /// Wall time of the measurement (after the warm-up; `ended_unix −
+    /// started_unix` is the whole run's).
     pub elapsed_secs: Option<f64>,
+    /// `--warmup`: its messages, bytes and errors, apart from the counts
+    /// (which of those start after it: `Counts::less_warmup`).
+    #[serde(default)]
+    pub warmup: Option<Warmup>,
     /// The counts, each a top-level field (named in `counts.rs`).
     #[serde(flatten)]
     pub counts: Counts,
@@ -150,6 +158,44 @@ pub struct JsonReport {
     /// Every series' histogram in full (base64 of V2-deflate), by tag;
     /// `null` for a series not recorded.
     pub histograms: Histograms,
+    /// `--stages`: what each stage did, in order; absent without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageJson>>,
+}
+
+/// One stage of a `--stages` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageJson {
+    /// Its length.
+    pub secs: f64,
+    /// The active connections it ramps from.
+    pub connections_from: u64,
+    /// The active connections it ramps to.
+    pub connections_to: u64,
+    /// Messages echoed and verified in it.
+    pub messages: u64,
+    /// Messages per second over it.
+    pub msgs_per_sec: Option<f64>,
+    /// Its round-trip percentiles (µs), `null` with no samples.
+    #[serde(skip_deserializing)]
+    pub latency_us: Option<Summary>,
+    /// Its round trips in full (base64 of V2-deflate), for `merge`.
+    pub histogram: Option<String>,
+}
+
+impl StageJson {
+    /// The JSON form of one stage's figures.
+    fn of(s: &StageFigures, percentiles: &[f64]) -> Self {
+        StageJson {
+            secs: s.stage.length.as_secs_f64(),
+            connections_from: s.from,
+            connections_to: s.stage.target,
+            messages: s.messages,
+            msgs_per_sec: rounded(s.msgs_per_sec()),
+            latency_us: Summary::of(&s.rtt, percentiles),
+            histogram: encode(&s.rtt).ok(),
+        }
+    }
 }
 
 /// The datagram counts of a `--udp` report, at the top level of the
@@ -163,6 +209,13 @@ pub struct UdpJson {
     pub loss_percent: Option<f64>,
     /// `--max-loss`.
     pub max_loss_percent: f64,
+    /// RFC 3550 jitter of all sockets together, µs (`jitter_sum_ns /
+    /// jitter_samples`; see `udp/jitter.rs`), `null` without a sample.
+    #[serde(default, skip_deserializing)]
+    pub jitter_us: Option<f64>,
+    /// The worst socket's jitter, µs.
+    #[serde(default, skip_deserializing)]
+    pub jitter_max_socket_us: Option<f64>,
     /// The first datagram of each kind of trouble, each a top-level field.
     #[serde(flatten)]
     pub first: UdpSamples,
@@ -179,6 +232,8 @@ impl UdpJson {
             counts: u.clone(),
             loss_percent: rounded(u.loss_percent()),
             max_loss_percent: report.setup.max_loss.unwrap_or(0.0),
+            jitter_us: u.jitter_ns().and_then(|ns| rounded(ns / 1000.0)),
+            jitter_max_socket_us: rounded(u.jitter_max_socket_ns.0 as f64 / 1000.0),
             first: report.samples.udp.clone(),
         })
     }
@@ -251,10 +306,12 @@ impl JsonReport {
             rate_per_connection: s.rate.and_then(rounded),
             messages_requested: s.messages,
             duration_secs: s.duration.and_then(|d| rounded(d.as_secs_f64())),
+            warmup_secs: s.warmup.and_then(|d| rounded(d.as_secs_f64())),
             max_failures: s.max_failures,
             fd_limit: s.fd_limit,
             interrupted: report.interrupted,
             elapsed_secs: rounded(report.secs()),
+            warmup: report.warmup,
             counts: c.clone(),
             connections_failed: c.failed_total(),
             msgs_per_sec: rounded(report.msgs_per_sec()),
@@ -277,6 +334,13 @@ impl JsonReport {
             ended_unix: report.started_unix + report.elapsed.as_secs_f64(),
             merged_runs: report.merged_runs,
             histograms: encode_all(&report.rec, &report.setup.series()),
+            stages: (!report.stages.is_empty()).then(|| {
+                report
+                    .stages
+                    .iter()
+                    .map(|s| StageJson::of(s, pcts))
+                    .collect()
+            }),
         }
     }
 }

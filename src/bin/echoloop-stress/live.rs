@@ -160,18 +160,19 @@ pub fn status_line(
 /// Prints one status line per second to stderr until every loop is done
 /// (`done` receives one message per loop that ends): rewritten in place on
 /// a terminal, one line each otherwise. `on_tick` runs after each line;
-/// `udp`: the line of a `--udp` run.
+/// `look` says what kind of line.
 pub fn show_status(
     done: &mpsc::Receiver<()>,
     mut running: usize,
     lives: &[Arc<Live>],
     shared: &Shared,
     epoch: Instant,
-    udp: bool,
+    look: Look<'_>,
     on_tick: &mut dyn FnMut(),
 ) {
     const TICK: Duration = Duration::from_secs(1);
-    let mut line = StatusWriter::new(epoch, udp);
+    let phase = look.phase;
+    let mut line = StatusWriter::new(epoch, look.udp);
     let mut next_tick = epoch + TICK;
     while running > 0 {
         match done.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
@@ -179,7 +180,7 @@ pub fn show_status(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
-                line.tick(now, LiveTotals::read(lives), shared);
+                line.tick(now, LiveTotals::read(lives), shared, phase(now - epoch));
                 on_tick();
                 next_tick += TICK;
                 // Never queue up ticks after a stall of the main thread.
@@ -190,6 +191,23 @@ pub fn show_status(
         }
     }
     line.finish();
+}
+
+/// What kind of status line a run shows.
+pub struct Look<'a> {
+    /// The line of a `--udp` run (sockets and datagrams).
+    pub udp: bool,
+    /// What the run is doing at that time since its start, if it says
+    /// (the warm-up, a stage), shown at the end of the line.
+    pub phase: &'a dyn Fn(Duration) -> Option<String>,
+}
+
+impl std::fmt::Debug for Look<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Look")
+            .field("udp", &self.udp)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The status line's state between ticks.
@@ -223,7 +241,7 @@ impl StatusWriter {
     }
 
     /// Writes the line for `totals` read at `now`.
-    fn tick(&mut self, now: Instant, totals: LiveTotals, shared: &Shared) {
+    fn tick(&mut self, now: Instant, totals: LiveTotals, shared: &Shared, phase: Option<String>) {
         let p99 = {
             let timeline = shared
                 .timeline
@@ -232,7 +250,7 @@ impl StatusWriter {
             let h = timeline.total.get(Series::Rtt);
             (!h.is_empty()).then(|| h.value_at_quantile(0.99))
         };
-        let line = status_line(
+        let mut line = status_line(
             now - self.epoch,
             totals,
             self.previous,
@@ -240,6 +258,9 @@ impl StatusWriter {
             p99,
             self.udp,
         );
+        if let Some(phase) = phase {
+            let _ = write!(line, " | {phase}");
+        }
         let mut stderr = io::stderr().lock();
         let _ = if self.tty {
             // Pad over the previous line; no escape codes needed.

@@ -51,6 +51,15 @@
 //!   flight per socket, and every echo sorted into echoed, lost, late,
 //!   duplicated, reordered or corrupted (`udp.rs`).
 //!
+//! - **Beyond a plain run.** `--warmup` verifies traffic before it is
+//!   counted (the loop core keeps its counts at the warm-up's end, the
+//!   recorder throws away what it timed: `record.rs`, `counts.rs`);
+//!   `--stages` ramps the active connections (`stages.rs`); `--send` with
+//!   `--expect` loads servers that answer without echoing (`exchange.rs`,
+//!   `tcp/request.rs`); UDP runs report RFC 3550 jitter (`udp/jitter.rs`).
+//!   Each costs a plain echo run nothing per message: the loop core looks
+//!   at the warm-up and the stages once a turn, and the TCP engine takes
+//!   the any-server path by one branch per read and per write.
 //! - **Latency over time.** Each loop records round trips (corrected and,
 //!   in the open loop, uncorrected), connect times and times to first byte
 //!   into histograms it hands to a shared timeline per `--interval`
@@ -80,6 +89,7 @@ mod cli;
 mod conn;
 mod counts;
 mod engine;
+mod exchange;
 mod html;
 mod intervals;
 mod json;
@@ -98,6 +108,7 @@ mod report;
 mod run;
 mod shared;
 mod spectrum;
+mod stages;
 mod tcp;
 mod tls;
 mod udp;
@@ -126,7 +137,7 @@ fn start() -> i32 {
     }
     match Plan::from_args(&args) {
         Ok(plan) => {
-            let fd_limit = raise_fd_limit(&args);
+            let fd_limit = raise_fd_limit(plan.connections);
             run::execute(&args, plan, fd_limit)
         }
         Err(message) => {
@@ -138,8 +149,9 @@ fn start() -> i32 {
 
 /// Every connection is a descriptor, and distributions default the soft
 /// limit to 1,024: raises it to the hard limit, and warns when even that is
-/// too few. Returns the limit (Unix; `None` on Windows).
-fn raise_fd_limit(args: &Args) -> Option<u64> {
+/// too few for `connections` (the plan's: `--stages` sets them). Returns
+/// the limit (Unix; `None` on Windows).
+fn raise_fd_limit(connections: u64) -> Option<u64> {
     let fd_limit = match echoloop::raise_fd_limit() {
         Ok(limit) => limit,
         Err(e) => {
@@ -149,11 +161,11 @@ fn raise_fd_limit(args: &Args) -> Option<u64> {
     };
     if let Some(limit) = fd_limit {
         // Each connection is a descriptor; a few more go to polls and stdio.
-        if args.connections.saturating_add(32) > limit {
+        if connections.saturating_add(32) > limit {
             eprintln!(
-                "echoloop-stress: warning: --connections {} exceeds what the open-file \
-                 limit ({limit}) allows; the excess connects will fail (counted as other)",
-                args.connections
+                "echoloop-stress: warning: {connections} connections exceed what the \
+                 open-file limit ({limit}) allows; the excess connects will fail (counted \
+                 as other)"
             );
         }
     }

@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use crate::cli::MergeArgs;
 use crate::counts::{Counts, Samples};
-use crate::json::{decode_all, JsonReport};
+use crate::json::{decode, decode_all, JsonReport};
 use crate::record::{Recorder, Series};
-use crate::report::{Report, Setup};
+use crate::report::{Report, Setup, StageFigures, Warmup};
 use crate::run::EXIT_SETUP;
+use crate::stages::{Stage, Stages};
 
 /// Runs `merge`; returns the exit status (the merged verdict's, or 2 when
 /// a report cannot be read or the runs do not belong together).
@@ -109,6 +110,19 @@ fn check_values(j: &JsonReport) -> Result<(), String> {
             return Err(format!("duration_secs {d}: not from 0 up to a year"));
         }
     }
+    if let Some(w) = j.warmup_secs {
+        if !(0.0..=echoloop::units::MAX_DURATION.as_secs_f64()).contains(&w) {
+            return Err(format!("warmup_secs {w}: not from 0 up to a year"));
+        }
+    }
+    for s in j.stages.iter().flatten() {
+        if !(0.001..=echoloop::units::MAX_DURATION.as_secs_f64()).contains(&s.secs) {
+            return Err(format!(
+                "stages: secs {}: not from 1 ms up to a year",
+                s.secs
+            ));
+        }
+    }
     if let Some(r) = j.rate_per_connection {
         if !(r.is_finite() && r > 0.0) {
             return Err(format!("rate_per_connection {r}: not a rate above 0"));
@@ -142,6 +156,18 @@ fn settings(j: &JsonReport) -> Vec<String> {
         ),
         j.duration_secs
             .map_or_else(|| "no --duration".into(), |d| format!("--duration {d}")),
+        j.warmup_secs
+            .map_or_else(|| "no --warmup".into(), |w| format!("--warmup {w}")),
+        j.stages.as_ref().map_or_else(
+            || "no --stages".into(),
+            |list| {
+                let each: Vec<String> = list
+                    .iter()
+                    .map(|s| format!("{}s:{}", s.secs, s.connections_to))
+                    .collect();
+                format!("--stages {}", each.join(","))
+            },
+        ),
         j.udp.as_ref().map_or_else(String::new, |u| {
             format!("--max-loss {}", u.max_loss_percent)
         }),
@@ -220,6 +246,8 @@ pub fn merge(paths: &[PathBuf], percentiles: &[f64]) -> Result<Report, String> {
         started_unix: started,
         interrupted: runs.iter().any(|r| r.json.interrupted),
         merged_runs: sum(&runs, "merged_runs", |j| Some(j.merged_runs.max(1)))?.unwrap_or(0),
+        warmup: warmup_of(&runs)?,
+        stages: stages_of(&runs)?,
         output_errors: Vec::new(),
     })
 }
@@ -272,6 +300,18 @@ fn setup_of(runs: &[Run]) -> Result<Setup, String> {
         max_failures: total("max_failures", |j| j.max_failures)?,
         fd_limit: runs.iter().filter_map(|r| r.json.fd_limit).min(),
         max_loss: first.udp.as_ref().map(|u| u.max_loss_percent),
+        // Checked alike; bounded like duration_secs.
+        warmup: first.warmup_secs.map(Duration::from_secs_f64),
+        stages: first.stages.as_ref().map(|list| {
+            Stages(
+                list.iter()
+                    .map(|s| Stage {
+                        length: Duration::from_secs_f64(s.secs),
+                        target: s.connections_to,
+                    })
+                    .collect(),
+            )
+        }),
     })
 }
 
@@ -287,4 +327,57 @@ fn samples_of(j: &JsonReport) -> Samples {
     let mut samples = j.samples.clone();
     samples.udp = j.udp.as_ref().map(|u| u.first.clone()).unwrap_or_default();
     samples
+}
+
+/// `--warmup`: the runs' warm-ups added up (the same length: checked
+/// alike), or `None` without one.
+fn warmup_of(runs: &[Run]) -> Result<Option<Warmup>, String> {
+    if runs[0].json.warmup.is_none() {
+        return Ok(None);
+    }
+    let field = |name: &str, f: fn(&Warmup) -> u64| {
+        sum(runs, name, |j| Some(j.warmup.as_ref().map_or(0, f))).map(|s| s.unwrap_or(0))
+    };
+    Ok(Some(Warmup {
+        messages: field("warmup.messages", |w| w.messages)?,
+        bytes: field("warmup.bytes", |w| w.bytes)?,
+        errors: field("warmup.errors", |w| w.errors)?,
+    }))
+}
+
+/// `--stages`: each stage's messages and round trips added up over the
+/// runs (which ran the same stages: checked alike).
+fn stages_of(runs: &[Run]) -> Result<Vec<StageFigures>, String> {
+    let Some(first) = &runs[0].json.stages else {
+        return Ok(Vec::new());
+    };
+    let mut figures = Vec::new();
+    for (n, stage) in first.iter().enumerate() {
+        let mut total = StageFigures {
+            stage: Stage {
+                length: Duration::from_secs_f64(stage.secs),
+                target: stage.connections_to,
+            },
+            from: stage.connections_from,
+            messages: 0,
+            rtt: crate::record::new_histogram(),
+        };
+        for run in runs {
+            let name = run.path.display();
+            let theirs = &run.json.stages.as_ref().expect("checked alike")[n];
+            total.messages = total
+                .messages
+                .checked_add(theirs.messages)
+                .ok_or_else(|| format!("{name}: stages.messages: {TOO_BIG}"))?;
+            if let Some(text) = &theirs.histogram {
+                let h = decode(text).map_err(|e| format!("{name}: stages.histogram: {e}"))?;
+                total
+                    .rtt
+                    .add(&h)
+                    .map_err(|e| format!("{name}: stages.histogram: {e:?}"))?;
+            }
+        }
+        figures.push(total);
+    }
+    Ok(figures)
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cli::{Args, Mode, ProxyVersion, SourceAddrs, DEFAULT_DURATION};
+use crate::exchange::{self, Expect, Request};
 use crate::payload::Payload;
+use crate::stages::Stages;
 use crate::udp::datagram::window;
 
 /// Most `sent_at` timestamps (connections × pipeline) we allocate: 128 MiB.
@@ -119,6 +121,15 @@ pub struct Plan {
     pub messages: Option<u64>,
     /// Load and churn: end of a timed run, in ns since the epoch.
     pub deadline: Option<u64>,
+    /// `--send` with `--expect` or `--expect-bytes`: what a message and a
+    /// response are (`None`: echo, verified byte for byte).
+    pub exchange: Option<Exchange>,
+    /// `--stages`: the active connections over time (`None`: all of them
+    /// throughout).
+    pub stages: Option<Stages>,
+    /// `--warmup`: when the measurement starts, in ns since the epoch (0:
+    /// from the start). The deadline comes this much later.
+    pub warmup_ns: u64,
     /// Idle: how long to hold the connections, in ns.
     pub hold_ns: u64,
     /// Open loop: ns between two messages of one connection.
@@ -147,6 +158,52 @@ pub struct Plan {
     /// `--udp`: the entries of each socket's record of recent datagrams
     /// (a power of two, at least twice the pipeline).
     pub udp_window: usize,
+}
+
+/// Any TCP server: the request and what one response is.
+#[derive(Debug)]
+pub struct Exchange {
+    /// `--send`.
+    pub request: Request,
+    /// `--expect` or `--expect-bytes`.
+    pub expect: Expect,
+}
+
+impl Exchange {
+    /// `--send` with its `--expect` (clap made sure one comes with the
+    /// other); reads an @FILE. `None` without `--send`.
+    fn from_args(args: &Args) -> Result<Option<Exchange>, String> {
+        let Some(send) = &args.send else {
+            if args.expect.is_some() || args.expect_bytes.is_some() {
+                return Err(
+                    "--expect and --expect-bytes say what a response to --send is; \
+                            give --send too"
+                        .into(),
+                );
+            }
+            return Ok(None);
+        };
+        if args.udp {
+            return Err("--send applies to TCP; --udp echoes datagrams".into());
+        }
+        let request = match send.strip_prefix('@') {
+            Some(path) => {
+                let bytes =
+                    std::fs::read(path).map_err(|e| format!("--send @{path}: read: {e}"))?;
+                exchange::parse_send(&bytes, false).map_err(|e| format!("--send @{path}: {e}"))?
+            }
+            None => exchange::parse_send(send.as_bytes(), true)
+                .map_err(|e| format!("--send {send:?}: {e}"))?,
+        };
+        let expect = match (&args.expect, args.expect_bytes) {
+            (Some(pattern), _) => {
+                Expect::parse(pattern).map_err(|e| format!("--expect {pattern:?}: {e}"))?
+            }
+            (None, Some(n)) => Expect::Bytes(n as usize),
+            (None, None) => return Err("--send needs --expect or --expect-bytes".into()),
+        };
+        Ok(Some(Exchange { request, expect }))
+    }
 }
 
 /// A duration in whole nanoseconds, saturating.
@@ -221,19 +278,30 @@ impl Plan {
             Transport::Tcp => 0,
         };
         let duration = args.run_length();
+        let warmup_ns = args.warmup.map_or(0, nanos);
+        let exchange = Exchange::from_args(args)?;
+        let connections = args.stages.as_ref().map_or(args.connections, Stages::max);
         Ok(Plan {
             addr,
             transport,
             workload: args.mode,
-            connections: args.connections,
-            threads: args.threads.min(args.connections),
-            message_size: args.message_size,
+            connections,
+            threads: args.threads.min(connections),
+            // Any server: the first request's size, for the report.
+            message_size: exchange.as_ref().map_or(args.message_size, |x| {
+                let mut first = Vec::new();
+                x.request.render(0, &mut first);
+                first.len() as u64
+            }),
             pipeline: args.pipeline,
             messages: args.messages,
             deadline: match args.mode {
                 Mode::Idle => None,
-                Mode::Load | Mode::Churn => duration.map(nanos),
+                Mode::Load | Mode::Churn => duration.map(|d| nanos(d).saturating_add(warmup_ns)),
             },
+            warmup_ns,
+            stages: args.stages.clone(),
+            exchange,
             hold_ns: duration.map_or(0, nanos),
             rate_interval_ns: args.rate.map(interval_ns),
             connect_interval_ns: args.connect_rate.map(interval_ns),
@@ -327,6 +395,16 @@ fn check(args: &Args, addr: SocketAddr) -> Result<(), String> {
             args.mode.name()
         ));
     }
+    if args.stages.is_some() {
+        check_stages(args)?;
+    }
+    if args.warmup.is_some() && (args.mode == Mode::Idle || args.messages.is_some()) {
+        return Err(
+            "--warmup precedes a timed run of --mode load or churn (--duration); \
+             not --mode idle or --messages"
+                .into(),
+        );
+    }
     if let Some(total) = args.messages {
         if total.checked_mul(args.message_size).is_none() {
             return Err("--messages × --message-size is more bytes than can be counted".into());
@@ -348,6 +426,23 @@ fn check(args: &Args, addr: SocketAddr) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// What `--stages` cannot go with: it sets the run's length and its
+/// connections (`--udp`: sockets), for the load workload.
+fn check_stages(args: &Args) -> Result<(), String> {
+    let clash = if args.duration.is_some() {
+        "--duration (the stages set the run's length)"
+    } else if args.messages.is_some() {
+        "--messages (the stages set the run's length)"
+    } else if args.mode != Mode::Load {
+        "--mode idle or churn (stages ramp the load workload)"
+    } else if args.warmup.is_some() {
+        "--warmup (make the first stage the warm-up)"
+    } else {
+        return Ok(());
+    };
+    Err(format!("--stages does not go with {clash}"))
 }
 
 /// The combinations `--udp` adds; returns the entries of each socket's
@@ -381,6 +476,9 @@ impl Args {
     /// The run length (idle mode: the hold), or `None` for a run counted by
     /// `--messages`.
     pub fn run_length(&self) -> Option<Duration> {
+        if let Some(stages) = &self.stages {
+            return stages.total();
+        }
         match (self.duration, self.messages) {
             (Some(d), _) => Some(d),
             (None, Some(_)) => None,

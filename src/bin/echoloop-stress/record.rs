@@ -129,6 +129,8 @@ pub struct Timeline {
     keep_intervals: bool,
     /// Per loop: the interval it records into now; `u64::MAX` once it ended.
     progress: Vec<u64>,
+    /// `--stages`: the round trips of each stage (empty without).
+    pub stages: Vec<Histogram<u64>>,
 }
 
 impl Timeline {
@@ -139,7 +141,13 @@ impl Timeline {
             pending: BTreeMap::new(),
             keep_intervals: true,
             progress: vec![0; loops],
+            stages: Vec::new(),
         }
+    }
+
+    /// `--stages`: keeps the round trips of each of `count` stages apart.
+    pub fn keep_stages(&mut self, count: usize) {
+        self.stages = (0..count).map(|_| new_histogram()).collect();
     }
 
     /// Whether to keep each interval for [`Timeline::take_complete`]
@@ -148,12 +156,16 @@ impl Timeline {
         self.keep_intervals = keep;
     }
 
-    /// Adds loop `id`'s recordings of interval `interval` (and empties
-    /// them); the loop now records into interval `next` (`u64::MAX`: it
-    /// ended).
-    pub fn publish(&mut self, id: usize, interval: u64, rec: &mut Recorder, next: u64) {
+    /// Adds loop `id`'s recordings of interval `interval` and stage
+    /// `stage` (and empties them); the loop now records into interval
+    /// `next` (`u64::MAX`: it ended).
+    pub fn publish(&mut self, id: usize, at: (u64, usize), rec: &mut Recorder, next: u64) {
+        let (interval, stage) = at;
         if !rec.is_empty() {
             self.total.add(rec);
+            if let Some(h) = self.stages.get_mut(stage) {
+                let _ = h.add(rec.get(Series::Rtt));
+            }
             if self.keep_intervals {
                 self.pending
                     .entry(interval)
@@ -189,7 +201,13 @@ pub struct LoopRecording {
     id: usize,
     /// `--interval`, in ns.
     interval_ns: u64,
-    /// The interval (time / `--interval`) being recorded into.
+    /// When the measurement starts (`--warmup`; 0 without), in ns since
+    /// the epoch: intervals are numbered from it, and what is timed before
+    /// it is thrown away.
+    origin: u64,
+    /// Whether the warm-up is still on (nothing is published meanwhile).
+    warming: bool,
+    /// The interval ((time − origin) / `--interval`) being recorded into.
     interval: u64,
     /// When the status line's figures are next published (ns since the
     /// epoch): every `publish_every` ns.
@@ -198,18 +216,23 @@ pub struct LoopRecording {
     publish_every: u64,
     /// What was timed since the last publish, all in `interval`.
     rec: Recorder,
+    /// `--stages`: the stage being recorded into (0 without).
+    stage: usize,
 }
 
 impl LoopRecording {
-    /// Nothing recorded yet, for loop `id`.
-    pub fn new(id: usize, interval_ns: u64, publish_every: u64) -> Self {
+    /// Nothing recorded yet, for loop `id`, measuring from `origin`.
+    pub fn new(id: usize, interval_ns: u64, publish_every: u64, origin: u64) -> Self {
         LoopRecording {
             id,
             interval_ns: interval_ns.max(1),
+            origin,
+            warming: origin > 0,
             interval: 0,
             next_publish: publish_every,
             publish_every,
             rec: Recorder::new(),
+            stage: 0,
         }
     }
 
@@ -219,9 +242,20 @@ impl LoopRecording {
     }
 
     /// Publishes what is due at `now`: the past interval at an interval
-    /// boundary, and the interval so far at the publish tick.
-    pub fn tick(&mut self, now: u64, timeline: &Mutex<Timeline>) {
-        let current = now / self.interval_ns;
+    /// boundary, and the interval so far at the publish tick. During the
+    /// warm-up nothing; at its end, what was timed in it is thrown away:
+    /// returns `true` then (once).
+    pub fn tick(&mut self, now: u64, timeline: &Mutex<Timeline>) -> bool {
+        if self.warming {
+            if now < self.origin {
+                return false;
+            }
+            self.warming = false;
+            self.rec.reset();
+            self.next_publish = now + self.publish_every;
+            return true;
+        }
+        let current = (now - self.origin) / self.interval_ns;
         if current != self.interval {
             self.publish(timeline, current);
             self.interval = current;
@@ -230,25 +264,43 @@ impl LoopRecording {
             self.publish(timeline, self.interval);
             self.next_publish = now + self.publish_every;
         }
+        false
     }
 
-    /// Publishes the rest: this loop records no more.
+    /// `--stages`: publishes what belongs to the stage that ended; what
+    /// is timed from now on belongs to `stage`.
+    pub fn begin_stage(&mut self, stage: usize, timeline: &Mutex<Timeline>) {
+        self.publish(timeline, self.interval);
+        self.stage = stage;
+    }
+
+    /// Publishes the rest (nothing if the warm-up is still on): this loop
+    /// records no more.
     pub fn finish(&mut self, timeline: &Mutex<Timeline>) {
+        if self.warming {
+            self.rec.reset();
+        }
         self.publish(timeline, u64::MAX);
     }
 
     /// When [`LoopRecording::tick`] next has something to do.
     pub fn next_due(&self) -> u64 {
+        if self.warming {
+            return self.origin;
+        }
         let next_interval = self.interval.saturating_add(1);
-        self.next_publish
-            .min(next_interval.saturating_mul(self.interval_ns))
+        self.next_publish.min(
+            next_interval
+                .saturating_mul(self.interval_ns)
+                .saturating_add(self.origin),
+        )
     }
 
     /// Adds what was recorded since the last call to the timeline, under
     /// the current interval; from now on records go into interval `next`.
     fn publish(&mut self, timeline: &Mutex<Timeline>, next: u64) {
         let mut timeline = timeline.lock().unwrap_or_else(PoisonError::into_inner);
-        timeline.publish(self.id, self.interval, &mut self.rec, next);
+        timeline.publish(self.id, (self.interval, self.stage), &mut self.rec, next);
     }
 }
 
@@ -266,7 +318,7 @@ mod tests {
             let mut rec = Recorder::new();
             for interval in 0..3 {
                 rec.record(Series::Rtt, 1_000);
-                timeline.publish(0, interval, &mut rec, interval + 1);
+                timeline.publish(0, (interval, 0), &mut rec, interval + 1);
             }
             assert_eq!(timeline.total.get(Series::Rtt).len(), 3);
             assert_eq!(timeline.take_complete(true).len(), if keep { 3 } else { 0 });

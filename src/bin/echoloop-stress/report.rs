@@ -11,6 +11,7 @@ use crate::conn::FailReason;
 use crate::counts::{Counts, Samples};
 use crate::plan::Kind;
 use crate::record::{Recorder, Series};
+use crate::stages::{Stage, Stages};
 
 /// Bytes in a mebibyte.
 pub const MIB: f64 = 1024.0 * 1024.0;
@@ -69,6 +70,55 @@ pub struct Setup {
     pub fd_limit: Option<u64>,
     /// `--udp`: `--max-loss` in percent (0 unless given); `None` for TCP.
     pub max_loss: Option<f64>,
+    /// `--warmup`, if given.
+    pub warmup: Option<Duration>,
+    /// `--stages`, if given.
+    pub stages: Option<Stages>,
+}
+
+/// `--stages`: what one stage did.
+#[derive(Debug, Clone)]
+pub struct StageFigures {
+    /// Its length and the count it ramps to.
+    pub stage: Stage,
+    /// The count it ramps from.
+    pub from: u64,
+    /// Messages echoed and verified in it.
+    pub messages: u64,
+    /// Its round trips, in ns.
+    pub rtt: Histogram<u64>,
+}
+
+impl StageFigures {
+    /// Each stage of `stages` with nothing counted yet.
+    pub fn empty(stages: &Stages) -> Vec<StageFigures> {
+        stages
+            .spans()
+            .map(|(_, _, from, stage)| StageFigures {
+                stage: *stage,
+                from,
+                messages: 0,
+                rtt: crate::record::new_histogram(),
+            })
+            .collect()
+    }
+
+    /// Messages per second over the stage.
+    pub fn msgs_per_sec(&self) -> f64 {
+        self.messages as f64 / self.stage.length.as_secs_f64().max(1e-9)
+    }
+}
+
+/// `--warmup`: what the warm-up did, shown apart from the measured run
+/// (see [`Counts::less_warmup`] for which counts start after it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Warmup {
+    /// Messages (`--udp`: datagrams) echoed and verified in it.
+    pub messages: u64,
+    /// Bytes echoed and verified in it.
+    pub bytes: u64,
+    /// Its errors ([`Counts::errors`]); they are in the run's counts too.
+    pub errors: u64,
 }
 
 /// The final report: setup, what was counted, and the histograms.
@@ -93,6 +143,10 @@ pub struct Report {
     pub interrupted: bool,
     /// How many runs this report adds up (1 for a run of its own).
     pub merged_runs: u64,
+    /// `--warmup`: what the warm-up did (its time is `setup.warmup`).
+    pub warmup: Option<Warmup>,
+    /// `--stages`: what each stage did (empty without).
+    pub stages: Vec<StageFigures>,
     /// The output files (`--hlog`, `--plot`, `--plot-percentiles`,
     /// `--html`) that could not be written, each `flag path: what failed`:
     /// any makes the exit status [`EXIT_OUTPUT`], whatever the verdict.
@@ -177,9 +231,10 @@ impl Report {
         (self.setup.mode.workload == Mode::Churn).then(|| self.counts.cycles as f64 / self.secs())
     }
 
-    /// Elapsed seconds, never zero.
+    /// Elapsed seconds after the warm-up, never zero.
     pub fn secs(&self) -> f64 {
-        self.elapsed.as_secs_f64().max(1e-9)
+        let warmup = self.setup.warmup.unwrap_or_default();
+        self.elapsed.saturating_sub(warmup).as_secs_f64().max(1e-9)
     }
 
     /// The human-readable report.
@@ -193,6 +248,8 @@ impl Report {
             self.text_traffic(&mut out);
             self.text_errors(&mut out);
         }
+        self.text_warmup(&mut out);
+        self.text_stages(&mut out);
         let _ = match self.verdict() {
             None => writeln!(out, "result:       PASS"),
             Some(why) => writeln!(out, "result:       FAIL: {why}"),
@@ -304,6 +361,44 @@ impl Report {
         }
     }
 
+    /// `--warmup`: what it did, apart from the figures above.
+    fn text_warmup(&self, out: &mut String) {
+        let (Some(secs), Some(w)) = (self.setup.warmup, self.warmup) else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "warm-up:      {:.3} s before the figures above: {} {} echoed and verified \
+             ({:.2} MiB), {} error(s) (counted above too)",
+            secs.as_secs_f64(),
+            group(w.messages),
+            if self.setup.mode.udp() {
+                "datagrams"
+            } else {
+                "messages"
+            },
+            w.bytes as f64 / MIB,
+            group(w.errors),
+        );
+    }
+
+    /// `--stages`: a line per stage.
+    fn text_stages(&self, out: &mut String) {
+        for (n, s) in self.stages.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "stage {:<7}{:.3} s, {} -> {} connections: {} messages = {} msg/s, latency {}",
+                format!("{}:", n + 1),
+                s.stage.length.as_secs_f64(),
+                group(s.from),
+                group(s.stage.target),
+                group(s.messages),
+                group(s.msgs_per_sec().round() as u64),
+                percentiles_text(&s.rtt, &self.percentiles),
+            );
+        }
+    }
+
     /// What a failure of this run means and what to do, if it says so
     /// plainly enough: connects failing for want of a local port.
     pub fn advice(&self) -> Option<String> {
@@ -402,6 +497,8 @@ mod tests {
                 max_failures: 0,
                 fd_limit: None,
                 max_loss: mode.udp().then_some(0.0),
+                warmup: None,
+                stages: None,
             },
             counts,
             samples: Samples::default(),
@@ -411,6 +508,8 @@ mod tests {
             started_unix: 0.0,
             interrupted: false,
             merged_runs: 1,
+            warmup: None,
+            stages: Vec::new(),
             output_errors: Vec::new(),
         }
     }
@@ -443,8 +542,9 @@ mod tests {
         let json = reports[3].json();
         for (name, value) in names {
             let shown = texts.iter().any(|t| t.contains(&group(value)));
+            // Shown as MiB/s, and the jitter's sum as the mean it makes.
             assert!(
-                shown || name == "bytes",
+                shown || ["bytes", "jitter_sum_ns", "jitter_max_socket_ns"].contains(&name),
                 "{name} ({value}) in no text report"
             );
             assert!(json.contains(&value.to_string()), "{name} not in the JSON");

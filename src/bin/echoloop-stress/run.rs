@@ -17,9 +17,9 @@ use crate::cli::Args;
 use crate::counts::{Counts, Samples};
 use crate::engine::{self, Core};
 use crate::intervals::{hlog_comments, Intervals};
-use crate::live::{show_status, Live};
+use crate::live::{show_status, Live, Look};
 use crate::plan::{Plan, Transport};
-use crate::report::{Report, Setup};
+use crate::report::{Report, Setup, StageFigures, Warmup};
 use crate::shared::{Outcome, Shared, WAKER};
 use crate::tcp::Tcp;
 use crate::udp::Udp;
@@ -78,6 +78,10 @@ struct Totals {
     samples: Samples,
     /// Whether Ctrl-C ended a loop.
     interrupted: bool,
+    /// `--warmup`: the counts when it ended.
+    warmup: Option<Counts>,
+    /// `--stages`: messages echoed in each stage.
+    stages: Vec<u64>,
 }
 
 /// Runs the loops, shows the status line, prints the report; returns the
@@ -100,6 +104,13 @@ pub fn execute(args: &Args, plan: Plan, fd_limit: Option<u64>) -> i32 {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .keep_intervals(keep_intervals);
+    if let Some(stages) = &plan.stages {
+        let mut timeline = shared
+            .timeline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        timeline.keep_stages(stages.0.len());
+    }
     let (epoch, started_unix) = (Instant::now(), unix_now());
     let loops = match make_loops(&plan, &shared, epoch) {
         Ok(loops) => loops,
@@ -292,7 +303,9 @@ impl Outputs {
             for comment in hlog_comments(setup) {
                 builder.add_comment(&comment);
             }
-            let start = UNIX_EPOCH + Duration::from_secs_f64(w.started_unix);
+            // The log's time zero is the measurement's start (after --warmup).
+            let warmup = setup.warmup.unwrap_or_default();
+            let start = UNIX_EPOCH + Duration::from_secs_f64(w.started_unix) + warmup;
             builder
                 .with_start_time(start)
                 .with_base_time(start)
@@ -304,19 +317,25 @@ impl Outputs {
         }
         let running = w.handles.len();
         let udp = setup.mode.udp();
+        let warmup = setup.warmup.unwrap_or_default();
+        let phase = |at: Duration| phase_at(setup, warmup, at);
         show_status(
             w.done,
             running,
             w.lives,
             w.shared,
             w.epoch,
-            udp,
+            Look { udp, phase: &phase },
             &mut || {
                 intervals.drain(w.shared, None, log.as_mut());
             },
         );
         let joined = join(w.handles);
-        let end_ns = u64::try_from(w.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let measured = w
+            .epoch
+            .elapsed()
+            .saturating_sub(setup.warmup.unwrap_or_default());
+        let end_ns = u64::try_from(measured.as_nanos()).unwrap_or(u64::MAX);
         intervals.drain(w.shared, Some(end_ns), log.as_mut());
         drop(log);
         if let Some((_, file)) = self.hlog.as_mut() {
@@ -423,6 +442,8 @@ fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
         counts: Counts::default(),
         samples: Samples::default(),
         interrupted: false,
+        warmup: None,
+        stages: Vec::new(),
     };
     let mut crashed = false;
     for handle in handles {
@@ -431,6 +452,13 @@ fn join(handles: Vec<JoinHandle<Outcome>>) -> (Totals, bool) {
                 totals.counts.add(&outcome.counts);
                 totals.samples.add(&outcome.samples);
                 totals.interrupted |= outcome.interrupted;
+                totals.stages.resize(outcome.stages.len(), 0);
+                for (total, n) in totals.stages.iter_mut().zip(&outcome.stages) {
+                    *total += n;
+                }
+                if let Some(warm) = &outcome.warmup {
+                    totals.warmup.get_or_insert_with(Counts::default).add(warm);
+                }
             }
             Err(_) => crashed = true,
         }
@@ -453,6 +481,8 @@ fn make_setup(args: &Args, plan: &Plan, fd_limit: Option<u64>) -> Setup {
         max_failures: args.max_failures,
         fd_limit,
         max_loss: (plan.transport == Transport::Udp).then_some(plan.max_loss),
+        warmup: args.warmup,
+        stages: plan.stages.clone(),
     }
 }
 
@@ -465,15 +495,37 @@ fn assemble(
     elapsed: Duration,
     started_unix: f64,
 ) -> Report {
-    let rec = shared
+    let timeline = shared
         .timeline
         .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .total
-        .clone();
+        .unwrap_or_else(PoisonError::into_inner);
+    let rec = timeline.total.clone();
+    let mut stages = setup
+        .stages
+        .as_ref()
+        .map_or_else(Vec::new, StageFigures::empty);
+    for ((figures, messages), rtt) in stages.iter_mut().zip(&totals.stages).zip(&timeline.stages) {
+        figures.messages = *messages;
+        figures.rtt.clone_from(rtt);
+    }
+    drop(timeline);
+    let mode = setup.mode.workload;
+    let (counts, warmup) = match &totals.warmup {
+        Some(warm) => (
+            totals.counts.less_warmup(warm),
+            Some(Warmup {
+                messages: warm.messages,
+                bytes: warm.bytes,
+                errors: warm.errors(mode),
+            }),
+        ),
+        None => (totals.counts, None),
+    };
     Report {
         setup,
-        counts: totals.counts,
+        counts,
+        warmup,
+        stages,
         samples: totals.samples,
         rec,
         percentiles: args.percentiles.0.clone(),
@@ -504,4 +556,20 @@ fn print(args: &Args, report: &Report) -> bool {
             false
         }
     }
+}
+
+/// What the status line says the run is doing `at` its start: in the
+/// warm-up, or in which stage with how many connections active.
+fn phase_at(setup: &Setup, warmup: Duration, at: Duration) -> Option<String> {
+    if at < warmup {
+        return Some("warm-up (not counted)".into());
+    }
+    let stages = setup.stages.as_ref()?;
+    let ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+    Some(format!(
+        "stage {}/{}: {} connections active",
+        stages.index_at(ns) + 1,
+        stages.0.len(),
+        crate::report::group(stages.target_at(ns))
+    ))
 }

@@ -53,6 +53,10 @@ impl Shared {
 pub struct Outcome {
     /// Its counts.
     pub counts: Counts,
+    /// `--warmup`: its counts when the warm-up ended.
+    pub warmup: Option<Counts>,
+    /// `--stages`: messages echoed in each stage.
+    pub stages: Vec<u64>,
     /// The first error of each kind it saw.
     pub samples: Samples,
     /// Whether Ctrl-C ended it.

@@ -32,6 +32,7 @@
 mod connect;
 mod end;
 mod phase;
+mod request;
 mod traffic;
 
 use std::collections::VecDeque;
@@ -41,6 +42,10 @@ use mio::event::Event;
 use crate::cli::Mode;
 use crate::conn::{Slot, State};
 use crate::engine::{Core, Engine};
+
+/// `--stages`: how often a loop whose next connect waits for the count to
+/// rise looks again (the ramp's resolution).
+const STAGE_TICK_NS: u64 = 10_000_000;
 
 /// The loop's one read buffer: large, so a bulk echo (16 KiB messages,
 /// several in flight) comes in with few `read` calls.
@@ -79,6 +84,9 @@ pub struct Tcp {
     sent_actual: Vec<u64>,
     /// The loop's one read buffer.
     buf: Box<[u8]>,
+    /// Any-server mode (`--send`) only (else empty): each slot's requests
+    /// and responses in flight, by slot.
+    wires: Vec<request::Wire>,
     /// Slots waiting for their turn to connect, in order.
     queue: VecDeque<usize>,
     /// Connects this loop may still start (load, idle: one per slot; churn:
@@ -116,6 +124,8 @@ impl Tcp {
         let threads = plan.threads;
         let slot_count = core.share();
         let budget = match (plan.workload, plan.messages) {
+            // A connection that falls out of the stages' count may come back.
+            _ if plan.stages.is_some() => u64::MAX,
             (Mode::Churn, Some(total)) => total / threads + u64::from(id < total % threads),
             (Mode::Churn, None) => u64::MAX,
             _ => slot_count as u64,
@@ -128,6 +138,10 @@ impl Tcp {
                 None => Vec::new(),
             },
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            wires: match plan.exchange {
+                Some(_) => (0..slot_count).map(|_| request::Wire::default()).collect(),
+                None => Vec::new(),
+            },
             queue: (0..slot_count).collect(),
             budget,
             launched: 0,
@@ -147,6 +161,12 @@ impl Tcp {
     /// Whether connects remain to be started by this loop.
     fn connects_left(&self) -> bool {
         self.budget > 0 && !self.queue.is_empty()
+    }
+
+    /// `--stages`: whether the next queued connect must wait for the
+    /// count to rise.
+    fn next_connect_inactive(&self, core: &Core) -> bool {
+        core.plan.stages.is_some() && self.queue.front().is_some_and(|&s| !core.active(s))
     }
 }
 
@@ -186,7 +206,9 @@ impl Engine for Tcp {
     fn next_wake(&self, core: &Core, now: u64) -> u64 {
         let mut wake = u64::MAX;
         if self.phase == Phase::Run && self.connects_left() {
-            wake = wake.min(if self.connect_interval_ns.is_some() {
+            wake = wake.min(if self.next_connect_inactive(core) {
+                now.saturating_add(STAGE_TICK_NS)
+            } else if self.connect_interval_ns.is_some() {
                 self.next_connect_at
             } else {
                 now

@@ -33,6 +33,7 @@ pub mod datagram;
 mod expiry;
 mod flow;
 mod icmp;
+mod jitter;
 mod open;
 mod report;
 mod traffic;
@@ -97,7 +98,13 @@ pub struct Udp {
     open: usize,
     /// When the expiry look is next due.
     next_expiry: u64,
+    /// `--stages`: the active count the sockets were last started up to
+    /// (a socket that comes into the count is pumped once to begin).
+    started_below: u64,
 }
+
+/// `--stages`: how often a loop looks whether the count has risen.
+const STAGE_TICK_NS: u64 = 10_000_000;
 
 impl Udp {
     /// The sockets of the loop on `core`, not yet opened.
@@ -123,6 +130,29 @@ impl Udp {
             active: 0,
             open: 0,
             next_expiry: 0,
+            started_below: 0,
+        }
+    }
+
+    /// `--stages`: starts the sockets that came into the count since the
+    /// last look, their open-loop schedule from now (not from the start,
+    /// which would make every datagram missed meanwhile late).
+    fn start_risen(&mut self, core: &mut Core, now: u64) {
+        let (below, was) = (core.active, self.started_below);
+        self.started_below = below;
+        if below <= was || self.stage != Stage::Run {
+            return;
+        }
+        for s in 0..self.flows.len() {
+            let index = self.flows[s].index;
+            if (was..below).contains(&index) {
+                if let Some(interval) = core.plan.rate_interval_ns {
+                    let flow = &mut self.flows[s];
+                    let behind = flow.next.saturating_mul(interval);
+                    flow.rate_origin = core.send_origin(index, now).saturating_sub(behind);
+                }
+                self.pump(core, s);
+            }
         }
     }
 }
@@ -136,6 +166,9 @@ impl Engine for Udp {
     /// Fires whatever is due: the expiry look and the end of the run.
     fn on_timers(&mut self, core: &mut Core, now: u64) {
         self.expire(core, now);
+        if core.plan.stages.is_some() {
+            self.start_risen(core, now);
+        }
         self.advance_stage(core, now);
     }
 
@@ -151,9 +184,15 @@ impl Engine for Udp {
     }
 
     /// The earliest time something is due, for the `poll` timeout.
-    fn next_wake(&self, core: &Core, _now: u64) -> u64 {
+    fn next_wake(&self, core: &Core, now: u64) -> u64 {
         let end = match self.stage {
-            Stage::Run => core.plan.deadline.unwrap_or(u64::MAX),
+            Stage::Run => {
+                let deadline = core.plan.deadline.unwrap_or(u64::MAX);
+                match core.plan.stages {
+                    Some(_) => deadline.min(now.saturating_add(STAGE_TICK_NS)),
+                    None => deadline,
+                }
+            }
             Stage::Drain { until } => until,
         };
         self.next_expiry.min(end)
@@ -192,5 +231,8 @@ impl Engine for Udp {
     /// Takes in the echoes waiting (unless interrupted) and closes.
     fn close(&mut self, core: &mut Core, interrupted: bool) {
         self.close_all(core, interrupted);
+        for flow in &self.flows {
+            flow.jitter.add_to(&mut core.counts.udp);
+        }
     }
 }

@@ -50,6 +50,9 @@ impl Tcp {
             if self.connect_interval_ns.is_some() && self.next_connect_at > now {
                 break;
             }
+            if self.next_connect_inactive(core) {
+                break;
+            }
             let Some(s) = self.queue.pop_front() else {
                 break;
             };

@@ -41,6 +41,9 @@ impl Tcp {
         slot.generation = slot.generation.wrapping_add(1);
         slot.timer_armed = false;
         self.outstanding -= slot.outstanding();
+        if let Some(wire) = self.wires.get_mut(s) {
+            wire.clear();
+        }
         let (done, received) = (slot.done, slot.received);
         match was {
             State::Connecting => self.connecting -= 1,
@@ -48,13 +51,17 @@ impl Tcp {
             State::Queued | State::Closed => {}
         }
         let churn_again = self.count(core, how, done, received);
-        if churn_again
-            && core.plan.workload == Mode::Churn
-            && self.phase == Phase::Run
-            && self.budget > 0
-        {
-            self.slots[s].state = State::Queued;
-            self.queue.push_back(s);
+        if churn_again && self.phase == Phase::Run && self.budget > 0 {
+            if core.plan.workload == Mode::Churn {
+                self.slots[s].state = State::Queued;
+                self.queue.push_back(s);
+            } else if core.plan.stages.is_some() {
+                // The queue stays in slot order: the lowest numbers connect
+                // first as the stages' count rises.
+                self.slots[s].state = State::Queued;
+                let at = self.queue.partition_point(|&q| q < s);
+                self.queue.insert(at, s);
+            }
         }
     }
 
@@ -114,7 +121,8 @@ impl Tcp {
     /// (load and idle mode: each is a connection the run never tested).
     pub(super) fn never_attempted(&mut self, core: &mut Core) {
         let queued = std::mem::take(&mut self.queue);
-        if core.plan.workload != Mode::Churn {
+        // Churn's and the stages' queued slots are no connection owed.
+        if core.plan.workload != Mode::Churn && core.plan.stages.is_none() {
             core.counts.never_attempted += queued.len() as u64;
         }
         for s in queued {

@@ -51,10 +51,17 @@ impl Tcp {
             until: now.saturating_add(core.plan.echo_timeout_ns),
         };
         self.never_attempted(core);
+        // A connect the stages' ramp began just before the end is the
+        // ramp's norm, not a connection owed: cut, not counted aborted.
+        let cut = if core.plan.stages.is_some() {
+            || End::Cut
+        } else {
+            || End::Aborted
+        };
         for s in 0..self.slots.len() {
             let slot = &self.slots[s];
             match slot.state {
-                State::Connecting => self.end(core, s, End::Aborted),
+                State::Connecting => self.end(core, s, cut()),
                 State::Open if slot.outstanding() == 0 => self.end(core, s, End::Done),
                 _ => {}
             }

@@ -12,9 +12,11 @@ use echoloop::transport::Transport;
 
 use super::end::End;
 use super::{Phase, Tcp};
+use crate::conn::Slot;
+use crate::counts::Counts;
 use crate::engine::{Core, SendTimer};
 use crate::payload::PERIOD;
-use crate::record::Series;
+use crate::record::{LoopRecording, Series};
 
 impl Tcp {
     /// Reads slot `s` until drained, verifying and timing the echoes.
@@ -60,6 +62,9 @@ impl Tcp {
     /// slot `s`'s echo, and times every message they complete. A wrong or
     /// surplus byte is the verification error returned.
     fn take_echo(&mut self, core: &mut Core, s: usize, n: usize, turn: u64) -> Result<(), End> {
+        if core.plan.exchange.is_some() {
+            return self.take_responses(core, s, n, turn);
+        }
         let Tcp {
             slots,
             sent_at,
@@ -99,20 +104,32 @@ impl Tcp {
         slot.received += n as u64;
         counts.bytes += n as u64;
         slot.last_progress = turn;
-        let k = plan.pipeline;
-        let base = s * k as usize;
         let complete = slot.received / plan.message_size;
         while slot.done < complete {
-            let at = base + (slot.done % k) as usize;
-            rec.record(Series::Rtt, turn.saturating_sub(sent_at[at]));
-            if let Some(actual) = sent_actual.get(at) {
-                rec.record(Series::RttUncorrected, turn.saturating_sub(*actual));
-            }
-            slot.done += 1;
+            let at = s * plan.pipeline as usize + (slot.done % plan.pipeline) as usize;
+            Self::complete((sent_at, sent_actual), at, rec, counts, slot, turn);
             *outstanding -= 1;
-            counts.messages += 1;
         }
         Ok(())
+    }
+
+    /// Message `slot.done` came back whole at `turn`: times it (from its
+    /// entry `at` of `sent_at`, and in the open loop of `sent_actual`) and
+    /// counts it. The caller takes it off the loop's outstanding count.
+    pub(super) fn complete(
+        (sent_at, sent_actual): (&[u64], &[u64]),
+        at: usize,
+        rec: &mut LoopRecording,
+        counts: &mut Counts,
+        slot: &mut Slot,
+        turn: u64,
+    ) {
+        rec.record(Series::Rtt, turn.saturating_sub(sent_at[at]));
+        if let Some(actual) = sent_actual.get(at) {
+            rec.record(Series::RttUncorrected, turn.saturating_sub(*actual));
+        }
+        slot.done += 1;
+        counts.messages += 1;
     }
 
     /// Closes slot `s` if it is finished; otherwise issues what it may send
@@ -123,7 +140,13 @@ impl Tcp {
         if slot.done >= slot.quota || (draining && slot.outstanding() == 0) {
             return self.end(core, s, End::Done);
         }
-        if self.sending(core) {
+        if core.plan.stages.is_some() && !core.active(s) {
+            // Out of the stages' count: no new message; closed once the
+            // last echo is in (and reopened when the count comes back).
+            if slot.outstanding() == 0 {
+                return self.end(core, s, End::Done);
+            }
+        } else if self.sending(core) {
             self.issue(core, s);
         }
         let pending = match self.flush(core, s) {
@@ -180,6 +203,9 @@ impl Tcp {
     /// Writes slot `s`'s pending stream bytes straight from the payload
     /// table. Returns whether some are still pending (the socket is full).
     fn flush(&mut self, core: &mut Core, s: usize) -> io::Result<bool> {
+        if core.plan.exchange.is_some() {
+            return self.flush_requests(core, s);
+        }
         let plan = &core.plan;
         let slot = &mut self.slots[s];
         let Some(stream) = slot.stream.as_mut() else {

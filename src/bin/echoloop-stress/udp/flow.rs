@@ -17,6 +17,8 @@
 
 use mio::net::UdpSocket;
 
+use super::jitter::Jitter;
+
 /// One datagram of the ring.
 #[derive(Debug, Clone, Copy)]
 struct Flight {
@@ -103,6 +105,8 @@ pub struct Flow {
     /// Nothing more to send and nothing in flight (or failed): done; the
     /// socket stays open to the end, to count late and duplicate echoes.
     pub done: bool,
+    /// Its RFC 3550 jitter estimate.
+    pub jitter: Jitter,
     /// Recent datagrams, entry `seq & (len - 1)`.
     ring: Box<[Flight]>,
     /// Whether an echo of sequence `q` came back: bit `q mod (64 × len)`.
@@ -137,6 +141,7 @@ impl Flow {
             timer_armed: false,
             queued: false,
             done: false,
+            jitter: Jitter::default(),
             ring: vec![empty; window].into_boxed_slice(),
             seen: vec![0; window.max(SEEN_AT_LEAST) / 64].into_boxed_slice(),
         }

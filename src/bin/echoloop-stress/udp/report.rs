@@ -108,6 +108,17 @@ impl Report {
                 let _ = writeln!(out, "{label} {}", percentiles_text(h, &self.percentiles));
             }
         }
+        let jitter = u.jitter_ns().map_or_else(
+            || "- (no two echoes on a socket)".to_string(),
+            |ns| format!("{:.1} us", ns / 1000.0),
+        );
+        let _ = writeln!(
+            out,
+            "jitter:       {jitter} (RFC 3550 inter-arrival, every socket's over its {} samples \
+             together; worst socket {:.1} us)",
+            group(u.jitter_samples),
+            u.jitter_max_socket_ns.0 as f64 / 1000.0,
+        );
         self.udp_first_errors(out);
     }
 

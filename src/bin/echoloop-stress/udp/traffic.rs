@@ -60,7 +60,7 @@ impl Udp {
     fn issue(&mut self, core: &mut Core, s: usize, now: u64) -> bool {
         let pipeline = core.plan.pipeline;
         let flow = &mut self.flows[s];
-        if !flow.may_issue(pipeline) {
+        if !flow.may_issue(pipeline) || !core.active(s) {
             return false;
         }
         let timer = SendTimer {
@@ -128,6 +128,7 @@ impl Udp {
                 reordered,
             } => {
                 rec.record(Series::Rtt, turn.saturating_sub(sent_at));
+                flow.jitter.arrive(turn.saturating_sub(actual));
                 if plan.rate_interval_ns.is_some() {
                     rec.record(Series::RttUncorrected, turn.saturating_sub(actual));
                 }
