@@ -25,7 +25,7 @@ set -euo pipefail
 
 # The integration test files run on the Windows build. The half-close test
 # lives in `echo`.
-WINDOWS_TESTS="${WINDOWS_TESTS:-echo backpressure limits shutdown windows_ctrl_c cli examples stress stress_udp udp metrics admission proxy loops}"
+WINDOWS_TESTS="${WINDOWS_TESTS:-echo backpressure limits shutdown windows_ctrl_c cli examples stress stress_udp udp metrics admission proxy loops tls}"
 
 TARGET=x86_64-pc-windows-gnu
 APT_PACKAGES=(gcc-mingw-w64-x86-64-win32 wine wine64)

@@ -110,6 +110,21 @@ pub struct Config {
     /// IP. UDP has no connections: its per-source limit is `udp_rate`, and
     /// with `udp` on, `udp_rate` 0 and this set together are refused.
     pub max_per_source: Option<usize>,
+    /// Addresses to serve echo over TLS on (the `tls` feature), beside the
+    /// plain `listen` ones: TCP only, with the certificate of `tls`.
+    #[cfg(feature = "tls")]
+    pub tls_listen: Vec<SocketAddr>,
+    /// The TLS server configuration for `tls_listen`: certificate, key,
+    /// client verification, resumption. Built once, before anything is
+    /// bound ([`crate::tls::server_config`]), and shared by every loop.
+    #[cfg(feature = "tls")]
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// How long a TLS client has from accept to a finished handshake;
+    /// past it the connection is closed and counted
+    /// (`tls_handshake_failures_total{reason="timeout"}`), however slowly
+    /// it was still sending.
+    #[cfg(feature = "tls")]
+    pub tls_handshake_timeout: Duration,
     /// Event loops, each on its own thread with its own poll, connections,
     /// buffers and counters; a client is served by the loop its source
     /// address hashes to (how, per platform: [`Server`](crate::Server)'s
@@ -155,6 +170,12 @@ impl Default for Config {
             allow: Vec::new(),
             deny: Vec::new(),
             max_per_source: None,
+            #[cfg(feature = "tls")]
+            tls_listen: Vec::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_handshake_timeout: Duration::from_secs(10),
             loops: 1,
             pin: false,
             proxy_protocol: Vec::new(),
@@ -218,6 +239,12 @@ impl Config {
         min: 0,
         max: 1_000_000_000,
     };
+    /// `--tls-handshake-timeout`: below 10 ms no handshake finishes, even
+    /// on loopback.
+    pub const TLS_HANDSHAKE_TIMEOUT: Bounds<Duration> = Bounds {
+        min: Duration::from_millis(10),
+        max: MAX_DURATION,
+    };
     /// `--loops`: past 1,024 threads a loop each would serve no one faster
     /// on any machine this runs on, only cost memory and wake-ups.
     pub const LOOPS: Bounds<u64> = Bounds { min: 1, max: 1024 };
@@ -226,6 +253,26 @@ impl Config {
         min: 1,
         max: 1 << 20,
     };
+
+    /// Every TCP address listened on: `listen`, then `tls_listen`.
+    pub fn tcp_listen(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let tls: &[SocketAddr] = {
+            #[cfg(feature = "tls")]
+            {
+                &self.tls_listen
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                &[]
+            }
+        };
+        self.listen.iter().chain(tls).copied()
+    }
+
+    /// How many TCP listeners: plain and TLS.
+    fn listeners(&self) -> usize {
+        self.tcp_listen().count()
+    }
 
     /// Checks every setting against its bounds: the same ones the command
     /// line enforces, so a configuration built in code cannot hand the loop
@@ -241,10 +288,22 @@ impl Config {
                 .map(drop)
                 .map_err(|why| format!("{name} {why}"))
         };
-        if self.listen.is_empty() {
+        if self.listeners() == 0 {
             return Err("no address to listen on".into());
         }
-        if self.listen.len() > crate::token::MAX_LISTENERS {
+        #[cfg(feature = "tls")]
+        {
+            if !self.tls_listen.is_empty() && self.tls.is_none() {
+                return Err("tls_listen needs a certificate and key (tls)".into());
+            }
+            let timeout = Some(self.tls_handshake_timeout);
+            secs(
+                "tls_handshake_timeout",
+                Self::TLS_HANDSHAKE_TIMEOUT,
+                timeout,
+            )?;
+        }
+        if self.listeners() > crate::token::MAX_LISTENERS {
             return Err(format!(
                 "listen: at most {} addresses",
                 crate::token::MAX_LISTENERS
@@ -293,7 +352,7 @@ impl Config {
             );
         }
         if let Some(metrics) = self.metrics {
-            if metrics.port() != 0 && self.listen.contains(&metrics) {
+            if metrics.port() != 0 && self.tcp_listen().any(|a| a == metrics) {
                 return Err(format!("metrics {metrics} is also a listen address"));
             }
         }

@@ -181,6 +181,18 @@ impl<T: Transport> Connection<T> {
         })
     }
 
+    /// The transport (for what the loop counts of it: TLS handshakes).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn stream(&self) -> &T {
+        &self.stream
+    }
+
+    /// The same, mutably.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn stream_mut(&mut self) -> &mut T {
+        &mut self.stream
+    }
+
     /// `--proxy-protocol`: nothing is echoed until a PROXY header from
     /// `balancer` is read ([`Status::Header`]).
     pub(crate) fn expect_header(&mut self, balancer: SocketAddr) {
@@ -211,7 +223,11 @@ impl<T: Transport> Connection<T> {
     /// acknowledged every byte we wrote. Resets the "sent something" mark.
     pub(crate) fn owes_nothing(&mut self) -> bool {
         let quiet = !std::mem::take(&mut self.heard_since_check);
-        self.fin_sent && quiet && !self.maybe_readable && self.unacknowledged() == Some(0)
+        self.fin_sent
+            && quiet
+            && !self.maybe_readable
+            && !self.stream.wants_write()
+            && self.unacknowledged() == Some(0)
     }
 
     /// Serves one readiness event (or a turn from the loop's read-again
@@ -273,11 +289,18 @@ impl<T: Transport> Connection<T> {
             self.heard_since_check |= read_any;
         }
 
-        // c. Ask for WRITABLE only while output is pending.
+        // c. The peer is done sending and nothing is owed: end our output
+        //    in-band (TLS's close_notify); finished once that went out too.
+        let done = self.read_closed && self.pending.is_none() && {
+            (self.stream.end_output()).map_err(|e| context("close_notify", e))?;
+            !self.stream.wants_write()
+        };
+
+        // d. Ask for WRITABLE only while output is pending.
         self.update_interest(registry, token)?;
 
-        // d. Finished once the peer is done sending and nothing is owed.
-        let status = if self.read_closed && self.pending.is_none() {
+        // e. Finished, or served again, or waiting.
+        let status = if done {
             Status::Finished
         } else if more {
             Status::ReadAgain
@@ -364,7 +387,9 @@ impl<T: Transport> Connection<T> {
             }
             reads += 1;
             let room = needed.min(io.buf.len());
-            match self.stream.read(&mut io.buf[..room]) {
+            // From the socket itself, past the transport: the header comes
+            // before anything the transport speaks (a TLS handshake).
+            match io::Read::read(self.stream.socket_mut(), &mut io.buf[..room]) {
                 Ok(0) => {
                     self.read_closed = true;
                     return Ok(Status::Finished);

@@ -16,6 +16,7 @@ mod accept;
 mod part;
 mod proxied;
 mod shutdown;
+mod tls;
 
 pub use accept::ACCEPT_BACKOFF;
 pub(crate) use part::{Bound, Part};
@@ -38,6 +39,7 @@ use crate::pending::BufferPool;
 use crate::shared::Shared;
 use crate::stats::{Counter, Counters};
 use crate::token::Source;
+use crate::transport::ServerStream;
 use crate::udp::{Udp, UdpEcho};
 use crate::{rules, sys};
 
@@ -86,13 +88,17 @@ pub(crate) struct EventLoop {
     counters: Counters,
     /// Events filled by each `poll`, reused every turn.
     events: Events,
-    /// Open connections; the slab key is the connection's `Token`.
-    conns: Slab<Connection>,
+    /// Open connections, plain or TLS; the slab key is the connection's
+    /// `Token`.
+    conns: Slab<Connection<ServerStream>>,
     /// Connections whose read budget ran out with input left: served again
     /// next turn, in order, so no one is starved and nothing is forgotten.
     read_again: VecDeque<usize>,
     /// Connections by last activity, when `--idle-timeout` is set.
     idle: Option<IdleQueue>,
+    /// TLS connections still in their handshake, oldest first, against
+    /// `--tls-handshake-timeout`.
+    handshakes: tls::Handshakes,
     /// The one read buffer, lent to each connection in turn.
     buf: Vec<u8>,
     /// Pending-output buffers for reuse.
@@ -144,6 +150,7 @@ impl EventLoop {
             conns: Slab::new(),
             read_again: VecDeque::new(),
             idle: config.idle_timeout.map(IdleQueue::new),
+            handshakes: tls::Handshakes::new(config),
             buf: read_buffer,
             pool: BufferPool::new(SPARE_BUFFERS),
             accept_paused_until: None,
@@ -312,6 +319,7 @@ impl EventLoop {
     fn timers(&mut self) {
         self.expire_idle();
         self.expire_headers();
+        self.expire_handshakes();
         if let Some(metrics) = &mut self.metrics {
             metrics.expire(self.now);
         }
@@ -350,6 +358,7 @@ impl EventLoop {
         let udp_rest = self.udp.iter().filter_map(Udp::wake_at).min();
         [
             self.idle.as_ref().and_then(IdleQueue::next_deadline),
+            self.handshakes.next_deadline(),
             self.accept_paused_until,
             self.next_stats,
             self.shutdown_deadline,
@@ -386,6 +395,7 @@ impl EventLoop {
         let token = Source::Connection(key).token();
         match conn.serve(hints, self.poll.registry(), token, &mut io) {
             Ok((status, moved)) => {
+                self.handshakes.progress(key, conn, &self.counters);
                 if moved {
                     if let Some(idle) = &mut self.idle {
                         idle.touch(key, self.now);
@@ -413,10 +423,12 @@ impl EventLoop {
 
     /// Closes connection `key`, counting and logging why.
     fn close(&mut self, key: usize, why: Close) {
-        let conn = self.conns.remove(key);
+        let mut conn = self.conns.remove(key);
         if let Some(idle) = &mut self.idle {
             idle.remove(key);
         }
+        let error = matches!(why, Close::Error(_));
+        (self.handshakes).closed(key, &mut conn, error, &self.counters);
         self.admission.closed(key);
         self.shared.release();
         let why = if conn.awaits_header() {

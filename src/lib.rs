@@ -37,8 +37,10 @@
 //! - `connection.rs` — one client: its transport, what we know of its
 //!   readiness, the echo. Knows nothing of the loop but a `Registry`.
 //! - `transport.rs` — the seam every connection's bytes pass through
-//!   ([`transport::Transport`]): plain TCP today, and the one place that
+//!   ([`transport::Transport`]): plain TCP or TLS, and the one place that
 //!   says whether a short read proves the socket drained.
+//! - `tls.rs` (the `tls` feature) — TLS through the seam: the server's
+//!   certificate and key, and the rustls transport ([`tls`]).
 //! - `pending.rs` — the echo a connection still owes, and the buffer pool.
 //! - `admission.rs` — who may be served: `--allow`, `--deny` (TCP and
 //!   UDP), `--max-per-source`.
@@ -64,7 +66,8 @@
 //!
 //! The library alone needs mio, slab, log, socket2 and ipnet (and rlimit and
 //! libc on Unix): depend on it with `default-features = false` to leave out the
-//! binaries' command-line, logging and histogram crates.
+//! binaries' command-line, logging and histogram crates, and TLS (the `tls`
+//! feature: rustls, ring, rcgen).
 //!
 //! # How the loop works
 //!
@@ -146,6 +149,8 @@ pub mod stats;
 mod steer;
 mod sys;
 mod threads;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod token;
 pub mod transport;
 mod udp;

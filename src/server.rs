@@ -124,7 +124,8 @@ impl Server {
     /// `config.send_buffer`) and are made non-blocking; `config.backlog`
     /// does not apply (their backlog was set by `listen`). With
     /// `config.loops` above 1, loop 0 serves them and hands clients to the
-    /// others (`# Loops`).
+    /// others (`# Loops`). `tls_listen` addresses are bound here, as
+    /// [`Server::bind`] binds them (served by loop 0 alike).
     pub fn from_listeners(
         mut config: Config,
         listeners: Vec<std::net::TcpListener>,
@@ -134,9 +135,14 @@ impl Server {
             .collect::<io::Result<_>>()
             .map_err(|e| context("local_addr", e))?;
         let limits = Limits::new(&config)?;
-        let sockets = (listeners.into_iter().zip(&config.listen))
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut sockets = (listeners.into_iter().zip(&config.listen))
             .map(|(listener, &addr)| adopt(listener, addr, &config))
             .collect::<io::Result<Vec<_>>>()?;
+        #[cfg(feature = "tls")]
+        for &want in &config.tls_listen {
+            sockets.push(bind_address(want, &config, false, true)?);
+        }
         let mut per_loop: Vec<Vec<Bound>> = (0..config.loops).map(|_| Vec::new()).collect();
         per_loop[0] = sockets;
         Server::assemble(config, limits, per_loop)
@@ -171,9 +177,17 @@ impl Server {
         })
     }
 
-    /// The addresses actually listened on (port 0 resolved).
+    /// The plain TCP addresses actually listened on (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.parts[0].listeners.iter().map(|l| l.addr).collect()
+        let plain = self.parts[0].listeners.iter().filter(|l| !l.tls);
+        plain.map(|l| l.addr).collect()
+    }
+
+    /// The TLS addresses actually listened on (`Config::tls_listen`, port 0
+    /// resolved).
+    pub fn local_tls_addrs(&self) -> Vec<SocketAddr> {
+        let tls = self.parts[0].listeners.iter().filter(|l| l.tls);
+        tls.map(|l| l.addr).collect()
     }
 
     /// Where the metrics endpoint listens (`Config::metrics`), port 0
@@ -205,7 +219,8 @@ impl Server {
     pub fn run(self) -> io::Result<Stats> {
         let first = &self.parts[0];
         for l in &first.listeners {
-            info!("listening on {}", l.addr);
+            let tls = if l.tls { " (TLS)" } else { "" };
+            info!("listening on {}{tls}", l.addr);
         }
         for u in &first.udp {
             info!("udp echo on {}", u.addr);
@@ -317,21 +332,28 @@ fn read_buffer(size: usize) -> io::Result<Vec<u8>> {
 fn bind_loops(config: &Config) -> io::Result<Vec<Vec<Bound>>> {
     let mut per_loop: Vec<Vec<Bound>> = (0..config.loops).map(|_| Vec::new()).collect();
     let steer = cfg!(reuseport_steering) && config.loops > 1;
-    for &want in &config.listen {
+    let plain = config.listen.len();
+    for (i, want) in config.tcp_listen().enumerate() {
+        let tls = i >= plain;
         if !steer {
-            per_loop[0].push(bind_address(want, config, false)?);
+            per_loop[0].push(bind_address(want, config, false, tls)?);
             continue;
         }
-        let first = bind_address(want, config, true)?;
+        let first = bind_address(want, config, true, tls)?;
         let addr = first.addr;
         let mut group = vec![first];
         for _ in 1..config.loops {
             let named = |e| context(&format!("bind {addr} (SO_REUSEPORT)"), e);
             let tcp = listen(addr, config.backlog, config.send_buffer, true).map_err(named)?;
-            let udp = (config.udp)
+            let udp = (config.udp && !tls)
                 .then(|| bind_udp(addr, true).map_err(|e| context(&format!("bind udp {addr}"), e)))
                 .transpose()?;
-            group.push(Bound { tcp, addr, udp });
+            group.push(Bound {
+                tcp,
+                addr,
+                udp,
+                tls,
+            });
         }
         steer_group(&group, config.loops)?;
         for (i, bound) in group.into_iter().enumerate() {
@@ -380,25 +402,37 @@ const UDP_PORT_TRIES: usize = 8;
 /// socket on the same port. With port 0 the UDP port is the one TCP got; if
 /// another program holds it for UDP, both are given up and a fresh port is
 /// tried, [`UDP_PORT_TRIES`] times. `reuse_port`: the first of a group of
-/// loops' sockets on this address (`SO_REUSEPORT`).
-fn bind_address(want: SocketAddr, config: &Config, reuse_port: bool) -> io::Result<Bound> {
+/// loops' sockets on this address (`SO_REUSEPORT`). `tls`: a `tls_listen`
+/// address, which never gets UDP.
+fn bind_address(
+    want: SocketAddr,
+    config: &Config,
+    reuse_port: bool,
+    tls: bool,
+) -> io::Result<Bound> {
     let mut tries = 0;
     loop {
         let named = |e| context(&format!("bind {want}"), e);
         let tcp = listen(want, config.backlog, config.send_buffer, reuse_port).map_err(named)?;
         let addr = tcp.local_addr().map_err(named)?;
-        if !config.udp {
+        if !config.udp || tls {
             return Ok(Bound {
                 tcp,
                 addr,
                 udp: None,
+                tls,
             });
         }
         tries += 1;
         match bind_udp(addr, reuse_port) {
             Ok(udp) => {
                 let udp = Some(udp);
-                return Ok(Bound { tcp, addr, udp });
+                return Ok(Bound {
+                    tcp,
+                    addr,
+                    udp,
+                    tls,
+                });
             }
             Err(e)
                 if e.kind() == io::ErrorKind::AddrInUse
@@ -423,6 +457,7 @@ fn adopt(listener: std::net::TcpListener, addr: SocketAddr, config: &Config) -> 
         tcp: TcpListener::from_std(listener),
         addr,
         udp,
+        tls: false,
     })
 }
 

@@ -19,6 +19,10 @@ use mio::Waker;
 use crate::stats::{Reader, Stats};
 use crate::{sys, Config};
 
+/// A client handed from the loop that accepted it to the loop it belongs
+/// to: its socket, its address, and whether it came by a TLS listener.
+pub(crate) type Handed = (TcpStream, SocketAddr, bool);
+
 /// The state all loops and all [`Handle`](crate::Handle)s share.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -45,7 +49,7 @@ pub(crate) struct Shared {
     open: AtomicUsize,
     /// Where loop 0 accepts for every loop (the hand-off model): each
     /// loop's clients accepted for it and not yet taken in.
-    inboxes: Vec<Mutex<Vec<(TcpStream, SocketAddr)>>>,
+    inboxes: Vec<Mutex<Vec<Handed>>>,
     /// Per loop: its inbox may hold clients. Set after the push and before
     /// the wake; the loop reads it before every `poll` too, because a wake
     /// can be lost (see [`Shared::needs_turn`]).
@@ -146,8 +150,8 @@ impl Shared {
 
     /// Hands a client accepted by loop 0 to loop `to`, and wakes that loop
     /// unless its mark was set already (then it has yet to look, and will).
-    pub(crate) fn hand_off(&self, to: usize, stream: TcpStream, peer: SocketAddr) {
-        lock(&self.inboxes[to]).push((stream, peer));
+    pub(crate) fn hand_off(&self, to: usize, stream: TcpStream, peer: SocketAddr, tls: bool) {
+        lock(&self.inboxes[to]).push((stream, peer, tls));
         if !self.handed[to].swap(true, Ordering::SeqCst) {
             if let Err(e) = self.wakers[to].wake() {
                 log::warn!("waking loop {to} for a client handed to it: {e}");
@@ -157,7 +161,7 @@ impl Shared {
 
     /// The clients handed to loop `to` since it last asked (none, at no
     /// cost, when its mark is clear).
-    pub(crate) fn take_handed(&self, to: usize) -> Vec<(TcpStream, SocketAddr)> {
+    pub(crate) fn take_handed(&self, to: usize) -> Vec<Handed> {
         if !self.handed[to].swap(false, Ordering::SeqCst) {
             return Vec::new();
         }

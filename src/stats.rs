@@ -58,8 +58,10 @@ macro_rules! counters {
             $( $(#[doc = $doc])* pub $field: u64, )*
         }
 
-        /// One counter, by name: what the loop updates.
+        /// One counter, by name: what the loop updates. (Without the `tls`
+        /// feature nothing updates the TLS ones.)
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[cfg_attr(not(feature = "tls"), allow(dead_code))]
         pub(crate) enum Counter {
             $( $(#[doc = $doc])* $Name, )*
         }
@@ -182,6 +184,37 @@ counters! {
     /// Echoed bytes held right now for peers that have not taken them (each
     /// connection holds at most `--max-pending`).
     pending_bytes: PendingBytes, Gauge, "pending_bytes";
+    /// TLS handshakes finished in full (`--tls-listen`).
+    tls_handshakes: TlsHandshakes, Counter, r#"tls_handshakes_total{kind="full"}"#;
+    /// TLS handshakes that resumed an earlier session (a ticket or the
+    /// session cache): no certificate, no signature.
+    tls_handshakes_resumed: TlsHandshakesResumed, Counter,
+        r#"tls_handshakes_total{kind="resumed"}"#;
+    /// TLS handshakes not finished within `--tls-handshake-timeout`.
+    tls_failed_timeout: TlsFailedTimeout, Counter,
+        r#"tls_handshake_failures_total{reason="timeout"}"#;
+    /// TLS handshakes whose first bytes were not TLS (plaintext on the TLS
+    /// port) or whose records were malformed.
+    tls_failed_not_tls: TlsFailedNotTls, Counter,
+        r#"tls_handshake_failures_total{reason="not_tls"}"#;
+    /// TLS handshakes with no protocol version, cipher suite or group in
+    /// common.
+    tls_failed_incompatible: TlsFailedIncompatible, Counter,
+        r#"tls_handshake_failures_total{reason="incompatible"}"#;
+    /// TLS handshakes refused for the client's certificate: none sent, or
+    /// not signed by `--tls-client-ca`.
+    tls_failed_client_certificate: TlsFailedClientCertificate, Counter,
+        r#"tls_handshake_failures_total{reason="client_certificate"}"#;
+    /// TLS handshakes the client ended with an alert (it did not trust our
+    /// certificate, typically).
+    tls_failed_peer_alert: TlsFailedPeerAlert, Counter,
+        r#"tls_handshake_failures_total{reason="peer_alert"}"#;
+    /// TLS handshakes cut off by the client closing or resetting.
+    tls_failed_closed: TlsFailedClosed, Counter,
+        r#"tls_handshake_failures_total{reason="closed"}"#;
+    /// TLS handshakes failed for any other reason rustls gave.
+    tls_failed_other: TlsFailedOther, Counter,
+        r#"tls_handshake_failures_total{reason="other"}"#;
     /// UDP datagrams received (`--udp`).
     udp_datagrams_in: UdpDatagramsIn, Counter, "udp_received_datagrams_total";
     /// UDP datagrams echoed back to their source.

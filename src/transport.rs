@@ -6,10 +6,13 @@
 //! whether a short read proves the socket drained. The last is the epoll
 //! shortcut of [`rules`] (rule 4): it is true of a plain TCP socket, which
 //! the kernel drains byte for byte, and false of anything that keeps bytes
-//! of its own between the socket and the caller — TLS, say, whose library
-//! may hold decrypted bytes after a short read of plaintext, for which no
-//! new event will come. So the rule is asked of the transport, never applied
-//! by a loop to a socket.
+//! of its own between the socket and the caller — TLS, whose library may
+//! hold decrypted bytes after a short read of plaintext, for which no new
+//! event will come. So the rule is asked of the transport, never applied by
+//! a loop to a socket.
+//!
+//! The server's connections are `ServerStream`s: with the `tls` feature
+//! plain TCP or TLS by listener (`crate::tls`), one `match` per call.
 //!
 //! Plain TCP is the socket itself: `impl Transport for TcpStream`, each
 //! method one line the compiler inlines, so it costs nothing over calling
@@ -24,6 +27,14 @@ use std::io::{self, Read};
 use mio::net::TcpStream;
 
 use crate::rules;
+
+/// The transport of the server's connections: with the `tls` feature plain
+/// TCP or TLS by listener (`crate::tls`), else plain TCP alone.
+#[cfg(feature = "tls")]
+pub(crate) type ServerStream = crate::tls::Stream;
+/// The transport of the server's connections: plain TCP (no `tls` feature).
+#[cfg(not(feature = "tls"))]
+pub(crate) type ServerStream = TcpStream;
 
 /// A connection's byte stream over a TCP socket (see the module docs).
 ///
@@ -61,8 +72,17 @@ pub trait Transport {
     /// between the socket and its reader must say `false`.
     fn read_proves_drained(&self, n: usize, asked: usize, unproven: bool) -> bool;
 
-    /// Ends our side of the stream (after the last byte we owe). Plain TCP
-    /// sends FIN; TLS would first send its `close_notify`.
+    /// Queues whatever ends the stream in-band, once the last byte we owe
+    /// is handed over: TLS's `close_notify`. The connection closes only when
+    /// [`Transport::wants_write`] then says it went out. Plain TCP has
+    /// nothing to send (closing the socket sends FIN).
+    fn end_output(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Ends our side of the stream (after the last byte we owe) while the
+    /// connection stays open. Plain TCP sends FIN; TLS first sends its
+    /// `close_notify`, and FIN once every record is out.
     fn close_write(&mut self) -> io::Result<()> {
         self.socket().shutdown(std::net::Shutdown::Write)
     }

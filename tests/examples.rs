@@ -121,6 +121,12 @@ matrix! {
         /// re-armed as the echo drains.
         survives_a_client_that_reads_late,
     ];
+    /// mio + rustls, serving the certificate of [`tls_pki`].
+    tls_loop = Some(start("tls_loop", &tls_loop_args())) => [
+        echoes_over_tls_up_to_a_close_notify,
+        refuses_plaintext_on_tls,
+        serves_concurrent_tls_clients(8),
+    ];
     /// Its 100-client session, with fewer accepts and threads than
     /// clients, is `iocp_loop_serves_100_concurrent_clients`.
     #[cfg(windows)]
@@ -800,6 +806,78 @@ fn join_all(what: &str, clients: Vec<JoinHandle<()>>) {
         c.join()
             .unwrap_or_else(|_| panic!("{what} {i} failed (its panic message is above)"));
     }
+}
+
+/// Proves TLS echo of the plaintext stream, byte for byte: sizes from 1
+/// byte to 256 KiB each written whole (the client reads only afterwards),
+/// then the client's `close_notify`; the example must answer with every
+/// byte, then its own `close_notify` and the end of the stream.
+fn echoes_over_tls_up_to_a_close_notify(addr: SocketAddr) {
+    let client = tls_pki().client_config(false);
+    for (i, len) in [1, 100, 16 * 1024, 100 * 1024, 256 * 1024]
+        .into_iter()
+        .enumerate()
+    {
+        let mut stream = support::tls::connect_tls(addr, &client).expect("handshake");
+        let data = payload(900 + i, len);
+        stream.write_all(&data).expect("write");
+        stream.conn.send_close_notify();
+        stream.flush().expect("flush");
+        let mut got = Vec::new();
+        // read_to_end ends at the server's close_notify; a FIN without one
+        // would be an error here.
+        stream
+            .read_to_end(&mut got)
+            .expect("echo, then close_notify");
+        assert_same(&got, &data);
+    }
+}
+
+/// Proves plaintext on the TLS port is refused, not echoed: the example
+/// answers with an alert (or nothing) and closes.
+fn refuses_plaintext_on_tls(addr: SocketAddr) {
+    let stream = connect(addr);
+    (&stream)
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .expect("write");
+    let got = read_until_closed(&stream);
+    assert!(!got.starts_with(b"GET"), "plaintext echoed: {got:?}");
+}
+
+/// Proves `n` TLS clients at once are served, each with round trips of
+/// several sizes on its own thread.
+fn serves_concurrent_tls_clients(addr: SocketAddr, n: usize) {
+    let client = tls_pki().client_config(false);
+    let clients = (0..n)
+        .map(|i| {
+            let client = Arc::clone(&client);
+            thread::spawn(move || {
+                let mut stream = support::tls::connect_tls(addr, &client).expect("handshake");
+                for len in [1, 1000, 16 * 1024, 40 * 1024] {
+                    support::tls::tls_round_trip(&mut stream, &payload(950 + i, len));
+                }
+            })
+        })
+        .collect();
+    join_all("TLS clients", clients);
+}
+
+/// The certificates `tls_loop` serves, made once per test run and kept for
+/// its length (a static is never dropped).
+fn tls_pki() -> &'static support::tls::Pki {
+    static PKI: OnceLock<support::tls::Pki> = OnceLock::new();
+    PKI.get_or_init(|| support::tls::Pki::new("examples-tls_loop"))
+}
+
+/// `tls_loop`'s arguments after the address: the server's certificate and
+/// key files of [`tls_pki`].
+fn tls_loop_args() -> [&'static str; 2] {
+    static ARGS: OnceLock<[String; 2]> = OnceLock::new();
+    let [cert, key] = ARGS.get_or_init(|| {
+        let pki = tls_pki();
+        [pki.file("server.pem"), pki.file("server.key")]
+    });
+    [cert, key]
 }
 
 // ---------------------------------------------------------------------------

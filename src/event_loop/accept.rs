@@ -29,7 +29,7 @@ impl EventLoop {
     pub(super) fn accept(&mut self, i: usize, budget: usize) {
         for _ in 0..budget {
             match self.listeners[i].socket.accept() {
-                Ok((stream, peer)) => self.route(stream, peer),
+                Ok((stream, peer)) => self.route(stream, peer, self.listeners[i].tls),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.listeners[i].ready = false;
                     return;
@@ -66,24 +66,25 @@ impl EventLoop {
     }
 
     /// An accepted client goes to the loop its source hashes to: served
-    /// here, or (where this loop accepts for all) handed to its loop.
-    fn route(&mut self, stream: TcpStream, peer: SocketAddr) {
+    /// here, or (where this loop accepts for all) handed to its loop;
+    /// `tls`: it came by a TLS listener.
+    fn route(&mut self, stream: TcpStream, peer: SocketAddr, tls: bool) {
         if self.shared.handing_off {
             let to = steer::loop_for(peer.ip(), self.shared.loops());
             if to != self.index {
-                self.shared.hand_off(to, stream, peer);
+                self.shared.hand_off(to, stream, peer, tls);
                 return;
             }
         }
-        self.admit(stream, peer);
+        self.admit(stream, peer, tls);
     }
 
     /// Takes in the clients loop 0 handed to this loop. During shutdown
     /// each is served once at once, without reading: it gets its FIN like
     /// every other connection, and nothing queued is reset.
     pub(super) fn take_handed(&mut self) {
-        for (stream, peer) in self.shared.take_handed(self.index) {
-            if let Some(key) = self.admit(stream, peer) {
+        for (stream, peer, tls) in self.shared.take_handed(self.index) {
+            if let Some(key) = self.admit(stream, peer, tls) {
                 if self.shutdown_deadline.is_some() {
                     self.serve(key, Hints::default());
                 }
@@ -96,8 +97,9 @@ impl EventLoop {
     /// its source at its limit. A trusted
     /// balancer's connection is judged by the client its PROXY header
     /// names, once that is read (`proxied.rs`); only the server being full
-    /// refuses it here.
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<usize> {
+    /// refuses it here. Admission comes before any TLS (`tls`: a TLS
+    /// listener's client): a refused client costs no handshake.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, tls: bool) -> Option<usize> {
         let balancer = (self.balancers.as_ref()).is_some_and(|b| b.trusts(peer.ip()));
         let check = match balancer {
             true => Ok(()),
@@ -120,11 +122,14 @@ impl EventLoop {
             return None;
         }
         self.set_options(&stream, peer);
+        let stream = self.transport(stream, tls);
         let counters = &self.counters;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Source::Connection(key).token();
-        match Connection::register(stream, self.poll.registry(), token) {
+        let registered =
+            stream.and_then(|stream| Connection::register(stream, self.poll.registry(), token));
+        match registered {
             Ok(conn) => {
                 entry.insert(conn);
                 self.peers.record(key, peer);
@@ -134,6 +139,10 @@ impl EventLoop {
                 let now = Instant::now();
                 if let Some(idle) = &mut self.idle {
                     idle.touch(key, now);
+                }
+                if tls {
+                    // From accept: a PROXY header before it counts too.
+                    self.handshakes.started(key, now);
                 }
                 if balancer {
                     self.await_header(key, peer, now);

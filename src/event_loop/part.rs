@@ -21,6 +21,9 @@ pub(crate) struct Listener {
     pub(crate) socket: TcpListener,
     /// Where it listens (with the real port when 0 was asked).
     pub(crate) addr: SocketAddr,
+    /// Its clients speak TLS (`--tls-listen`), with the shared
+    /// configuration's certificate.
+    pub(crate) tls: bool,
     /// It may have connections waiting: set by its event, cleared when
     /// `accept` says `WouldBlock`. Kept across turns because the accept
     /// budget may stop us first, and no new event comes for clients already
@@ -37,6 +40,8 @@ pub(crate) struct Bound {
     pub(crate) addr: SocketAddr,
     /// With `--udp`, the UDP socket on the same address and port.
     pub(crate) udp: Option<UdpSocket>,
+    /// A `--tls-listen` address (never with UDP).
+    pub(crate) tls: bool,
 }
 
 /// Everything one loop owns before it starts.
@@ -74,13 +79,20 @@ impl Part {
         let registry = poll.registry();
         let mut listeners = Vec::with_capacity(sockets.len());
         let mut udps = Vec::new();
-        for (i, Bound { mut tcp, addr, udp }) in sockets.into_iter().enumerate() {
+        for (i, bound) in sockets.into_iter().enumerate() {
+            let Bound {
+                mut tcp,
+                addr,
+                udp,
+                tls,
+            } = bound;
             registry
                 .register(&mut tcp, Source::Listener(i).token(), Interest::READABLE)
                 .map_err(|e| context(&format!("register {addr}"), e))?;
             listeners.push(Listener {
                 socket: tcp,
                 addr,
+                tls,
                 ready: false,
             });
             if let Some(mut udp) = udp {

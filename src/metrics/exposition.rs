@@ -34,6 +34,19 @@ const FAMILY_HELP: &[(&str, &str)] = &[
          (--idle-timeout), vanished (the peer stopped answering), shutdown.",
     ),
     (
+        "tls_handshakes_total",
+        "TLS handshakes finished (--tls-listen), by kind: full, resumed (a ticket or the \
+         session cache).",
+    ),
+    (
+        "tls_handshake_failures_total",
+        "TLS handshakes failed, by reason: timeout (--tls-handshake-timeout), not_tls \
+         (plaintext on the TLS port), incompatible (nothing in common), client_certificate \
+         (missing or not signed by --tls-client-ca), peer_alert (the client refused us), \
+         closed (the client left), other. Each connection is also counted as \
+         connections_closed_total{reason=\"error\"}.",
+    ),
+    (
         "proxy_headers_total",
         "PROXY headers read from --proxy-protocol balancers, by kind: proxied (a client \
          named), local (the balancer's own connection), unknown (no usable address).",

@@ -15,6 +15,8 @@
 //! - [`fleet`]: hundreds of non-blocking clients on one thread;
 //! - [`netns`]: the fault lab, a network namespace whose loopback the test
 //!   breaks (Linux);
+//! - [`tls`]: certificates made by the tests, a rustls client, and
+//!   Python's `ssl` client (`tls_client.py`);
 //! - [`tools`]: the programs some tests run besides ours, installed when
 //!   missing, and the rule for one that cannot be had;
 //! - [`browser`]: a page rendered by headless Chromium, its screenshot
@@ -33,6 +35,7 @@ pub mod process;
 pub mod server;
 pub mod stress_client;
 pub mod stress_report;
+pub mod tls;
 pub mod tools;
 
 pub use bytes::*;

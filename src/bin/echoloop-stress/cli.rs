@@ -175,6 +175,48 @@ pub struct Args {
     #[arg(long, value_name = "RANGE", value_parser = parse_source_addrs, requires = "proxy_protocol")]
     pub proxy_source: Option<SourceAddrs>,
 
+    /// Speak TLS to the server (1.2 or 1.3): every connection handshakes
+    /// first, and its echo is of the plaintext. Needs --tls-ca or
+    /// --tls-insecure. TCP only.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// With --tls: trust the CAs in this PEM file; a certificate they did
+    /// not sign, or for another name, fails the connection and the run.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls",
+        conflicts_with = "tls_insecure"
+    )]
+    pub tls_ca: Option<String>,
+
+    /// With --tls: accept any certificate for any name (the handshake's
+    /// signatures are still checked). Said on stderr at start: the peer is
+    /// not authenticated.
+    #[arg(long, requires = "tls")]
+    pub tls_insecure: bool,
+
+    /// With --tls: the server name to ask for (SNI) and to verify the
+    /// certificate against. Default: the host of the target address.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub tls_sni: Option<String>,
+
+    /// With --tls, for mutual TLS: the client certificate chain (PEM)
+    /// every connection presents.
+    #[arg(long, value_name = "FILE", requires = "tls", requires = "tls_key")]
+    pub tls_cert: Option<String>,
+
+    /// With --tls-cert: its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<String>,
+
+    /// With --tls: keep sessions and resume them (tickets, or a TLS 1.2
+    /// session ID) when connecting again: churn's cycles then resume.
+    /// Default: every handshake is a full one.
+    #[arg(long, requires = "tls")]
+    pub tls_resume: bool,
+
     /// Print the final report as JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
+use echoloop::tls::Stream;
 use mio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -174,9 +175,9 @@ pub enum State {
 pub struct Slot {
     /// The socket while connecting or open; `None` frees its descriptor.
     /// Every byte goes through the library's transport seam
-    /// ([`echoloop::transport::Transport`]: plain TCP here), never straight
-    /// to the socket.
-    pub stream: Option<TcpStream>,
+    /// ([`echoloop::transport::Transport`]: plain TCP, or TLS with
+    /// `--tls`), never straight to the socket.
+    pub stream: Option<Stream>,
     /// Where this slot is in its life.
     pub state: State,
     /// Bumped whenever the slot's socket is closed, so timers queued for an

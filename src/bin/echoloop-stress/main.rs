@@ -110,6 +110,7 @@ mod shared;
 mod spectrum;
 mod stages;
 mod tcp;
+mod tls;
 mod udp;
 #[path = "../common/usage.rs"]
 mod usage;

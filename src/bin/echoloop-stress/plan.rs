@@ -145,6 +145,8 @@ pub struct Plan {
     /// `--proxy-protocol`: the header version, and the clients the headers
     /// name (round robin by connection index).
     pub proxy: Option<(ProxyVersion, Vec<IpAddr>)>,
+    /// `--tls`: what every connection's TLS shares.
+    pub tls: Option<crate::tls::ClientTls>,
     /// The bytes every connection sends.
     pub payload: Payload,
     /// Spin on `poll` with a zero timeout instead of sleeping in it.
@@ -233,6 +235,33 @@ fn default_sources(target: SocketAddr) -> Vec<IpAddr> {
     }
 }
 
+/// `--tls`: the client TLS of `--tls-ca` or `--tls-insecure`, for
+/// `--tls-sni` or the target's host.
+fn client_tls(args: &Args, addr: SocketAddr) -> Result<Option<crate::tls::ClientTls>, String> {
+    if !args.tls {
+        return Ok(None);
+    }
+    if args.udp {
+        return Err("--tls is for TCP; UDP has no TLS here".into());
+    }
+    if args.tls_ca.is_none() && !args.tls_insecure {
+        return Err("--tls needs --tls-ca FILE, or --tls-insecure".into());
+    }
+    let host = args
+        .addr
+        .rsplit_once(':')
+        .map_or(args.addr.as_str(), |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() {
+        addr.ip().to_string()
+    } else {
+        host.to_string()
+    };
+    let name = args.tls_sni.clone().unwrap_or(host);
+    let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+    crate::tls::client(args.tls_ca.as_deref(), identity, &name, args.tls_resume).map(Some)
+}
+
 impl Plan {
     /// Checks the flags and turns them into the plan the loops follow.
     pub fn from_args(args: &Args) -> Result<Plan, String> {
@@ -285,6 +314,7 @@ impl Plan {
             proxy: args
                 .proxy_protocol
                 .zip(args.proxy_source.clone().map(|s| s.0)),
+            tls: client_tls(args, addr)?,
             payload: Payload::new(),
             busy_poll: args.busy_poll,
             interval_ns: nanos(args.interval).max(1),

@@ -41,6 +41,57 @@ pub struct Cli {
           default_value = DEFAULT_LISTEN, value_parser = resolve)]
     pub listen: Vec<Resolved>,
 
+    /// Address to serve echo over TLS on (TLS 1.2 and 1.3, TCP only),
+    /// beside any --listen; repeat for several. Needs --tls-cert and
+    /// --tls-key, or --tls-self-signed.
+    #[arg(long = "tls-listen", env = "ECHOLOOP_TLS_LISTEN", value_delimiter = ',',
+          value_name = "ADDR", value_parser = resolve)]
+    pub tls_listen: Vec<Resolved>,
+
+    /// The TLS certificate chain, PEM, end-entity certificate first.
+    #[arg(
+        long,
+        env = "ECHOLOOP_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key",
+        requires = "tls_listen"
+    )]
+    pub tls_cert: Option<String>,
+
+    /// The TLS private key, PEM: PKCS#8, PKCS#1 (RSA) or SEC1 (EC); it must
+    /// match --tls-cert.
+    #[arg(
+        long,
+        env = "ECHOLOOP_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<String>,
+
+    /// Make a self-signed certificate at start for the --tls-listen
+    /// addresses (and localhost), with a fresh ECDSA P-256 key, and log its
+    /// SHA-256 fingerprint; no files needed.
+    #[arg(long, env = "ECHOLOOP_TLS_SELF_SIGNED", value_parser = parse_switch,
+          conflicts_with = "tls_cert", requires = "tls_listen")]
+    pub tls_self_signed: bool,
+
+    /// Mutual TLS: require every TLS client to present a certificate signed
+    /// by a CA in this PEM file.
+    #[arg(
+        long,
+        env = "ECHOLOOP_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_listen"
+    )]
+    pub tls_client_ca: Option<String>,
+
+    /// Seconds a TLS client has from connect to a finished handshake; then
+    /// it is closed and counted, however slowly it was still sending.
+    #[arg(long, env = "ECHOLOOP_TLS_HANDSHAKE_TIMEOUT", value_name = "SECS",
+          default_value_t = Secs(Config::default().tls_handshake_timeout),
+          value_parser = |s: &str| Config::TLS_HANDSHAKE_TIMEOUT.parse(s).map(Secs))]
+    pub tls_handshake_timeout: Secs,
+
     /// Most connections open at once; beyond it new clients are closed at
     /// once and counted as refused. Default: open-file limit minus 64 (at
     /// most 1,048,576); 16,384 on Windows, which has no such limit.
@@ -275,11 +326,62 @@ fn resolve(text: &str) -> Result<Resolved, String> {
     Ok(Resolved(addrs))
 }
 
+/// Where the server's TLS certificate comes from.
+#[derive(Debug)]
+pub enum Identity {
+    /// `--tls-cert` and `--tls-key`.
+    Files {
+        /// The certificate chain's PEM file.
+        cert: String,
+        /// The private key's PEM file.
+        key: String,
+    },
+    /// `--tls-self-signed`.
+    SelfSigned,
+}
+
+/// The TLS flags, checked together: what [`Cli::into_config`] leaves for
+/// start-up to load (files are read there, after the flags are known good).
+#[derive(Debug)]
+pub struct TlsFlags {
+    /// The certificate and key.
+    pub identity: Identity,
+    /// `--tls-client-ca`.
+    pub client_ca: Option<String>,
+}
+
 impl Cli {
-    /// The library configuration these flags describe.
+    /// The TLS flags, if --tls-listen is given; an error (a usage error)
+    /// when it has no certificate.
+    pub fn tls_flags(&self) -> Result<Option<TlsFlags>, String> {
+        if self.tls_listen.is_empty() {
+            return Ok(None);
+        }
+        let identity = match (&self.tls_cert, &self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), false) => Identity::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (None, None, true) => Identity::SelfSigned,
+            _ => {
+                return Err(
+                    "--tls-listen needs --tls-cert and --tls-key, or --tls-self-signed".to_string(),
+                )
+            }
+        };
+        Ok(Some(TlsFlags {
+            identity,
+            client_ca: self.tls_client_ca.clone(),
+        }))
+    }
+
+    /// The library configuration these flags describe (the TLS server
+    /// configuration is loaded apart: [`Cli::tls_flags`]).
     pub fn into_config(self) -> Config {
         Config {
             listen: self.listen.into_iter().flat_map(|r| r.0).collect(),
+            tls_listen: self.tls_listen.into_iter().flat_map(|r| r.0).collect(),
+            tls_handshake_timeout: self.tls_handshake_timeout.0,
             max_connections: self
                 .max_connections
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),

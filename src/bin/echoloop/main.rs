@@ -27,12 +27,30 @@ fn main() -> ExitCode {
     }
     // Flags each in range can still clash (`--metrics` on a `--listen`
     // address, say): the library's own check, reported as a usage error.
-    let config = cli.into_config();
+    let tls = match cli.tls_flags() {
+        Ok(tls) => tls,
+        Err(why) => {
+            eprintln!("echoloop: {why}");
+            return ExitCode::from(usage::EXIT_USAGE);
+        }
+    };
+    let mut config = cli.into_config();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Certificate files are read and checked before anything is bound: a
+    // bad one is one line and exit 1.
+    if let Some(tls) = tls {
+        match load_tls(tls, &config.tls_listen) {
+            Ok(server_config) => config.tls = Some(server_config),
+            Err(why) => {
+                eprintln!("echoloop: {why}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if let Err(why) = config.validate() {
         eprintln!("echoloop: {why}");
         return ExitCode::from(usage::EXIT_USAGE);
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -63,6 +81,30 @@ fn generate(cli: &Cli) -> ExitCode {
     } else {
         ExitCode::from(output::EXIT_OUTPUT)
     }
+}
+
+/// The TLS server configuration the flags name: the certificate files
+/// read and checked, or a self-signed certificate made for `listen` (its
+/// fingerprint logged).
+fn load_tls(
+    flags: cli::TlsFlags,
+    listen: &[std::net::SocketAddr],
+) -> Result<std::sync::Arc<echoloop::tls::rustls::ServerConfig>, String> {
+    use echoloop::tls::{self, Identity};
+    let identity = match flags.identity {
+        cli::Identity::Files { cert, key } => Identity::from_pem_files(&cert, &key)?,
+        cli::Identity::SelfSigned => {
+            let names = tls::listen_names(listen);
+            let made = Identity::self_signed(&names)?;
+            log::info!(
+                "tls: self-signed certificate for {}, SHA-256 fingerprint {}",
+                names.join(", "),
+                made.fingerprint()
+            );
+            made
+        }
+    };
+    tls::server_config(identity, flags.client_ca.as_deref())
 }
 
 /// `--health-check`: exit 0 when the server at `--metrics` is healthy, 1

@@ -8,6 +8,7 @@ use std::time::Duration;
 use mio::Token;
 
 use echoloop::rules;
+use echoloop::tls::{Stream, TlsStream};
 use echoloop::transport::Transport;
 
 use super::end::End;
@@ -87,6 +88,18 @@ impl Tcp {
                 End::Failed(FailReason::Other, format!("register: {e}")),
             );
         }
+        // With --tls the ClientHello waits in rustls for the first flush,
+        // after the connect (and any PROXY header on the bare socket).
+        let stream = match &core.plan.tls {
+            None => Stream::Plain(stream),
+            Some(tls) => match TlsStream::client(stream, &tls.config, tls.name.clone()) {
+                Ok(tls) => Stream::Tls(Box::new(tls)),
+                Err(e) => {
+                    let message = format!("tls: {e}");
+                    return self.end(core, s, End::Failed(FailReason::Other, message));
+                }
+            },
+        };
         let slot = &mut self.slots[s];
         slot.stream = Some(stream);
         slot.state = State::Connecting;

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use mio::net::TcpStream;
+use echoloop::tls::Stream;
 use mio::Token;
 
 use echoloop::rules;
@@ -44,7 +44,7 @@ impl Tcp {
                     // Finished (the caller closes it), or drained.
                     let slot = &self.slots[s];
                     let asked = self.buf.len();
-                    let drained = |link: &TcpStream| link.read_proves_drained(n, asked, unproven);
+                    let drained = |link: &Stream| link.read_proves_drained(n, asked, unproven);
                     if slot.done >= slot.quota || slot.stream.as_ref().is_some_and(drained) {
                         return true;
                     }
@@ -160,8 +160,9 @@ impl Tcp {
         if let Some(stream) = slot.stream.as_mut() {
             let registry = core.poll.registry();
             let writable = pending || stream.wants_write();
+            let socket = stream.socket_mut();
             if let Err(e) =
-                rules::update_interest(registry, stream, Token(s), &mut slot.writable, writable)
+                rules::update_interest(registry, socket, Token(s), &mut slot.writable, writable)
             {
                 self.end(core, s, End::Unexpected(format!("reregister: {e}")));
             }
