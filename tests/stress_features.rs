@@ -532,3 +532,36 @@ fn stages_ramp_udp_sockets() {
     assert!(report.udp().sent <= 200, "{}", run.describe());
     assert!(report.latency().max < 300_000.0, "{}", run.describe());
 }
+
+/// Proves `--plot` of a `--udp` run in `--stages` shows both: a label
+/// naming each stage and the connections it ramps to (where its dashed
+/// line is), and a "jitter" series on the latency panel beside the
+/// percentiles.
+#[test]
+fn plot_shows_stages_and_udp_jitter() {
+    let addr = udp_echo();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("stress-plot-stages");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the scratch directory");
+    let path = dir.join("plot.svg");
+    let run = StressArgs::to(addr)
+        .udp()
+        .json()
+        .size(64)
+        .rate(200.0)
+        .flag("--stages", "0.3s:4,0.3s:2")
+        .flag("--interval", "0.1")
+        .flag("--plot", path.display())
+        .run(RUN_LIMIT);
+    run.assert_exit(0);
+    assert!(run.report().output_errors.is_empty(), "{}", run.describe());
+    let svg = std::fs::read_to_string(&path).expect("read the plot");
+    assert!(svg.trim_end().ends_with("</svg>"), "an unfinished SVG");
+    // plotters writes each `<text>`'s words on a line of their own.
+    for label in ["stage 1 → 4 conns", "stage 2 → 2 conns", "jitter"] {
+        assert!(
+            svg.lines().any(|l| l.trim() == label),
+            "no {label:?} in {svg}"
+        );
+    }
+}

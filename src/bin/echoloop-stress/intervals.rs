@@ -29,6 +29,9 @@ pub struct Point {
     pub latency: Option<[f64; LATENCY_LINES.len()]>,
     /// Open loop: the uncorrected round trip's p99 in µs.
     pub uncorrected_p99: Option<f64>,
+    /// `--udp`: the combined RFC 3550 jitter of the arrivals in it, µs
+    /// (`udp/jitter.rs`); `None` without a sample.
+    pub jitter: Option<f64>,
 }
 
 /// Most points a plot keeps (even, so that they join in pairs): more than
@@ -52,6 +55,7 @@ impl Point {
             (a, b) => a.or(b),
         };
         self.uncorrected_p99 = worse(self.uncorrected_p99, next.uncorrected_p99);
+        self.jitter = worse(self.jitter, next.jitter);
     }
 }
 
@@ -183,6 +187,7 @@ impl Intervals {
             }),
             uncorrected_p99: (!uncorrected.is_empty())
                 .then(|| us(uncorrected.value_at_quantile(0.99))),
+            jitter: rec.jitter_ns().map(|ns| ns / 1000.0),
         });
         if let (Some(log), None) = (log, &self.failed) {
             for &series in &self.series {
@@ -245,6 +250,7 @@ mod tests {
             messages: 1,
             latency: Some([latency; LATENCY_LINES.len()]),
             uncorrected_p99: None,
+            jitter: None,
         }
     }
 

@@ -1,6 +1,9 @@
 //! `--plot`: the run over time as an SVG picture — msgs/s in one panel,
 //! latency (p50, p99, p99.9, max; log scale) in the other, one point per
-//! `--interval`, the run's parameters in the title. Drawn with plotters'
+//! `--interval`, the run's parameters in the title; with `--stages`, a
+//! dashed line where each stage begins, labelled with the connections it
+//! ramps to; with `--udp`, the interval's RFC 3550 jitter beside the
+//! latency. Drawn with plotters'
 //! SVG backend, into a string: the file of `--plot` and the page of
 //! `--html` get the same picture.
 
@@ -36,7 +39,8 @@ fn draw(backend: SVGBackend<'_>, setup: &Setup, points: &[Point]) -> Result<(), 
         .map_err(|e| e.to_string())?;
     let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 20);
     let end = points.last().map_or(1.0, |p| p.start + p.secs).max(1e-3);
-    throughput(&top, points, end).map_err(|e| format!("draw msgs/s: {e}"))?;
+    let marks = stage_marks(setup);
+    throughput(&top, points, end, &marks).map_err(|e| format!("draw msgs/s: {e}"))?;
     latency(&bottom, points, end, setup.rate.is_some())
         .map_err(|e| format!("draw latency: {e}"))?;
     root.present().map_err(|e| e.to_string())
@@ -94,6 +98,29 @@ fn steps<'a>(
     })
 }
 
+/// `--stages`: where each stage begins on the time axis (seconds after
+/// the warm-up, which the axis leaves out), and its label:
+/// `stage 2 → 1,000 conns` (the connections it ramps to). Stages over
+/// by the end of the warm-up are left out.
+fn stage_marks(setup: &Setup) -> Vec<(f64, String)> {
+    let Some(stages) = &setup.stages else {
+        return Vec::new();
+    };
+    let warmup = setup.warmup.unwrap_or_default().as_secs_f64();
+    stages
+        .spans()
+        .enumerate()
+        .filter(|(_, (_, end, _, _))| *end as f64 / 1e9 > warmup)
+        .map(|(n, (start, _, _, stage))| {
+            let at = (start as f64 / 1e9 - warmup).max(0.0);
+            (
+                at,
+                format!("stage {} → {} conns", n + 1, group(stage.target)),
+            )
+        })
+        .collect()
+}
+
 /// The error type every drawing call returns.
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
@@ -102,6 +129,7 @@ fn throughput(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     points: &[Point],
     end: f64,
+    marks: &[(f64, String)],
 ) -> DrawResult {
     let rate = |p: &Point| p.messages as f64 / p.secs.max(1e-9);
     let top = points.iter().map(rate).fold(1.0, f64::max) * 1.1;
@@ -124,6 +152,15 @@ fn throughput(
         ))?
         .label("msgs/s")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], COLOURS[0]));
+    for (at, label) in marks {
+        let line = [(*at, 0.0), (*at, top)];
+        chart.draw_series(DashedLineSeries::new(line, 6, 4, BLACK.into()))?;
+        chart.draw_series(std::iter::once(Text::new(
+            label.clone(),
+            (*at + end * 0.005, top * 0.97),
+            ("sans-serif", 13),
+        )))?;
+    }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -139,7 +176,12 @@ fn latency(
     open_loop: bool,
 ) -> DrawResult {
     let values = points.iter().filter_map(|p| p.latency);
-    let low = values.clone().map(|l| l[0]).fold(f64::MAX, f64::min);
+    let jitters = points.iter().filter_map(|p| p.jitter);
+    let low = values
+        .clone()
+        .map(|l| l[0])
+        .chain(jitters)
+        .fold(f64::MAX, f64::min);
     let high = values
         .map(|l| l[LATENCY_LINES.len() - 1])
         .fold(1.0, f64::max);
@@ -185,6 +227,16 @@ fn latency(
                 &colour,
             ))?
             .label("p99 uncorrected")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+    }
+    if points.iter().any(|p| p.jitter.is_some()) {
+        let colour = RGBColor(148, 103, 189);
+        chart
+            .draw_series(LineSeries::new(
+                steps(points, move |p| p.jitter.map(|j| j.max(low))),
+                &colour,
+            ))?
+            .label("jitter")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
     }
     chart

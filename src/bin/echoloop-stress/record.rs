@@ -76,6 +76,12 @@ keyed_array!(
 pub struct Recorder {
     /// By [`Series::index`].
     pub hists: PerSeries<Histogram<u64>>,
+    /// `--udp`: the sum of the RFC 3550 jitter estimates (ns) of the
+    /// arrivals in it, over every socket (`udp/jitter.rs`): with
+    /// `jitter_samples`, the interval's combined jitter for the plot.
+    pub jitter_sum_ns: u64,
+    /// `--udp`: how many arrivals moved a jitter estimate.
+    pub jitter_samples: u64,
 }
 
 impl Recorder {
@@ -83,6 +89,8 @@ impl Recorder {
     pub fn new() -> Self {
         Recorder {
             hists: PerSeries(std::array::from_fn(|_| new_histogram())),
+            jitter_sum_ns: 0,
+            jitter_samples: 0,
         }
     }
 
@@ -101,11 +109,25 @@ impl Recorder {
         for (mine, theirs) in self.hists.iter_mut().zip(other.hists.iter()) {
             let _ = mine.add(theirs);
         }
+        self.jitter_sum_ns = self.jitter_sum_ns.saturating_add(other.jitter_sum_ns);
+        self.jitter_samples += other.jitter_samples;
+    }
+
+    /// `--udp`: an arrival moved a socket's jitter estimate to `ns`.
+    pub fn jitter(&mut self, ns: u64) {
+        self.jitter_sum_ns = self.jitter_sum_ns.saturating_add(ns);
+        self.jitter_samples += 1;
+    }
+
+    /// `--udp`: the combined jitter (ns) of what was recorded; `None`
+    /// without a sample.
+    pub fn jitter_ns(&self) -> Option<f64> {
+        (self.jitter_samples > 0).then(|| self.jitter_sum_ns as f64 / self.jitter_samples as f64)
     }
 
     /// Whether nothing was recorded in any series.
     pub fn is_empty(&self) -> bool {
-        self.hists.iter().all(Histogram::is_empty)
+        self.hists.iter().all(Histogram::is_empty) && self.jitter_samples == 0
     }
 
     /// Empties every series.
@@ -113,6 +135,8 @@ impl Recorder {
         for h in self.hists.iter_mut() {
             h.reset();
         }
+        self.jitter_sum_ns = 0;
+        self.jitter_samples = 0;
     }
 }
 
@@ -239,6 +263,11 @@ impl LoopRecording {
     /// Records `ns` in `series`.
     pub fn record(&mut self, series: Series, ns: u64) {
         self.rec.record(series, ns);
+    }
+
+    /// `--udp`: an arrival moved a socket's jitter estimate to `ns`.
+    pub fn jitter(&mut self, ns: u64) {
+        self.rec.jitter(ns);
     }
 
     /// Publishes what is due at `now`: the past interval at an interval

@@ -39,15 +39,17 @@ pub struct Jitter {
 }
 
 impl Jitter {
-    /// An echo arrived `transit` ns after its datagram went out.
-    pub fn arrive(&mut self, transit: u64) {
-        if let Some(last) = self.transit.replace(transit) {
-            let d = transit.abs_diff(last);
-            // A.8: jitter += d - ((jitter + 8) >> 4), J scaled by 16.
-            self.scaled = (self.scaled + d).saturating_sub((self.scaled + 8) >> 4);
-            self.sum = self.sum.saturating_add(self.scaled >> 4);
-            self.samples += 1;
-        }
+    /// An echo arrived `transit` ns after its datagram went out: returns
+    /// J (ns) if the arrival moved it (every one after the first), for the
+    /// interval's figure.
+    pub fn arrive(&mut self, transit: u64) -> Option<u64> {
+        let last = self.transit.replace(transit)?;
+        let d = transit.abs_diff(last);
+        // A.8: jitter += d - ((jitter + 8) >> 4), J scaled by 16.
+        self.scaled = (self.scaled + d).saturating_sub((self.scaled + 8) >> 4);
+        self.sum = self.sum.saturating_add(self.scaled >> 4);
+        self.samples += 1;
+        Some(self.scaled >> 4)
     }
 
     /// Adds this socket's figures to the run's counts.

@@ -128,7 +128,9 @@ impl Udp {
                 reordered,
             } => {
                 rec.record(Series::Rtt, turn.saturating_sub(sent_at));
-                flow.jitter.arrive(turn.saturating_sub(actual));
+                if let Some(j) = flow.jitter.arrive(turn.saturating_sub(actual)) {
+                    rec.jitter(j);
+                }
                 if plan.rate_interval_ns.is_some() {
                     rec.record(Series::RttUncorrected, turn.saturating_sub(actual));
                 }
